@@ -1,0 +1,174 @@
+"""Benchmark: `/zqbo status` ack latency under 50 concurrent signed requests.
+
+Starts the emulators in this process and the bot as `zqbo serve` starts it (gunicorn, in a
+subprocess), connects a company through the real OAuth flow, then sends N signed slash commands
+from C concurrent clients and prints p50/p99/max of the HTTP answer (the ack). Runs twice: QBO
+answering at once, and QBO answering after 2 s (the probe runs after the ack, so the ack must
+not move). Run: `.venv/bin/python bench/status_ack.py`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.emulator import IntuitEmulator, SlackEmulator  # noqa: E402
+
+DEDICATED = "zomentum.integration@acme.example"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_bot(intuit: IntuitEmulator, slack: SlackEmulator, port: int, workdir: str, redis: bool):
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "ZQBO_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "QBO_CLIENT_ID": intuit.client_id,
+        "QBO_CLIENT_SECRET": intuit.client_secret,
+        "QBO_ENVIRONMENT": intuit.discovery_url,
+        "QBO_API_URL": intuit.api_url,
+        "ZQBO_DEDICATED_EMAIL": DEDICATED,
+        "ZQBO_DB": f"{workdir}/zqbo.db",
+        "PORT": str(port),
+        "ZQBO_LOG_LEVEL": "WARNING",
+    }
+    env.pop("REDIS_URL", None)
+    if redis:
+        env["REDIS_URL"] = "redis://127.0.0.1:6379/15"
+        env["ZQBO_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+    zqbo = str(Path(sys.executable).parent / "zqbo")
+    proc = subprocess.Popen([zqbo, "serve"], env=env, cwd=workdir)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                return proc
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("zqbo serve did not become healthy in 30 s")
+
+
+def connect_company(slack: SlackEmulator, intuit: IntuitEmulator, events: str) -> None:
+    resp, response_url = slack.send_command(events, "connect")
+    resp.raise_for_status()
+    [message] = slack.wait_for_responses(response_url, 1, timeout=10)
+    url = next(
+        e["url"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"] if e.get("url")
+    )
+    callback = intuit.authorize(url, as_user=DEDICATED)
+    requests.get(callback, timeout=10).raise_for_status()
+
+
+def run_load(slack: SlackEmulator, events: str, total: int, clients: int) -> list[float]:
+    latencies: list[float] = []
+    lock = threading.Lock()
+    remaining = [total]
+    errors: list[str] = []
+
+    def client() -> None:
+        session = requests.Session()
+        while True:
+            with lock:
+                if remaining[0] <= 0:
+                    return
+                remaining[0] -= 1
+            body = urlencode(
+                {
+                    "team_id": "T0EMU",
+                    "user_id": "U0ADMIN",
+                    "user_name": "ana",
+                    "channel_id": "C0ALERTS",
+                    "command": "/zqbo",
+                    "text": "status",
+                    "response_url": slack.new_response_url(),
+                    "trigger_id": "1.2.3",
+                }
+            ).encode()
+            headers = {"Content-Type": "application/x-www-form-urlencoded", **slack.sign(body)}
+            started = time.perf_counter()
+            resp = session.post(events, data=body, headers=headers, timeout=10)
+            elapsed = time.perf_counter() - started
+            with lock:
+                if resp.status_code == 200:
+                    latencies.append(elapsed * 1000)
+                else:
+                    errors.append(str(resp.status_code))
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        print(f"  {len(errors)} requests failed: {sorted(set(errors))}")
+    return latencies
+
+
+def report(label: str, latencies: list[float], wall: float) -> None:
+    ordered = sorted(latencies)
+    p = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))]  # noqa: E731
+    print(
+        f"{label:<34} n={len(ordered):5d}  p50={statistics.median(ordered):7.1f} ms  "
+        f"p99={p(0.99):7.1f} ms  max={ordered[-1]:7.1f} ms  ({len(ordered) / wall:6.0f} req/s)"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--latency", type=float, default=2.0, help="QBO delay for the second run (s)")
+    parser.add_argument("--redis", action="store_true", help="Redis store instead of SQLite")
+    args = parser.parse_args()
+
+    with IntuitEmulator() as intuit, SlackEmulator() as slack, tempfile.TemporaryDirectory() as workdir:
+        intuit.seed_demo()
+        port = free_port()
+        proc = start_bot(intuit, slack, port, workdir, args.redis)
+        events = f"http://127.0.0.1:{port}/slack/events"
+        try:
+            connect_company(slack, intuit, events)
+            run_load(slack, events, 100, 10)  # warm-up
+            print(
+                f"/zqbo status ack latency, {args.requests} requests, {args.clients} concurrent clients, "
+                f"store={'redis' if args.redis else 'sqlite'}"
+            )
+            started = time.perf_counter()
+            fast = run_load(slack, events, args.requests, args.clients)
+            report("QBO answering at once", fast, time.perf_counter() - started)
+            intuit.set_latency(args.latency)
+            started = time.perf_counter()
+            slow = run_load(slack, events, args.requests, args.clients)
+            report(f"QBO answering after {args.latency:g} s", slow, time.perf_counter() - started)
+            probes = intuit.count("companyinfo")
+            print(f"companyinfo calls reaching QBO during both runs: {probes} (probes are coalesced)")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Wiring: builds the services, the Bolt app and the web app from Settings and a Store."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from flask import Flask
+from slack_bolt import App
+from slack_sdk import WebClient
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+)
+
+from bot.clock import Clock, SystemClock
+from bot.config import Settings
+from bot.connect import OAuthFlow
+from bot.probe import Prober
+from bot.qbo.client import QBOClient, RetryPolicy
+from bot.qbo.connection import ConnectionManager
+from bot.qbo.intuit import IntuitOAuth
+from bot.redact import remember
+from bot.store import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    clock: Clock
+    slack: WebClient
+    intuit: IntuitOAuth
+    connections: ConnectionManager
+    qbo: QBOClient
+    prober: Prober
+    oauth: OAuthFlow
+
+
+def slack_client(settings: Settings) -> WebClient:
+    """The one Slack retry policy: slack_sdk's own handlers for 429 and connection errors."""
+    return WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=10,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=3),
+        ],
+    )
+
+
+def build_services(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    clock: Clock | None = None,
+    retry: RetryPolicy | None = None,
+    probe_reuse_seconds: float = 20.0,
+) -> Services:
+    remember(
+        settings.slack_bot_token.get_secret_value(),
+        settings.slack_signing_secret.get_secret_value(),
+        settings.qbo_client_secret.get_secret_value(),
+        settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
+        settings.qbo_webhook_verifier_token.get_secret_value()
+        if settings.qbo_webhook_verifier_token
+        else None,
+        *settings.encryption_keys,
+    )
+    clock = clock or SystemClock()
+    store = store or open_store(settings)
+    intuit = IntuitOAuth(settings, clock)
+    connections = ConnectionManager(store, intuit, clock)
+    qbo = QBOClient(settings, intuit, connections, retry)
+    prober = Prober(qbo, connections, store, clock, reuse_seconds=probe_reuse_seconds)
+    oauth = OAuthFlow(
+        store,
+        intuit,
+        connections,
+        company_name=lambda realm: qbo.company_info(realm)["company_name"],
+        clock=clock,
+    )
+    return Services(settings, store, clock, slack_client(settings), intuit, connections, qbo, prober, oauth)
+
+
+def create_bolt_app(services: Services) -> App:
+    from handlers import actions, commands, events
+
+    app = App(
+        client=services.slack,
+        signing_secret=services.settings.slack_signing_secret.get_secret_value(),
+        # The ack is answered inline and the slow part runs as a lazy listener after it.
+        process_before_response=True,
+        token_verification_enabled=False,
+        # Lazy work (probes, links, DMs) waits on Intuit and QBO: more room than Bolt's 5 threads.
+        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-lazy"),
+    )
+    commands.register(app, services)
+    actions.register(app, services)
+    events.register(app, services)
+    return app
+
+
+def create_web_app(services: Services, bolt_app: App | None = None) -> Flask:
+    from handlers import health, oauth, slack_http
+
+    web = Flask("zqbo")
+    bolt_app = bolt_app or create_bolt_app(services)
+    slack_http.register(web, bolt_app)
+    oauth.register(web, services)
+    health.register(web, services)
+    return web
+
+
+def wsgi() -> Flask:
+    """Entry point for gunicorn (`bot.app:wsgi()`): settings from the environment."""
+    from bot.config import load_settings
+    from bot.redact import configure_logging
+
+    configure_logging()
+    settings = load_settings()
+    return create_web_app(build_services(settings))

@@ -1,0 +1,319 @@
+"""Every Block Kit payload zqbo sends, built by plain functions from plain data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.connect import CallbackResult, Outcome
+from bot.models import CheckResult, Connection
+from bot.status import CompanyStatus, State, StatusReport, is_dedicated
+
+Block = dict[str, Any]
+MAX_COMPANIES_ON_CARD = 8  # keeps a card well under Slack's 50 blocks
+SECTION_LIMIT = 3000
+
+STATE_ICON = {
+    State.CONNECTED: ":large_green_circle:",
+    State.EXPIRING: ":large_yellow_circle:",
+    State.LOST: ":red_circle:",
+    State.DISCONNECTED: ":white_circle:",
+    State.NEVER: ":white_circle:",
+}
+
+
+@dataclass(frozen=True)
+class Message:
+    text: str  # notification / fallback text
+    blocks: list[Block] = field(default_factory=list)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {"text": self.text, "blocks": self.blocks}
+
+
+def esc(text: object) -> str:
+    """Slack's three escapes; anything user- or QBO-supplied goes through here."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def when(dt: datetime, fmt: str = "{date_short_pretty} at {time}") -> str:
+    """A date Slack shows in each reader's own time zone."""
+    fallback = dt.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(dt.timestamp())}^{fmt}|{fallback}>"
+
+
+def relative(dt: datetime, now: datetime) -> str:
+    delta = dt - now
+    seconds = abs(delta.total_seconds())
+    if seconds < 90:
+        amount = f"{int(seconds)} s"
+    elif seconds < 90 * 60:
+        amount = f"{round(seconds / 60)} min"
+    elif seconds < 36 * 3600:
+        amount = f"{round(seconds / 3600)} h"
+    else:
+        amount = f"{round(seconds / 86400)} days"
+    return f"in {amount}" if delta >= timedelta(0) else f"{amount} ago"
+
+
+def section(text: str, accessory: Block | None = None) -> Block:
+    if len(text) > SECTION_LIMIT:
+        text = text[: SECTION_LIMIT - 1] + "…"
+    block: Block = {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+    if accessory:
+        block["accessory"] = accessory
+    return block
+
+
+def context(*parts: str) -> Block:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": p[:SECTION_LIMIT]} for p in parts]}
+
+
+def button(text: str, action_id: str, *, value: str = "", url: str = "", style: str = "") -> Block:
+    element: Block = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+    }
+    if value:
+        element["value"] = value
+    if url:
+        element["url"] = url
+    if style:
+        element["style"] = style
+    return element
+
+
+def actions(*elements: Block) -> Block:
+    return {"type": "actions", "elements": list(elements)}
+
+
+DIVIDER: Block = {"type": "divider"}
+
+
+# --- /zqbo status ------------------------------------------------------------------------
+
+
+def _identity_line(company: CompanyStatus, dedicated_email: str) -> str:
+    if not company.identity_email:
+        return "*Authorised as:* unknown (Intuit did not tell us; reconnect to find out)"
+    who = esc(company.identity_email)
+    if company.identity_name:
+        who = f"{esc(company.identity_name)} ({who})"
+    if not company.identity_verified:
+        who += " — :warning: email not verified at Intuit"
+    if company.is_dedicated is None:
+        verdict = "_set ZQBO_DEDICATED_EMAIL to tell if this is the dedicated integration user_"
+    elif company.is_dedicated:
+        verdict = ":white_check_mark: the dedicated integration user"
+    else:
+        verdict = (
+            f":warning: *not* the dedicated user ({esc(dedicated_email)}): automated entries "
+            "are logged under a person"
+        )
+    return f"*Authorised as:* {who}\n{verdict}"
+
+
+def _check_line(label: str, check: CheckResult | None, now: datetime) -> str:
+    if check is None:
+        return f"*{label}:* never"
+    icon = ":white_check_mark:" if check.ok else ":x:"
+    scanned = f", {check.entries_scanned} entries scanned" if check.kind == "audit" else ""
+    return f"*{label}:* {icon} {esc(check.summary)}{scanned} — {when(check.at)} ({relative(check.at, now)})"
+
+
+def _company_blocks(
+    c: CompanyStatus, report: StatusReport, probe: CheckResult | None, probing: bool
+) -> list[Block]:
+    now = report.now
+    name = esc(c.company_name or "Company name not known yet")
+    state = c.state.value
+    if c.state is State.LOST:
+        state += f" — {esc(c.reason)}" if c.reason else ""
+    elif c.state is State.DISCONNECTED and c.reason:
+        state += f" — {esc(c.reason)}"
+    head = f"{STATE_ICON[c.state]} *{name}*  ·  realm `{esc(c.realm_id)}`\n*State:* {state}"
+    if c.state in (State.LOST, State.DISCONNECTED):
+        head += "\n:point_right: Run `/zqbo connect` as the dedicated integration user to reconnect."
+    elif c.state is State.EXPIRING:
+        head += "\n:point_right: The refresh token ends soon: reconnect with `/zqbo connect` before it does."
+    lines = [_identity_line(c, report.dedicated_email)]
+    access = "expired" if c.access_expires_at <= now else "valid"
+    lines.append(
+        f"*Access token:* {access}, {relative(c.access_expires_at, now)} (refreshed automatically)"
+        f"\n*Refresh token:* ends {when(c.refresh_expires_at, '{date_short_pretty}')} "
+        f"({relative(c.refresh_expires_at, now)})"
+    )
+    if c.dedicated_user_source == "pinned":
+        lines.append(f"*Dedicated QBO user id:* `{esc(c.dedicated_user_id)}` (pinned)")
+    else:
+        lines.append(
+            "*Dedicated QBO user id:* unknown — learned from the first automated entry after a "
+            "reconnect as the dedicated user, or pin it with ZQBO_DEDICATED_USER_ID"
+        )
+    lines.append(_check_line("Last check", c.last_check, now))
+    if c.next_check is not None:
+        lines.append(f"*Next check:* {when(c.next_check)} ({relative(c.next_check, now)})")
+    else:
+        lines.append(
+            f"*Next check:* none scheduled — no scheduler has run yet (`zqbo worker`, every "
+            f"{int(report.check_interval.total_seconds() // 60)} min)"
+        )
+    if probing:
+        live = ":hourglass_flowing_sand: Asking QuickBooks now…"
+    elif probe is not None:
+        live = _check_line("Live probe", probe, now)
+    elif c.last_probe is not None:
+        live = _check_line("Last probe", c.last_probe, now)
+    else:
+        live = ""
+    blocks = [section(head), section("\n".join(lines))]
+    if live:
+        blocks.append(context(live))
+    return blocks
+
+
+def status_card(
+    report: StatusReport, probes: Mapping[str, CheckResult] | None = None, probing: bool = False
+) -> Message:
+    probes = probes or {}
+    if report.never_connected:
+        return Message(
+            text="zqbo: QuickBooks has never been connected",
+            blocks=[
+                section(
+                    f"{STATE_ICON[State.NEVER]} *QuickBooks Online: never connected*\n"
+                    "zqbo watches that your payments integration posts to QuickBooks under a "
+                    "dedicated integration user. Connect a company to start."
+                ),
+                actions(button("Connect QuickBooks", "zqbo_connect", style="primary")),
+                context("Tip: sign in to Intuit *as the dedicated integration user* when you connect."),
+            ],
+        )
+    blocks: list[Block] = [section("*QuickBooks Online connection status*")]
+    shown = report.companies[:MAX_COMPANIES_ON_CARD]
+    for company in shown:
+        blocks.append(DIVIDER)
+        blocks.extend(_company_blocks(company, report, probes.get(company.realm_id), probing))
+    if len(report.companies) > len(shown):
+        blocks.append(context(f"…and {len(report.companies) - len(shown)} more companies"))
+    worst = [c for c in report.companies if c.state in (State.LOST, State.EXPIRING, State.DISCONNECTED)]
+    summary = ", ".join(f"{c.company_name or c.realm_id}: {c.state.value}" for c in report.companies)
+    if worst:
+        blocks.append(actions(button("Connect QuickBooks", "zqbo_connect", style="primary")))
+    return Message(text=f"zqbo status — {summary}", blocks=blocks)
+
+
+# --- help, connect ----------------------------------------------------------------------
+
+HELP_COMMANDS = (
+    ("status", "connection state, identity, token expiry and checks"),
+    ("connect", "get a link to connect QuickBooks (sign in as the dedicated user)"),
+    ("help", "this message"),
+)
+
+
+def help_message(unknown: str = "") -> Message:
+    lines = [f"• `/zqbo {name}` — {what}" for name, what in HELP_COMMANDS]
+    blocks: list[Block] = []
+    if unknown:
+        blocks.append(section(f":thinking_face: I don't know `{esc(unknown[:100])}`. Here is what I can do:"))
+    blocks.append(section("*zqbo keeps your QuickBooks connection honest*\n" + "\n".join(lines)))
+    blocks.append(
+        context(
+            "zqbo checks that automated entries are logged under a dedicated QuickBooks user, "
+            "not under a person."
+        )
+    )
+    return Message(text="zqbo help", blocks=blocks)
+
+
+def connect_preparing() -> Message:
+    return Message(
+        text="Preparing a QuickBooks authorisation link…",
+        blocks=[context(":hourglass_flowing_sand: Preparing a QuickBooks authorisation link…")],
+    )
+
+
+def connect_link(url: str, expires_at: datetime, dedicated_email: str) -> Message:
+    who = (
+        f"Sign in to Intuit as *{esc(dedicated_email)}*, the dedicated integration user"
+        if dedicated_email
+        else "Sign in to Intuit as the dedicated integration user (not your own login)"
+    )
+    return Message(
+        text="Connect QuickBooks Online",
+        blocks=[
+            section(
+                f"*Connect QuickBooks Online*\n{who}: every automated entry will be logged under "
+                "whoever authorises this link. A private browser window avoids reusing your own "
+                "Intuit session."
+            ),
+            actions(button("Connect to QuickBooks", "zqbo_connect_link", url=url, style="primary")),
+            context(f"This link is yours alone, works once, and expires {when(expires_at, '{time}')}."),
+        ],
+    )
+
+
+def error_message(what: str, error_id: str = "") -> Message:
+    ref = f" (reference `{error_id}`)" if error_id else ""
+    return Message(text=what, blocks=[section(f":x: {esc(what)}{ref}")])
+
+
+# --- DMs after the OAuth callback -----------------------------------------------------------
+
+
+def dm_connected(conn: Connection, dedicated_email: str) -> Message:
+    name = esc(conn.company_name or "your company")
+    ident = esc(conn.identity.email or "an identity Intuit did not tell us")
+    verdict = is_dedicated(conn.identity.email, dedicated_email)
+    if verdict is None:
+        tail = "Set ZQBO_DEDICATED_EMAIL so zqbo can tell whether this is the dedicated user."
+    elif verdict:
+        tail = ":white_check_mark: That is the dedicated integration user."
+    else:
+        tail = (
+            f":warning: That is *not* the dedicated user ({esc(dedicated_email)}). Entries will be "
+            "logged under this person. Reconnect while signed in as the dedicated user."
+        )
+    return Message(
+        text=f"QuickBooks connected: {conn.company_name} as {conn.identity.email}",
+        blocks=[
+            section(
+                f":link: *QuickBooks connected* — {name} (realm `{esc(conn.realm_id)}`)\n"
+                f"Authorised as *{ident}*.\n{tail}"
+            ),
+            context("Run `/zqbo status` any time to see the connection."),
+        ],
+    )
+
+
+CALLBACK_PROBLEMS = {
+    Outcome.DECLINED: "You declined the authorisation at Intuit, so nothing was connected.",
+    Outcome.EXPIRED: "That authorisation link had expired (links last 10 minutes).",
+    Outcome.REUSED: "That authorisation link was already used; each link works once.",
+    Outcome.UNKNOWN_STATE: "That authorisation link was not issued by zqbo.",
+    Outcome.MISSING_STATE: "The callback carried no state, so it cannot be trusted.",
+    Outcome.BAD_CODE: "Intuit did not accept the authorisation code.",
+    Outcome.FAILED: "Intuit could not be reached to finish the connection.",
+}
+
+
+def callback_problem_text(result: CallbackResult) -> str:
+    return CALLBACK_PROBLEMS.get(result.outcome, "The connection did not complete.")
+
+
+def dm_callback_problem(result: CallbackResult) -> Message:
+    what = callback_problem_text(result)
+    ref = f" Reference `{result.error_id}`." if result.error_id else ""
+    return Message(
+        text=f"QuickBooks was not connected: {what}",
+        blocks=[
+            section(
+                f":x: *QuickBooks was not connected.* {esc(what)}{ref}\n"
+                "Nothing was stored. Run `/zqbo connect` for a fresh link."
+            ),
+        ],
+    )

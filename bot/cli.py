@@ -1,0 +1,169 @@
+"""`zqbo` command line: serve, socket, demo, emulator, doctor, keygen."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.redact import configure_logging
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", default="INFO", envvar="ZQBO_LOG_LEVEL", show_default=True)
+def main(log_level: str) -> None:
+    """zqbo: keeps a payments integration's QuickBooks Online connection honest."""
+    configure_logging(log_level)
+
+
+@main.command()
+@click.option("--port", type=int, default=None, help="Overrides PORT.")
+@click.option(
+    "--workers",
+    type=int,
+    default=None,
+    envvar="WEB_CONCURRENCY",
+    help="Worker processes (default 1; more only with REDIS_URL).",
+)
+@click.option("--threads", type=int, default=32, show_default=True)
+def serve(port: int | None, workers: int | None, threads: int) -> None:
+    """Run the web process (Slack, OAuth callback, health, metrics) under gunicorn."""
+    from gunicorn.app.base import BaseApplication
+
+    from bot.app import build_services, create_web_app
+
+    settings = _settings()
+    if workers and workers > 1 and not settings.redis_url:
+        raise click.ClickException("several workers need REDIS_URL (SQLite serves one process)")
+    app = create_web_app(build_services(settings))
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": f"0.0.0.0:{port or settings.port}",
+                "workers": workers or 1,
+                "worker_class": "gthread",
+                "threads": threads,
+                "timeout": 60,
+                "graceful_timeout": 20,
+                "keepalive": 5,
+                "accesslog": None,
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return app
+
+    _Server().run()
+
+
+@main.command()
+def socket() -> None:
+    """Run over Socket Mode (local development; needs SLACK_APP_TOKEN)."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    from bot.app import build_services, create_bolt_app
+
+    settings = _settings()
+    if settings.slack_app_token is None:
+        raise click.ClickException("SLACK_APP_TOKEN is not set (an xapp- token with connections:write)")
+    services = build_services(settings)
+    # The OAuth callback still needs HTTP: serve it beside the socket.
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from bot.app import create_web_app
+
+    bolt = create_bolt_app(services)
+    web = make_server("127.0.0.1", settings.port, create_web_app(services, bolt), threaded=True)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    click.echo(f"OAuth callback on http://127.0.0.1:{settings.port}/qbo/callback")
+    SocketModeHandler(bolt, settings.slack_app_token.get_secret_value()).start()
+
+
+@main.command()
+@click.option("--public-url", envvar="ZQBO_PUBLIC_URL", required=True, help="Defaults to ZQBO_PUBLIC_URL.")
+def manifest(public_url: str) -> None:
+    """Print app_manifest.yml with your public URL filled in."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "app_manifest.yml").read_text()
+    click.echo(text.replace("https://zqbo.example.com", public_url.rstrip("/")), nl=False)
+
+
+@main.command()
+def keygen() -> None:
+    """Print a new Fernet key for ZQBO_ENCRYPTION_KEY."""
+    from cryptography.fernet import Fernet
+
+    click.echo(Fernet.generate_key().decode())
+
+
+@main.command()
+def doctor() -> None:
+    """Check settings, the store, Slack and Intuit, and say what is wrong."""
+    from bot.app import build_services
+
+    settings = _settings()
+    services = build_services(settings)
+    ok = True
+
+    def report(name: str, good: bool, detail: str) -> None:
+        nonlocal ok
+        ok = ok and good
+        click.echo(f"{'ok ' if good else 'BAD'}  {name}: {detail}")
+
+    report("store", services.store.ping(), services.store.backend)
+    try:
+        auth = services.slack.auth_test()
+        report("slack", True, f"bot {auth.get('user')} in {auth.get('team')}")
+    except Exception as exc:
+        report("slack", False, str(exc))
+    try:
+        services.intuit.client()
+        report("intuit", True, f"discovery document for {settings.qbo_environment}")
+    except Exception as exc:
+        report("intuit", False, str(exc))
+    report(
+        "alert channel", bool(settings.alert_channel), settings.alert_channel or "ZQBO_ALERT_CHANNEL not set"
+    )
+    report(
+        "dedicated user",
+        bool(settings.dedicated_email),
+        settings.dedicated_email or "ZQBO_DEDICATED_EMAIL not set",
+    )
+    sys.exit(0 if ok else 1)
+
+
+@main.command()
+@click.option("--intuit-port", type=int, default=0)
+@click.option("--slack-port", type=int, default=0)
+def emulator(intuit_port: int, slack_port: int) -> None:
+    """Run the local Intuit/QBO and Slack emulators until Ctrl-C."""
+    from bot.emulator.__main__ import run_standalone
+
+    run_standalone(port_intuit=intuit_port, port_slack=slack_port)
+
+
+@main.command()
+@click.option("--fast", is_flag=True, help="Do not pause between steps.")
+def demo(fast: bool) -> None:
+    """Try zqbo with no Slack or Intuit account: emulators + bot, played in the terminal."""
+    from bot.demo import run_demo
+
+    run_demo(pause=0 if fast else 0.6)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""Settings, read once from the environment (and `.env`), validated before anything starts."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+from urllib.parse import urlparse
+
+from cryptography.fernet import Fernet
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_ENTITIES = (
+    "Payment,Deposit,SalesReceipt,RefundReceipt,Invoice,CreditMemo,JournalEntry,Transfer,Purchase,BillPayment"
+)
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+def _env(name: str) -> Field:  # type: ignore[valid-type]
+    return Field(validation_alias=AliasChoices(name, name.lower()))
+
+
+def _split(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list | tuple):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
+
+_INTERVAL = re.compile(r"^\s*(\d+)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
+
+
+def parse_interval(value: object) -> timedelta:
+    """`15` means 15 minutes; `90s`, `15m`, `1h` are accepted too."""
+    if isinstance(value, timedelta):
+        return value
+    match = _INTERVAL.match(str(value))
+    if not match:
+        raise ValueError("use minutes (15) or a number with s/m/h (90s, 15m, 1h)")
+    amount, unit = int(match.group(1)), (match.group(2) or "m").lower()
+    seconds = amount * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[unit]
+    if seconds < 60:
+        raise ValueError("the check interval must be at least one minute")
+    return timedelta(seconds=seconds)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    slack_bot_token: SecretStr = _env("SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr = _env("SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/",
+        validation_alias=AliasChoices("SLACK_API_URL", "slack_api_url"),
+    )
+    public_url: str = _env("ZQBO_PUBLIC_URL")
+    qbo_client_id: str = _env("QBO_CLIENT_ID")
+    qbo_client_secret: SecretStr = _env("QBO_CLIENT_SECRET")
+    qbo_environment: str = Field(
+        default="sandbox", validation_alias=AliasChoices("QBO_ENVIRONMENT", "qbo_environment")
+    )
+    qbo_redirect_uri: str = Field(
+        default="", validation_alias=AliasChoices("QBO_REDIRECT_URI", "qbo_redirect_uri")
+    )
+    qbo_api_url: str = Field(default="", validation_alias=AliasChoices("QBO_API_URL", "qbo_api_url"))
+    qbo_webhook_verifier_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("QBO_WEBHOOK_VERIFIER_TOKEN", "qbo_webhook_verifier_token"),
+    )
+    alert_channel: str = Field(
+        default="", validation_alias=AliasChoices("ZQBO_ALERT_CHANNEL", "alert_channel")
+    )
+    admins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=AliasChoices("ZQBO_ADMINS", "admins")
+    )
+    dedicated_email: str = Field(
+        default="", validation_alias=AliasChoices("ZQBO_DEDICATED_EMAIL", "dedicated_email")
+    )
+    dedicated_user_id: str = Field(
+        default="", validation_alias=AliasChoices("ZQBO_DEDICATED_USER_ID", "dedicated_user_id")
+    )
+    markers: str = Field(default="", validation_alias=AliasChoices("ZQBO_MARKERS", "markers"))
+    entities: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: _split(DEFAULT_ENTITIES),
+        validation_alias=AliasChoices("ZQBO_ENTITIES", "entities"),
+    )
+    check_interval: Annotated[timedelta, NoDecode] = Field(
+        default=timedelta(minutes=15),
+        validation_alias=AliasChoices("ZQBO_CHECK_INTERVAL", "check_interval"),
+    )
+    redis_url: str = Field(default="", validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    db_path: str = Field(default="./zqbo.db", validation_alias=AliasChoices("ZQBO_DB", "db_path"))
+    encryption_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("ZQBO_ENCRYPTION_KEY", "encryption_key")
+    )
+    port: int = Field(default=3000, validation_alias=AliasChoices("PORT", "port"))
+
+    @field_validator("admins", "entities", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> list[str]:
+        return _split(value)
+
+    @field_validator("check_interval", mode="before")
+    @classmethod
+    def _interval(cls, value: object) -> timedelta:
+        return parse_interval(value)
+
+    @field_validator("public_url", "slack_api_url", "qbo_api_url", "qbo_redirect_uri")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("qbo_environment")
+    @classmethod
+    def _environment(cls, value: str) -> str:
+        if value.lower() in ("sandbox", "production"):
+            return value.lower()
+        if urlparse(value).scheme in ("http", "https"):
+            return value
+        raise ValueError("use sandbox, production, or the URL of an OpenID discovery document")
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        for key in _split(value.get_secret_value()):
+            try:
+                Fernet(key.encode())
+            except ValueError:
+                raise ValueError(
+                    "each key must be a Fernet key (32 url-safe base64 bytes); make one with `zqbo keygen`"
+                ) from None
+        return value
+
+    @model_validator(mode="after")
+    def _derived(self) -> Settings:
+        self.public_url = self.public_url.rstrip("/")
+        if not self.slack_api_url.endswith("/"):
+            self.slack_api_url += "/"
+        if not self.qbo_redirect_uri:
+            self.qbo_redirect_uri = f"{self.public_url}/qbo/callback"
+        self.qbo_api_url = self.qbo_api_url.rstrip("/")
+        if self.redis_url and self.encryption_key is None:
+            raise ValueError(
+                "ZQBO_ENCRYPTION_KEY is required with REDIS_URL: every process must share the "
+                "key that encrypts tokens (make one with `zqbo keygen`)"
+            )
+        return self
+
+    @property
+    def encryption_keys(self) -> list[str]:
+        return _split(self.encryption_key.get_secret_value()) if self.encryption_key else []
+
+    @property
+    def qbo_api_is_local_http(self) -> bool:
+        url = urlparse(self.qbo_api_url)
+        return url.scheme == "http" and url.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings, turning pydantic's report into one sentence per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+            if err["type"] == "missing":
+                problems.append(f"{name} is not set")
+            else:
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                problems.append(f"{name} is invalid: {msg}" if err["loc"] else msg)
+        raise ConfigError("zqbo cannot start: " + "; ".join(problems)) from None

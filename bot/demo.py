@@ -1,0 +1,141 @@
+"""`zqbo demo`: the emulators and the real bot, played in the terminal.
+
+The bot runs exactly as in production (Bolt + Flask, real Slack/Intuit/QuickBooks clients),
+only pointed at local emulators through SLACK_API_URL, QBO_ENVIRONMENT and QBO_API_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+from werkzeug.serving import make_server
+
+from bot.app import build_services, create_web_app
+from bot.config import load_settings
+from bot.emulator import IntuitEmulator, SlackEmulator
+from bot.render import render
+
+PERSON = "jane@acme.example"
+DEDICATED = "zomentum.integration@acme.example"
+
+
+class Player:
+    def __init__(self, pause: float, echo: Callable[[str], None]) -> None:
+        self.pause = pause
+        self.echo = echo
+        self.n = 0
+
+    def step(self, title: str) -> None:
+        self.n += 1
+        self.echo("")
+        self.echo(click.style(f"── {self.n}. {title} ", bold=True) + "─" * max(0, 70 - len(title)))
+        time.sleep(self.pause)
+
+    def say(self, text: str) -> None:
+        self.echo(click.style(text, dim=True))
+
+    def slack(self, who: str, message: dict[str, Any]) -> None:
+        self.echo(click.style(f"  {who}", fg="cyan"))
+        self.echo(render(message.get("blocks") or [], message.get("text", "")))
+        time.sleep(self.pause)
+
+
+def _buttons(message: dict[str, Any]) -> list[str]:
+    return [
+        e["url"]
+        for b in message.get("blocks", [])
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e.get("url")
+    ]
+
+
+def run_demo(pause: float = 0.6, echo: Callable[[str], None] = click.echo) -> None:
+    play = Player(pause, echo)
+    workdir = Path(tempfile.mkdtemp(prefix="zqbo-demo-"))
+    with IntuitEmulator() as intuit, SlackEmulator() as slack:
+        intuit.seed_demo()
+        server = make_server("127.0.0.1", 0, None, threaded=True)  # type: ignore[arg-type]
+        bot_url = f"http://127.0.0.1:{server.server_port}"
+        settings = load_settings(
+            _env_file=None,
+            SLACK_BOT_TOKEN=slack.bot_token,
+            SLACK_SIGNING_SECRET=slack.signing_secret,
+            SLACK_API_URL=slack.api_url,
+            ZQBO_PUBLIC_URL=bot_url,
+            QBO_CLIENT_ID=intuit.client_id,
+            QBO_CLIENT_SECRET=intuit.client_secret,
+            QBO_ENVIRONMENT=intuit.discovery_url,
+            QBO_API_URL=intuit.api_url,
+            ZQBO_DEDICATED_EMAIL=DEDICATED,
+            ZQBO_ALERT_CHANNEL="C0ALERTS",
+            ZQBO_ADMINS="U0ADMIN",
+            REDIS_URL="",
+            ZQBO_ENCRYPTION_KEY="",
+            ZQBO_DB=str(workdir / "zqbo.db"),
+            ZQBO_DEDICATED_USER_ID="",
+        )
+        server.app = create_web_app(build_services(settings))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        events = f"{bot_url}/slack/events"
+        try:
+            _play(play, slack, intuit, events, workdir)
+        finally:
+            server.shutdown()
+
+
+def _command(play: Player, slack: SlackEmulator, events: str, text: str) -> tuple[dict[str, Any], str]:
+    play.echo(click.style(f"  ana › /zqbo {text}", fg="green", bold=True))
+    resp, response_url = slack.send_command(events, text, user_id="U0ADMIN", user_name="ana")
+    resp.raise_for_status()
+    ack = json.loads(resp.text) if resp.text else {}
+    play.slack("zqbo (only visible to you)", ack)
+    return ack, response_url
+
+
+def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: str, workdir: Path) -> None:
+    play.echo(
+        click.style("zqbo demo", bold=True) + " — Slack and Intuit are emulated on 127.0.0.1;"
+        " the bot is the real one."
+    )
+    play.say(
+        f"  Slack API  {slack.api_url}\n  Intuit     {intuit.discovery_url}\n"
+        f"  QBO API    {intuit.api_url}\n  Store      SQLite in {workdir}"
+    )
+
+    play.step("Nothing is connected yet")
+    _command(play, slack, events, "status")
+
+    play.step("Ana asks for a connection link")
+    _, response_url = _command(play, slack, events, "connect")
+    [message] = slack.wait_for_responses(response_url, 1)
+    play.slack("zqbo (updates the message)", message)
+    [auth_url] = _buttons(message)
+
+    play.step(f"In a private window, Ana signs in to Intuit as {DEDICATED}")
+    play.say("  Intuit's consent screen (emulated) → Connect")
+    callback = intuit.authorize(auth_url, as_user=DEDICATED)
+    page = requests.get(callback, timeout=10)
+    title = page.text.split("<h1", 1)[-1].split(">", 1)[-1].split("</h1>", 1)[0]
+    play.say(f"  Browser shows: “{title}” (HTTP {page.status_code})")
+    for call in slack.calls_to("chat.postMessage"):
+        if str(call.args.get("channel", "")).startswith("D"):
+            play.slack("zqbo → DM to ana", call.args)
+
+    play.step("Status again: connected, with the identity")
+    _, response_url = _command(play, slack, events, "status")
+    [live] = slack.wait_for_responses(response_url, 1, timeout=10)
+    play.slack("zqbo (after asking QuickBooks live)", live)
+
+    play.step("Done")
+    play.echo(
+        "  Next: create the Slack app from app_manifest.yml and the Intuit app (README), then `zqbo serve`."
+    )

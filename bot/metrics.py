@@ -1,0 +1,16 @@
+"""Prometheus metrics, served at GET /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+SLACK_COMMANDS = Counter("zqbo_slack_commands_total", "Slash commands received", ["subcommand"])
+TOKEN_REFRESHES = Counter("zqbo_token_refreshes_total", "QBO token refresh attempts", ["outcome"])
+QBO_REQUESTS = Counter("zqbo_qbo_requests_total", "QBO API calls (after retries)", ["operation", "outcome"])
+QBO_RETRIES = Counter("zqbo_qbo_retries_total", "QBO API calls retried", ["reason"])
+PROBE_SECONDS = Histogram(
+    "zqbo_probe_seconds",
+    "Live connection probe duration",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+OAUTH_CALLBACKS = Counter("zqbo_oauth_callbacks_total", "OAuth callbacks by outcome", ["outcome"])

@@ -1,0 +1,77 @@
+"""Plain data passed between layers. Nothing here talks to the network or a store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+
+class ConnectionStatus(StrEnum):
+    CONNECTED = "connected"
+    LOST = "lost"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who authorised a connection, as Intuit's userinfo endpoint tells it."""
+
+    email: str
+    name: str = ""
+    sub: str = ""
+    email_verified: bool = False
+
+
+@dataclass
+class Connection:
+    """A QBO company's OAuth connection. Tokens are clear text here; the store encrypts them."""
+
+    realm_id: str
+    company_name: str
+    access_token: str
+    refresh_token: str
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    identity: Identity
+    connected_at: datetime
+    connected_by: str = ""  # Slack user id
+    team_id: str = ""
+    status: ConnectionStatus = ConnectionStatus.CONNECTED
+    status_reason: str = ""
+    refreshed_at: datetime | None = None
+    token_generation: int = 0  # +1 per rotation; lets a process tell a newer token from its own
+
+    def __repr__(self) -> str:  # never let a token reach a log through repr()
+        return (
+            f"Connection(realm_id={self.realm_id!r}, company_name={self.company_name!r}, "
+            f"status={self.status.value!r}, identity={self.identity.email!r}, "
+            f"token_generation={self.token_generation})"
+        )
+
+
+@dataclass(frozen=True)
+class OAuthState:
+    """An authorisation link handed to one Slack user: single use, short-lived."""
+
+    state: str
+    slack_user_id: str
+    team_id: str
+    created_at: datetime
+    expires_at: datetime
+    purpose: str = "connect"
+    channel_id: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one check (probe, audit...) of one company."""
+
+    realm_id: str
+    kind: str  # "probe" | "audit" | ...
+    at: datetime
+    ok: bool
+    summary: str
+    entries_scanned: int = 0
+    error_id: str = ""
+    details: dict[str, str] = field(default_factory=dict)

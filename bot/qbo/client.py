@@ -1,0 +1,146 @@
+"""QBO Accounting API calls through python-quickbooks, with the one retry policy for QBO.
+
+A QuickBooks object is built per call from the connection manager's valid access token, so
+the library never refreshes (and loses a rotated refresh token) by itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import requests
+from quickbooks import QuickBooks
+from quickbooks.exceptions import AuthorizationException, QuickbooksException
+from quickbooks.objects.company_info import CompanyInfo
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from bot import metrics
+from bot.config import Settings
+from bot.qbo.connection import ConnectionManager
+from bot.qbo.errors import AccessDenied, RequestRejected, TransientError
+from bot.qbo.http import LastResponse, TimeoutAdapter
+from bot.qbo.intuit import IntuitOAuth
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+MINOR_VERSION = 75
+
+
+class RetryPolicy:
+    """Backoff with jitter on 429/5xx/network, honouring Retry-After; nothing else is retried."""
+
+    def __init__(self, attempts: int = 4, max_wait: float = 20.0, max_total: float = 60.0) -> None:
+        self.attempts = attempts
+        self.max_wait = max_wait
+        self.max_total = max_total
+        self._backoff = wait_exponential_jitter(initial=0.5, max=max_wait, jitter=0.5)
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return min(exc.retry_after, self.max_wait)
+        return float(self._backoff(state))
+
+    def _log(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        reason = str(getattr(exc, "status", None) or "network")
+        metrics.QBO_RETRIES.labels(reason=reason).inc()
+        log.warning("QBO call failed (%s), retry %d", exc, state.attempt_number)
+
+    def retrying(self) -> Retrying:
+        return Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=self._wait,
+            stop=stop_after_attempt(self.attempts) | stop_after_delay(self.max_total),
+            before_sleep=self._log,
+            reraise=True,
+        )
+
+
+class QBOClient:
+    def __init__(
+        self,
+        settings: Settings,
+        intuit: IntuitOAuth,
+        connections: ConnectionManager,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._settings = settings
+        self._intuit = intuit
+        self._connections = connections
+        self._retry = retry or RetryPolicy()
+        if settings.qbo_api_is_local_http:
+            # requests-oauthlib refuses http:// unless told; only ever for a loopback emulator.
+            os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+
+    def _quickbooks(self, realm_id: str, force_refresh: bool) -> tuple[QuickBooks, LastResponse]:
+        conn = self._connections.valid(realm_id, force_refresh=force_refresh)
+        auth = self._intuit.client(access_token=conn.access_token, realm_id=realm_id)
+        qb = QuickBooks(
+            auth_client=auth,
+            refresh_token=conn.refresh_token,
+            company_id=realm_id,
+            minorversion=MINOR_VERSION,
+        )
+        if self._settings.qbo_api_url:
+            qb.api_url_v3 = qb.sandbox_api_url_v3 = self._settings.qbo_api_url
+        recorder = LastResponse()
+        qb.session.hooks["response"].append(recorder)
+        adapter = TimeoutAdapter()
+        qb.session.mount("http://", adapter)
+        qb.session.mount("https://", adapter)
+        return qb, recorder
+
+    def _once(self, realm_id: str, operation: str, call: Callable[[QuickBooks], T]) -> T:
+        force = False
+        for _ in range(2):  # a 401 gets one forced refresh, then it is final
+            qb, recorder = self._quickbooks(realm_id, force)
+            try:
+                return call(qb)
+            except AuthorizationException:
+                if recorder.status != 401:
+                    raise RequestRejected(f"QBO refused {operation} (authorization fault)") from None
+                force = True
+            except QuickbooksException as exc:
+                status = recorder.status
+                if status is not None and (status == 429 or status >= 500):
+                    raise TransientError(
+                        f"QBO answered HTTP {status} to {operation}",
+                        status=status,
+                        retry_after=recorder.retry_after,
+                    ) from None
+                raise RequestRejected(
+                    f"QBO refused {operation}: HTTP {status}, code {exc.error_code}", status=status
+                ) from None
+            except requests.RequestException as exc:
+                raise TransientError(
+                    f"QBO could not be reached for {operation}: {type(exc).__name__}"
+                ) from None
+        raise AccessDenied(
+            f"QBO answered 401 to {operation} even after a token refresh: reconnect the company"
+        )
+
+    def call(self, realm_id: str, operation: str, fn: Callable[[QuickBooks], T]) -> T:
+        try:
+            for attempt in self._retry.retrying():
+                with attempt:
+                    result = self._once(realm_id, operation, fn)
+        except Exception as exc:
+            metrics.QBO_REQUESTS.labels(operation=operation, outcome=type(exc).__name__).inc()
+            raise
+        metrics.QBO_REQUESTS.labels(operation=operation, outcome="ok").inc()
+        return result
+
+    def company_info(self, realm_id: str) -> dict[str, Any]:
+        info = self.call(realm_id, "companyinfo", lambda qb: CompanyInfo.get(realm_id, qb=qb))
+        return {"company_name": info.CompanyName, "legal_name": getattr(info, "LegalName", "")}

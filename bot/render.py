@@ -1,0 +1,71 @@
+"""Block Kit as readable terminal text: what Slack would show, for `zqbo demo` and logs."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from typing import Any
+
+EMOJI = {
+    ":white_check_mark:": "✅",
+    ":warning:": "⚠️ ",
+    ":x:": "❌",
+    ":large_green_circle:": "🟢",
+    ":large_yellow_circle:": "🟡",
+    ":red_circle:": "🔴",
+    ":white_circle:": "⚪",
+    ":point_right:": "👉",
+    ":hourglass_flowing_sand:": "⏳",
+    ":link:": "🔗",
+    ":thinking_face:": "🤔",
+}
+_DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
+_LINK = re.compile(r"<(https?://[^|>]+)\|([^>]*)>")
+_BARE = re.compile(r"<(https?://[^>]+)>")
+_BOLD = re.compile(r"\*([^*\n]+)\*")
+_EMOJI = re.compile(r":[a-z0-9_+-]+:")
+
+
+def mrkdwn(text: str) -> str:
+    text = _DATE.sub(r"\1", text)
+    text = _LINK.sub(r"\2 (\1)", text)
+    text = _BARE.sub(r"\1", text)
+    text = _BOLD.sub(r"\1", text)
+    text = _EMOJI.sub(lambda m: EMOJI.get(m.group(0), m.group(0)), text)
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def _wrap(text: str, indent: str = "  ", width: int = 96) -> str:
+    lines = []
+    for line in text.splitlines() or [""]:
+        lines.extend(textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent) or [indent])
+    return "\n".join(lines)
+
+
+def render(blocks: list[dict[str, Any]], text: str = "") -> str:
+    if not blocks:
+        return _wrap(mrkdwn(text))
+    out: list[str] = []
+    for block in blocks:
+        kind = block.get("type")
+        if kind == "section":
+            out.append(_wrap(mrkdwn(block.get("text", {}).get("text", ""))))
+            if "accessory" in block:
+                out.append(_wrap(_element(block["accessory"])))
+        elif kind == "context":
+            parts = [mrkdwn(e.get("text", "")) for e in block.get("elements", [])]
+            out.append(_wrap("  ".join(parts), indent="  │ "))
+        elif kind == "actions":
+            out.append(_wrap("   ".join(_element(e) for e in block.get("elements", []))))
+        elif kind == "divider":
+            out.append("  " + "─" * 60)
+        elif kind == "header":
+            out.append(_wrap(block.get("text", {}).get("text", "").upper()))
+    return "\n".join(out)
+
+
+def _element(element: dict[str, Any]) -> str:
+    label = element.get("text", {}).get("text", "")
+    if element.get("url"):
+        return f"[ {label} ] → {element['url']}"
+    return f"[ {label} ]"

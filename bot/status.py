@@ -1,0 +1,117 @@
+"""What `/zqbo status` shows, computed from stored state only (fast: no network)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.models import CheckResult, Connection, ConnectionStatus
+from bot.store.base import Store
+
+REFRESH_EXPIRY_WARNING = timedelta(days=14)
+
+
+class State(StrEnum):
+    NEVER = "never connected"
+    CONNECTED = "connected"
+    EXPIRING = "refresh token expiring"
+    LOST = "lost"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True)
+class CompanyStatus:
+    realm_id: str
+    company_name: str
+    state: State
+    reason: str
+    identity_email: str
+    identity_name: str
+    identity_verified: bool
+    is_dedicated: bool | None  # None: ZQBO_DEDICATED_EMAIL is not set
+    access_expires_at: datetime
+    refresh_expires_at: datetime
+    connected_at: datetime
+    dedicated_user_id: str
+    dedicated_user_source: str  # "pinned" | "unknown"
+    last_check: CheckResult | None
+    last_probe: CheckResult | None
+    next_check: datetime | None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    now: datetime
+    dedicated_email: str
+    check_interval: timedelta
+    scheduler_seen_at: datetime | None
+    companies: list[CompanyStatus] = field(default_factory=list)
+
+    @property
+    def never_connected(self) -> bool:
+        return not self.companies
+
+
+def connection_state(conn: Connection, now: datetime) -> State:
+    if conn.status is ConnectionStatus.LOST:
+        return State.LOST
+    if conn.status is ConnectionStatus.DISCONNECTED:
+        return State.DISCONNECTED
+    if conn.refresh_expires_at - now <= REFRESH_EXPIRY_WARNING:
+        return State.EXPIRING
+    return State.CONNECTED
+
+
+def is_dedicated(email: str, dedicated_email: str) -> bool | None:
+    if not dedicated_email:
+        return None
+    return bool(email) and email.strip().lower() == dedicated_email.strip().lower()
+
+
+def scheduler_heartbeat(store: Store) -> datetime | None:
+    from bot.clock import parse_iso
+
+    doc = store.get_doc("scheduler", "heartbeat")
+    return parse_iso(doc.get("at")) if doc else None
+
+
+def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport:
+    now = clock.now()
+    heartbeat = scheduler_heartbeat(store)
+    companies = []
+    for conn in store.list_connections():
+        last_check = store.last_check(conn.realm_id, "audit")
+        next_check = None
+        if heartbeat is not None:
+            next_check = (last_check.at if last_check else heartbeat) + settings.check_interval
+        state = connection_state(conn, now)
+        companies.append(
+            CompanyStatus(
+                realm_id=conn.realm_id,
+                company_name=conn.company_name,
+                state=state,
+                reason=conn.status_reason,
+                identity_email=conn.identity.email,
+                identity_name=conn.identity.name,
+                identity_verified=conn.identity.email_verified,
+                is_dedicated=is_dedicated(conn.identity.email, settings.dedicated_email),
+                access_expires_at=conn.access_expires_at,
+                refresh_expires_at=conn.refresh_expires_at,
+                connected_at=conn.connected_at,
+                dedicated_user_id=settings.dedicated_user_id,
+                dedicated_user_source="pinned" if settings.dedicated_user_id else "unknown",
+                last_check=last_check,
+                last_probe=store.last_check(conn.realm_id, "probe"),
+                next_check=next_check,
+            )
+        )
+    return StatusReport(
+        now=now,
+        dedicated_email=settings.dedicated_email,
+        check_interval=settings.check_interval,
+        scheduler_seen_at=heartbeat,
+        companies=companies,
+    )

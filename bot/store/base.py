@@ -1,0 +1,65 @@
+"""The one Store interface. Both backends (Redis, SQLite) pass the same contract tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from bot.models import CheckResult, Connection, OAuthState
+
+# How long a used or expired OAuth state is remembered, so a second click can be told
+# "this link was already used" instead of "this link is not ours".
+STATE_RETENTION_SECONDS = 24 * 3600
+
+
+class Store(Protocol):
+    backend: str
+
+    def ping(self) -> bool:
+        """True when the backend answers."""
+
+    def close(self) -> None: ...
+
+    # Connections, keyed by QBO realm id. Tokens are sealed by the store's cipher.
+    def save_connection(self, conn: Connection) -> None: ...
+    def get_connection(self, realm_id: str) -> Connection | None: ...
+    def list_connections(self) -> list[Connection]: ...
+    def delete_connection(self, realm_id: str) -> None: ...
+
+    # OAuth states: put once, taken once.
+    def put_oauth_state(self, state: OAuthState) -> None: ...
+    def take_oauth_state(self, state: str) -> tuple[OAuthState | None, bool]:
+        """(record, first_use). record is None for a state we never issued (or long gone);
+        first_use is False when it was taken before. Expiry is the caller's to judge."""
+
+    # Check results: the latest per realm and kind.
+    def record_check(self, result: CheckResult) -> None: ...
+    def last_check(self, realm_id: str, kind: str) -> CheckResult | None: ...
+
+    # Small JSON documents for features (checklists, alerts, cursors, config overrides).
+    def put_doc(self, kind: str, key: str, doc: dict[str, Any]) -> None: ...
+    def get_doc(self, kind: str, key: str) -> dict[str, Any] | None: ...
+    def delete_doc(self, kind: str, key: str) -> None: ...
+    def list_docs(self, kind: str) -> dict[str, dict[str, Any]]: ...
+
+    def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
+        """Remember keys forever; return those that were not seen before (atomic per key)."""
+
+    def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
+        """True for the first claim of key within ttl (idempotency of deliveries)."""
+
+    def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> AbstractContextManager[bool]:
+        """Mutual exclusion across threads and processes. Yields whether it was acquired
+        within `wait` seconds; `ttl` bounds how long a crashed holder can block others."""
+
+
+def iter_chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

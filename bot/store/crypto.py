@@ -1,0 +1,54 @@
+"""Tokens are encrypted at rest with Fernet; several keys (comma-separated) allow rotation."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class TokenCipher:
+    """Encrypts with the first key, decrypts with any (MultiFernet)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        if not keys:
+            raise ValueError("at least one Fernet key is needed")
+        self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
+
+    def encrypt(self, clear: str) -> str:
+        return self._fernet.encrypt(clear.encode()).decode()
+
+    def decrypt(self, sealed: str) -> str:
+        try:
+            return self._fernet.decrypt(sealed.encode()).decode()
+        except InvalidToken:
+            # Never echo the sealed value: the message reaches logs.
+            raise ValueError(
+                "a stored token cannot be decrypted with ZQBO_ENCRYPTION_KEY "
+                "(was the key changed without keeping the old one?)"
+            ) from None
+
+    def rotate(self, sealed: str) -> str:
+        return self._fernet.rotate(sealed.encode()).decode()
+
+
+def key_file_for(db_path: str) -> Path:
+    return Path(f"{db_path}.key")
+
+
+def load_or_create_key_file(db_path: str) -> list[str]:
+    """With SQLite and no ZQBO_ENCRYPTION_KEY, the key lives beside the database, mode 0600."""
+    path = key_file_for(db_path)
+    if path.exists():
+        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = Fernet.generate_key().decode()
+    # O_EXCL: two processes starting together must not each write their own key.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return load_or_create_key_file(db_path)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return [key]

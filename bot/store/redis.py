@@ -1,0 +1,116 @@
+"""Redis backend: several processes, shared locks."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+from redis.exceptions import LockError, RedisError
+
+from bot.models import CheckResult, Connection, OAuthState
+from bot.store import codec
+from bot.store.base import STATE_RETENTION_SECONDS, iter_chunks
+from bot.store.crypto import TokenCipher
+
+log = logging.getLogger(__name__)
+
+
+class RedisStore:
+    backend = "redis"
+
+    def __init__(self, url: str, cipher: TokenCipher, prefix: str = "zqbo") -> None:
+        self._r = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=5,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+        self._cipher = cipher
+        self._p = prefix
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self._p, *parts))
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._r.ping())
+        except RedisError:
+            return False
+
+    def close(self) -> None:
+        self._r.close()
+
+    def save_connection(self, conn: Connection) -> None:
+        self._r.hset(self._k("connections"), conn.realm_id, codec.dump_connection(conn, self._cipher))
+
+    def get_connection(self, realm_id: str) -> Connection | None:
+        text = self._r.hget(self._k("connections"), realm_id)
+        return codec.load_connection(text, self._cipher) if text else None
+
+    def list_connections(self) -> list[Connection]:
+        rows = self._r.hgetall(self._k("connections"))
+        return [codec.load_connection(rows[k], self._cipher) for k in sorted(rows)]
+
+    def delete_connection(self, realm_id: str) -> None:
+        self._r.hdel(self._k("connections"), realm_id)
+
+    def put_oauth_state(self, state: OAuthState) -> None:
+        self._r.set(self._k("oauth_state", state.state), codec.dump_state(state), ex=STATE_RETENTION_SECONDS)
+
+    def take_oauth_state(self, state: str) -> tuple[OAuthState | None, bool]:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.set(self._k("oauth_state_used", state), "1", nx=True, ex=STATE_RETENTION_SECONDS)
+        pipe.get(self._k("oauth_state", state))
+        first, text = pipe.execute()
+        return (codec.load_state(text) if text else None), bool(first)
+
+    def record_check(self, result: CheckResult) -> None:
+        self._r.hset(self._k("checks"), f"{result.realm_id}:{result.kind}", codec.dump_check(result))
+
+    def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
+        text = self._r.hget(self._k("checks"), f"{realm_id}:{kind}")
+        return codec.load_check(text) if text else None
+
+    def put_doc(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        self._r.hset(self._k("doc", kind), key, json.dumps(doc))
+
+    def get_doc(self, kind: str, key: str) -> dict[str, Any] | None:
+        text = self._r.hget(self._k("doc", kind), key)
+        return json.loads(text) if text else None
+
+    def delete_doc(self, kind: str, key: str) -> None:
+        self._r.hdel(self._k("doc", kind), key)
+
+    def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in self._r.hgetall(self._k("doc", kind)).items()}
+
+    def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
+        name = self._k("seen", kind)
+        new: set[str] = set()
+        for chunk in iter_chunks(keys, 5000):
+            pipe = self._r.pipeline(transaction=False)
+            for key in chunk:
+                pipe.sadd(name, key)
+            new.update(key for key, added in zip(chunk, pipe.execute(), strict=True) if added)
+        return new
+
+    def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
+        return bool(self._r.set(self._k("claim", kind, key), "1", nx=True, ex=ttl_seconds))
+
+    @contextmanager
+    def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> Iterator[bool]:
+        lock = self._r.lock(self._k("lock", name), timeout=ttl, blocking_timeout=wait)
+        acquired = lock.acquire()
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                try:
+                    lock.release()
+                except LockError:
+                    log.warning("lock %s expired before it was released (ttl %ss)", name, ttl)

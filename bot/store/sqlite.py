@@ -1,0 +1,188 @@
+"""Embedded SQLite backend: one process (or a few on one host), nothing to install."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from bot.models import CheckResult, Connection, OAuthState
+from bot.store import codec
+from bot.store.base import STATE_RETENTION_SECONDS, iter_chunks
+from bot.store.crypto import TokenCipher
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    ns TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    expires_at REAL,
+    PRIMARY KEY (ns, key)
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteStore:
+    backend = "sqlite"
+
+    def __init__(self, path: str, cipher: TokenCipher) -> None:
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+        self._mutex = threading.RLock()
+        with self._mutex:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        self._cipher = cipher
+        self._lock_dir = Path(f"{path}.locks")
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _get(self, ns: str, key: str) -> str | None:
+        with self._mutex:
+            row = self._db.execute(
+                "SELECT value FROM kv WHERE ns=? AND key=? AND (expires_at IS NULL OR expires_at>?)",
+                (ns, key, time.time()),
+            ).fetchone()
+        return row[0] if row else None
+
+    def _put(self, ns: str, key: str, value: str, ttl: float | None = None) -> None:
+        expires = time.time() + ttl if ttl else None
+        with self._mutex:
+            self._db.execute(
+                "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?,?,?,?)",
+                (ns, key, value, expires),
+            )
+
+    def _all(self, ns: str) -> dict[str, str]:
+        with self._mutex:
+            rows = self._db.execute(
+                "SELECT key, value FROM kv WHERE ns=? AND (expires_at IS NULL OR expires_at>?)",
+                (ns, time.time()),
+            ).fetchall()
+        return dict(rows)
+
+    def _delete(self, ns: str, key: str) -> None:
+        with self._mutex:
+            self._db.execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
+
+    def ping(self) -> bool:
+        try:
+            with self._mutex:
+                self._db.execute("SELECT 1").fetchone()
+            return True
+        except sqlite3.Error:
+            return False
+
+    def close(self) -> None:
+        with self._mutex:
+            self._db.close()
+
+    def save_connection(self, conn: Connection) -> None:
+        self._put("connection", conn.realm_id, codec.dump_connection(conn, self._cipher))
+
+    def get_connection(self, realm_id: str) -> Connection | None:
+        text = self._get("connection", realm_id)
+        return codec.load_connection(text, self._cipher) if text else None
+
+    def list_connections(self) -> list[Connection]:
+        rows = self._all("connection")
+        return [codec.load_connection(rows[k], self._cipher) for k in sorted(rows)]
+
+    def delete_connection(self, realm_id: str) -> None:
+        self._delete("connection", realm_id)
+
+    def put_oauth_state(self, state: OAuthState) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at<=?", (time.time(),))
+        self._put("oauth_state", state.state, codec.dump_state(state), STATE_RETENTION_SECONDS)
+
+    def take_oauth_state(self, state: str) -> tuple[OAuthState | None, bool]:
+        now = time.time()
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT value FROM kv WHERE ns='oauth_state' AND key=? AND expires_at>?", (state, now)
+            ).fetchone()
+            cur = db.execute(
+                "INSERT OR IGNORE INTO kv (ns, key, value, expires_at) VALUES ('oauth_state_used',?,?,?)",
+                (state, "1", now + STATE_RETENTION_SECONDS),
+            )
+            first = cur.rowcount == 1
+        return (codec.load_state(row[0]) if row else None), first
+
+    def record_check(self, result: CheckResult) -> None:
+        self._put("check", f"{result.realm_id}:{result.kind}", codec.dump_check(result))
+
+    def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
+        text = self._get("check", f"{realm_id}:{kind}")
+        return codec.load_check(text) if text else None
+
+    def put_doc(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        self._put(f"doc:{kind}", key, json.dumps(doc))
+
+    def get_doc(self, kind: str, key: str) -> dict[str, Any] | None:
+        text = self._get(f"doc:{kind}", key)
+        return json.loads(text) if text else None
+
+    def delete_doc(self, kind: str, key: str) -> None:
+        self._delete(f"doc:{kind}", key)
+
+    def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
+        return {k: json.loads(v) for k, v in self._all(f"doc:{kind}").items()}
+
+    def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
+        new: set[str] = set()
+        ns = f"seen:{kind}"
+        for chunk in iter_chunks(keys, 5000):
+            with self._tx() as db:
+                for key in chunk:
+                    cur = db.execute("INSERT OR IGNORE INTO kv (ns, key, value) VALUES (?,?,'1')", (ns, key))
+                    if cur.rowcount == 1:
+                        new.add(key)
+        return new
+
+    def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
+        now = time.time()
+        ns = f"claim:{kind}"
+        with self._tx() as db:
+            db.execute("DELETE FROM kv WHERE ns=? AND key=? AND expires_at<=?", (ns, key, now))
+            cur = db.execute(
+                "INSERT OR IGNORE INTO kv (ns, key, value, expires_at) VALUES (?,?,'1',?)",
+                (ns, key, now + ttl_seconds),
+            )
+            return cur.rowcount == 1
+
+    @contextmanager
+    def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> Iterator[bool]:
+        # An OS file lock: released by the kernel if the holder dies, so `ttl` is not needed.
+        # A new FileLock per use gives each caller its own descriptor, which is what makes
+        # flock exclude threads of one process as well as other processes.
+        self._lock_dir.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        lock = FileLock(str(self._lock_dir / f"{safe}.lock"), thread_local=False, is_singleton=False)
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()

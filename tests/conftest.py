@@ -1,0 +1,152 @@
+"""Fixtures: real Redis, real SQLite files, emulators over loopback HTTP, the bot's web app."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+import redis
+from cryptography.fernet import Fernet
+from werkzeug.serving import make_server
+
+from bot.app import Services, build_services, create_web_app
+from bot.clock import FakeClock
+from bot.config import Settings, load_settings
+from bot.qbo.client import RetryPolicy
+from bot.redact import install as install_redaction
+from bot.store.crypto import TokenCipher
+from bot.store.redis import RedisStore
+from bot.store.sqlite import SQLiteStore
+
+if TYPE_CHECKING:
+    from bot.emulator import IntuitEmulator, SlackEmulator
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+TEST_KEY = Fernet.generate_key().decode()
+install_redaction()
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError:
+        pytest.fail("Redis must answer on 127.0.0.1:6379 (see README: running the tests)")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def redis_prefix(redis_client: redis.Redis) -> Iterator[str]:
+    prefix = f"zqbo-test-{uuid.uuid4().hex[:10]}"
+    yield prefix
+    keys = list(redis_client.scan_iter(f"{prefix}:*"))
+    if keys:
+        redis_client.delete(*keys)
+
+
+@pytest.fixture
+def cipher() -> TokenCipher:
+    return TokenCipher([TEST_KEY])
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def store(request: pytest.FixtureRequest, cipher: TokenCipher, tmp_path, redis_prefix: str):
+    if request.param == "redis":
+        s = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    else:
+        s = SQLiteStore(str(tmp_path / "zqbo.db"), cipher)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def intuit(clock: FakeClock) -> Iterator[IntuitEmulator]:
+    from bot.emulator import IntuitEmulator
+
+    with IntuitEmulator(clock=clock) as emu:
+        emu.seed_demo()
+        yield emu
+
+
+@pytest.fixture
+def slack() -> Iterator[SlackEmulator]:
+    from bot.emulator import SlackEmulator
+
+    with SlackEmulator() as emu:
+        yield emu
+
+
+REALM = "9130357766483916"
+JANE = "jane@acme.example"
+DEDICATED = "zomentum.integration@acme.example"
+
+
+def make_settings(intuit: IntuitEmulator, slack: SlackEmulator, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "ZQBO_PUBLIC_URL": "http://127.0.0.1:9",  # replaced by the bot fixture
+        "QBO_CLIENT_ID": intuit.client_id,
+        "QBO_CLIENT_SECRET": intuit.client_secret,
+        "QBO_ENVIRONMENT": intuit.discovery_url,
+        "QBO_API_URL": intuit.api_url,
+        "ZQBO_ALERT_CHANNEL": "C0ALERTS",
+        "ZQBO_DEDICATED_EMAIL": DEDICATED,
+        "REDIS_URL": REDIS_URL,
+        "ZQBO_ENCRYPTION_KEY": TEST_KEY,
+    }
+    values.update(overrides)
+    return load_settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@dataclass
+class Bot:
+    url: str
+    services: Services
+
+    @property
+    def events_url(self) -> str:
+        return f"{self.url}/slack/events"
+
+
+FAST_RETRY = RetryPolicy(attempts=4, max_wait=0.05, max_total=5)
+
+
+def start_bot(settings: Settings, clock: FakeClock, store=None, **kwargs: object):
+    """Serve the real web app (Bolt + Flask) on a loopback port, like `zqbo serve` but in-thread."""
+    server = make_server("127.0.0.1", 0, None, threaded=True)  # type: ignore[arg-type]
+    url = f"http://127.0.0.1:{server.server_port}"
+    settings = settings.model_copy(update={"public_url": url, "qbo_redirect_uri": f"{url}/qbo/callback"})
+    services = build_services(
+        settings,
+        store=store,
+        clock=clock,
+        retry=kwargs.pop("retry", FAST_RETRY),
+        probe_reuse_seconds=float(kwargs.pop("probe_reuse_seconds", 0)),
+    )  # type: ignore[arg-type]
+    server.app = create_web_app(services)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, Bot(url, services)
+
+
+@pytest.fixture
+def bot(intuit: IntuitEmulator, slack: SlackEmulator, clock: FakeClock, redis_prefix: str, cipher):
+    settings = make_settings(intuit, slack)
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    server, handle = start_bot(settings, clock, store=store)
+    yield handle
+    server.shutdown()
+    store.close()

@@ -1,0 +1,53 @@
+"""Small helpers that play a user: type a command, click a link, read what Slack shows."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import requests
+
+from bot.render import render
+
+
+def card_text(message: dict[str, Any]) -> str:
+    return render(message.get("blocks") or [], message.get("text", ""))
+
+
+def link_buttons(message: dict[str, Any]) -> list[str]:
+    return [
+        e["url"]
+        for b in message.get("blocks", [])
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e.get("url")
+    ]
+
+
+def command(slack, bot, text: str, **kw: Any) -> tuple[requests.Response, str]:
+    resp, response_url = slack.send_command(bot.events_url, text, **kw)
+    return resp, response_url
+
+
+def ack_message(resp: requests.Response) -> dict[str, Any]:
+    assert resp.status_code == 200, resp.text
+    return json.loads(resp.text) if resp.text else {}
+
+
+def connect(slack, intuit, bot, as_user: str, user_id: str = "U0ADMIN") -> requests.Response:
+    """/zqbo connect → the link → Intuit consent as `as_user` → the bot's callback page."""
+    resp, response_url = command(slack, bot, "connect", user_id=user_id)
+    ack_message(resp)
+    [message] = slack.wait_for_responses(response_url, 1)
+    [auth_url] = link_buttons(message)
+    callback = intuit.authorize(auth_url, as_user=as_user)
+    return requests.get(callback, timeout=10)
+
+
+def dms_to(slack, user_id: str) -> list[dict[str, Any]]:
+    opened = [c for c in slack.calls_to("conversations.open") if user_id in str(c.args.get("users"))]
+    if not opened:
+        return []
+    posts = [c.args for c in slack.calls_to("chat.postMessage")]
+    channels = {c for c in (p.get("channel") for p in posts) if str(c).startswith("D")}
+    return [p for p in posts if p.get("channel") in channels]

@@ -1,0 +1,207 @@
+"""One contract, two backends: every test runs on real Redis and on a real SQLite file."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.models import CheckResult, Connection, ConnectionStatus, Identity, OAuthState
+
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+def make_connection(realm: str = "123", **kw) -> Connection:
+    values = dict(
+        realm_id=realm,
+        company_name="Acme & Sons <Ltd>",
+        access_token="access-secret-" + realm,
+        refresh_token="refresh-secret-" + realm,
+        access_expires_at=NOW + timedelta(hours=1),
+        refresh_expires_at=NOW + timedelta(days=100),
+        identity=Identity(email="jane@acme.example", name="Jane Doe", sub="guid-1", email_verified=True),
+        connected_at=NOW,
+        connected_by="U0ADMIN",
+        team_id="T0EMU",
+    )
+    values.update(kw)
+    return Connection(**values)
+
+
+def test_connection_round_trip_keeps_every_field(store):
+    conn = make_connection(refreshed_at=NOW, token_generation=3)
+    store.save_connection(conn)
+    assert store.get_connection("123") == conn
+
+
+def test_connections_are_keyed_by_realm_and_listed_in_order(store):
+    store.save_connection(make_connection("200"))
+    store.save_connection(make_connection("100"))
+    store.save_connection(make_connection("200", company_name="Renamed"))
+    listed = store.list_connections()
+    assert [c.realm_id for c in listed] == ["100", "200"]
+    assert listed[1].company_name == "Renamed"
+    store.delete_connection("100")
+    assert store.get_connection("100") is None
+    assert store.get_connection("nope") is None
+
+
+def test_status_change_is_persisted(store):
+    conn = make_connection()
+    store.save_connection(conn)
+    conn.status, conn.status_reason = ConnectionStatus.LOST, "invalid_grant"
+    store.save_connection(conn)
+    again = store.get_connection("123")
+    assert again.status is ConnectionStatus.LOST and again.status_reason == "invalid_grant"
+
+
+def test_tokens_are_never_stored_in_clear(store, redis_client, tmp_path):
+    store.save_connection(make_connection())
+    if store.backend == "redis":
+        raw = b"".join(
+            v
+            for k in redis_client.scan_iter(f"{store._p}:*")
+            if redis_client.type(k) == b"hash"
+            for v in redis_client.hgetall(k).values()
+        )
+    else:
+        store._db.execute("PRAGMA wal_checkpoint(FULL)")
+        raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+    assert b"access-secret-123" not in raw
+    assert b"refresh-secret-123" not in raw
+    assert b"Acme" in raw or store.backend == "sqlite"  # the rest stays readable for debugging
+
+
+def test_oauth_state_is_taken_once(store):
+    state = OAuthState("s1", "U1", "T1", NOW, NOW + timedelta(minutes=10), "connect", "C1")
+    store.put_oauth_state(state)
+    assert store.take_oauth_state("s1") == (state, True)
+    record, first = store.take_oauth_state("s1")
+    assert record == state and first is False
+
+
+def test_unknown_oauth_state_is_none(store):
+    record, _ = store.take_oauth_state("never-issued")
+    assert record is None
+
+
+def test_oauth_state_taken_once_under_concurrency(store):
+    store.put_oauth_state(OAuthState("race", "U1", "T1", NOW, NOW + timedelta(minutes=10)))
+    firsts: list[bool] = []
+    barrier = threading.Barrier(8)
+
+    def take() -> None:
+        barrier.wait()
+        firsts.append(store.take_oauth_state("race")[1])
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert firsts.count(True) == 1
+
+
+def test_last_check_per_realm_and_kind(store):
+    first = CheckResult("123", "probe", NOW, True, "ok")
+    later = CheckResult("123", "probe", NOW + timedelta(minutes=1), False, "HTTP 503", error_id="ab12")
+    store.record_check(first)
+    store.record_check(later)
+    store.record_check(CheckResult("123", "audit", NOW, True, "clean", entries_scanned=7))
+    assert store.last_check("123", "probe") == later
+    assert store.last_check("123", "audit").entries_scanned == 7
+    assert store.last_check("999", "probe") is None
+
+
+def test_docs_put_get_list_delete(store):
+    store.put_doc("checklist", "123", {"step": 2, "ts": "1.2"})
+    store.put_doc("checklist", "456", {"step": 1})
+    assert store.get_doc("checklist", "123") == {"step": 2, "ts": "1.2"}
+    assert set(store.list_docs("checklist")) == {"123", "456"}
+    store.delete_doc("checklist", "123")
+    assert store.get_doc("checklist", "123") is None
+    assert store.list_docs("other") == {}
+
+
+def test_mark_seen_returns_only_new_keys(store):
+    assert store.mark_seen("entries", ["a", "b"]) == {"a", "b"}
+    assert store.mark_seen("entries", ["b", "c"]) == {"c"}
+    assert store.mark_seen("other", ["a"]) == {"a"}
+    assert store.mark_seen("entries", []) == set()
+
+
+def test_mark_seen_is_atomic_across_threads(store):
+    keys = [f"k{i}" for i in range(300)]
+    results: list[set[str]] = []
+    barrier = threading.Barrier(4)
+
+    def mark() -> None:
+        barrier.wait()
+        results.append(store.mark_seen("race", keys))
+
+    threads = [threading.Thread(target=mark) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    union = set().union(*results)
+    assert union == set(keys)
+    assert sum(len(r) for r in results) == len(keys)  # each key new exactly once
+
+
+def test_claim_once(store):
+    assert store.claim_once("webhook", "evt-1", 60) is True
+    assert store.claim_once("webhook", "evt-1", 60) is False
+    assert store.claim_once("webhook", "evt-2", 60) is True
+
+
+def test_lock_excludes_other_holders(store):
+    with store.lock("refresh:123", ttl=5, wait=1) as got:
+        assert got
+        outcome: list[bool] = []
+
+        def try_lock() -> None:
+            with store.lock("refresh:123", ttl=5, wait=0.2) as other:
+                outcome.append(other)
+
+        t = threading.Thread(target=try_lock)
+        t.start()
+        t.join()
+        assert outcome == [False]
+    with store.lock("refresh:123", ttl=5, wait=0.2) as again:
+        assert again
+
+
+def test_ping(store):
+    assert store.ping() is True
+
+
+def test_wrong_key_fails_without_leaking(store, tmp_path):
+    from cryptography.fernet import Fernet
+
+    from bot.store.crypto import TokenCipher
+
+    store.save_connection(make_connection())
+    store._cipher = TokenCipher([Fernet.generate_key().decode()])
+    with pytest.raises(ValueError) as err:
+        store.get_connection("123")
+    assert "secret" not in str(err.value) and "ZQBO_ENCRYPTION_KEY" in str(err.value)
+
+
+def test_key_rotation_reads_old_tokens(store):
+    from cryptography.fernet import Fernet
+
+    from bot.store.crypto import TokenCipher
+
+    store.save_connection(make_connection())
+    old = store._cipher
+    new_key = Fernet.generate_key().decode()
+    store._cipher = TokenCipher([new_key, *old_keys(old)])
+    assert store.get_connection("123").access_token == "access-secret-123"
+
+
+def old_keys(cipher) -> list[str]:
+    from tests.conftest import TEST_KEY
+
+    return [TEST_KEY]
