@@ -137,7 +137,7 @@ def start_bot(settings: Settings, clock: FakeClock, store=None, **kwargs: object
         probe_reuse_seconds=float(kwargs.pop("probe_reuse_seconds", 0)),
     )  # type: ignore[arg-type]
     server.app = create_web_app(services)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     return server, Bot(url, services)
 

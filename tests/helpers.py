@@ -45,9 +45,9 @@ def connect(slack, intuit, bot, as_user: str, user_id: str = "U0ADMIN") -> reque
 
 
 def dms_to(slack, user_id: str) -> list[dict[str, Any]]:
-    opened = [c for c in slack.calls_to("conversations.open") if user_id in str(c.args.get("users"))]
+    opened = [c for c in slack.calls_to("conversations.open") if c.ok and user_id in str(c.args.get("users"))]
     if not opened:
         return []
-    posts = [c.args for c in slack.calls_to("chat.postMessage")]
-    channels = {c for c in (p.get("channel") for p in posts) if str(c).startswith("D")}
+    posts = [c.args for c in slack.calls_to("chat.postMessage") if c.ok]
+    channels = {slack.dm_channel(user_id)}
     return [p for p in posts if p.get("channel") in channels]

@@ -1,0 +1,775 @@
+"""Intuit OAuth 2.0 / OpenID and the QBO v3 Accounting API, emulated over real HTTP.
+
+Shapes follow ../shared/API_FACTS.md: a discovery document (any `QBO_ENVIRONMENT` that is a URL
+is used as the discovery URL by intuit-oauth), an authorize endpoint that approves as a chosen
+identity or declines, a token endpoint with single-use codes and rotating refresh tokens
+(`invalid_grant` on reuse, revocation and expiry), revoke (empty 200), userinfo, and QBO's
+companyinfo / query / cdc with `MetaData.LastModifiedByRef` per entry. Faults and latency are
+injectable per endpoint. The clock is shared with the bot under test, so token expiry is testable
+without waiting.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import itertools
+import json
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import requests
+from flask import Response, request
+
+from bot.clock import Clock
+from bot.emulator.server import EmulatorServer
+
+ACCESS_LIFETIME = timedelta(hours=1)
+ROLLING_REFRESH_LIFETIME = timedelta(days=100)
+HARD_REFRESH_LIFETIME = timedelta(days=5 * 365)
+CODE_LIFETIME = timedelta(minutes=5)
+CDC_LOOKBACK = timedelta(days=30)
+CDC_PAGE_LIMIT = 1000
+QBO_TZ = timezone(timedelta(hours=-8))  # QBO answers in the company's local offset
+REQUIRED_SCOPE = "com.intuit.quickbooks.accounting"
+
+
+def qbo_time(moment: datetime) -> str:
+    return moment.astimezone(QBO_TZ).isoformat(timespec="seconds")
+
+
+def parse_qbo_time(text: str) -> datetime:
+    moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass
+class EmuIdentity:
+    email: str
+    given_name: str
+    family_name: str
+    sub: str
+    email_verified: bool = True
+
+    def userinfo(self) -> dict[str, Any]:
+        return {
+            "sub": self.sub,
+            "email": self.email,
+            "emailVerified": self.email_verified,
+            "givenName": self.given_name,
+            "familyName": self.family_name,
+        }
+
+
+@dataclass
+class EmuCompany:
+    realm_id: str
+    name: str
+    users: dict[str, str]  # identity email (lower) -> numeric QBO user id
+    created_at: datetime
+    entries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # entity -> id -> obj
+    deleted: dict[str, dict[str, datetime]] = field(default_factory=dict)  # entity -> id -> when
+
+
+@dataclass
+class Grant:
+    grant_id: str
+    realm_id: str
+    email: str
+    created_at: datetime
+    refresh_token: str
+    refresh_expires_at: datetime
+    old_refresh_tokens: set[str] = field(default_factory=set)
+    revoked: bool = False
+
+    @property
+    def hard_expires_at(self) -> datetime:
+        return self.created_at + HARD_REFRESH_LIFETIME
+
+
+@dataclass
+class Call:
+    endpoint: str
+    method: str
+    status: int
+    at: datetime
+    grant_type: str | None = None
+    realm_id: str | None = None
+
+
+class IntuitEmulator(EmulatorServer):
+    name = "intuit-emulator"
+
+    def __init__(
+        self,
+        client_id: str = "emu-client",
+        client_secret: str = "emu-secret",
+        clock: Clock | None = None,
+        port: int = 0,
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.identities: dict[str, EmuIdentity] = {}
+        self.companies: dict[str, EmuCompany] = {}
+        self.calls: list[Call] = []
+        self._codes: dict[str, dict[str, Any]] = {}
+        self._grants: dict[str, Grant] = {}
+        self._by_refresh: dict[str, str] = {}  # any refresh token ever issued -> grant id
+        self._access: dict[str, tuple[str, datetime]] = {}  # access token -> (grant id, expiry)
+        self._issued: list[str] = []
+        self._default_identity: str | None = None
+        self._ids = itertools.count(1001)
+        super().__init__(clock=clock, port=port)
+
+    # URLs ------------------------------------------------------------------------------------
+    @property
+    def discovery_url(self) -> str:
+        return f"{self.url}/.well-known/openid_configuration"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/v3"
+
+    # world setup -----------------------------------------------------------------------------
+    def add_identity(
+        self,
+        email: str,
+        given_name: str = "",
+        family_name: str = "",
+        sub: str | None = None,
+        email_verified: bool = True,
+    ) -> EmuIdentity:
+        ident = EmuIdentity(email, given_name, family_name, sub or str(uuid.uuid4()), email_verified)
+        with self._lock:
+            self.identities[email.lower()] = ident
+        return ident
+
+    def add_company(self, realm_id: str, name: str, users: dict[str, str] | None = None) -> EmuCompany:
+        company = EmuCompany(
+            realm_id, name, {k.lower(): v for k, v in (users or {}).items()}, self.clock.now()
+        )
+        with self._lock:
+            self.companies[realm_id] = company
+        return company
+
+    def set_default_identity(self, email: str | None) -> None:
+        """Who approves when the authorize endpoint is called without `user=` (standalone use)."""
+        self._default_identity = email.lower() if email else None
+
+    def seed_demo(self) -> None:
+        """The demo world: one company, a person and the dedicated integration user."""
+        self.add_identity("jane@acme.example", "Jane", "Doe", sub="7f1d8b2e-0c6a-4e0a-9d55-3a1f0c2b9e01")
+        self.add_identity(
+            "zomentum.integration@acme.example",
+            "Zomentum",
+            "Integration",
+            sub="3c9a4f10-5b7e-4d21-8e6f-0a2b4c6d8e02",
+        )
+        self.add_company(
+            "9130357766483916",
+            "Acme Payments Ltd",
+            users={"jane@acme.example": "1", "zomentum.integration@acme.example": "9"},
+        )
+
+    # entries -----------------------------------------------------------------------------------
+    def add_entry(
+        self,
+        realm_id: str,
+        entity: str,
+        *,
+        by: str,
+        amount: float = 100.0,
+        doc_number: str | None = None,
+        private_note: str | None = None,
+        txn_date: str | None = None,
+        created_at: datetime | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Create an entry as QBO user `by` (an identity email or a numeric QBO user id)."""
+        with self._lock:
+            company = self.companies[realm_id]
+            entry_id = str(next(self._ids))
+            when = created_at or self.clock.now()
+            obj: dict[str, Any] = {
+                "Id": entry_id,
+                "SyncToken": "0",
+                "domain": "QBO",
+                "sparse": False,
+                "TxnDate": txn_date or when.astimezone(QBO_TZ).date().isoformat(),
+                "TotalAmt": amount,
+                "MetaData": {
+                    "CreateTime": qbo_time(when),
+                    "LastModifiedByRef": {"value": self._user_id(company, by)},
+                    "LastUpdatedTime": qbo_time(when),
+                },
+            }
+            if doc_number is not None:
+                obj["DocNumber"] = doc_number
+            if private_note is not None:
+                obj["PrivateNote"] = private_note
+            obj.update(fields)
+            company.entries.setdefault(entity, {})[entry_id] = obj
+            return json.loads(json.dumps(obj))
+
+    def update_entry(self, realm_id: str, entity: str, entry_id: str, *, by: str, **fields: Any) -> None:
+        with self._lock:
+            company = self.companies[realm_id]
+            obj = company.entries[entity][entry_id]
+            obj.update(fields)
+            obj["SyncToken"] = str(int(obj["SyncToken"]) + 1)
+            obj["MetaData"]["LastModifiedByRef"] = {"value": self._user_id(company, by)}
+            obj["MetaData"]["LastUpdatedTime"] = qbo_time(self.clock.now())
+
+    def delete_entry(self, realm_id: str, entity: str, entry_id: str) -> None:
+        with self._lock:
+            company = self.companies[realm_id]
+            company.entries[entity].pop(entry_id)
+            company.deleted.setdefault(entity, {})[entry_id] = self.clock.now()
+
+    @staticmethod
+    def _user_id(company: EmuCompany, by: str) -> str:
+        if by.isdigit():
+            return by
+        return company.users[by.lower()]
+
+    # grants, for tests -------------------------------------------------------------------------
+    def grants(self, realm_id: str) -> list[Grant]:
+        with self._lock:
+            return [g for g in self._grants.values() if g.realm_id == realm_id]
+
+    def current_refresh_token(self, realm_id: str) -> str | None:
+        live = [g for g in self.grants(realm_id) if not g.revoked]
+        return live[-1].refresh_token if live else None
+
+    def revoke_company(self, realm_id: str) -> None:
+        """What a QBO admin does under Apps → Disconnect: every grant for the company dies."""
+        with self._lock:
+            for grant in self._grants.values():
+                if grant.realm_id == realm_id:
+                    grant.revoked = True
+
+    def expire_refresh_tokens(self, realm_id: str) -> None:
+        with self._lock:
+            for grant in self._grants.values():
+                if grant.realm_id == realm_id:
+                    grant.refresh_expires_at = self.clock.now() - timedelta(seconds=1)
+
+    def issued_tokens(self) -> list[str]:
+        """Every access token, refresh token and code this emulator has handed out."""
+        with self._lock:
+            return list(self._issued)
+
+    def count(self, endpoint: str, grant_type: str | None = None) -> int:
+        with self._lock:
+            return sum(
+                1
+                for c in self.calls
+                if c.endpoint == endpoint and (grant_type is None or c.grant_type == grant_type)
+            )
+
+    def fail_next(
+        self,
+        endpoint: str,
+        status: int,
+        times: int = 1,
+        retry_after: float | None = None,
+        body: Any = None,
+    ) -> None:
+        """The next `times` calls to `endpoint` answer `status` (429 with Retry-After if given)."""
+        self._queue_fault(endpoint, {"status": status, "retry_after": retry_after, "body": body}, times)
+
+    # driving the browser part ------------------------------------------------------------------
+    def authorize(
+        self, auth_url: str, as_user: str | None = None, decline: bool = False, realm: str | None = None
+    ) -> str:
+        """Play the user on Intuit's consent screen; returns where the browser is sent next."""
+        parsed = urlparse(auth_url)
+        query = parse_qs(parsed.query)
+        if decline:
+            query["decision"] = ["decline"]
+        else:
+            query["user"] = [as_user or self._default_identity or ""]
+        if realm:
+            query["realm"] = [realm]
+        url = f"{self.url}{parsed.path}?{urlencode(query, doseq=True)}"
+        resp = requests.get(url, allow_redirects=False, timeout=10)
+        if resp.status_code != 302:
+            raise AssertionError(f"Intuit emulator refused the authorisation: {resp.status_code} {resp.text}")
+        return resp.headers["Location"]
+
+    # HTTP ----------------------------------------------------------------------------------------
+    def _routes(self) -> None:
+        app = self.app
+        app.add_url_rule("/.well-known/openid_configuration", "discovery", self._discovery)
+        app.add_url_rule("/.well-known/openid-configuration", "discovery2", self._discovery)
+        app.add_url_rule("/op/v1/jwks", "jwks", self._jwks)
+        app.add_url_rule("/connect/oauth2", "authorize", self._authorize)
+        app.add_url_rule("/oauth2/v1/tokens/bearer", "token", self._token, methods=["POST"])
+        app.add_url_rule("/oauth2/v1/tokens/revoke", "revoke", self._revoke, methods=["POST"])
+        app.add_url_rule("/v1/openid_connect/userinfo", "userinfo", self._userinfo)
+        app.add_url_rule("/v3/company/<realm_id>/companyinfo/<company_id>", "companyinfo", self._companyinfo)
+        app.add_url_rule("/v3/company/<realm_id>/query", "query", self._query, methods=["GET", "POST"])
+        app.add_url_rule("/v3/company/<realm_id>/cdc", "cdc", self._cdc)
+
+    def _record(self, endpoint: str, status: int, **extra: Any) -> None:
+        with self._lock:
+            self.calls.append(Call(endpoint, request.method, status, self.clock.now(), **extra))
+
+    def _fault(self, endpoint: str, qbo: bool = False, **extra: Any) -> Response | None:
+        """Latency first, then an injected fault if one is queued for this endpoint."""
+        self._delay(endpoint)
+        fault = self._take_fault(endpoint)
+        if fault is None:
+            return None
+        status = fault["status"]
+        self._record(endpoint, status, **extra)
+        headers = {}
+        if fault["retry_after"] is not None:
+            headers["Retry-After"] = str(int(fault["retry_after"]))
+        body = fault["body"]
+        if body is None:
+            body = (
+                self._qbo_fault(status)
+                if qbo
+                else {"error": "server_error" if status >= 500 else "invalid_request"}
+            )
+        if status == 429 and not qbo and fault["body"] is None:
+            body = {"error": "rate_limit_exceeded"}
+        text = body if isinstance(body, str) else json.dumps(body)
+        return Response(text, status=status, headers=headers, content_type="application/json")
+
+    def _qbo_fault(self, status: int, detail: str | None = None) -> dict[str, Any]:
+        now = qbo_time(self.clock.now())
+        if status == 401:
+            return {
+                "fault": {
+                    "error": [
+                        {
+                            "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                            "detail": detail or "Token expired",
+                            "code": "3200",
+                        }
+                    ],
+                    "type": "AUTHENTICATION",
+                },
+                "time": now,
+            }
+        if status == 429:
+            return {
+                "Fault": {
+                    "Error": [
+                        {
+                            "Message": "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+                            "Detail": "The request limit was reached.",
+                            "code": "3001",
+                        }
+                    ],
+                    "type": "SERVICE",
+                },
+                "time": now,
+            }
+        if status == 400:
+            return {
+                "Fault": {
+                    "Error": [
+                        {
+                            "Message": "Request has invalid or unsupported property",
+                            "Detail": detail or "",
+                            "code": "2010",
+                        }
+                    ],
+                    "type": "ValidationFault",
+                },
+                "time": now,
+            }
+        return {
+            "Fault": {
+                "Error": [
+                    {
+                        "Message": "An application error has occurred while processing your request",
+                        "Detail": detail or "System Failure Error",
+                        "code": "10000",
+                    }
+                ],
+                "type": "SystemFault",
+            },
+            "time": now,
+        }
+
+    def _discovery(self) -> Response:
+        if (fault := self._fault("discovery")) is not None:
+            return fault
+        self._record("discovery", 200)
+        base = self.url
+        doc = {
+            "issuer": f"{base}/op/v1",
+            "authorization_endpoint": f"{base}/connect/oauth2",
+            "token_endpoint": f"{base}/oauth2/v1/tokens/bearer",
+            "userinfo_endpoint": f"{base}/v1/openid_connect/userinfo",
+            "revocation_endpoint": f"{base}/oauth2/v1/tokens/revoke",
+            "jwks_uri": f"{base}/op/v1/jwks",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "scopes_supported": ["openid", "email", "profile", "address", "phone"],
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
+            "claims_supported": ["aud", "exp", "iat", "iss", "realmid", "sub"],
+        }
+        return Response(json.dumps(doc), content_type="application/json")
+
+    def _jwks(self) -> Response:
+        return Response(json.dumps({"keys": []}), content_type="application/json")
+
+    # authorize -----------------------------------------------------------------------------------
+    def _authorize(self) -> Response:
+        args = request.args
+        self._delay("authorize")
+        problem = None
+        if args.get("client_id") != self.client_id:
+            problem = "unknown client_id"
+        elif args.get("response_type") != "code":
+            problem = "response_type must be code"
+        elif not args.get("redirect_uri"):
+            problem = "redirect_uri is required"
+        elif REQUIRED_SCOPE not in args.get("scope", "").split():
+            problem = f"scope must include {REQUIRED_SCOPE}"
+        elif not args.get("state"):
+            problem = "state is required"
+        if problem:
+            self._record("authorize", 400)
+            return Response(_page("Intuit: bad request", f"<p>{html.escape(problem)}</p>"), status=400)
+        redirect_uri = args["redirect_uri"]
+        state = args["state"]
+        if args.get("decision") == "decline":
+            self._record("authorize", 302)
+            return _redirect(redirect_uri, {"error": "access_denied", "state": state})
+        email = (args.get("user") or "").lower()
+        if not email:
+            self._record("authorize", 200)
+            return Response(self._consent_page(args), content_type="text/html")
+        with self._lock:
+            ident = self.identities.get(email)
+            realms = [c.realm_id for c in self.companies.values() if email in c.users]
+            realm = args.get("realm") or (realms[0] if realms else None)
+            if ident is None or realm not in realms:
+                self._record("authorize", 400)
+                return Response(
+                    _page("Intuit: sign-in failed", "<p>That user cannot connect apps to this company.</p>"),
+                    status=400,
+                )
+            code = "AB11" + secrets.token_urlsafe(24)
+            self._codes[code] = {
+                "email": email,
+                "realm_id": realm,
+                "redirect_uri": redirect_uri,
+                "issued_at": self.clock.now(),
+                "used": False,
+            }
+            self._issued.append(code)
+        self._record("authorize", 302, realm_id=realm)
+        return _redirect(redirect_uri, {"code": code, "state": state, "realmId": realm})
+
+    def _consent_page(self, args: Any) -> str:
+        hidden = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in args.items()
+        )
+        with self._lock:
+            options = "".join(
+                f'<option value="{html.escape(i.email)}">{html.escape(i.email)}</option>'
+                for i in self.identities.values()
+            )
+        body = (
+            f'<form method="get">{hidden}<p>Sign in as <select name="user">{options}</select></p>'
+            '<p><button type="submit">Connect</button></p></form>'
+            f'<form method="get">{hidden}<input type="hidden" name="decision" value="decline">'
+            '<button type="submit">Cancel</button></form>'
+        )
+        return _page("Intuit (emulated): connect your app", body)
+
+    # token endpoint ----------------------------------------------------------------------------
+    def _client_ok(self) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            decoded = base64.b64decode(header[6:]).decode()
+        except ValueError:
+            return False
+        return decoded == f"{self.client_id}:{self.client_secret}"
+
+    def _token(self) -> Response:
+        grant_type = request.form.get("grant_type")
+        if (fault := self._fault("token", grant_type=grant_type)) is not None:
+            return fault
+        if not self._client_ok():
+            self._record("token", 401, grant_type=grant_type)
+            return _json({"error": "invalid_client"}, 401)
+        with self._lock:
+            if grant_type == "authorization_code":
+                result = self._exchange_code(
+                    request.form.get("code", ""), request.form.get("redirect_uri", "")
+                )
+            elif grant_type == "refresh_token":
+                result = self._refresh(request.form.get("refresh_token", ""))
+            else:
+                result = {"error": "unsupported_grant_type"}
+            status = 400 if "error" in result else 200
+            self.calls.append(Call("token", "POST", status, self.clock.now(), grant_type=grant_type))
+        return _json(result, status)
+
+    def _exchange_code(self, code: str, redirect_uri: str) -> dict[str, Any]:
+        record = self._codes.get(code)
+        if record is None or record["used"]:
+            return {"error": "invalid_grant"}
+        record["used"] = True
+        if self.clock.now() - record["issued_at"] > CODE_LIFETIME or redirect_uri != record["redirect_uri"]:
+            return {"error": "invalid_grant"}
+        now = self.clock.now()
+        grant = Grant(
+            grant_id=uuid.uuid4().hex,
+            realm_id=record["realm_id"],
+            email=record["email"],
+            created_at=now,
+            refresh_token="",
+            refresh_expires_at=now,
+        )
+        self._grants[grant.grant_id] = grant
+        return self._issue(grant)
+
+    def _refresh(self, token: str) -> dict[str, Any]:
+        grant_id = self._by_refresh.get(token)
+        grant = self._grants.get(grant_id) if grant_id else None
+        now = self.clock.now()
+        if grant is None or grant.revoked or token != grant.refresh_token or now >= grant.refresh_expires_at:
+            return {"error": "invalid_grant"}
+        grant.old_refresh_tokens.add(token)
+        return self._issue(grant)
+
+    def _issue(self, grant: Grant) -> dict[str, Any]:
+        now = self.clock.now()
+        access = "eyJlbmMiOiJBMTI4Q0JDLUhTMjU2In0." + secrets.token_urlsafe(48)
+        refresh = f"RT1-{secrets.randbelow(900) + 100}-H0-" + secrets.token_urlsafe(30)
+        grant.refresh_token = refresh
+        grant.refresh_expires_at = min(now + ROLLING_REFRESH_LIFETIME, grant.hard_expires_at)
+        self._by_refresh[refresh] = grant.grant_id
+        self._access[access] = (grant.grant_id, now + ACCESS_LIFETIME)
+        self._issued += [access, refresh]
+        return {
+            "token_type": "bearer",
+            "access_token": access,
+            "expires_in": int(ACCESS_LIFETIME.total_seconds()),
+            "refresh_token": refresh,
+            "x_refresh_token_expires_in": int((grant.refresh_expires_at - now).total_seconds()),
+        }
+
+    def _revoke(self) -> Response:
+        if (fault := self._fault("revoke")) is not None:
+            return fault
+        if not self._client_ok():
+            self._record("revoke", 401)
+            return _json({"error": "invalid_client"}, 401)
+        try:
+            token = (request.get_json(force=True, silent=True) or {}).get("token", "")
+        except AttributeError:
+            token = ""
+        with self._lock:
+            grant_id = self._by_refresh.get(token) or (self._access.get(token) or (None, None))[0]
+            if grant_id is None:
+                self.calls.append(Call("revoke", "POST", 400, self.clock.now()))
+                return _json({"error": "invalid_request"}, 400)
+            self._grants[grant_id].revoked = True
+            self.calls.append(Call("revoke", "POST", 200, self.clock.now()))
+        return Response("", status=200)  # Intuit answers an empty body
+
+    # bearer-protected --------------------------------------------------------------------------
+    def _bearer_grant(self, realm_id: str | None = None) -> Grant | None:
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        with self._lock:
+            grant_id, expires_at = self._access.get(token, (None, None))
+            if grant_id is None or expires_at is None or self.clock.now() >= expires_at:
+                return None
+            grant = self._grants[grant_id]
+            if grant.revoked or (realm_id is not None and grant.realm_id != realm_id):
+                return None
+            return grant
+
+    def _userinfo(self) -> Response:
+        if (fault := self._fault("userinfo")) is not None:
+            return fault
+        grant = self._bearer_grant()
+        if grant is None:
+            self._record("userinfo", 401)
+            return _json({"error": "invalid_token"}, 401)
+        self._record("userinfo", 200, realm_id=grant.realm_id)
+        return _json(self.identities[grant.email].userinfo(), 200)
+
+    def _qbo_auth(self, endpoint: str, realm_id: str) -> Response | None:
+        if (fault := self._fault(endpoint, qbo=True, realm_id=realm_id)) is not None:
+            return fault
+        if self._bearer_grant(realm_id) is None:
+            self._record(endpoint, 401, realm_id=realm_id)
+            return _json(self._qbo_fault(401), 401)
+        if realm_id not in self.companies:
+            self._record(endpoint, 403, realm_id=realm_id)
+            return _json(self._qbo_fault(403, "Company not found"), 403)
+        return None
+
+    def _companyinfo(self, realm_id: str, company_id: str) -> Response:
+        if (denied := self._qbo_auth("companyinfo", realm_id)) is not None:
+            return denied
+        company = self.companies[realm_id]
+        self._record("companyinfo", 200, realm_id=realm_id)
+        info = {
+            "CompanyName": company.name,
+            "LegalName": company.name,
+            "Country": "US",
+            "Id": "1",
+            "SyncToken": "3",
+            "domain": "QBO",
+            "MetaData": {"CreateTime": qbo_time(company.created_at)},
+        }
+        return _json({"CompanyInfo": info, "time": qbo_time(self.clock.now())}, 200)
+
+    def _query(self, realm_id: str) -> Response:
+        if (denied := self._qbo_auth("query", realm_id)) is not None:
+            return denied
+        text = request.args.get("query") or request.get_data(as_text=True)
+        parsed = _parse_query(text)
+        if parsed is None:
+            self._record("query", 400, realm_id=realm_id)
+            return _json(self._qbo_fault(400, f"QueryParserError: {text[:80]}"), 400)
+        entity, where, start, limit, count_only = parsed
+        with self._lock:
+            rows = [
+                json.loads(json.dumps(o))
+                for o in self.companies[realm_id].entries.get(entity, {}).values()
+                if all(_matches(o, clause) for clause in where)
+            ]
+        rows.sort(key=lambda o: int(o["Id"]))
+        self._record("query", 200, realm_id=realm_id)
+        now = qbo_time(self.clock.now())
+        if count_only:
+            return _json({"QueryResponse": {"totalCount": len(rows)}, "time": now}, 200)
+        page = rows[start - 1 : start - 1 + limit]
+        body: dict[str, Any] = {"QueryResponse": {}, "time": now}
+        if page:
+            body["QueryResponse"] = {entity: page, "startPosition": start, "maxResults": len(page)}
+        return _json(body, 200)
+
+    def _cdc(self, realm_id: str) -> Response:
+        if (denied := self._qbo_auth("cdc", realm_id)) is not None:
+            return denied
+        entities = [e for e in request.args.get("entities", "").split(",") if e]
+        since_text = request.args.get("changedSince", "")
+        try:
+            since = parse_qbo_time(since_text)
+        except ValueError:
+            since = None
+        now = self.clock.now()
+        if not entities or since is None or since < now - CDC_LOOKBACK:
+            self._record("cdc", 400, realm_id=realm_id)
+            detail = "changedSince must be a date-time within the last 30 days and entities must be given"
+            return _json(self._qbo_fault(400, detail), 400)
+        responses = []
+        with self._lock:
+            company = self.companies[realm_id]
+            for entity in entities:
+                changed = [
+                    (parse_qbo_time(o["MetaData"]["LastUpdatedTime"]), o)
+                    for o in company.entries.get(entity, {}).values()
+                ]
+                changed = [(t, o) for t, o in changed if t >= since]
+                tombstones = [
+                    (
+                        t,
+                        {
+                            "Id": i,
+                            "status": "Deleted",
+                            "domain": "QBO",
+                            "MetaData": {"LastUpdatedTime": qbo_time(t)},
+                        },
+                    )
+                    for i, t in company.deleted.get(entity, {}).items()
+                    if t >= since
+                ]
+                rows = sorted(changed + tombstones, key=lambda pair: (pair[0], int(pair[1]["Id"])))
+                page = [json.loads(json.dumps(o)) for _, o in rows[:CDC_PAGE_LIMIT]]
+                if page:
+                    responses.append({entity: page, "startPosition": 1, "maxResults": len(page)})
+                else:
+                    responses.append({})
+        self._record("cdc", 200, realm_id=realm_id)
+        body = {"CDCResponse": [{"QueryResponse": responses}], "time": qbo_time(now)}
+        return _json(body, 200)
+
+
+# helpers -------------------------------------------------------------------------------------------
+_QUERY = re.compile(
+    r"^\s*select\s+(?P<what>\*|count\(\*\))\s+from\s+(?P<entity>\w+)"
+    r"(?:\s+where\s+(?P<where>.*?))?"
+    r"(?:\s+orderby\s+[\w.]+(?:\s+(?:asc|desc))?)?"
+    r"(?:\s+startposition\s+(?P<start>\d+))?"
+    r"(?:\s+maxresults\s+(?P<max>\d+))?\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+_CLAUSE = re.compile(r"^\s*(?P<field>[\w.]+)\s*(?P<op>>=|<=|=|>|<)\s*'(?P<value>[^']*)'\s*$")
+
+
+def _parse_query(text: str) -> tuple[str, list[tuple[str, str, str]], int, int, bool] | None:
+    match = _QUERY.match(text or "")
+    if not match:
+        return None
+    where: list[tuple[str, str, str]] = []
+    if match.group("where"):
+        for part in re.split(r"\s+and\s+", match.group("where"), flags=re.IGNORECASE):
+            clause = _CLAUSE.match(part)
+            if not clause:
+                return None
+            where.append((clause.group("field"), clause.group("op"), clause.group("value")))
+    start = int(match.group("start") or 1)
+    limit = min(int(match.group("max") or 100), 1000)
+    return match.group("entity"), where, max(start, 1), limit, match.group("what") != "*"
+
+
+def _matches(obj: dict[str, Any], clause: tuple[str, str, str]) -> bool:
+    path, op, value = clause
+    current: Any = obj
+    for part in path.split("."):
+        current = current.get(part) if isinstance(current, dict) else None
+    if current is None:
+        return False
+    left: Any = current
+    right: Any = value
+    if path.endswith("Time"):
+        left, right = parse_qbo_time(str(current)), parse_qbo_time(value)
+    else:
+        left = str(current)
+    return {
+        "=": left == right,
+        ">": left > right,
+        "<": left < right,
+        ">=": left >= right,
+        "<=": left <= right,
+    }[op]
+
+
+def _json(body: Any, status: int) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json")
+
+
+def _redirect(target: str, params: dict[str, str]) -> Response:
+    sep = "&" if "?" in target else "?"
+    return Response("", status=302, headers={"Location": f"{target}{sep}{urlencode(params)}"})
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )

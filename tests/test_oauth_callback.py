@@ -1,0 +1,114 @@
+"""Every way the OAuth callback can go wrong: a clear page, a DM when we know who, nothing stored."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import requests
+
+from tests.conftest import DEDICATED, REALM
+from tests.helpers import ack_message, card_text, command, dms_to, link_buttons
+
+
+def fresh_link(slack, bot, user_id: str = "U0ADMIN") -> str:
+    resp, response_url = command(slack, bot, "connect", user_id=user_id)
+    ack_message(resp)
+    [message] = slack.wait_for_responses(response_url, 1)
+    [url] = link_buttons(message)
+    return url
+
+
+def state_of(url: str) -> str:
+    return parse_qs(urlparse(url).query)["state"][0]
+
+
+def nothing_stored(bot) -> bool:
+    return bot.services.store.list_connections() == []
+
+
+def test_link_is_intuit_authorize_with_all_scopes(bot, slack, intuit):
+    url = fresh_link(slack, bot)
+    query = parse_qs(urlparse(url).query)
+    assert url.startswith(intuit.url)
+    assert set(query["scope"][0].split()) == {
+        "com.intuit.quickbooks.accounting",
+        "openid",
+        "email",
+        "profile",
+    }
+    assert query["redirect_uri"] == [f"{bot.url}/qbo/callback"]
+    assert len(query["state"][0]) >= 32
+
+
+def test_missing_state(bot):
+    resp = requests.get(f"{bot.url}/qbo/callback?code=abc&realmId={REALM}", timeout=5)
+    assert resp.status_code == 400 and "no state" in resp.text
+    assert nothing_stored(bot)
+
+
+def test_forged_state(bot, slack):
+    resp = requests.get(f"{bot.url}/qbo/callback?code=abc&realmId={REALM}&state=forged123", timeout=5)
+    assert resp.status_code == 400 and "not issued by zqbo" in resp.text
+    assert nothing_stored(bot)
+    assert slack.calls_to("chat.postMessage") == []  # we do not know whom to tell
+
+
+def test_expired_state(bot, slack, intuit, clock):
+    url = fresh_link(slack, bot)
+    callback = intuit.authorize(url, as_user=DEDICATED)
+    clock.advance(601)
+    resp = requests.get(callback, timeout=5)
+    assert resp.status_code == 400 and "expired" in resp.text
+    assert nothing_stored(bot)
+    [dm] = dms_to(slack, "U0ADMIN")
+    assert "expired" in card_text(dm) and "/zqbo connect" in card_text(dm)
+
+
+def test_reused_state(bot, slack, intuit):
+    url = fresh_link(slack, bot)
+    callback = intuit.authorize(url, as_user=DEDICATED)
+    assert requests.get(callback, timeout=5).status_code == 200
+    bot.services.store.delete_connection(REALM)
+    again = requests.get(callback, timeout=5)
+    assert again.status_code == 400 and "already used" in again.text
+    assert nothing_stored(bot)
+
+
+def test_declined_consent(bot, slack, intuit):
+    url = fresh_link(slack, bot)
+    callback = intuit.authorize(url, decline=True)
+    assert "error=access_denied" in callback
+    resp = requests.get(callback, timeout=5)
+    assert "declined" in resp.text
+    assert nothing_stored(bot)
+    [dm] = dms_to(slack, "U0ADMIN")
+    assert "declined" in card_text(dm)
+
+
+def test_bad_code(bot, slack):
+    url = fresh_link(slack, bot)
+    resp = requests.get(
+        f"{bot.url}/qbo/callback?code=not-a-real-code&realmId={REALM}&state={state_of(url)}", timeout=5
+    )
+    assert resp.status_code == 400 and "did not accept the authorisation code" in resp.text
+    assert nothing_stored(bot)
+
+
+def test_intuit_down_during_code_exchange(bot, slack, intuit):
+    url = fresh_link(slack, bot)
+    callback = intuit.authorize(url, as_user=DEDICATED)
+    intuit.fail_next("token", 503, times=5)
+    resp = requests.get(callback, timeout=10)
+    assert resp.status_code == 502 and "Reference" in resp.text
+    assert nothing_stored(bot)
+
+
+@pytest.mark.parametrize("user", ["U0STAFF"])
+def test_state_is_bound_to_the_user_who_asked(bot, slack, intuit, user):
+    url = fresh_link(slack, bot, user_id=user)
+    callback = intuit.authorize(url, as_user=DEDICATED)
+    requests.get(callback, timeout=5)
+    conn = bot.services.store.get_connection(REALM)
+    assert conn.connected_by == user
+    assert dms_to(slack, user) and not dms_to(slack, "U0ADMIN")
