@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.redact import configure_logging
@@ -160,6 +161,11 @@ def emulator(intuit_port: int, slack_port: int) -> None:
 @click.option("--fast", is_flag=True, help="Do not pause between steps.")
 def demo(fast: bool) -> None:
     """Try zqbo with no Slack or Intuit account: emulators + bot, played in the terminal."""
+    import logging
+
+    parent = click.get_current_context().parent
+    if parent is not None and parent.get_parameter_source("log_level") is ParameterSource.DEFAULT:
+        logging.getLogger().setLevel(logging.WARNING)  # the played conversation is the output
     from bot.demo import run_demo
 
     run_demo(pause=0 if fast else 0.6)

@@ -67,7 +67,7 @@ class ConnectionManager:
             token_generation=(previous.token_generation + 1) if previous else 0,
         )
         self._store.save_connection(conn)
-        log.info("stored new QBO connection for realm %s (authorised as %s)", realm_id, identity.email)
+        log.info("stored new QBO tokens for realm %s (generation %d)", realm_id, conn.token_generation)
         return conn
 
     def update_details(
@@ -82,7 +82,13 @@ class ConnectionManager:
             if company_name:
                 conn.company_name = company_name
             self._store.save_connection(conn)
-            return conn
+        log.info(
+            "QBO connection for realm %s: company %r, authorised as %s",
+            realm_id,
+            conn.company_name,
+            conn.identity.email or "(unknown)",
+        )
+        return conn
 
     def mark(self, realm_id: str, status: ConnectionStatus, reason: str) -> Connection | None:
         with self._store.lock(f"refresh:{realm_id}", ttl=self._lock_ttl, wait=self._lock_wait):
