@@ -38,6 +38,8 @@ class Services:
     qbo: QBOClient
     prober: Prober
     oauth: OAuthFlow
+    # Work a web request starts but must not wait for (DMs that Slack may rate-limit).
+    background: ThreadPoolExecutor
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -84,7 +86,10 @@ def build_services(
         company_name=lambda realm: qbo.company_info(realm)["company_name"],
         clock=clock,
     )
-    return Services(settings, store, clock, slack_client(settings), intuit, connections, qbo, prober, oauth)
+    background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="zqbo-bg")
+    return Services(
+        settings, store, clock, slack_client(settings), intuit, connections, qbo, prober, oauth, background
+    )
 
 
 def create_bolt_app(services: Services) -> App:

@@ -126,6 +126,7 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     page = requests.get(callback, timeout=10)
     title = page.text.split("<h1", 1)[-1].split(">", 1)[-1].split("</h1>", 1)[0]
     play.say(f"  Browser shows: “{title}” (HTTP {page.status_code})")
+    slack.wait_for_calls("chat.postMessage", 1, timeout=10)
     for call in slack.calls_to("chat.postMessage"):
         if str(call.args.get("channel", "")).startswith("D"):
             play.slack("zqbo → DM to ana", call.args)

@@ -19,7 +19,8 @@ def register(web: Flask, services: Services) -> None:
     @web.get("/qbo/callback")
     def qbo_callback() -> Response:
         result = services.oauth.complete(request.args.to_dict())
-        notify_user(services, result)
+        # The browser gets its page now; the DM follows (Slack may ask us to wait).
+        services.background.submit(notify_user, services, result)
         status, html = callback_page(result, services.settings.dedicated_email)
         return Response(
             html,
@@ -46,3 +47,5 @@ def notify_user(services: Services, result: CallbackResult) -> None:
             result.state.slack_user_id,
             exc.response.get("error"),
         )
+    except Exception:
+        log.exception("could not DM %s about the QBO callback", result.state.slack_user_id)

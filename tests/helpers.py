@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import requests
@@ -44,10 +45,12 @@ def connect(slack, intuit, bot, as_user: str, user_id: str = "U0ADMIN") -> reque
     return requests.get(callback, timeout=10)
 
 
-def dms_to(slack, user_id: str) -> list[dict[str, Any]]:
-    opened = [c for c in slack.calls_to("conversations.open") if c.ok and user_id in str(c.args.get("users"))]
-    if not opened:
-        return []
-    posts = [c.args for c in slack.calls_to("chat.postMessage") if c.ok]
-    channels = {slack.dm_channel(user_id)}
-    return [p for p in posts if p.get("channel") in channels]
+def dms_to(slack, user_id: str, wait_for: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """Messages the bot posted in the DM with `user_id`, as posted (waits for `wait_for` of them)."""
+    channel = slack.dm_channel(user_id)
+    deadline = time.monotonic() + timeout
+    while True:
+        posts = [c.args for c in slack.calls_to("chat.postMessage") if c.ok and c.args.get("channel") == channel]
+        if len(posts) >= wait_for or time.monotonic() > deadline:
+            return posts
+        time.sleep(0.02)

@@ -28,7 +28,7 @@ def test_connect_then_status_shows_company_and_identity(bot, slack, intuit):
 
     conn = bot.services.store.get_connection(REALM)
     assert conn.identity.email == JANE and conn.company_name == "Acme Payments Ltd"
-    [dm] = dms_to(slack, "U0ADMIN")
+    [dm] = dms_to(slack, "U0ADMIN", wait_for=1)
     assert "Acme Payments Ltd" in card_text(dm) and JANE in card_text(dm)
 
     resp, response_url = command(slack, bot, "status")

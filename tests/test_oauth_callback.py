@@ -61,7 +61,7 @@ def test_expired_state(bot, slack, intuit, clock):
     resp = requests.get(callback, timeout=5)
     assert resp.status_code == 400 and "expired" in resp.text
     assert nothing_stored(bot)
-    [dm] = dms_to(slack, "U0ADMIN")
+    [dm] = dms_to(slack, "U0ADMIN", wait_for=1)
     assert "expired" in card_text(dm) and "/zqbo connect" in card_text(dm)
 
 
@@ -82,7 +82,7 @@ def test_declined_consent(bot, slack, intuit):
     resp = requests.get(callback, timeout=5)
     assert "declined" in resp.text
     assert nothing_stored(bot)
-    [dm] = dms_to(slack, "U0ADMIN")
+    [dm] = dms_to(slack, "U0ADMIN", wait_for=1)
     assert "declined" in card_text(dm)
 
 
@@ -111,4 +111,4 @@ def test_state_is_bound_to_the_user_who_asked(bot, slack, intuit, user):
     requests.get(callback, timeout=5)
     conn = bot.services.store.get_connection(REALM)
     assert conn.connected_by == user
-    assert dms_to(slack, user) and not dms_to(slack, "U0ADMIN")
+    assert dms_to(slack, user, wait_for=1) and not dms_to(slack, "U0ADMIN")

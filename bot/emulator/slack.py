@@ -135,6 +135,19 @@ class SlackEmulator(EmulatorServer):
             channel = self.channels.get(channel_id)
             return json.loads(json.dumps(channel.messages)) if channel else []
 
+    def wait_for_calls(self, method: str, n: int, timeout: float = 5.0, ok: bool = True) -> list[SlackCall]:
+        """Wait until `method` has been called (successfully, unless ok=False) at least `n` times."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                calls = [c for c in self.calls_to(method) if c.ok or not ok]
+                if len(calls) >= n:
+                    return calls
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"{method} was called {len(calls)} of {n} times")
+                self._cond.wait(left)
+
     def dm_channel(self, user_id: str) -> str:
         return "D" + user_id[1:]
 

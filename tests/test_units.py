@@ -1,0 +1,147 @@
+"""Small pieces a user still notices: command parsing, what a card may contain, log redaction."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+import pytest
+
+from bot import blocks
+from bot.clock import FakeClock
+from bot.commands import MAX_TEXT, parse
+from bot.config import load_settings
+from bot.models import Connection, ConnectionStatus, Identity
+from bot.qbo.errors import ConnectionLost
+from bot.redact import MASK, Redactor, remember
+from bot.render import render
+from bot.status import State, build_status
+from bot.store.crypto import TokenCipher
+from bot.store.sqlite import SQLiteStore
+from tests.conftest import TEST_KEY
+
+SETTINGS = dict(
+    SLACK_BOT_TOKEN="xoxb-1",
+    SLACK_SIGNING_SECRET="s",
+    ZQBO_PUBLIC_URL="https://zqbo.example.com/",
+    QBO_CLIENT_ID="id",
+    QBO_CLIENT_SECRET="secret",
+    ZQBO_DEDICATED_EMAIL="zomentum.integration@acme.example",
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "args"),
+    [
+        ("status", "status", ()),
+        ("  STATUS  ", "status", ()),
+        ("state", "status", ()),
+        ("connect", "connect", ()),
+        ("", "help", ()),
+        ("--help", "help", ()),
+        ("status\u00a0now", "status", ("now",)),
+        ("frobnicate now", "unknown", ("frobnicate", "now")),
+        (None, "help", ()),
+    ],
+)
+def test_parse(text, name, args):
+    command = parse(text)
+    assert (command.name, command.args) == (name, args)
+
+
+def test_parse_bounds_huge_text():
+    assert len(parse("x" * 100_000).raw) == MAX_TEXT
+
+
+def _store(tmp_path) -> SQLiteStore:
+    return SQLiteStore(str(tmp_path / "z.db"), TokenCipher([TEST_KEY]))
+
+
+def _conn(realm: str, name: str, clock: FakeClock, **kw) -> Connection:
+    now = clock.now()
+    fields = {
+        "access_expires_at": now + timedelta(hours=1),
+        "refresh_expires_at": now + timedelta(days=100),
+        **kw,
+    }
+    return Connection(
+        realm_id=realm,
+        company_name=name,
+        access_token="at-" + realm,
+        refresh_token="rt-" + realm,
+        identity=Identity(email="jane@acme.example", name="Jane <b>"),
+        connected_at=now,
+        **fields,
+    )
+
+
+def test_company_names_cannot_ping_the_channel(tmp_path):
+    clock = FakeClock()
+    store = _store(tmp_path)
+    store.save_connection(_conn("1", "<!channel> & <@U123> Ltd", clock))
+    card = blocks.status_card(build_status(store, load_settings(_env_file=None, **SETTINGS), clock))
+    raw = json.dumps(card.blocks)
+    assert "<!channel>" not in raw and "<@U123>" not in raw
+    assert "&lt;!channel&gt; &amp; &lt;@U123&gt; Ltd" in raw
+
+
+def test_many_companies_fit_in_one_slack_message(tmp_path):
+    clock = FakeClock()
+    store = _store(tmp_path)
+    for i in range(40):
+        store.save_connection(_conn(str(1000 + i), "C" * 200, clock))
+    card = blocks.status_card(build_status(store, load_settings(_env_file=None, **SETTINGS), clock))
+    assert len(card.blocks) <= 50
+    assert all(len((b.get("text") or {}).get("text", "")) <= 3000 for b in card.blocks)
+    assert "more companies" in render(card.blocks)
+
+
+def test_states_from_stored_facts(tmp_path):
+    clock = FakeClock()
+    store = _store(tmp_path)
+    settings = load_settings(_env_file=None, **SETTINGS)
+    store.save_connection(_conn("1", "Fine", clock))
+    store.save_connection(_conn("2", "Ending", clock, refresh_expires_at=clock.now() + timedelta(days=3)))
+    store.save_connection(
+        _conn("3", "Gone", clock, status=ConnectionStatus.LOST, status_reason="invalid_grant on refresh")
+    )
+    states = {c.company_name: c.state for c in build_status(store, settings, clock).companies}
+    assert states == {"Fine": State.CONNECTED, "Ending": State.EXPIRING, "Gone": State.LOST}
+    text = render(blocks.status_card(build_status(store, settings, clock)).blocks)
+    assert "invalid_grant" in text and "/zqbo connect" in text
+
+
+def test_redactor_masks_credentials_in_any_shape():
+    redact = Redactor()
+    redact.remember("s3cr3t-client-secret")
+    lines = [
+        "Authorization: Bearer eyJhbGciOi.abc.def",
+        'body {"access_token": "eyJraWQiOi123", "refresh_token": "RT1-123-H0-abcdef"}',
+        "refresh_token=RT1-999-H0-qwerty&grant_type=refresh_token",
+        "token xoxb-1234-5678-abcdef and xapp-1-A1-xyz",
+        "client secret s3cr3t-client-secret in an error",
+    ]
+    for line in lines:
+        masked = redact(line)
+        assert MASK in masked
+        for secret in ["eyJhbGciOi", "eyJraWQiOi123", "RT1-", "xoxb-1234", "xapp-1", "s3cr3t"]:
+            assert secret not in masked, (line, masked)
+
+
+def test_exception_text_in_logs_is_redacted(caplog):
+    remember("RT1-555-H0-leaky-token")
+    caplog.set_level(logging.ERROR)
+    try:
+        raise RuntimeError("refresh failed for RT1-555-H0-leaky-token")
+    except RuntimeError:
+        logging.getLogger("zqbo.test").exception("boom with %s", "RT1-555-H0-leaky-token")
+    assert "RT1-555-H0-leaky-token" not in caplog.text
+    assert MASK in caplog.text
+
+
+def test_connection_repr_and_errors_hold_no_token():
+    clock = FakeClock()
+    conn = _conn("42", "Acme", clock)
+    assert "at-42" not in repr(conn) and "rt-42" not in repr(conn)
+    assert "rt-42" not in str(ConnectionLost("42", "invalid_grant"))
