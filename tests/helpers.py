@@ -50,7 +50,9 @@ def dms_to(slack, user_id: str, wait_for: int = 0, timeout: float = 5.0) -> list
     channel = slack.dm_channel(user_id)
     deadline = time.monotonic() + timeout
     while True:
-        posts = [c.args for c in slack.calls_to("chat.postMessage") if c.ok and c.args.get("channel") == channel]
+        posts = [
+            c.args for c in slack.calls_to("chat.postMessage") if c.ok and c.args.get("channel") == channel
+        ]
         if len(posts) >= wait_for or time.monotonic() > deadline:
             return posts
         time.sleep(0.02)
