@@ -38,7 +38,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_bot(intuit: IntuitEmulator, slack: SlackEmulator, port: int, workdir: str, redis: bool):
+def start_bot(
+    intuit: IntuitEmulator, slack: SlackEmulator, port: int, workdir: str, redis: bool, reuse: float
+):
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": slack.bot_token,
@@ -53,6 +55,7 @@ def start_bot(intuit: IntuitEmulator, slack: SlackEmulator, port: int, workdir: 
         "ZQBO_DB": f"{workdir}/zqbo.db",
         "PORT": str(port),
         "ZQBO_LOG_LEVEL": "WARNING",
+        "ZQBO_PROBE_REUSE_SECONDS": str(reuse),
     }
     env.pop("REDIS_URL", None)
     if redis:
@@ -142,19 +145,25 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--latency", type=float, default=2.0, help="QBO delay for the second run (s)")
     parser.add_argument("--redis", action="store_true", help="Redis store instead of SQLite")
+    parser.add_argument(
+        "--probe-reuse",
+        type=float,
+        default=1.0,
+        help="ZQBO_PROBE_REUSE_SECONDS for the bot (production default 20; 1 keeps probes running)",
+    )
     args = parser.parse_args()
 
     with IntuitEmulator() as intuit, SlackEmulator() as slack, tempfile.TemporaryDirectory() as workdir:
         intuit.seed_demo()
         port = free_port()
-        proc = start_bot(intuit, slack, port, workdir, args.redis)
+        proc = start_bot(intuit, slack, port, workdir, args.redis, args.probe_reuse)
         events = f"http://127.0.0.1:{port}/slack/events"
         try:
             connect_company(slack, intuit, events)
             run_load(slack, events, 100, 10)  # warm-up
             print(
                 f"/zqbo status ack latency, {args.requests} requests, {args.clients} concurrent clients, "
-                f"store={'redis' if args.redis else 'sqlite'}"
+                f"store={'redis' if args.redis else 'sqlite'}, probe reuse {args.probe_reuse:g} s"
             )
             started = time.perf_counter()
             fast = run_load(slack, events, args.requests, args.clients)

@@ -40,6 +40,8 @@ class Services:
     oauth: OAuthFlow
     # Work a web request starts but must not wait for (DMs that Slack may rate-limit).
     background: ThreadPoolExecutor
+    # Slash-command work after the ack (live probes, links): waits on Intuit and QBO.
+    after_ack: ThreadPoolExecutor
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -61,7 +63,7 @@ def build_services(
     store: Store | None = None,
     clock: Clock | None = None,
     retry: RetryPolicy | None = None,
-    probe_reuse_seconds: float = 20.0,
+    probe_reuse_seconds: float | None = None,
 ) -> Services:
     remember(
         settings.slack_bot_token.get_secret_value(),
@@ -78,7 +80,8 @@ def build_services(
     intuit = IntuitOAuth(settings, clock)
     connections = ConnectionManager(store, intuit, clock)
     qbo = QBOClient(settings, intuit, connections, retry)
-    prober = Prober(qbo, connections, store, clock, reuse_seconds=probe_reuse_seconds)
+    reuse = settings.probe_reuse_seconds if probe_reuse_seconds is None else probe_reuse_seconds
+    prober = Prober(qbo, connections, store, clock, reuse_seconds=reuse)
     oauth = OAuthFlow(
         store,
         intuit,
@@ -87,8 +90,19 @@ def build_services(
         clock=clock,
     )
     background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="zqbo-bg")
+    after_ack = ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-after-ack")
     return Services(
-        settings, store, clock, slack_client(settings), intuit, connections, qbo, prober, oauth, background
+        settings,
+        store,
+        clock,
+        slack_client(settings),
+        intuit,
+        connections,
+        qbo,
+        prober,
+        oauth,
+        background,
+        after_ack,
     )
 
 

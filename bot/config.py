@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ZQBO_ENCRYPTION_KEY", "encryption_key")
     )
     port: int = Field(default=3000, validation_alias=AliasChoices("PORT", "port"))
+    # How long a live probe's answer is shown instead of asking QBO again (per process).
+    probe_reuse_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        validation_alias=AliasChoices("ZQBO_PROBE_REUSE_SECONDS", "probe_reuse_seconds"),
+    )
 
     @field_validator("admins", "entities", mode="before")
     @classmethod

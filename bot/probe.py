@@ -36,6 +36,14 @@ class Prober:
         self._inflight: dict[str, Future[CheckResult]] = {}
         self._recent: dict[str, tuple[float, CheckResult]] = {}
 
+    def fresh(self, realm_id: str) -> CheckResult | None:
+        """A probe this process finished within the reuse window, if any (no I/O)."""
+        with self._mutex:
+            recent = self._recent.get(realm_id)
+        if recent and time.monotonic() - recent[0] < self._reuse:
+            return recent[1]
+        return None
+
     def probe(self, realm_id: str) -> CheckResult:
         """Probe now, or join the probe already running, or reuse one that just finished."""
         with self._mutex:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from bot.clock import Clock
+from bot.clock import Clock, parse_iso
 from bot.config import Settings
 from bot.models import CheckResult, Connection, ConnectionStatus
 from bot.store.base import Store
@@ -72,18 +72,19 @@ def is_dedicated(email: str, dedicated_email: str) -> bool | None:
 
 
 def scheduler_heartbeat(store: Store) -> datetime | None:
-    from bot.clock import parse_iso
-
     doc = store.get_doc("scheduler", "heartbeat")
     return parse_iso(doc.get("at")) if doc else None
 
 
 def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport:
+    """The status report from stored state only: one store round trip, no Intuit or QBO call."""
     now = clock.now()
-    heartbeat = scheduler_heartbeat(store)
+    view = store.overview(doc_kinds=("scheduler",))
+    beat = view.doc("scheduler", "heartbeat")
+    heartbeat = parse_iso(beat.get("at")) if beat else None
     companies = []
-    for conn in store.list_connections():
-        last_check = store.last_check(conn.realm_id, "audit")
+    for conn in view.connections:
+        last_check = view.check(conn.realm_id, "audit")
         next_check = None
         if heartbeat is not None:
             next_check = (last_check.at if last_check else heartbeat) + settings.check_interval
@@ -104,7 +105,7 @@ def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport
                 dedicated_user_id=settings.dedicated_user_id,
                 dedicated_user_source="pinned" if settings.dedicated_user_id else "unknown",
                 last_check=last_check,
-                last_probe=store.last_check(conn.realm_id, "probe"),
+                last_probe=view.check(conn.realm_id, "probe"),
                 next_check=next_check,
             )
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -17,43 +18,55 @@ log = logging.getLogger(__name__)
 
 
 def register(app: App, services: Services) -> None:
-    def ack_command(ack: Ack, command: dict[str, Any]) -> None:
+    def zqbo_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        """Answer from stored state at once; what needs Intuit or QBO runs after the answer."""
         cmd = parse(command.get("text"))
         metrics.SLACK_COMMANDS.labels(subcommand=cmd.name).inc()
+        after: Callable[[], None] | None = None
         if cmd.name == "status":
             report = build_status(services.store, services.settings, services.clock)
-            probing = any(c.state in (State.CONNECTED, State.EXPIRING) for c in report.companies)
-            ack(response_type="ephemeral", **blocks.status_card(report, probing=probing).as_kwargs())
+            live = [c.realm_id for c in report.companies if c.state in (State.CONNECTED, State.EXPIRING)]
+            fresh = {realm: services.prober.fresh(realm) for realm in live}
+            probes = {realm: result for realm, result in fresh.items() if result is not None}
+            stale = [realm for realm in live if realm not in probes]
+            card = blocks.status_card(report, probes, probing=bool(stale))
+            ack(response_type="ephemeral", **card.as_kwargs())
+            if stale:
+                after = lambda: refresh_status_card(services, respond)  # noqa: E731
         elif cmd.name == "connect":
             ack(response_type="ephemeral", **blocks.connect_preparing().as_kwargs())
+            after = lambda: send_connect_link(  # noqa: E731
+                services,
+                respond,
+                command["user_id"],
+                command.get("team_id", ""),
+                command.get("channel_id", ""),
+            )
         elif cmd.name == "help":
             ack(response_type="ephemeral", **blocks.help_message().as_kwargs())
         else:
             ack(response_type="ephemeral", **blocks.help_message(unknown=cmd.raw).as_kwargs())
+        if after is not None:
+            services.after_ack.submit(_guarded, cmd.name, after, respond)
 
-    def after_ack(command: dict[str, Any], respond: Respond) -> None:
-        cmd = parse(command.get("text"))
+    app.command("/zqbo")(zqbo_command)
+
+
+def _guarded(name: str, work: Callable[[], None], respond: Respond) -> None:
+    """Post-ack work: a failure becomes an error card with a reference, never silence."""
+    try:
+        work()
+    except Exception:
+        error_id = new_error_id()
+        log.exception("/zqbo %s failed [%s]", name, error_id)
         try:
-            if cmd.name == "status":
-                refresh_status_card(services, respond)
-            elif cmd.name == "connect":
-                send_connect_link(
-                    services,
-                    respond,
-                    command["user_id"],
-                    command.get("team_id", ""),
-                    command.get("channel_id", ""),
-                )
-        except Exception:
-            error_id = new_error_id()
-            log.exception("/zqbo %s failed [%s]", cmd.name, error_id)
             respond(
                 replace_original=True,
                 response_type="ephemeral",
                 **blocks.error_message("Something went wrong on zqbo's side.", error_id).as_kwargs(),
             )
-
-    app.command("/zqbo")(ack=ack_command, lazy=[after_ack])
+        except Exception:
+            log.exception("could not tell the user about [%s]", error_id)
 
 
 def refresh_status_card(services: Services, respond: Respond) -> None:

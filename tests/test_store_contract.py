@@ -124,6 +124,21 @@ def test_docs_put_get_list_delete(store):
     assert store.list_docs("other") == {}
 
 
+def test_overview_reads_connections_checks_and_docs_together(store):
+    store.save_connection(make_connection("456"))
+    store.save_connection(make_connection("123"))
+    store.record_check(CheckResult("123", "probe", NOW, True, "ok"))
+    store.put_doc("scheduler", "heartbeat", {"at": "2026-11-25T09:00:00+00:00"})
+    store.put_doc("checklist", "123", {"step": 2})
+    view = store.overview(doc_kinds=("scheduler", "alerts"))
+    assert [c.realm_id for c in view.connections] == ["123", "456"]
+    assert view.connections[0].refresh_token == make_connection("123").refresh_token
+    assert view.check("123", "probe").summary == "ok" and view.check("456", "probe") is None
+    assert view.doc("scheduler", "heartbeat") == {"at": "2026-11-25T09:00:00+00:00"}
+    assert view.docs["alerts"] == {} and "checklist" not in view.docs
+    assert store.overview().connections == store.list_connections()
+
+
 def test_mark_seen_returns_only_new_keys(store):
     assert store.mark_seen("entries", ["a", "b"]) == {"a", "b"}
     assert store.mark_seen("entries", ["b", "c"]) == {"c"}

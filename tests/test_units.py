@@ -145,3 +145,15 @@ def test_connection_repr_and_errors_hold_no_token():
     conn = _conn("42", "Acme", clock)
     assert "at-42" not in repr(conn) and "rt-42" not in repr(conn)
     assert "rt-42" not in str(ConnectionLost("42", "invalid_grant"))
+
+
+def test_next_check_follows_the_scheduler_heartbeat(tmp_path):
+    clock = FakeClock()
+    store = _store(tmp_path)
+    settings = load_settings(_env_file=None, **SETTINGS)
+    store.save_connection(_conn("1", "Fine", clock))
+    assert build_status(store, settings, clock).companies[0].next_check is None
+    store.put_doc("scheduler", "heartbeat", {"at": clock.now().isoformat()})
+    [company] = build_status(store, settings, clock).companies
+    assert company.next_check == clock.now() + timedelta(minutes=15)
+    assert "in 15 min" in render(blocks.status_card(build_status(store, settings, clock)).blocks)

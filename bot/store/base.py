@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.models import CheckResult, Connection, OAuthState
@@ -11,6 +12,21 @@ from bot.models import CheckResult, Connection, OAuthState
 # How long a used or expired OAuth state is remembered, so a second click can be told
 # "this link was already used" instead of "this link is not ours".
 STATE_RETENTION_SECONDS = 24 * 3600
+
+
+@dataclass
+class Overview:
+    """Everything a status card needs, read in one round trip."""
+
+    connections: list[Connection] = field(default_factory=list)  # ordered by realm id
+    checks: dict[str, CheckResult] = field(default_factory=dict)  # "realm:kind" -> latest
+    docs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # kind -> key -> doc
+
+    def check(self, realm_id: str, kind: str) -> CheckResult | None:
+        return self.checks.get(f"{realm_id}:{kind}")
+
+    def doc(self, kind: str, key: str) -> dict[str, Any] | None:
+        return self.docs.get(kind, {}).get(key)
 
 
 class Store(Protocol):
@@ -42,6 +58,9 @@ class Store(Protocol):
     def get_doc(self, kind: str, key: str) -> dict[str, Any] | None: ...
     def delete_doc(self, kind: str, key: str) -> None: ...
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]: ...
+
+    def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
+        """Connections, latest checks and the given document kinds, in one round trip."""
 
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         """Remember keys forever; return those that were not seen before (atomic per key)."""

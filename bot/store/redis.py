@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,7 +13,7 @@ from redis.exceptions import LockError, RedisError
 
 from bot.models import CheckResult, Connection, OAuthState
 from bot.store import codec
-from bot.store.base import STATE_RETENTION_SECONDS, iter_chunks
+from bot.store.base import STATE_RETENTION_SECONDS, Overview, iter_chunks
 from bot.store.crypto import TokenCipher
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,22 @@ class RedisStore:
 
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self._r.hgetall(self._k("doc", kind)).items()}
+
+    def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hgetall(self._k("connections"))
+        pipe.hgetall(self._k("checks"))
+        for kind in doc_kinds:
+            pipe.hgetall(self._k("doc", kind))
+        conns, checks, *docs = pipe.execute()
+        return Overview(
+            connections=[codec.load_connection(conns[k], self._cipher) for k in sorted(conns)],
+            checks={k: codec.load_check(v) for k, v in checks.items()},
+            docs={
+                kind: {k: json.loads(v) for k, v in rows.items()}
+                for kind, rows in zip(doc_kinds, docs, strict=True)
+            },
+        )
 
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         name = self._k("seen", kind)

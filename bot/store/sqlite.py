@@ -6,7 +6,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from filelock import FileLock, Timeout
 
 from bot.models import CheckResult, Connection, OAuthState
 from bot.store import codec
-from bot.store.base import STATE_RETENTION_SECONDS, iter_chunks
+from bot.store.base import STATE_RETENTION_SECONDS, Overview, iter_chunks
 from bot.store.crypto import TokenCipher
 
 _SCHEMA = """
@@ -35,65 +35,77 @@ class SQLiteStore:
     def __init__(self, path: str, cipher: TokenCipher) -> None:
         self.path = path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
-        self._mutex = threading.RLock()
-        with self._mutex:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+        # One connection per thread: WAL lets readers run beside a writer, and SQLite's own
+        # busy timeout orders writers (across threads and processes alike).
+        self._local = threading.local()
+        self._all_conns: list[sqlite3.Connection] = []
+        self._conns_lock = threading.Lock()
+        db = self._db
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
         self._cipher = cipher
         self._lock_dir = Path(f"{path}.locks")
 
+    @property
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA busy_timeout=10000")
+            self._local.db = db
+            with self._conns_lock:
+                self._all_conns.append(db)
+        return db
+
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._mutex:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
     def _get(self, ns: str, key: str) -> str | None:
-        with self._mutex:
-            row = self._db.execute(
-                "SELECT value FROM kv WHERE ns=? AND key=? AND (expires_at IS NULL OR expires_at>?)",
-                (ns, key, time.time()),
-            ).fetchone()
+        row = self._db.execute(
+            "SELECT value FROM kv WHERE ns=? AND key=? AND (expires_at IS NULL OR expires_at>?)",
+            (ns, key, time.time()),
+        ).fetchone()
         return row[0] if row else None
 
     def _put(self, ns: str, key: str, value: str, ttl: float | None = None) -> None:
         expires = time.time() + ttl if ttl else None
-        with self._mutex:
-            self._db.execute(
-                "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?,?,?,?)",
-                (ns, key, value, expires),
-            )
+        self._db.execute(
+            "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?,?,?,?)",
+            (ns, key, value, expires),
+        )
 
     def _all(self, ns: str) -> dict[str, str]:
-        with self._mutex:
-            rows = self._db.execute(
-                "SELECT key, value FROM kv WHERE ns=? AND (expires_at IS NULL OR expires_at>?)",
-                (ns, time.time()),
-            ).fetchall()
+        rows = self._db.execute(
+            "SELECT key, value FROM kv WHERE ns=? AND (expires_at IS NULL OR expires_at>?)",
+            (ns, time.time()),
+        ).fetchall()
         return dict(rows)
 
     def _delete(self, ns: str, key: str) -> None:
-        with self._mutex:
-            self._db.execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
+        self._db.execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
 
     def ping(self) -> bool:
         try:
-            with self._mutex:
-                self._db.execute("SELECT 1").fetchone()
+            self._db.execute("SELECT 1").fetchone()
             return True
         except sqlite3.Error:
             return False
 
     def close(self) -> None:
-        with self._mutex:
-            self._db.close()
+        with self._conns_lock:
+            conns, self._all_conns = self._all_conns, []
+        for db in conns:
+            db.close()
+        self._local = threading.local()
 
     def save_connection(self, conn: Connection) -> None:
         self._put("connection", conn.realm_id, codec.dump_connection(conn, self._cipher))
@@ -146,6 +158,24 @@ class SQLiteStore:
 
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self._all(f"doc:{kind}").items()}
+
+    def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
+        namespaces = ["connection", "check", *(f"doc:{kind}" for kind in doc_kinds)]
+        marks = ",".join("?" * len(namespaces))
+        rows = self._db.execute(
+            f"SELECT ns, key, value FROM kv WHERE ns IN ({marks}) "  # noqa: S608 - placeholders only
+            "AND (expires_at IS NULL OR expires_at>?) ORDER BY ns, key",
+            (*namespaces, time.time()),
+        ).fetchall()
+        result = Overview(docs={kind: {} for kind in doc_kinds})
+        for ns, key, value in rows:
+            if ns == "connection":
+                result.connections.append(codec.load_connection(value, self._cipher))
+            elif ns == "check":
+                result.checks[key] = codec.load_check(value)
+            else:
+                result.docs[ns.removeprefix("doc:")][key] = json.loads(value)
+        return result
 
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         new: set[str] = set()
