@@ -23,6 +23,7 @@ from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
 from bot.redact import remember
 from bot.store import Store, open_store
+from bot.store.cache import OverviewCache
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,8 @@ def build_services(
         *settings.encryption_keys,
     )
     clock = clock or SystemClock()
-    store = store or open_store(settings)
+    # Bursts of status acks read the same rows: serve them from memory for up to a second.
+    store = OverviewCache(store or open_store(settings), ttl=settings.status_cache_seconds)
     intuit = IntuitOAuth(settings, clock)
     connections = ConnectionManager(store, intuit, clock)
     qbo = QBOClient(settings, intuit, connections, retry)

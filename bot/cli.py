@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -26,6 +27,10 @@ def main(log_level: str) -> None:
     configure_logging(log_level)
 
 
+def _default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 @main.command()
 @click.option("--port", type=int, default=None, help="Overrides PORT.")
 @click.option(
@@ -33,25 +38,20 @@ def main(log_level: str) -> None:
     type=int,
     default=None,
     envvar="WEB_CONCURRENCY",
-    help="Worker processes (default 1; more only with REDIS_URL).",
+    help="Worker processes (default: one per CPU, at most 4; WEB_CONCURRENCY also sets it).",
 )
-@click.option("--threads", type=int, default=32, show_default=True)
+@click.option("--threads", type=int, default=8, show_default=True, help="Threads per worker.")
 def serve(port: int | None, workers: int | None, threads: int) -> None:
     """Run the web process (Slack, OAuth callback, health, metrics) under gunicorn."""
     from gunicorn.app.base import BaseApplication
 
-    from bot.app import build_services, create_web_app
-
-    settings = _settings()
-    if workers and workers > 1 and not settings.redis_url:
-        raise click.ClickException("several workers need REDIS_URL (SQLite serves one process)")
-    app = create_web_app(build_services(settings))
+    settings = _settings()  # fail here, once, with a clear message, before any worker starts
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options: dict[str, Any] = {
                 "bind": f"0.0.0.0:{port or settings.port}",
-                "workers": workers or 1,
+                "workers": workers or _default_workers(),
                 "worker_class": "gthread",
                 "threads": threads,
                 "timeout": 60,
@@ -63,7 +63,11 @@ def serve(port: int | None, workers: int | None, threads: int) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> Any:
-            return app
+            # Built in each worker after the fork: no store connection or thread pool is shared
+            # between processes. Several workers are safe on SQLite too (WAL, OS file locks).
+            from bot.app import build_services, create_web_app
+
+            return create_web_app(build_services(settings))
 
     _Server().run()
 

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ZQBO_ENCRYPTION_KEY", "encryption_key")
     )
     port: int = Field(default=3000, validation_alias=AliasChoices("PORT", "port"))
+    # How long a status ack may reuse this process's last read of the store (own writes show at once).
+    status_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        validation_alias=AliasChoices("ZQBO_STATUS_CACHE_SECONDS", "status_cache_seconds"),
+    )
     # How long a live probe's answer is shown instead of asking QBO again (per process).
     probe_reuse_seconds: float = Field(
         default=20.0,

@@ -125,3 +125,27 @@ def test_callback_page_is_not_cached(bot, slack, intuit):
     page = connect(slack, intuit, bot, as_user=DEDICATED)
     assert page.headers["Cache-Control"] == "no-store"
     assert requests.get(f"{bot.url}/qbo/callback", timeout=5).headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_a_fresh_probe_is_shown_in_the_ack_without_a_second_update(
+    intuit, slack, clock, redis_prefix, cipher
+):
+    from bot.store.redis import RedisStore
+    from tests.conftest import REDIS_URL, make_settings, start_bot
+
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    server, bot = start_bot(make_settings(intuit, slack), clock, store=store, probe_reuse_seconds=60)
+    try:
+        connect(slack, intuit, bot, as_user=DEDICATED)
+        _, first_url = command(slack, bot, "status")
+        slack.wait_for_responses(first_url, 1)
+        probes = intuit.count("companyinfo")
+        resp, second_url = command(slack, bot, "status")
+        card = card_text(ack_message(resp))
+        assert "Live probe" in card and "QuickBooks answered" in card and "Asking QuickBooks" not in card
+        time.sleep(0.3)
+        assert slack.responses(second_url) == []
+        assert intuit.count("companyinfo") == probes
+    finally:
+        server.shutdown()
+        store.close()

@@ -157,3 +157,21 @@ def test_next_check_follows_the_scheduler_heartbeat(tmp_path):
     [company] = build_status(store, settings, clock).companies
     assert company.next_check == clock.now() + timedelta(minutes=15)
     assert "in 15 min" in render(blocks.status_card(build_status(store, settings, clock)).blocks)
+
+
+def test_overview_cache_sees_own_writes_at_once_and_others_within_ttl(tmp_path):
+    import time as _time
+
+    from bot.store.cache import OverviewCache
+
+    clock = FakeClock()
+    cached = OverviewCache(_store(tmp_path), ttl=0.3)
+    other_process = _store(tmp_path)  # same file, separate connection: another worker
+    assert cached.overview().connections == []
+    cached.save_connection(_conn("1", "Mine", clock))
+    assert [c.company_name for c in cached.overview().connections] == ["Mine"]
+    other_process.save_connection(_conn("2", "Theirs", clock))
+    assert [c.company_name for c in cached.overview().connections] == ["Mine"]  # cached
+    _time.sleep(0.35)
+    assert [c.company_name for c in cached.overview().connections] == ["Mine", "Theirs"]
+    assert cached.get_connection("2").company_name == "Theirs"  # other reads are never cached
