@@ -108,9 +108,18 @@ def build_services(
     )
 
 
+class _TokenGivenTwice(logging.Filter):
+    """Bolt warns when SLACK_BOT_TOKEN is in the environment and a client is passed: we pass the
+    client on purpose (retry handlers, SLACK_API_URL), so that warning is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
 def create_bolt_app(services: Services) -> App:
     from handlers import actions, commands, events
 
+    logging.getLogger("slack_bolt.App").addFilter(_TokenGivenTwice())
     app = App(
         client=services.slack,
         signing_secret=services.settings.slack_signing_secret.get_secret_value(),

@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 from bot.app import build_services, create_web_app
 from bot.config import load_settings
 from bot.emulator import IntuitEmulator, SlackEmulator
-from bot.render import render
+from bot.render import link_buttons, render
 
 PERSON = "jane@acme.example"
 DEDICATED = "zomentum.integration@acme.example"
@@ -46,16 +46,6 @@ class Player:
         self.echo(click.style(f"  {who}", fg="cyan"))
         self.echo(render(message.get("blocks") or [], message.get("text", "")))
         time.sleep(self.pause)
-
-
-def _buttons(message: dict[str, Any]) -> list[str]:
-    return [
-        e["url"]
-        for b in message.get("blocks", [])
-        if b.get("type") == "actions"
-        for e in b["elements"]
-        if e.get("url")
-    ]
 
 
 def run_demo(pause: float = 0.6, echo: Callable[[str], None] = click.echo) -> None:
@@ -118,7 +108,7 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     _, response_url = _command(play, slack, events, "connect")
     [message] = slack.wait_for_responses(response_url, 1)
     play.slack("zqbo (updates the message)", message)
-    [auth_url] = _buttons(message)
+    [auth_url] = link_buttons(message)
 
     play.step(f"In a private window, Ana signs in to Intuit as {DEDICATED}")
     play.say("  Intuit's consent screen (emulated) → Connect")

@@ -69,3 +69,14 @@ def _element(element: dict[str, Any]) -> str:
     if element.get("url"):
         return f"[ {label} ] → {element['url']}"
     return f"[ {label} ]"
+
+
+def link_buttons(message: dict[str, Any]) -> list[str]:
+    """The URLs of a message's link buttons, in order (what a user can click through)."""
+    return [
+        e["url"]
+        for b in message.get("blocks") or []
+        if b.get("type") == "actions"
+        for e in b["elements"]
+        if e.get("url")
+    ]

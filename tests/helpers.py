@@ -8,21 +8,13 @@ from typing import Any
 
 import requests
 
-from bot.render import render
+from bot.render import link_buttons, render
+
+__all__ = ["link_buttons"]
 
 
 def card_text(message: dict[str, Any]) -> str:
     return render(message.get("blocks") or [], message.get("text", ""))
-
-
-def link_buttons(message: dict[str, Any]) -> list[str]:
-    return [
-        e["url"]
-        for b in message.get("blocks", [])
-        if b.get("type") == "actions"
-        for e in b["elements"]
-        if e.get("url")
-    ]
 
 
 def command(slack, bot, text: str, **kw: Any) -> tuple[requests.Response, str]:
