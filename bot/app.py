@@ -14,13 +14,17 @@ from slack_sdk.http_retry.builtin_handlers import (
     RateLimitErrorRetryHandler,
 )
 
+from bot import blocks
+from bot.admins import AdminPolicy
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
-from bot.connect import OAuthFlow
+from bot.connect import OAuthFlow, Outcome
+from bot.models import OAuthState
 from bot.probe import Prober
 from bot.qbo.client import QBOClient, RetryPolicy
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
+from bot.reconnect import ReconnectService
 from bot.redact import remember
 from bot.store import Store, open_store
 from bot.store.cache import OverviewCache
@@ -43,6 +47,8 @@ class Services:
     background: ThreadPoolExecutor
     # Slash-command work after the ack (live probes, links): waits on Intuit and QBO.
     after_ack: ThreadPoolExecutor
+    admins: AdminPolicy
+    reconnect: ReconnectService
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -55,6 +61,17 @@ def slack_client(settings: Settings) -> WebClient:
             ConnectionErrorRetryHandler(max_retry_count=2),
             RateLimitErrorRetryHandler(max_retry_count=3),
         ],
+    )
+
+
+def slack_quick_client(settings: Settings) -> WebClient:
+    """For lookups made while Slack waits for our ack (users.info): short timeout, no
+    rate-limit sleeps; a failure there is answered, not retried."""
+    return WebClient(
+        token=settings.slack_bot_token.get_secret_value(),
+        base_url=settings.slack_api_url,
+        timeout=2,
+        retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)],
     )
 
 
@@ -84,12 +101,35 @@ def build_services(
     qbo = QBOClient(settings, intuit, connections, retry)
     reuse = settings.probe_reuse_seconds if probe_reuse_seconds is None else probe_reuse_seconds
     prober = Prober(qbo, connections, store, clock, reuse_seconds=reuse)
+    slack = slack_client(settings)
+    admins = AdminPolicy(settings.admins, slack_quick_client(settings))
+
+    def gate(state: OAuthState) -> Outcome | None:
+        """Tokens are stored only for an admin's link, and only for a checklist's newest link."""
+        if not admins.is_admin(state.slack_user_id):
+            return Outcome.NOT_ADMIN
+        if state.purpose == "reconnect" and not reconnect.link_is_current(state):
+            return Outcome.REPLACED
+        return None
+
     oauth = OAuthFlow(
         store,
         intuit,
         connections,
         company_name=lambda realm: qbo.company_info(realm)["company_name"],
         clock=clock,
+        gate=gate,
+    )
+    reconnect = ReconnectService(
+        store,
+        connections,
+        oauth,
+        slack,
+        settings,
+        clock,
+        render=lambda checklist, conn: blocks.checklist_message(
+            checklist, conn, settings.dedicated_email, clock.now()
+        ).as_kwargs(),
     )
     background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="zqbo-bg")
     after_ack = ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-after-ack")
@@ -97,7 +137,7 @@ def build_services(
         settings,
         store,
         clock,
-        slack_client(settings),
+        slack,
         intuit,
         connections,
         qbo,
@@ -105,6 +145,8 @@ def build_services(
         oauth,
         background,
         after_ack,
+        admins,
+        reconnect,
     )
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.connect import CallbackResult, Outcome
+from bot.connect import CallbackResult, describe_outcome
 from bot.models import CheckResult, Connection
 from bot.status import CompanyStatus, State, StatusReport, is_dedicated
 
@@ -71,7 +71,26 @@ def context(*parts: str) -> Block:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": p[:SECTION_LIMIT]} for p in parts]}
 
 
-def button(text: str, action_id: str, *, value: str = "", url: str = "", style: str = "") -> Block:
+def confirm(title: str, text: str, yes: str, no: str = "Cancel") -> Block:
+    """Slack's own confirmation dialog: the action only arrives if the user confirms."""
+    return {
+        "title": {"type": "plain_text", "text": title[:100]},
+        "text": {"type": "mrkdwn", "text": text[:300]},
+        "confirm": {"type": "plain_text", "text": yes[:30]},
+        "deny": {"type": "plain_text", "text": no[:30]},
+        "style": "danger",
+    }
+
+
+def button(
+    text: str,
+    action_id: str,
+    *,
+    value: str = "",
+    url: str = "",
+    style: str = "",
+    ask: Block | None = None,
+) -> Block:
     element: Block = {
         "type": "button",
         "text": {"type": "plain_text", "text": text, "emoji": True},
@@ -83,6 +102,8 @@ def button(text: str, action_id: str, *, value: str = "", url: str = "", style: 
         element["url"] = url
     if style:
         element["style"] = style
+    if ask:
+        element["confirm"] = ask
     return element
 
 
@@ -211,6 +232,8 @@ def status_card(
 HELP_COMMANDS = (
     ("status", "connection state, identity, token expiry and checks"),
     ("connect", "get a link to connect QuickBooks (sign in as the dedicated user)"),
+    ("reconnect [realm]", "guided reconnect as the dedicated user, step by step in a DM"),
+    ("disconnect [realm]", "revoke zqbo's QuickBooks connection (asks to confirm)"),
     ("help", "this message"),
 )
 
@@ -290,19 +313,8 @@ def dm_connected(conn: Connection, dedicated_email: str) -> Message:
     )
 
 
-CALLBACK_PROBLEMS = {
-    Outcome.DECLINED: "You declined the authorisation at Intuit, so nothing was connected.",
-    Outcome.EXPIRED: "That authorisation link had expired (links last 10 minutes).",
-    Outcome.REUSED: "That authorisation link was already used; each link works once.",
-    Outcome.UNKNOWN_STATE: "That authorisation link was not issued by zqbo.",
-    Outcome.MISSING_STATE: "The callback carried no state, so it cannot be trusted.",
-    Outcome.BAD_CODE: "Intuit did not accept the authorisation code.",
-    Outcome.FAILED: "Intuit could not be reached to finish the connection.",
-}
-
-
 def callback_problem_text(result: CallbackResult) -> str:
-    return CALLBACK_PROBLEMS.get(result.outcome, "The connection did not complete.")
+    return describe_outcome(result.outcome)
 
 
 def dm_callback_problem(result: CallbackResult) -> Message:
@@ -317,3 +329,254 @@ def dm_callback_problem(result: CallbackResult) -> Message:
             ),
         ],
     )
+
+
+# --- who may act ----------------------------------------------------------------------------
+
+
+def not_allowed(what: str, who: str) -> Message:
+    return Message(
+        text=f"Only zqbo admins can {what}.",
+        blocks=[
+            section(
+                f":lock: Only zqbo admins can {esc(what)}. Admins: {who}.\n"
+                "Ask one of them, or run `/zqbo status` to see the connection."
+            )
+        ],
+    )
+
+
+def notice(text: str, icon: str = ":information_source:") -> Message:
+    """A one-line ephemeral answer. `text` is trusted mrkdwn built by zqbo."""
+    return Message(text=text, blocks=[section(f"{icon} {text}")])
+
+
+# --- /zqbo disconnect -----------------------------------------------------------------------
+
+
+def disconnect_prompt(conn: Connection) -> Message:
+    name = esc(conn.company_name or conn.realm_id)
+    who = esc(conn.identity.email or "an unknown identity")
+    ask = confirm(
+        "Disconnect QuickBooks?",
+        f"zqbo revokes its connection to {name} at Intuit. Checks stop until someone reconnects.",
+        "Disconnect",
+    )
+    return Message(
+        text=f"Disconnect {conn.company_name}?",
+        blocks=[
+            section(
+                f"*Disconnect {name}* (realm `{esc(conn.realm_id)}`)?\nIt is authorised as *{who}*. "
+                "zqbo revokes the refresh token at Intuit, which disconnects the app from the "
+                "company; reconnect with `/zqbo reconnect`."
+            ),
+            actions(
+                button("Disconnect", "zqbo_disconnect", value=conn.realm_id, style="danger", ask=ask),
+            ),
+        ],
+    )
+
+
+def disconnect_done(conn: Connection, by: str) -> Message:
+    name = esc(conn.company_name or conn.realm_id)
+    return Message(
+        text=f"{conn.company_name} disconnected",
+        blocks=[
+            section(
+                f":electric_plug: *{name} is disconnected.* <@{esc(by)}> revoked zqbo's connection at "
+                "Intuit; its tokens are gone. Run `/zqbo reconnect` to connect again as the "
+                "dedicated integration user."
+            )
+        ],
+    )
+
+
+def disconnect_failed(conn: Connection, problem: str) -> Message:
+    message = disconnect_prompt(conn)
+    return Message(
+        text="Disconnect failed",
+        blocks=[section(f":x: {esc(problem)} The connection is unchanged."), *message.blocks[1:]],
+    )
+
+
+# --- the guided reconnect checklist (bot/reconnect.py) ---------------------------------------
+
+_ICON = {
+    "todo": ":white_large_square:",
+    "link": ":hourglass_flowing_sand:",
+    "done": ":white_check_mark:",
+    "ok": ":white_check_mark:",
+    "not_needed": ":heavy_minus_sign:",
+    "failed": ":x:",
+    "mismatch": ":x:",
+    "unverified": ":warning:",
+    "unknown": ":warning:",
+    "waiting": ":hourglass_flowing_sand:",
+}
+
+
+def _done_by(step: Any) -> str:
+    from bot.clock import parse_iso
+
+    at = parse_iso(step.at)
+    who = f" by <@{esc(step.by)}>" if step.by else ""
+    return f"done{who}{' ' + when(at) if at else ''}"
+
+
+def checklist_message(
+    checklist: Any, conn: Connection | None, dedicated_email: str, now: datetime
+) -> Message:
+    """The one DM message of a guided reconnect, rebuilt from the checklist on every change."""
+    from bot.clock import parse_iso
+
+    key = checklist.key
+    active = checklist.active
+    expected = checklist.expected_email or dedicated_email
+    company = esc(checklist.company_name or (conn.company_name if conn else "") or "your QuickBooks company")
+    started = parse_iso(checklist.started_at)
+    head = (
+        f"*Guided reconnect — {company}*"
+        + (f"  ·  realm `{esc(checklist.realm_id)}`" if checklist.realm_id else "")
+        + f"\nStarted by <@{esc(checklist.started_by)}>{' ' + when(started) if started else ''}. "
+        "Goal: the integration's QuickBooks connection authorised by a *dedicated integration "
+        "user*, so every automated entry is logged under it and not under a person."
+    )
+    if checklist.status == "cancelled":
+        head = f":no_entry_sign: *Cancelled* by <@{esc(checklist.ended_by)}>.\n" + head
+    elif checklist.status == "superseded":
+        head = (
+            f":arrows_counterclockwise: *Replaced* by a newer checklist started by "
+            f"<@{esc(checklist.ended_by)}>.\n" + head
+        )
+    elif checklist.status == "complete":
+        head = ":tada: *All done.* The integration now posts as the dedicated user.\n" + head
+    blocks: list[Block] = [section(head), DIVIDER]
+
+    # 1. the dedicated user
+    step = checklist.step("user")
+    email = (
+        f"*{esc(expected)}*"
+        if expected
+        else "_no email set: put the dedicated user's email in `ZQBO_DEDICATED_EMAIL` so zqbo can check it_"
+    )
+    text = (
+        f"{_ICON[step.state]} *1. Create the dedicated user*\n"
+        f"In QuickBooks: *⚙ Settings → Manage users → Add user*. Email: {email}. Role: *Company admin* — "
+        "QuickBooks only lets company admins connect apps. A dedicated user gives a clean audit "
+        "trail (entries show the integration, not a colleague), exposes no person's login, and "
+        "makes troubleshooting easy."
+    )
+    if step.state == "done":
+        text += f"\n_{_done_by(step)}_"
+    blocks.append(
+        section(
+            text,
+            button("Done", "zqbo_rc_user_done", value=key, style="primary")
+            if active and step.state == "todo"
+            else None,
+        )
+    )
+
+    # 2. disconnect
+    step = checklist.step("disconnect")
+    text = f"{_ICON[step.state]} *2. Disconnect the current connection*\n"
+    accessory = None
+    if step.state == "not_needed":
+        text += f"Not needed: {esc(step.note or 'nothing is connected')}."
+    elif step.state == "done":
+        text += f"Disconnected{' (was ' + esc(step.email) + ')' if step.email else ''} — _{_done_by(step)}_."
+    else:
+        current = esc(step.email or (conn.identity.email if conn else "") or "an unknown identity")
+        text += f"Currently authorised as *{current}*. zqbo revokes its connection at Intuit."
+        if step.state == "failed":
+            text += f"\n:x: {esc(step.note)}"
+        if active:
+            accessory = button(
+                "Try again" if step.state == "failed" else "Disconnect",
+                "zqbo_rc_disconnect",
+                value=key,
+                style="danger",
+                ask=confirm(
+                    "Disconnect QuickBooks?",
+                    f"zqbo revokes its connection to {company} at Intuit. Checks stop until step 3.",
+                    "Disconnect",
+                ),
+            )
+    text += (
+        "\nIf the payments integration has its own QuickBooks connection, disconnect it too "
+        "(QuickBooks: *Apps → My apps*), then reconnect it as the dedicated user."
+    )
+    blocks.append(section(text, accessory))
+
+    # 3. reconnect
+    step = checklist.step("reconnect")
+    ready = checklist.step("disconnect").state in ("done", "not_needed")
+    who = f"*{esc(expected)}*" if expected else "the dedicated user"
+    text = f"{_ICON[step.state]} *3. Reconnect as the dedicated user*\n"
+    if step.state == "done":
+        text += f"Reconnected — _{_done_by(step)}_."
+    elif not ready:
+        text += "After step 2."
+    else:
+        text += (
+            f"Sign in to Intuit as {who} — a *private browser window* avoids reusing your own "
+            "Intuit session — and approve the connection."
+        )
+        if step.note:
+            text += f"\n:warning: {esc(step.note)}"
+    blocks.append(section(text))
+    if active and ready and step.state != "done":
+        expires = parse_iso(step.expires_at)
+        elements = []
+        if step.link_url and expires and expires > now:
+            elements.append(button("Open Intuit sign-in", "zqbo_rc_open", url=step.link_url, style="primary"))
+            elements.append(button("Get a new link", "zqbo_rc_link", value=key))
+            blocks.append(actions(*elements))
+            blocks.append(
+                context(f"This link is yours alone, works once, and expires {when(expires, '{time}')}.")
+            )
+        else:
+            blocks.append(actions(button("Get sign-in link", "zqbo_rc_link", value=key, style="primary")))
+
+    # 4. identity
+    step = checklist.step("identity")
+    text = f"{_ICON[step.state]} *4. Identity check*\n"
+    retry = None
+    if step.state == "todo":
+        text += "Automatic after you sign in: zqbo asks Intuit who authorised the connection."
+    elif step.state == "ok":
+        text += f"Connected to *{company}* as *{esc(step.email)}* — the dedicated user."
+    else:
+        text += f"*{esc(step.note)}*."
+        if step.state == "mismatch":
+            text += " The connection is kept (so nothing stops) but flagged *wrong identity*."
+        if active:
+            retry = button(
+                "Disconnect and retry",
+                "zqbo_rc_retry",
+                value=key,
+                style="danger",
+                ask=confirm(
+                    "Disconnect and retry?",
+                    "zqbo revokes this connection and gives you a new sign-in link.",
+                    "Disconnect",
+                ),
+            )
+    blocks.append(section(text, retry))
+
+    # 5. first entry
+    step = checklist.step("first_entry")
+    text = f"{_ICON[step.state]} *5. Verify the first automated entry*\n"
+    if step.state == "done":
+        text += f"{esc(step.entry)} was logged under the dedicated user. :tada:"
+    elif step.state == "waiting":
+        text += "Waiting for the integration's next entry: zqbo checks it is logged under the dedicated user."
+    else:
+        text += "After step 4."
+    blocks.append(section(text))
+
+    if active:
+        blocks.append(actions(button("Cancel checklist", "zqbo_rc_cancel", value=key)))
+    step_no = min(checklist.current_step, 5)
+    summary = "cancelled" if checklist.status == "cancelled" else f"step {step_no} of 5"
+    return Message(text=f"zqbo guided reconnect — {summary}", blocks=blocks)

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KNOWN = ("status", "connect", "help")
+KNOWN = ("status", "connect", "reconnect", "disconnect", "help")
+# Subcommands that change the connection: admins only (bot/admins.py).
+ADMIN_ONLY = {
+    "connect": "connect QuickBooks",
+    "reconnect": "reconnect QuickBooks",
+    "disconnect": "disconnect QuickBooks",
+}
 ALIASES = {"": "help", "?": "help", "-h": "help", "--help": "help", "state": "status"}
 MAX_TEXT = 500
 

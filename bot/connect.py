@@ -31,6 +31,26 @@ class Outcome(StrEnum):
     MISSING_STATE = "missing_state"
     BAD_CODE = "bad_code"
     FAILED = "failed"
+    NOT_ADMIN = "not_admin"  # the link's Slack user may not change the connection
+    REPLACED = "replaced"  # a newer link was issued for the same checklist
+
+
+_OUTCOME_TEXT = {
+    Outcome.DECLINED: "You declined the authorisation at Intuit, so nothing was connected.",
+    Outcome.EXPIRED: "That authorisation link had expired (links last 10 minutes).",
+    Outcome.REUSED: "That authorisation link was already used; each link works once.",
+    Outcome.UNKNOWN_STATE: "That authorisation link was not issued by zqbo.",
+    Outcome.MISSING_STATE: "The callback carried no state, so it cannot be trusted.",
+    Outcome.BAD_CODE: "Intuit did not accept the authorisation code.",
+    Outcome.FAILED: "Intuit could not be reached to finish the connection.",
+    Outcome.NOT_ADMIN: "Only zqbo admins may connect QuickBooks, and this link's Slack user is not one.",
+    Outcome.REPLACED: "A newer authorisation link replaced this one; use the newest link.",
+}
+
+
+def describe_outcome(outcome: Outcome) -> str:
+    """What happened, in a sentence safe to show anywhere (page, DM, checklist)."""
+    return _OUTCOME_TEXT.get(outcome, "The connection did not complete.")
 
 
 @dataclass(frozen=True)
@@ -58,15 +78,25 @@ class OAuthFlow:
         connections: ConnectionManager,
         company_name: Callable[[str], str],
         clock: Clock,
+        gate: Callable[[OAuthState], Outcome | None] | None = None,
     ) -> None:
         self._store = store
         self._intuit = intuit
         self._connections = connections
         self._company_name = company_name
         self._clock = clock
+        # Checked after the state is taken and before the code is exchanged: an Outcome
+        # here stops the flow with nothing stored (e.g. not an admin, link replaced).
+        self._gate = gate
 
     def start(
-        self, slack_user_id: str, team_id: str, *, channel_id: str = "", purpose: str = "connect"
+        self,
+        slack_user_id: str,
+        team_id: str,
+        *,
+        channel_id: str = "",
+        purpose: str = "connect",
+        checklist: str = "",
     ) -> tuple[str, OAuthState]:
         now = self._clock.now()
         state = OAuthState(
@@ -77,6 +107,7 @@ class OAuthFlow:
             expires_at=now + STATE_TTL,
             purpose=purpose,
             channel_id=channel_id,
+            checklist=checklist,
         )
         url = self._intuit.authorization_url(state.state)
         self._store.put_oauth_state(state)
@@ -100,6 +131,8 @@ class OAuthFlow:
             return CallbackResult(Outcome.EXPIRED, record)
         if query.get("error"):
             return CallbackResult(Outcome.DECLINED, record, detail=query.get("error", "")[:64])
+        if self._gate is not None and (stop := self._gate(record)) is not None:
+            return CallbackResult(stop, record)
         code, realm_id = query.get("code", ""), query.get("realmId", "")
         if not code or not realm_id or not realm_id.isdigit():
             return CallbackResult(Outcome.BAD_CODE, record, detail="the callback had no code or company id")

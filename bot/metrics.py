@@ -14,3 +14,7 @@ PROBE_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
 OAUTH_CALLBACKS = Counter("zqbo_oauth_callbacks_total", "OAuth callbacks by outcome", ["outcome"])
+DISCONNECTS = Counter("zqbo_disconnects_total", "QBO connections revoked from Slack")
+RECONNECT_STEPS = Counter(
+    "zqbo_reconnect_steps_total", "Guided reconnect steps by outcome", ["step", "outcome"]
+)

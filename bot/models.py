@@ -61,6 +61,7 @@ class OAuthState:
     expires_at: datetime
     purpose: str = "connect"
     channel_id: str = ""
+    checklist: str = ""  # the guided-reconnect checklist this link belongs to, if any
 
 
 @dataclass(frozen=True)

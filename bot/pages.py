@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape
 
 from bot.blocks import callback_problem_text
 from bot.connect import CallbackResult, Outcome
-from bot.status import is_dedicated
+from bot.models import Connection
+from bot.status import State, connection_state, is_dedicated
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
@@ -26,6 +28,12 @@ def page(title: str, body_html: str, tone: str = "ok") -> str:
 
 
 def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, str]:
+    reconnecting = result.state is not None and result.state.purpose == "reconnect"
+    back = (
+        "<p>Your checklist in Slack (the direct message from zqbo) has been updated.</p>"
+        if reconnecting
+        else ""
+    )
     if result.outcome is Outcome.CONNECTED and result.connection is not None:
         conn = result.connection
         company = escape(conn.company_name or "your QuickBooks company")
@@ -38,18 +46,48 @@ def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, st
                 f"(<b>{escape(dedicated_email)}</b>): automated entries will be logged under this "
                 f"person. Reconnect while signed in to Intuit as the dedicated user.</p>"
             )
-            return 200, page("Connected, but not as the dedicated user", body, "warn")
+            return 200, page("Connected, but not as the dedicated user", body + back, "warn")
         body = f"<p>zqbo is connected to <b>{company}</b>, authorised as <b>{email}</b>.</p>"
+        if verdict and not conn.identity.email_verified:
+            body += (
+                "<p class=warn>Intuit says this email address is not verified. Verify it in the "
+                "Intuit account, then reconnect.</p>"
+            )
+            return 200, page("Connected, but the email is not verified", body + back, "warn")
         if verdict:
             body += "<p class=ok>That is the dedicated integration user. ✓</p>"
-        return 200, page("QuickBooks connected", body, "ok")
+        return 200, page("QuickBooks connected", body + back, "ok")
     what = escape(callback_problem_text(result))
     ref = f" Reference <code>{escape(result.error_id)}</code>." if result.error_id else ""
-    body = (
-        f"<p>{what}{ref}</p><p>Nothing was stored. In Slack, run <code>/zqbo connect</code> "
-        "for a fresh link.</p>"
+    if result.outcome is Outcome.NOT_ADMIN:
+        todo = "<p>Nothing was stored. Ask a zqbo admin to connect QuickBooks.</p>"
+    elif reconnecting:
+        todo = (
+            "<p>Nothing was stored. In Slack, press <b>Get a new link</b> on the checklist zqbo "
+            "sent you.</p>"
+        )
+    else:
+        todo = "<p>Nothing was stored. In Slack, run <code>/zqbo connect</code> for a fresh link.</p>"
+    status = {Outcome.FAILED: 502, Outcome.DECLINED: 200, Outcome.NOT_ADMIN: 403}.get(result.outcome, 400)
+    return status, page("QuickBooks was not connected", f"<p>{what}{ref}</p>{todo}", "bad")
+
+
+def reconnect_page(connections: list[Connection], now: datetime) -> str:
+    """Intuit's required "Reconnect URL". Anyone can open it, so it says only whether QuickBooks
+    is connected — no company, realm, identity or token — and how to reconnect from Slack."""
+    healthy = [c for c in connections if connection_state(c, now) in (State.CONNECTED, State.EXPIRING)]
+    if connections and len(healthy) == len(connections):
+        title, tone = "QuickBooks is connected", "ok"
+        state = "<p>zqbo's QuickBooks connection is working.</p>"
+    elif connections:
+        title, tone = "QuickBooks needs reconnecting", "bad"
+        state = "<p>zqbo's QuickBooks connection needs reconnecting.</p>"
+    else:
+        title, tone = "QuickBooks is not connected yet", "warn"
+        state = "<p>zqbo has no QuickBooks connection yet.</p>"
+    how = (
+        "<p>To reconnect, a zqbo admin runs <code>/zqbo reconnect</code> in Slack. zqbo then "
+        "walks them through it in a direct message: create the dedicated integration user "
+        "(Company admin), disconnect the old connection, and sign in to Intuit as that user.</p>"
     )
-    status = 502 if result.outcome is Outcome.FAILED else 400
-    if result.outcome is Outcome.DECLINED:
-        status = 200
-    return status, page("QuickBooks was not connected", body, "bad")
+    return page(title, state + how, tone)

@@ -1,8 +1,9 @@
-"""Button presses (interactivity)."""
+"""Button presses (interactivity): ack at once, check who pressed, then do the work after."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -10,34 +11,123 @@ from slack_bolt import Ack, App, Respond
 from bot import blocks
 from bot.app import Services
 from bot.connect import new_error_id
-from handlers.commands import send_connect_link
+from bot.qbo.errors import NotConnected, TransientError
+from bot.reconnect import ReconnectError
+from handlers.commands import send_connect_link, start_reconnect
 
 log = logging.getLogger(__name__)
 
+# action_id -> (what a refusal says the user tried, checklist action)
+CHECKLIST_ACTIONS = {
+    "zqbo_rc_user_done": "user_done",
+    "zqbo_rc_disconnect": "disconnect",
+    "zqbo_rc_link": "link",
+    "zqbo_rc_retry": "retry",
+    "zqbo_rc_cancel": "cancel",
+}
+
+
+def _who(body: dict[str, Any]) -> tuple[str, str]:
+    user = body.get("user", {})
+    team = user.get("team_id", "") or body.get("team", {}).get("id", "")
+    return user.get("id", ""), team
+
+
+def _value(body: dict[str, Any]) -> str:
+    actions = body.get("actions") or [{}]
+    return str(actions[0].get("value", ""))
+
 
 def register(app: App, services: Services) -> None:
-    def ack_only(ack: Ack) -> None:
-        ack()
+    def later(name: str, respond: Respond, work: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                work()
+            except Exception:
+                error_id = new_error_id()
+                log.exception("button %s failed [%s]", name, error_id)
+                respond(
+                    response_type="ephemeral",
+                    replace_original=False,
+                    **blocks.error_message("That did not work on zqbo's side.", error_id).as_kwargs(),
+                )
 
-    def connect_pressed(body: dict[str, Any], respond: Respond) -> None:
-        user = body.get("user", {})
-        try:
-            send_connect_link(
-                services,
-                respond,
-                user.get("id", ""),
-                user.get("team_id", "") or body.get("team", {}).get("id", ""),
-                body.get("channel", {}).get("id", ""),
-            )
-        except Exception:
-            error_id = new_error_id()
-            log.exception("connect button failed [%s]", error_id)
+        services.after_ack.submit(run)
+
+    def admin_only(what: str, work: Callable[[dict[str, Any], Respond], None]):
+        """A button that changes the connection: refused, politely and privately, for non-admins."""
+
+        def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+            ack()
+            user_id, _ = _who(body)
+
+            def guarded() -> None:
+                if not services.admins.is_admin(user_id):
+                    respond(
+                        response_type="ephemeral",
+                        replace_original=False,
+                        **blocks.not_allowed(what, services.admins.who()).as_kwargs(),
+                    )
+                    return
+                work(body, respond)
+
+            later(what, respond, guarded)
+
+        return listener
+
+    def connect(body: dict[str, Any], respond: Respond) -> None:
+        user_id, team_id = _who(body)
+        send_connect_link(services, respond, user_id, team_id, body.get("channel", {}).get("id", ""))
+
+    def reconnect(body: dict[str, Any], respond: Respond) -> None:
+        user_id, team_id = _who(body)
+        start_reconnect(services, respond, user_id, team_id, _value(body), replace=False)
+
+    def disconnect(body: dict[str, Any], respond: Respond) -> None:
+        user_id, _ = _who(body)
+        realm = _value(body)
+        conn = services.connections.get(realm)
+        if conn is None:
             respond(
-                response_type="ephemeral",
-                replace_original=False,
-                **blocks.error_message("Could not prepare a link.", error_id).as_kwargs(),
+                replace_original=True, **blocks.notice("Nothing to disconnect: not connected.").as_kwargs()
             )
+            return
+        try:
+            conn = services.connections.disconnect(realm, reason=f"disconnected from Slack by <@{user_id}>")
+        except NotConnected:
+            respond(
+                replace_original=True, **blocks.notice("Nothing to disconnect: not connected.").as_kwargs()
+            )
+            return
+        except TransientError as exc:
+            respond(
+                replace_original=True,
+                **blocks.disconnect_failed(conn, f"Intuit did not answer ({exc}).").as_kwargs(),
+            )
+            return
+        respond(replace_original=True, **blocks.disconnect_done(conn, user_id).as_kwargs())
 
-    app.action("zqbo_connect")(ack=ack_only, lazy=[connect_pressed])
-    # A URL button still sends an interaction; acking it spares the user a warning icon.
+    def checklist_step(action: str) -> Callable[[dict[str, Any], Respond], None]:
+        def work(body: dict[str, Any], respond: Respond) -> None:
+            user_id, _ = _who(body)
+            try:
+                services.reconnect.act(_value(body), action, user_id)
+            except ReconnectError as exc:
+                respond(
+                    response_type="ephemeral",
+                    replace_original=False,
+                    **blocks.notice(str(exc), ":thinking_face:").as_kwargs(),
+                )
+
+        return work
+
+    def ack_only(ack: Ack) -> None:
+        ack()  # URL buttons still send an interaction; acking spares the user a warning icon
+
+    app.action("zqbo_connect")(admin_only("connect QuickBooks", connect))
+    app.action("zqbo_reconnect")(admin_only("reconnect QuickBooks", reconnect))
+    app.action("zqbo_disconnect")(admin_only("disconnect QuickBooks", disconnect))
+    for action_id, action in CHECKLIST_ACTIONS.items():
+        app.action(action_id)(admin_only("change the QuickBooks connection", checklist_step(action)))
     app.action("zqbo_connect_link")(ack_only)
+    app.action("zqbo_rc_open")(ack_only)

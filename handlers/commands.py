@@ -7,11 +7,14 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk.errors import SlackApiError
 
 from bot import blocks, metrics
 from bot.app import Services
-from bot.commands import parse
+from bot.commands import ADMIN_ONLY, parse
 from bot.connect import new_error_id
+from bot.models import ConnectionStatus
+from bot.reconnect import ReconnectError
 from bot.status import State, build_status
 
 log = logging.getLogger(__name__)
@@ -19,9 +22,13 @@ log = logging.getLogger(__name__)
 
 def register(app: App, services: Services) -> None:
     def zqbo_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        """Answer from stored state at once; what needs Intuit or QBO runs after the answer."""
+        """Answer from stored state at once; what needs Intuit, QBO or a DM runs after."""
         cmd = parse(command.get("text"))
         metrics.SLACK_COMMANDS.labels(subcommand=cmd.name).inc()
+        user_id = command.get("user_id", "")
+        if cmd.name in ADMIN_ONLY and not services.admins.is_admin(user_id):
+            ack(**blocks.not_allowed(ADMIN_ONLY[cmd.name], services.admins.who()).as_kwargs())
+            return
         after: Callable[[], None] | None = None
         if cmd.name == "status":
             report = build_status(services.store, services.settings, services.clock)
@@ -36,12 +43,19 @@ def register(app: App, services: Services) -> None:
         elif cmd.name == "connect":
             ack(response_type="ephemeral", **blocks.connect_preparing().as_kwargs())
             after = lambda: send_connect_link(  # noqa: E731
-                services,
-                respond,
-                command["user_id"],
-                command.get("team_id", ""),
-                command.get("channel_id", ""),
+                services, respond, user_id, command.get("team_id", ""), command.get("channel_id", "")
             )
+        elif cmd.name == "reconnect":
+            ack(
+                response_type="ephemeral",
+                **blocks.notice("Opening a guided reconnect in your DMs…").as_kwargs(),
+            )
+            realm = cmd.args[0] if cmd.args else ""
+            after = lambda: start_reconnect(  # noqa: E731
+                services, respond, user_id, command.get("team_id", ""), realm
+            )
+        elif cmd.name == "disconnect":
+            ack(response_type="ephemeral", **disconnect_prompt(services, cmd.args).as_kwargs())
         elif cmd.name == "help":
             ack(response_type="ephemeral", **blocks.help_message().as_kwargs())
         else:
@@ -50,6 +64,47 @@ def register(app: App, services: Services) -> None:
             services.after_ack.submit(_guarded, cmd.name, after, respond)
 
     app.command("/zqbo")(zqbo_command)
+
+
+def disconnect_prompt(services: Services, args: tuple[str, ...]) -> blocks.Message:
+    try:
+        realm, conn = services.reconnect.resolve_realm(args[0] if args else "")
+    except ReconnectError as exc:
+        return blocks.notice(str(exc), ":thinking_face:")
+    if conn is None or conn.status is not ConnectionStatus.CONNECTED:
+        state = conn.status.value if conn else "not connected"
+        return blocks.notice(f"Nothing to disconnect: QuickBooks is {state}.")
+    return blocks.disconnect_prompt(conn)
+
+
+def start_reconnect(
+    services: Services, respond: Respond, user_id: str, team_id: str, realm: str, replace: bool = True
+) -> None:
+    """Open the checklist DM; answer where the command (or button) was, privately."""
+    try:
+        checklist = services.reconnect.start(user_id, team_id, realm)
+    except ReconnectError as exc:
+        respond(
+            replace_original=True,
+            response_type="ephemeral",
+            **blocks.notice(str(exc), ":thinking_face:").as_kwargs(),
+        )
+        return
+    except SlackApiError as exc:
+        error = exc.response.get("error", "unknown")
+        log.error("could not open the reconnect DM for %s: %s", user_id, error)
+        text = f"I could not send you a DM (Slack said `{error}`). Check that zqbo may message you."
+        respond(replace_original=replace, response_type="ephemeral", **blocks.notice(text, ":x:").as_kwargs())
+        return
+    respond(
+        replace_original=replace,
+        response_type="ephemeral",
+        **blocks.notice(
+            f"Your guided reconnect is in <slack://channel?id={checklist.channel}|your DMs with zqbo>: "
+            "one checklist, updated as you go.",
+            ":white_check_mark:",
+        ).as_kwargs(),
+    )
 
 
 def _guarded(name: str, work: Callable[[], None], respond: Respond) -> None:

@@ -10,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks
 from bot.app import Services
 from bot.connect import CallbackResult
-from bot.pages import callback_page
+from bot.pages import callback_page, reconnect_page
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +19,36 @@ def register(web: Flask, services: Services) -> None:
     @web.get("/qbo/callback")
     def qbo_callback() -> Response:
         result = services.oauth.complete(request.args.to_dict())
-        # The browser gets its page now; the DM follows (Slack may ask us to wait).
-        services.background.submit(notify_user, services, result)
+        # The browser gets its page now; Slack follows (it may ask us to wait): a guided
+        # reconnect updates its checklist message, a plain connect sends a DM.
+        if result.state is not None and result.state.purpose == "reconnect":
+            services.background.submit(update_checklist, services, result)
+        else:
+            services.background.submit(notify_user, services, result)
         status, html = callback_page(result, services.settings.dedicated_email)
-        return Response(
-            html,
-            status=status,
-            mimetype="text/html",
-            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-        )
+        return _html(status, html)
+
+    @web.get("/qbo/reconnect")
+    def qbo_reconnect() -> Response:
+        """The "Reconnect URL" registered with Intuit: state only, nothing identifying."""
+        connections = services.store.list_connections()
+        return _html(200, reconnect_page(connections, services.clock.now()))
+
+
+def _html(status: int, html: str) -> Response:
+    return Response(
+        html,
+        status=status,
+        mimetype="text/html",
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
+
+
+def update_checklist(services: Services, result: CallbackResult) -> None:
+    try:
+        services.reconnect.on_callback(result)
+    except Exception:
+        log.exception("could not update the reconnect checklist after the QBO callback")
 
 
 def notify_user(services: Services, result: CallbackResult) -> None:

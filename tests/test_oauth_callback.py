@@ -104,7 +104,7 @@ def test_intuit_down_during_code_exchange(bot, slack, intuit):
     assert nothing_stored(bot)
 
 
-@pytest.mark.parametrize("user", ["U0STAFF"])
+@pytest.mark.parametrize("user", ["U0OWNER"])
 def test_state_is_bound_to_the_user_who_asked(bot, slack, intuit, user):
     url = fresh_link(slack, bot, user_id=user)
     callback = intuit.authorize(url, as_user=DEDICATED)

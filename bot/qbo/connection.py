@@ -100,6 +100,38 @@ class ConnectionManager:
         log.warning("QBO connection for realm %s is now %s: %s", realm_id, status.value, reason)
         return conn
 
+    def disconnect(self, realm_id: str, reason: str) -> Connection:
+        """Revoke the refresh token at Intuit (the app leaves the company), then mark the
+        connection disconnected and forget its tokens. A transient failure raises and changes
+        nothing, so the caller can offer a retry."""
+        with self._store.lock(f"refresh:{realm_id}", ttl=self._lock_ttl, wait=self._lock_wait) as got:
+            if not got:
+                raise TransientError(f"another process is refreshing realm {realm_id}; try again")
+            conn = self._store.get_connection(realm_id)
+            if conn is None:
+                raise NotConnected(realm_id)
+            if conn.refresh_token:
+                try:
+                    self._intuit.revoke(conn.refresh_token)
+                except InvalidGrant:
+                    pass  # Intuit no longer knows the token: the app is already disconnected
+                except TransientError as exc:
+                    if exc.status != 400:
+                        raise
+            gone = replace(
+                conn,
+                access_token="",
+                refresh_token="",
+                access_expires_at=self._clock.now(),
+                status=ConnectionStatus.DISCONNECTED,
+                status_reason=reason,
+                token_generation=conn.token_generation + 1,
+            )
+            self._store.save_connection(gone)
+        metrics.DISCONNECTS.inc()
+        log.warning("QBO connection for realm %s disconnected: %s", realm_id, reason)
+        return gone
+
     def _usable(self, realm_id: str) -> Connection:
         conn = self._store.get_connection(realm_id)
         if conn is None:
