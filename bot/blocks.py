@@ -155,11 +155,24 @@ def _company_blocks(
         state += f" — {esc(c.reason)}" if c.reason else ""
     elif c.state is State.DISCONNECTED and c.reason:
         state += f" — {esc(c.reason)}"
+    if c.wrong_identity:
+        state += " — :warning: *wrong identity*"
     head = f"{STATE_ICON[c.state]} *{name}*  ·  realm `{esc(c.realm_id)}`\n*State:* {state}"
     if c.state in (State.LOST, State.DISCONNECTED):
-        head += "\n:point_right: Run `/zqbo connect` as the dedicated integration user to reconnect."
+        head += (
+            "\n:point_right: Reconnect as the dedicated integration user: `/zqbo reconnect` walks "
+            "you through it (or `/zqbo connect` for just the link)."
+        )
     elif c.state is State.EXPIRING:
-        head += "\n:point_right: The refresh token ends soon: reconnect with `/zqbo connect` before it does."
+        head += "\n:point_right: The refresh token ends soon: reconnect (`/zqbo reconnect`) before it does."
+    elif c.wrong_identity:
+        head += "\n:point_right: Reconnect as the dedicated integration user: `/zqbo reconnect`."
+    if c.reconnect is not None:
+        since = f" {when(c.reconnect.started_at)}" if c.reconnect.started_at else ""
+        head += (
+            f"\n:compass: Guided reconnect under way — started by <@{esc(c.reconnect.started_by)}>{since}, "
+            f"step {c.reconnect.step} of 5."
+        )
     lines = [_identity_line(c, report.dedicated_email)]
     access = "expired" if c.access_expires_at <= now else "valid"
     lines.append(
@@ -193,6 +206,10 @@ def _company_blocks(
     blocks = [section(head), section("\n".join(lines))]
     if live:
         blocks.append(context(live))
+    if c.needs_reconnect and c.reconnect is None:
+        blocks.append(
+            actions(button("Start guided reconnect", "zqbo_reconnect", value=c.realm_id, style="primary"))
+        )
     return blocks
 
 
@@ -209,7 +226,10 @@ def status_card(
                     "zqbo watches that your payments integration posts to QuickBooks under a "
                     "dedicated integration user. Connect a company to start."
                 ),
-                actions(button("Connect QuickBooks", "zqbo_connect", style="primary")),
+                actions(
+                    button("Guided setup", "zqbo_reconnect", style="primary"),
+                    button("Connect QuickBooks", "zqbo_connect"),
+                ),
                 context("Tip: sign in to Intuit *as the dedicated integration user* when you connect."),
             ],
         )
@@ -220,10 +240,7 @@ def status_card(
         blocks.extend(_company_blocks(company, report, probes.get(company.realm_id), probing))
     if len(report.companies) > len(shown):
         blocks.append(context(f"…and {len(report.companies) - len(shown)} more companies"))
-    worst = [c for c in report.companies if c.state in (State.LOST, State.EXPIRING, State.DISCONNECTED)]
     summary = ", ".join(f"{c.company_name or c.realm_id}: {c.state.value}" for c in report.companies)
-    if worst:
-        blocks.append(actions(button("Connect QuickBooks", "zqbo_connect", style="primary")))
     return Message(text=f"zqbo status — {summary}", blocks=blocks)
 
 

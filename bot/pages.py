@@ -63,8 +63,7 @@ def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, st
         todo = "<p>Nothing was stored. Ask a zqbo admin to connect QuickBooks.</p>"
     elif reconnecting:
         todo = (
-            "<p>Nothing was stored. In Slack, press <b>Get a new link</b> on the checklist zqbo "
-            "sent you.</p>"
+            "<p>Nothing was stored. In Slack, press <b>Get a new link</b> on the checklist zqbo sent you.</p>"
         )
     else:
         todo = "<p>Nothing was stored. In Slack, run <code>/zqbo connect</code> for a fresh link.</p>"

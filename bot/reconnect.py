@@ -301,8 +301,10 @@ class ReconnectService:
             checklist = self.get(state.checklist)
             if checklist is None or not checklist.active:
                 return None
-            now = iso(self._clock.now())
             step = checklist.step("reconnect")
+            if step.link_state != state.state:
+                return None  # an older link: the checklist has moved on, say nothing
+            now = iso(self._clock.now())
             if not result.ok or result.connection is None:
                 step.state, step.at = TODO, now
                 step.note = describe_outcome(result.outcome) + " Get a new link to try again."

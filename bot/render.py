@@ -18,9 +18,19 @@ EMOJI = {
     ":hourglass_flowing_sand:": "⏳",
     ":link:": "🔗",
     ":thinking_face:": "🤔",
+    ":white_large_square:": "⬜",
+    ":heavy_minus_sign:": "➖",
+    ":compass:": "🧭",
+    ":lock:": "🔒",
+    ":electric_plug:": "🔌",
+    ":no_entry_sign:": "🚫",
+    ":arrows_counterclockwise:": "🔄",
+    ":tada:": "🎉",
+    ":information_source:": "ℹ️ ",
 }
 _DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
 _LINK = re.compile(r"<(https?://[^|>]+)\|([^>]*)>")
+_APP_LINK = re.compile(r"<slack://[^|>]+\|([^>]*)>")
 _BARE = re.compile(r"<(https?://[^>]+)>")
 _BOLD = re.compile(r"\*([^*\n]+)\*")
 _EMOJI = re.compile(r":[a-z0-9_+-]+:")
@@ -29,6 +39,7 @@ _EMOJI = re.compile(r":[a-z0-9_+-]+:")
 def mrkdwn(text: str) -> str:
     text = _DATE.sub(r"\1", text)
     text = _LINK.sub(r"\2 (\1)", text)
+    text = _APP_LINK.sub(r"\1", text)
     text = _BARE.sub(r"\1", text)
     text = _BOLD.sub(r"\1", text)
     text = _EMOJI.sub(lambda m: EMOJI.get(m.group(0), m.group(0)), text)

@@ -40,6 +40,25 @@ class CompanyStatus:
     last_check: CheckResult | None
     last_probe: CheckResult | None
     next_check: datetime | None
+    reconnect: GuidedReconnect | None = None  # an active guided reconnect, if one is under way
+
+    @property
+    def wrong_identity(self) -> bool:
+        """Connected, but not by the dedicated user (or by an address Intuit has not verified)."""
+        return self.state in (State.CONNECTED, State.EXPIRING) and (
+            self.is_dedicated is False or (self.is_dedicated is True and not self.identity_verified)
+        )
+
+    @property
+    def needs_reconnect(self) -> bool:
+        return self.wrong_identity or self.state in (State.LOST, State.DISCONNECTED, State.EXPIRING)
+
+
+@dataclass(frozen=True)
+class GuidedReconnect:
+    started_by: str
+    started_at: datetime | None
+    step: int  # 1..5, the first step not yet settled
 
 
 @dataclass(frozen=True)
@@ -79,7 +98,7 @@ def scheduler_heartbeat(store: Store) -> datetime | None:
 def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport:
     """The status report from stored state only: one store round trip, no Intuit or QBO call."""
     now = clock.now()
-    view = store.overview(doc_kinds=("scheduler",))
+    view = store.overview(doc_kinds=("scheduler", "reconnect"))
     beat = view.doc("scheduler", "heartbeat")
     heartbeat = parse_iso(beat.get("at")) if beat else None
     companies = []
@@ -106,6 +125,7 @@ def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport
                 dedicated_user_source="pinned" if settings.dedicated_user_id else "unknown",
                 last_check=last_check,
                 last_probe=view.check(conn.realm_id, "probe"),
+                reconnect=_guided(view.doc("reconnect", conn.realm_id)),
                 next_check=next_check,
             )
         )
@@ -115,4 +135,15 @@ def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport
         check_interval=settings.check_interval,
         scheduler_seen_at=heartbeat,
         companies=companies,
+    )
+
+
+def _guided(doc: dict | None) -> GuidedReconnect | None:
+    from bot.reconnect import Checklist  # reconnect builds on status; import at use
+
+    if not doc or doc.get("status") != "active":
+        return None
+    checklist = Checklist.from_doc(doc)
+    return GuidedReconnect(
+        checklist.started_by, parse_iso(checklist.started_at), min(checklist.current_step, 5)
     )
