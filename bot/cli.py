@@ -169,7 +169,7 @@ def demo(fast: bool) -> None:
 
     parent = click.get_current_context().parent
     if parent is not None and parent.get_parameter_source("log_level") is ParameterSource.DEFAULT:
-        logging.getLogger().setLevel(logging.WARNING)  # the played conversation is the output
+        logging.getLogger().setLevel(logging.ERROR)  # the played conversation is the output
     from bot.demo import run_demo
 
     run_demo(pause=0 if fast else 0.6)

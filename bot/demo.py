@@ -91,6 +91,34 @@ def _command(play: Player, slack: SlackEmulator, events: str, text: str) -> tupl
     return ack, response_url
 
 
+def _checklist(slack: SlackEmulator) -> dict[str, Any]:
+    channel = slack.dm_channel("U0ADMIN")
+    return next(m for m in slack.messages(channel) if m["text"].startswith("zqbo guided reconnect"))
+
+
+def _press(play: Player, slack: SlackEmulator, events: str, action_id: str, label: str) -> None:
+    """Ana presses a button on her checklist; wait until zqbo has updated the message."""
+    play.echo(click.style(f"  ana presses [ {label} ]", fg="green", bold=True))
+    done = len([c for c in slack.calls_to("chat.update") if c.ok])
+    slack.press_button(
+        events, _checklist(slack), action_id, user_id="U0ADMIN", channel_id=slack.dm_channel("U0ADMIN")
+    )
+    slack.wait_for_calls("chat.update", done + 1, timeout=10)
+
+
+def _sign_in(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, as_user: str) -> None:
+    [auth_url] = link_buttons(_checklist(slack))
+    play.say(f"  Intuit's consent screen (emulated), signed in as {as_user} → Connect")
+    done = len([c for c in slack.calls_to("chat.update") if c.ok])
+    page = requests.get(intuit.authorize(auth_url, as_user=as_user), timeout=10)
+    play.say(f"  Browser shows: “{_title(page.text)}” (HTTP {page.status_code})")
+    slack.wait_for_calls("chat.update", done + 1, timeout=10)
+
+
+def _title(html: str) -> str:
+    return html.split("<h1", 1)[-1].split(">", 1)[-1].split("</h1>", 1)[0]
+
+
 def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: str, workdir: Path) -> None:
     play.echo(
         click.style("zqbo demo", bold=True) + " — Slack and Intuit are emulated on 127.0.0.1;"
@@ -110,21 +138,45 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     play.slack("zqbo (updates the message)", message)
     [auth_url] = link_buttons(message)
 
-    play.step(f"In a private window, Ana signs in to Intuit as {DEDICATED}")
-    play.say("  Intuit's consent screen (emulated) → Connect")
-    callback = intuit.authorize(auth_url, as_user=DEDICATED)
-    page = requests.get(callback, timeout=10)
-    title = page.text.split("<h1", 1)[-1].split(">", 1)[-1].split("</h1>", 1)[0]
-    play.say(f"  Browser shows: “{title}” (HTTP {page.status_code})")
+    play.step(
+        f"Ana signs in to Intuit with her everyday login, {PERSON} (how most integrations get connected)"
+    )
+    page = requests.get(intuit.authorize(auth_url, as_user=PERSON), timeout=10)
+    play.say(f"  Browser shows: “{_title(page.text)}” (HTTP {page.status_code})")
     slack.wait_for_calls("chat.postMessage", 1, timeout=10)
     for call in slack.calls_to("chat.postMessage"):
         if str(call.args.get("channel", "")).startswith("D"):
             play.slack("zqbo → DM to ana", call.args)
 
-    play.step("Status again: connected, with the identity")
+    play.step("Status: connected, but under a person — the wrong identity")
     _, response_url = _command(play, slack, events, "status")
     [live] = slack.wait_for_responses(response_url, 1, timeout=10)
     play.slack("zqbo (after asking QuickBooks live)", live)
+
+    play.step("Ana starts the guided reconnect: one checklist in her DMs")
+    _command(play, slack, events, "reconnect")
+    slack.wait_for_calls("chat.postMessage", 2, timeout=10)
+    play.slack("zqbo → DM to ana", _checklist(slack))
+
+    play.step("Step 1 done in QuickBooks; step 2: disconnect (Slack asks to confirm)")
+    _press(play, slack, events, "zqbo_rc_user_done", "Done")
+    _press(play, slack, events, "zqbo_rc_disconnect", "Disconnect")
+    play.say(f"  Intuit saw {intuit.count('revoke')} revoke call")
+    _press(play, slack, events, "zqbo_rc_link", "Get sign-in link")
+    play.slack("zqbo (the same DM message, updated)", _checklist(slack))
+
+    play.step("Step 3, first try: the browser still had Ana's own Intuit session")
+    _sign_in(play, slack, intuit, PERSON)
+    play.slack("zqbo (the checklist turns red at step 4)", _checklist(slack))
+
+    play.step("Disconnect and retry, this time in a private window as the dedicated user")
+    _press(play, slack, events, "zqbo_rc_retry", "Disconnect and retry")
+    _press(play, slack, events, "zqbo_rc_link", "Get sign-in link")
+    _sign_in(play, slack, intuit, DEDICATED)
+    play.slack("zqbo (the same DM message, updated)", _checklist(slack))
+
+    play.step("Status again: connected as the dedicated user")
+    _command(play, slack, events, "status")
 
     play.step("Done")
     play.echo(

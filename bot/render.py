@@ -33,6 +33,8 @@ _LINK = re.compile(r"<(https?://[^|>]+)\|([^>]*)>")
 _APP_LINK = re.compile(r"<slack://[^|>]+\|([^>]*)>")
 _BARE = re.compile(r"<(https?://[^>]+)>")
 _BOLD = re.compile(r"\*([^*\n]+)\*")
+_ITALIC = re.compile(r"(?<![A-Za-z0-9])_([^_\n]+)_(?![A-Za-z0-9])")
+_MENTION = re.compile(r"<@([A-Z0-9]+)>")
 _EMOJI = re.compile(r":[a-z0-9_+-]+:")
 
 
@@ -42,6 +44,8 @@ def mrkdwn(text: str) -> str:
     text = _APP_LINK.sub(r"\1", text)
     text = _BARE.sub(r"\1", text)
     text = _BOLD.sub(r"\1", text)
+    text = _ITALIC.sub(r"\1", text)
+    text = _MENTION.sub(r"@\1", text)
     text = _EMOJI.sub(lambda m: EMOJI.get(m.group(0), m.group(0)), text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
