@@ -16,6 +16,8 @@ from slack_sdk.http_retry.builtin_handlers import (
 
 from bot import blocks
 from bot.admins import AdminPolicy
+from bot.alerts import AlertBook
+from bot.audit.scan import Auditor
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.connect import OAuthFlow, Outcome
@@ -49,6 +51,8 @@ class Services:
     after_ack: ThreadPoolExecutor
     admins: AdminPolicy
     reconnect: ReconnectService
+    alerts: AlertBook
+    auditor: Auditor
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -131,6 +135,15 @@ def build_services(
             checklist, conn, settings.dedicated_email, clock.now()
         ).as_kwargs(),
     )
+    alerts = AlertBook(
+        store,
+        slack,
+        settings,
+        clock,
+        render=lambda alert: blocks.alert_message(alert).as_kwargs(),
+        render_resolved_note=lambda alert: blocks.alert_resolved_note(alert).as_kwargs(),
+    )
+    auditor = Auditor(store, qbo, alerts, reconnect, settings, clock)
     background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="zqbo-bg")
     after_ack = ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-after-ack")
     return Services(
@@ -147,6 +160,8 @@ def build_services(
         after_ack,
         admins,
         reconnect,
+        alerts,
+        auditor,
     )
 
 
@@ -178,13 +193,14 @@ def create_bolt_app(services: Services) -> App:
 
 
 def create_web_app(services: Services, bolt_app: App | None = None) -> Flask:
-    from handlers import health, oauth, slack_http
+    from handlers import health, oauth, slack_http, webhooks
 
     web = Flask("zqbo")
     bolt_app = bolt_app or create_bolt_app(services)
     slack_http.register(web, bolt_app)
     oauth.register(web, services)
     health.register(web, services)
+    webhooks.register(web, services)
     return web
 
 

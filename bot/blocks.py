@@ -180,14 +180,27 @@ def _company_blocks(
         f"\n*Refresh token:* ends {when(c.refresh_expires_at, '{date_short_pretty}')} "
         f"({relative(c.refresh_expires_at, now)})"
     )
-    if c.dedicated_user_source == "pinned":
-        lines.append(f"*Dedicated QBO user id:* `{esc(c.dedicated_user_id)}` (pinned)")
+    confirm_button = None
+    if c.dedicated_user_source == "learned":
+        since = f" at {when(c.dedicated_learned_at)}" if c.dedicated_learned_at else ""
+        lines.append(
+            f"*Dedicated QBO user id:* `{esc(c.dedicated_user_id)}` — learned from "
+            f"{esc(c.dedicated_learned_from)}{since}; confirm it, or override with "
+            "`/zqbo config dedicated-user <id>`"
+        )
+        confirm_button = button("Confirm dedicated user id", "zqbo_dedicated_confirm", value=c.realm_id)
+    elif c.dedicated_user_id:
+        lines.append(
+            f"*Dedicated QBO user id:* `{esc(c.dedicated_user_id)}` ({esc(c.dedicated_user_source)})"
+        )
     else:
         lines.append(
             "*Dedicated QBO user id:* unknown — learned from the first automated entry after a "
             "reconnect as the dedicated user, or pin it with ZQBO_DEDICATED_USER_ID"
         )
     lines.append(_check_line("Last check", c.last_check, now))
+    if c.open_alerts:
+        lines.append(f"*Open alerts:* {c.open_alerts} (`/zqbo alerts`)")
     if c.next_check is not None:
         lines.append(f"*Next check:* {when(c.next_check)} ({relative(c.next_check, now)})")
     else:
@@ -206,10 +219,13 @@ def _company_blocks(
     blocks = [section(head), section("\n".join(lines))]
     if live:
         blocks.append(context(live))
+    elements = []
     if c.needs_reconnect and c.reconnect is None:
-        blocks.append(
-            actions(button("Start guided reconnect", "zqbo_reconnect", value=c.realm_id, style="primary"))
-        )
+        elements.append(button("Start guided reconnect", "zqbo_reconnect", value=c.realm_id, style="primary"))
+    if confirm_button:
+        elements.append(confirm_button)
+    if elements:
+        blocks.append(actions(*elements))
     return blocks
 
 
@@ -240,6 +256,10 @@ def status_card(
         blocks.extend(_company_blocks(company, report, probes.get(company.realm_id), probing))
     if len(report.companies) > len(shown):
         blocks.append(context(f"…and {len(report.companies) - len(shown)} more companies"))
+    if report.alert_problem:
+        blocks.append(section(f":warning: *Alerts cannot be posted:* {esc(report.alert_problem)}"))
+    elif not report.alert_channel:
+        blocks.append(context(":warning: ZQBO_ALERT_CHANNEL is not set: alerts have nowhere to go."))
     summary = ", ".join(f"{c.company_name or c.realm_id}: {c.state.value}" for c in report.companies)
     return Message(text=f"zqbo status — {summary}", blocks=blocks)
 
@@ -251,6 +271,11 @@ HELP_COMMANDS = (
     ("connect", "get a link to connect QuickBooks (sign in as the dedicated user)"),
     ("reconnect [realm]", "guided reconnect as the dedicated user, step by step in a DM"),
     ("disconnect [realm]", "revoke zqbo's QuickBooks connection (asks to confirm)"),
+    ("check [realm]", "run the entry audit now"),
+    ("users [realm]", "QBO user ids on entries in the last 30 days, automated / manual"),
+    ("alerts", "open alerts and mutes"),
+    ("mute <kind> [hours] [realm]", "mute a kind of alert (default 24 h); `unmute <kind>` ends it"),
+    ("config [markers <rules> | dedicated-user <id> [realm]]", "show or change the audit's settings"),
     ("help", "this message"),
 )
 
@@ -597,3 +622,153 @@ def checklist_message(
     step_no = min(checklist.current_step, 5)
     summary = "cancelled" if checklist.status == "cancelled" else f"step {step_no} of 5"
     return Message(text=f"zqbo guided reconnect — {summary}", blocks=blocks)
+
+
+# --- alerts (bot/alerts.py) ---------------------------------------------------------------------
+
+ALERT_TITLES = {
+    "entries_under_person": "Automated entries logged under a person",
+    "wrong_identity": "QuickBooks connected as the wrong identity",
+    "connection_lost": "QuickBooks connection lost",
+    "refresh_expiring": "QuickBooks refresh token expiring",
+    "dedicated_used_by_person": "Dedicated integration account used by a person",
+    "checks_failing": "QuickBooks checks failing",
+}
+MAX_ALERT_ENTRIES = 10
+
+
+def _money(amount: Any) -> str:
+    return f"{amount:,.2f}" if isinstance(amount, int | float) else "—"
+
+
+def alert_message(alert: Any) -> Message:
+    """An alert as posted and as updated (acknowledged, resolved): one function, one look."""
+    title = ALERT_TITLES.get(alert.kind, alert.kind)
+    company = esc(alert.company_name or alert.realm_id)
+    icon = ":white_check_mark:" if not alert.open else ":rotating_light:"
+    prefix = "Resolved: " if not alert.open else ""
+    head = f"{icon} *{prefix}{title}* — {company} (realm `{esc(alert.realm_id)}`)"
+    lines = [head]
+    if alert.kind in ("entries_under_person", "dedicated_used_by_person"):
+        who = f"QBO user `{esc(alert.group)}`"
+        if alert.kind == "entries_under_person":
+            lines.append(
+                f"{alert.count} automated entr{'y' if alert.count == 1 else 'ies'} written by {who}, "
+                "not the dedicated integration user:"
+            )
+        else:
+            lines.append(
+                f"{alert.count} manual entr{'y' if alert.count == 1 else 'ies'} "
+                f"under the dedicated user ({who}):"
+            )
+        for e in alert.entries[:MAX_ALERT_ENTRIES]:
+            label = esc(f"{e['entity']} {e.get('doc_number') or e['id']}")
+            lines.append(
+                f"• {label} · {_money(e.get('amount'))} · {esc(e.get('txn_date') or '')} "
+                f"· by `{esc(e['modified_by'])}`"
+            )
+        if alert.count > MAX_ALERT_ENTRIES:
+            lines.append(f"…and {alert.count - MAX_ALERT_ENTRIES} more")
+    else:
+        lines.append(esc(alert.detail))
+    blocks: list[Block] = [section("\n".join(lines))]
+    notes = []
+    if alert.acked_by:
+        notes.append(f":eyes: Acknowledged by <@{esc(alert.acked_by)}>")
+    if not alert.open:
+        notes.append(f":white_check_mark: {esc(alert.resolution)}")
+    if notes:
+        blocks.append(context(" · ".join(notes)))
+    if alert.open:
+        elements = []
+        if alert.kind != "checks_failing":
+            elements.append(
+                button("Start guided reconnect", "zqbo_reconnect", value=alert.realm_id, style="primary")
+            )
+        if not alert.acked_by:
+            elements.append(button("Acknowledge", "zqbo_alert_ack", value=alert.fingerprint))
+        elements.append(button("Mute 24h", "zqbo_alert_mute", value=f"{alert.kind}|{alert.realm_id}"))
+        blocks.append(actions(*elements))
+    return Message(text=f"zqbo: {prefix}{title} — {alert.company_name or alert.realm_id}", blocks=blocks)
+
+
+def alert_resolved_note(alert: Any) -> Message:
+    return Message(
+        text=f"Resolved: {alert.resolution}",
+        blocks=[section(f":white_check_mark: Resolved — {esc(alert.resolution)}.")],
+    )
+
+
+def alerts_list(alerts: list[Any], mutes: dict[str, dict[str, Any]], channel_problem: str) -> Message:
+    blocks: list[Block] = [section(f"*Open alerts: {len(alerts)}*")]
+    if channel_problem:
+        blocks.append(section(f":warning: Alerts cannot be posted: {esc(channel_problem)}"))
+    for alert in alerts[:20]:
+        title = ALERT_TITLES.get(alert.kind, alert.kind)
+        acked = f" · acked by <@{esc(alert.acked_by)}>" if alert.acked_by else ""
+        muted = " · muted" if alert.muted else ""
+        blocks.append(
+            section(
+                f"• *{esc(title)}* — {esc(alert.company_name or alert.realm_id)}: {esc(alert.detail)}"
+                f"{acked}{muted}"
+            )
+        )
+    if len(alerts) > 20:
+        blocks.append(context(f"…and {len(alerts) - 20} more"))
+    if mutes:
+        blocks.append(
+            context(
+                "Muted: " + ", ".join(f"{esc(k)} until {esc(v['until'][:16])} UTC" for k, v in mutes.items())
+            )
+        )
+    return Message(text=f"zqbo: {len(alerts)} open alerts", blocks=blocks)
+
+
+# --- audit commands ------------------------------------------------------------------------------
+
+
+def check_results(results: list[Any]) -> Message:
+    lines = []
+    for r in results:
+        icon = ":white_check_mark:" if r.ok else ":x:"
+        calls = f" · {r.qbo_calls} QBO call{'s' if r.qbo_calls != 1 else ''}" if r.qbo_calls else ""
+        lines.append(f"{icon} `{esc(r.realm_id)}` — {esc(r.summary)}{calls}")
+    return Message(text="zqbo check", blocks=[section("*Entry audit*\n" + "\n".join(lines))])
+
+
+def users_table(stats: dict[str, dict[str, int]], dedicated_id: str, source: dict[str, Any]) -> Message:
+    if not stats:
+        return notice("No entries changed in the last 30 days.")
+    rows = []
+    for user, row in sorted(stats.items(), key=lambda kv: -(kv[1]["automated"] + kv[1]["manual"])):
+        mark = "  ← dedicated integration user" if user == dedicated_id else ""
+        rows.append(f"`{esc(user):>6}`  automated {row['automated']:>6}  manual {row['manual']:>6}{mark}")
+    how = f" ({esc(source.get('source', ''))})" if dedicated_id else ""
+    tail = (
+        f"Dedicated QBO user id: `{esc(dedicated_id)}`{how}."
+        if dedicated_id
+        else "The dedicated QBO user id is not known yet: pin it with `/zqbo config dedicated-user <id>`."
+    )
+    return Message(
+        text="QBO users on entries, last 30 days",
+        blocks=[section("*QBO users on entries, last 30 days*\n" + "\n".join(rows[:40])), context(tail)],
+    )
+
+
+def config_summary(markers: list[Any], settings: Any) -> Message:
+    rules = "\n".join(f"• {esc(m.describe())}" for m in markers) or "_none: every entry counts as manual_"
+    return Message(
+        text="zqbo config",
+        blocks=[
+            section(
+                f"*Markers* (an entry matching any is the integration's):\n{rules}\n"
+                f"*Entities audited:* {esc(', '.join(settings.entities))}\n"
+                f"*Check interval:* {int(settings.check_interval.total_seconds() // 60)} min · "
+                f"*Alert channel:* {esc(settings.alert_channel or 'not set')}"
+            ),
+            context(
+                "Change with `/zqbo config markers PrivateNote~Zomentum; DocNumber^ZP-` or "
+                "`/zqbo config dedicated-user <id> [realm]`."
+            ),
+        ],
+    )

@@ -67,9 +67,53 @@ def serve(port: int | None, workers: int | None, threads: int) -> None:
             # between processes. Several workers are safe on SQLite too (WAL, OS file locks).
             from bot.app import build_services, create_web_app
 
-            return create_web_app(build_services(settings))
+            services = build_services(settings)
+            if settings.scheduler_mode == "inline":
+                # Every worker runs the schedule; per-company locks let one of them do each job.
+                from bot.scheduler import build
+
+                build(services, blocking=False).start()
+            return create_web_app(services)
 
     _Server().run()
+
+
+@main.command()
+def worker() -> None:
+    """Run the scheduled checks (entry audit, token keeper, probe) until stopped."""
+    import signal
+
+    from bot.app import build_services
+    from bot.scheduler import build
+
+    settings = _settings()
+    scheduler = build(build_services(settings), blocking=True)
+
+    def stop(*_: object) -> None:
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    click.echo(f"zqbo worker: auditing every {settings.check_interval}; Ctrl-C stops")
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+
+
+@main.command()
+@click.argument("realm", required=False)
+def check(realm: str | None) -> None:
+    """Run the entry audit now (all companies, or one) and print the result."""
+    from bot.app import build_services
+
+    services = build_services(_settings())
+    results = [services.auditor.run(realm, "cli", wait=60)] if realm else services.auditor.run_all("cli")
+    if not results:
+        click.echo("no company is connected")
+    for result in results:
+        mark = "ok" if result.ok else "FAILED"
+        click.echo(f"{result.realm_id}: {mark}: {result.summary} ({result.qbo_calls} QBO calls)")
+    sys.exit(0 if all(r.ok for r in results) else 1)
 
 
 @main.command()

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KNOWN = ("status", "connect", "reconnect", "disconnect", "help")
-# Subcommands that change the connection: admins only (bot/admins.py).
+KNOWN = (
+    "status",
+    "connect",
+    "reconnect",
+    "disconnect",
+    "check",
+    "users",
+    "alerts",
+    "mute",
+    "unmute",
+    "config",
+    "help",
+)
+# Subcommands that change the connection or the audit: admins only (bot/admins.py).
 ADMIN_ONLY = {
     "connect": "connect QuickBooks",
     "reconnect": "reconnect QuickBooks",
     "disconnect": "disconnect QuickBooks",
+    "check": "run a check",
+    "mute": "mute alerts",
+    "unmute": "unmute alerts",
+    "config": "change zqbo's settings",
 }
 ALIASES = {"": "help", "?": "help", "-h": "help", "--help": "help", "state": "status"}
 MAX_TEXT = 500

@@ -111,6 +111,9 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("ZQBO_ENCRYPTION_KEY", "encryption_key")
     )
     port: int = Field(default=3000, validation_alias=AliasChoices("PORT", "port"))
+    # Where scheduled checks run: "inline" (inside `zqbo serve`), "worker" (`zqbo worker` only) or
+    # "off". Default: inline with SQLite (one host), worker with Redis.
+    scheduler: str = Field(default="", validation_alias=AliasChoices("ZQBO_SCHEDULER", "scheduler"))
     # How long a status ack may reuse this process's last read of the store (own writes show at once).
     status_cache_seconds: float = Field(
         default=1.0,
@@ -128,6 +131,33 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_list(cls, value: object) -> list[str]:
         return _split(value)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _scheduler(cls, value: str) -> str:
+        if value and value not in ("inline", "worker", "off"):
+            raise ValueError("must be inline, worker or off")
+        return value
+
+    @property
+    def scheduler_mode(self) -> str:
+        return self.scheduler or ("worker" if self.redis_url else "inline")
+
+    @field_validator("entities")
+    @classmethod
+    def _entity_names(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not v.isalpha()]
+        if bad:
+            raise ValueError(f"entity names are letters only (e.g. Payment,Deposit); not {', '.join(bad)}")
+        return value
+
+    @field_validator("markers")
+    @classmethod
+    def _markers(cls, value: str) -> str:
+        from bot.audit.markers import parse_markers
+
+        parse_markers(value)  # MarkerError (a ValueError) names the bad rule and part
+        return value
 
     @field_validator("check_interval", mode="before")
     @classmethod

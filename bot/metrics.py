@@ -18,3 +18,6 @@ DISCONNECTS = Counter("zqbo_disconnects_total", "QBO connections revoked from Sl
 RECONNECT_STEPS = Counter(
     "zqbo_reconnect_steps_total", "Guided reconnect steps by outcome", ["step", "outcome"]
 )
+ALERTS = Counter("zqbo_alerts_total", "Alerts by kind and event", ["kind", "event"])
+AUDIT_ENTRIES = Counter("zqbo_audit_entries_total", "Changed entries classified by the audit")
+AUDIT_RUNS = Counter("zqbo_audit_runs_total", "Audit runs by outcome", ["outcome"])

@@ -36,11 +36,14 @@ class CompanyStatus:
     refresh_expires_at: datetime
     connected_at: datetime
     dedicated_user_id: str
-    dedicated_user_source: str  # "pinned" | "unknown"
+    dedicated_user_source: str  # "pinned" | "learned" | "confirmed" | "unknown"
     last_check: CheckResult | None
     last_probe: CheckResult | None
     next_check: datetime | None
     reconnect: GuidedReconnect | None = None  # an active guided reconnect, if one is under way
+    dedicated_learned_from: str = ""  # "Payment 123" when the id was learned from an entry
+    dedicated_learned_at: datetime | None = None
+    open_alerts: int = 0
 
     @property
     def wrong_identity(self) -> bool:
@@ -68,6 +71,8 @@ class StatusReport:
     check_interval: timedelta
     scheduler_seen_at: datetime | None
     companies: list[CompanyStatus] = field(default_factory=list)
+    alert_channel: str = ""
+    alert_problem: str = ""  # why alerts cannot be posted, if they cannot
 
     @property
     def never_connected(self) -> bool:
@@ -98,7 +103,12 @@ def scheduler_heartbeat(store: Store) -> datetime | None:
 def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport:
     """The status report from stored state only: one store round trip, no Intuit or QBO call."""
     now = clock.now()
-    view = store.overview(doc_kinds=("scheduler", "reconnect"))
+    view = store.overview(doc_kinds=("scheduler", "reconnect", "dedicated_user", "alert", "alert_channel"))
+    open_alerts: dict[str, int] = {}
+    for alert in view.docs["alert"].values():
+        if alert.get("state") == "firing":
+            open_alerts[alert.get("realm_id", "")] = open_alerts.get(alert.get("realm_id", ""), 0) + 1
+    problem = view.doc("alert_channel", "problem")
     beat = view.doc("scheduler", "heartbeat")
     heartbeat = parse_iso(beat.get("at")) if beat else None
     companies = []
@@ -108,6 +118,11 @@ def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport
         if heartbeat is not None:
             next_check = (last_check.at if last_check else heartbeat) + settings.check_interval
         state = connection_state(conn, now)
+        dedicated = view.doc("dedicated_user", conn.realm_id) or {}
+        if settings.dedicated_user_id:
+            dedicated_id, source = settings.dedicated_user_id, "pinned"
+        else:
+            dedicated_id, source = str(dedicated.get("id", "")), str(dedicated.get("source", "unknown"))
         companies.append(
             CompanyStatus(
                 realm_id=conn.realm_id,
@@ -121,8 +136,11 @@ def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport
                 access_expires_at=conn.access_expires_at,
                 refresh_expires_at=conn.refresh_expires_at,
                 connected_at=conn.connected_at,
-                dedicated_user_id=settings.dedicated_user_id,
-                dedicated_user_source="pinned" if settings.dedicated_user_id else "unknown",
+                dedicated_user_id=dedicated_id,
+                dedicated_user_source=source,
+                dedicated_learned_from=str(dedicated.get("entry", "")),
+                dedicated_learned_at=parse_iso(dedicated.get("entry_at")),
+                open_alerts=open_alerts.get(conn.realm_id, 0),
                 last_check=last_check,
                 last_probe=view.check(conn.realm_id, "probe"),
                 reconnect=_guided(view.doc("reconnect", conn.realm_id)),
@@ -135,6 +153,8 @@ def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport
         check_interval=settings.check_interval,
         scheduler_seen_at=heartbeat,
         companies=companies,
+        alert_channel=settings.alert_channel,
+        alert_problem=str(problem.get("problem", "")) if problem else "",
     )
 
 

@@ -121,6 +121,33 @@ def register(app: App, services: Services) -> None:
 
         return work
 
+    def acknowledge(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        """Anyone in the alert channel may say they are on it."""
+        ack()
+        user_id, _ = _who(body)
+        later("acknowledge", respond, lambda: services.alerts.acknowledge(_value(body), user_id))
+
+    def mute(body: dict[str, Any], respond: Respond) -> None:
+        user_id, _ = _who(body)
+        kind, _, realm = _value(body).partition("|")
+        until = services.alerts.mute(kind, realm, 24, user_id)
+        text = f"<@{user_id}> muted *{blocks.ALERT_TITLES.get(kind, kind)}* alerts for 24 h (until {blocks.when(until)})."
+        respond(
+            response_type="in_channel",
+            replace_original=False,
+            **blocks.notice(text, ":zipper_mouth_face:").as_kwargs(),
+        )
+
+    def confirm_dedicated(body: dict[str, Any], respond: Respond) -> None:
+        user_id, _ = _who(body)
+        doc = services.auditor.confirm_dedicated(_value(body), user_id)
+        text = (
+            f"Dedicated QBO user id `{doc['id']}` confirmed by <@{user_id}>."
+            if doc
+            else "There is no learned id to confirm any more."
+        )
+        respond(response_type="ephemeral", replace_original=False, **blocks.notice(text).as_kwargs())
+
     def ack_only(ack: Ack) -> None:
         ack()  # URL buttons still send an interaction; acking spares the user a warning icon
 
@@ -129,5 +156,8 @@ def register(app: App, services: Services) -> None:
     app.action("zqbo_disconnect")(admin_only("disconnect QuickBooks", disconnect))
     for action_id, action in CHECKLIST_ACTIONS.items():
         app.action(action_id)(admin_only("change the QuickBooks connection", checklist_step(action)))
+    app.action("zqbo_alert_ack")(acknowledge)
+    app.action("zqbo_alert_mute")(admin_only("mute alerts", mute))
+    app.action("zqbo_dedicated_confirm")(admin_only("confirm the dedicated user", confirm_dedicated))
     app.action("zqbo_connect_link")(ack_only)
     app.action("zqbo_rc_open")(ack_only)

@@ -139,6 +139,14 @@ def test_overview_reads_connections_checks_and_docs_together(store):
     assert store.overview().connections == store.list_connections()
 
 
+def test_seen_reads_without_marking(store):
+    assert store.seen("entries", ["a", "b"]) == set()
+    store.mark_seen("entries", ["a"])
+    assert store.seen("entries", ["a", "b"]) == {"a"}
+    assert store.seen("entries", (f"k{i}" for i in range(2000))) == set()
+    assert store.mark_seen("entries", ["b"]) == {"b"}
+
+
 def test_mark_seen_returns_only_new_keys(store):
     assert store.mark_seen("entries", ["a", "b"]) == {"a", "b"}
     assert store.mark_seen("entries", ["b", "c"]) == {"c"}

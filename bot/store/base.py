@@ -65,6 +65,9 @@ class Store(Protocol):
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         """Remember keys forever; return those that were not seen before (atomic per key)."""
 
+    def seen(self, kind: str, keys: Iterable[str]) -> set[str]:
+        """Those of keys that mark_seen has remembered (read only)."""
+
     def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
         """True for the first claim of key within ttl (idempotency of deliveries)."""
 

@@ -115,6 +115,14 @@ class RedisStore:
             new.update(key for key, added in zip(chunk, pipe.execute(), strict=True) if added)
         return new
 
+    def seen(self, kind: str, keys: Iterable[str]) -> set[str]:
+        name = self._k("seen", kind)
+        found: set[str] = set()
+        for chunk in iter_chunks(keys, 5000):
+            flags = self._r.smismember(name, chunk)
+            found.update(key for key, flag in zip(chunk, flags, strict=True) if flag)
+        return found
+
     def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
         return bool(self._r.set(self._k("claim", kind, key), "1", nx=True, ex=ttl_seconds))
 

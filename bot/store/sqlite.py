@@ -188,6 +188,18 @@ class SQLiteStore:
                         new.add(key)
         return new
 
+    def seen(self, kind: str, keys: Iterable[str]) -> set[str]:
+        ns = f"seen:{kind}"
+        found: set[str] = set()
+        for chunk in iter_chunks(keys, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key FROM kv WHERE ns=? AND key IN ({marks})",  # noqa: S608 - placeholders only
+                (ns, *chunk),
+            ).fetchall()
+            found.update(r[0] for r in rows)
+        return found
+
     def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
         now = time.time()
         ns = f"claim:{kind}"

@@ -1,0 +1,283 @@
+"""Alerts as data (Alertmanager's model): fingerprint, group, state; then Block Kit.
+
+An alert is saved before it is posted (the durable queue: `posted` false), posted to
+ZQBO_ALERT_CHANNEL, and updated in place when acknowledged or resolved. Condition alerts
+(connection lost, wrong identity, refresh token expiring, checks failing) have one open alert per
+company and kind; entry alerts get one message per check and QBO user. Mutes are per kind and
+company. Everything here runs under the caller's per-realm lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import metrics
+from bot.clock import Clock, iso, parse_iso
+from bot.config import Settings
+from bot.store.base import Store
+
+log = logging.getLogger(__name__)
+
+ALERT_KIND = "alert"
+MUTE_KIND = "mute"
+CHANNEL_PROBLEM = ("alert_channel", "problem")
+
+# alert kinds
+ENTRIES = "entries_under_person"  # automated entries under a non-dedicated user
+WRONG_IDENTITY = "wrong_identity"  # connection authorised as someone other than the dedicated user
+LOST = "connection_lost"
+EXPIRING = "refresh_expiring"
+PERSON_ON_DEDICATED = "dedicated_used_by_person"
+CHECKS_FAILING = "checks_failing"
+KINDS = {
+    ENTRIES: "automated entries under a person",
+    WRONG_IDENTITY: "connected as the wrong identity",
+    LOST: "connection lost",
+    EXPIRING: "refresh token expiring",
+    PERSON_ON_DEDICATED: "dedicated account used by a person",
+    CHECKS_FAILING: "checks failing",
+}
+CONDITIONS = (WRONG_IDENTITY, LOST, EXPIRING, CHECKS_FAILING)
+# what `/zqbo mute <name>` accepts
+MUTE_NAMES = {
+    "entries": ENTRIES,
+    "identity": WRONG_IDENTITY,
+    "lost": LOST,
+    "expiring": EXPIRING,
+    "person": PERSON_ON_DEDICATED,
+    "failing": CHECKS_FAILING,
+}
+
+
+@dataclass
+class Alert:
+    fingerprint: str
+    kind: str
+    realm_id: str
+    company_name: str
+    group: str  # what the alert is about within its kind (a QBO user id, "connection"…)
+    detail: str  # one line, safe to show
+    created_at: str
+    state: str = "firing"  # firing | resolved
+    entries: list[dict[str, Any]] = field(default_factory=list)
+    count: int = 0
+    posted: bool = False
+    muted: bool = False
+    channel: str = ""
+    ts: str = ""
+    acked_by: str = ""
+    acked_at: str = ""
+    resolved_at: str = ""
+    resolution: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.state == "firing"
+
+    def to_doc(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Alert:
+        return cls(**doc)
+
+
+def fingerprint(*parts: str) -> str:
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+class AlertBook:
+    def __init__(
+        self,
+        store: Store,
+        slack: WebClient,
+        settings: Settings,
+        clock: Clock,
+        render: Callable[[Alert], dict[str, Any]],
+        render_resolved_note: Callable[[Alert], dict[str, Any]],
+    ) -> None:
+        self._store = store
+        self._slack = slack
+        self._settings = settings
+        self._clock = clock
+        self._render = render
+        self._render_note = render_resolved_note
+
+    # reading -----------------------------------------------------------------------------------
+    def all(self) -> list[Alert]:
+        return [Alert.from_doc(d) for d in self._store.list_docs(ALERT_KIND).values()]
+
+    def open_alerts(self, realm_id: str | None = None) -> list[Alert]:
+        return sorted(
+            (a for a in self.all() if a.open and (realm_id is None or a.realm_id == realm_id)),
+            key=lambda a: a.created_at,
+        )
+
+    def get(self, fp: str) -> Alert | None:
+        doc = self._store.get_doc(ALERT_KIND, fp)
+        return Alert.from_doc(doc) if doc else None
+
+    def save(self, alert: Alert) -> None:
+        self._store.put_doc(ALERT_KIND, alert.fingerprint, alert.to_doc())
+
+    # raising -----------------------------------------------------------------------------------
+    def raise_condition(self, kind: str, realm_id: str, company: str, detail: str) -> Alert | None:
+        """One open alert per company and condition: a second raise while open changes nothing."""
+        fp = fingerprint(realm_id, kind)
+        current = self.get(fp)
+        if current is not None and current.open:
+            return None
+        alert = Alert(fp, kind, realm_id, company, "connection", detail, iso(self._clock.now()))
+        self.save(alert)
+        metrics.ALERTS.labels(kind=kind, event="raised").inc()
+        return alert
+
+    def queue_entries(
+        self,
+        kind: str,
+        realm_id: str,
+        company: str,
+        user_id: str,
+        entries: list[dict[str, Any]],
+        check_id: str,
+    ) -> Alert:
+        """An entry alert: one per check and QBO user. Saved (queued) before anything is posted."""
+        fp = fingerprint(realm_id, kind, user_id, check_id)
+        detail = f"QBO user {user_id}"
+        alert = Alert(
+            fp,
+            kind,
+            realm_id,
+            company,
+            user_id,
+            detail,
+            iso(self._clock.now()),
+            entries=entries,
+            count=len(entries),
+        )
+        self.save(alert)
+        metrics.ALERTS.labels(kind=kind, event="raised").inc()
+        return alert
+
+    # resolving ---------------------------------------------------------------------------------
+    def resolve(self, kind: str, realm_id: str, resolution: str) -> list[Alert]:
+        resolved = []
+        for alert in self.open_alerts(realm_id):
+            if alert.kind != kind:
+                continue
+            alert.state, alert.resolved_at, alert.resolution = "resolved", iso(self._clock.now()), resolution
+            if alert.kind in CONDITIONS:
+                # the condition may fire again later: archive this one under its own key
+                self._store.delete_doc(ALERT_KIND, alert.fingerprint)
+                alert.fingerprint = fingerprint(alert.fingerprint, alert.resolved_at)
+            self.save(alert)
+            metrics.ALERTS.labels(kind=kind, event="resolved").inc()
+            if alert.posted and alert.ts:
+                self._post_resolution(alert)
+            resolved.append(alert)
+        return resolved
+
+    def _post_resolution(self, alert: Alert) -> None:
+        try:
+            self._slack.chat_update(channel=alert.channel, ts=alert.ts, **self._render(alert))
+            self._slack.chat_postMessage(
+                channel=alert.channel, thread_ts=alert.ts, **self._render_note(alert)
+            )
+        except SlackApiError as exc:
+            log.error(
+                "could not mark alert %s resolved in Slack: %s", alert.fingerprint, exc.response.get("error")
+            )
+
+    # acknowledging and muting --------------------------------------------------------------------
+    def acknowledge(self, fp: str, user_id: str) -> Alert | None:
+        alert = self.get(fp)
+        if alert is None:
+            return None
+        if not alert.acked_by:
+            alert.acked_by, alert.acked_at = user_id, iso(self._clock.now())
+            self.save(alert)
+            if alert.ts:
+                self._slack.chat_update(channel=alert.channel, ts=alert.ts, **self._render(alert))
+        return alert
+
+    def mute(self, kind: str, realm_id: str, hours: float, by: str) -> datetime:
+        until = self._clock.now() + timedelta(hours=hours)
+        self._store.put_doc(MUTE_KIND, f"{realm_id}:{kind}", {"until": iso(until), "by": by})
+        return until
+
+    def unmute(self, kind: str, realm_id: str) -> bool:
+        existed = self._store.get_doc(MUTE_KIND, f"{realm_id}:{kind}") is not None
+        self._store.delete_doc(MUTE_KIND, f"{realm_id}:{kind}")
+        return existed
+
+    def muted_until(self, kind: str, realm_id: str) -> datetime | None:
+        doc = self._store.get_doc(MUTE_KIND, f"{realm_id}:{kind}")
+        until = parse_iso(doc.get("until")) if doc else None
+        return until if until and until > self._clock.now() else None
+
+    def mutes(self) -> dict[str, dict[str, Any]]:
+        now = self._clock.now()
+        return {
+            k: v
+            for k, v in self._store.list_docs(MUTE_KIND).items()
+            if (until := parse_iso(v.get("until"))) is not None and until > now
+        }
+
+    # posting: the queue drains here ------------------------------------------------------------
+    def flush(self, realm_id: str | None = None) -> int:
+        """Post every queued alert (oldest first). Returns how many reached Slack."""
+        queued = sorted(
+            (
+                a
+                for a in self.all()
+                if a.open and not a.posted and (realm_id is None or a.realm_id == realm_id)
+            ),
+            key=lambda a: a.created_at,
+        )
+        posted = 0
+        for alert in queued:
+            if alert.entries:
+                # the entries are claimed before the post: a crash after it never re-alerts them
+                self._store.mark_seen(f"alerted:{alert.realm_id}", [e["key"] for e in alert.entries])
+            if self.muted_until(alert.kind, alert.realm_id):
+                alert.posted, alert.muted = True, True
+                self.save(alert)
+                continue
+            if not self._post(alert):
+                break  # the channel is the problem: keep the rest queued, in order
+            posted += 1
+        return posted
+
+    def _post(self, alert: Alert) -> bool:
+        channel = self._settings.alert_channel
+        if not channel:
+            self._channel_problem("ZQBO_ALERT_CHANNEL is not set")
+            return False
+        try:
+            result = self._slack.chat_postMessage(channel=channel, **self._render(alert))
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "unknown"))
+            hint = " (invite @zqbo to the channel)" if error == "not_in_channel" else ""
+            self._channel_problem(f"Slack refused to post in {channel}: {error}{hint}")
+            return False
+        alert.posted, alert.channel, alert.ts = True, str(result["channel"]), str(result["ts"])
+        self.save(alert)
+        self._store.delete_doc(*CHANNEL_PROBLEM)
+        metrics.ALERTS.labels(kind=alert.kind, event="posted").inc()
+        return True
+
+    def _channel_problem(self, problem: str) -> None:
+        log.error("alerts cannot be posted: %s", problem)
+        self._store.put_doc(*CHANNEL_PROBLEM, {"problem": problem, "at": iso(self._clock.now())})
+
+    def channel_problem(self) -> str:
+        doc = self._store.get_doc(*CHANNEL_PROBLEM)
+        return str(doc.get("problem", "")) if doc else ""

@@ -1,0 +1,1 @@
+"""The entry audit: markers, classification, the CDC scan and its cursor."""

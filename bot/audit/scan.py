@@ -1,0 +1,338 @@
+"""The audit job: one CDC call since the stored cursor, classify, alert, then advance.
+
+Crash safety: alerts are saved (queued) before the cursor moves, and the cursor moves before they
+are posted; a run first drains what an earlier run queued. A crash before the save re-checks the
+window (the "alerted" set keeps the re-check silent); a crash after it posts the queued alert on
+the next run. One run per company at a time, across processes (a store lock per job and realm).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot import alerts as A
+from bot import metrics
+from bot.alerts import AlertBook
+from bot.audit.classify import Entry, classify_all, find
+from bot.audit.markers import Marker, parse_markers
+from bot.clock import Clock, iso, parse_iso
+from bot.config import Settings
+from bot.models import CheckResult, Connection, ConnectionStatus
+from bot.qbo.client import QBOClient
+from bot.qbo.errors import QBOError
+from bot.reconnect import LEARNING_KIND, ReconnectService
+from bot.status import REFRESH_EXPIRY_WARNING, is_dedicated
+from bot.store.base import Store
+
+log = logging.getLogger(__name__)
+
+CURSOR_KIND = "audit_cursor"
+DEDICATED_KIND = "dedicated_user"
+FAILURES_KIND = "audit_failures"
+CONFIG_KIND = "config"
+LOOKBACK = timedelta(days=30) - timedelta(minutes=5)  # CDC answers for the last 30 days only
+OVERLAP = timedelta(minutes=2)  # re-read a little: QBO's clock and commit order are not ours
+PAGE_LIMIT = 1000
+FAILING_AFTER = 3
+
+
+@dataclass
+class AuditResult:
+    realm_id: str
+    ok: bool
+    summary: str
+    scanned: int = 0
+    new_alerts: int = 0
+    qbo_calls: int = 0
+    skipped: bool = False
+
+
+class Auditor:
+    def __init__(
+        self,
+        store: Store,
+        qbo: QBOClient,
+        alerts: AlertBook,
+        reconnect: ReconnectService,
+        settings: Settings,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._qbo = qbo
+        self._alerts = alerts
+        self._reconnect = reconnect
+        self._settings = settings
+        self._clock = clock
+
+    # configuration -----------------------------------------------------------------------------
+    def markers(self) -> list[Marker]:
+        doc = self._store.get_doc(CONFIG_KIND, "markers")
+        return parse_markers(doc["rules"] if doc else self._settings.markers)
+
+    def dedicated(self, realm_id: str) -> tuple[str, dict[str, Any]]:
+        """The dedicated QBO user id and where it came from (pinned / learned / confirmed)."""
+        if self._settings.dedicated_user_id:
+            return self._settings.dedicated_user_id, {"source": "pinned (ZQBO_DEDICATED_USER_ID)"}
+        doc = self._store.get_doc(DEDICATED_KIND, realm_id)
+        return (str(doc["id"]), doc) if doc else ("", {})
+
+    def pin_dedicated(self, realm_id: str, user_id: str, by: str) -> None:
+        doc = {"id": user_id, "source": "pinned", "by": by, "at": iso(self._clock.now())}
+        self._store.put_doc(DEDICATED_KIND, realm_id, doc)
+
+    def confirm_dedicated(self, realm_id: str, by: str) -> dict[str, Any] | None:
+        doc = self._store.get_doc(DEDICATED_KIND, realm_id)
+        if doc is None:
+            return None
+        doc.update(source="confirmed", by=by, at=iso(self._clock.now()))
+        self._store.put_doc(DEDICATED_KIND, realm_id, doc)
+        return doc
+
+    def users(self, realm_id: str) -> dict[str, dict[str, int]]:
+        """QBO user ids on entries changed in the last 30 days: automated / manual counts."""
+        changes, _, _ = self.fetch(realm_id, self._clock.now() - LOOKBACK)
+        stats: dict[str, dict[str, int]] = {}
+        for entry in classify_all(changes, self.markers()):
+            row = stats.setdefault(entry.modified_by or "unknown", {"automated": 0, "manual": 0})
+            row["automated" if entry.automated else "manual"] += 1
+        return stats
+
+    # running -------------------------------------------------------------------------------------
+    def run_all(self, trigger: str = "schedule") -> list[AuditResult]:
+        return [self.run(conn.realm_id, trigger) for conn in self._store.list_connections()]
+
+    def run(self, realm_id: str, trigger: str = "schedule", wait: float = 0) -> AuditResult:
+        with self._store.lock(f"job:audit:{realm_id}", ttl=600, wait=wait) as got:
+            if not got:
+                return AuditResult(realm_id, True, "another worker is checking this company", skipped=True)
+            result = self._run(realm_id)
+        metrics.AUDIT_RUNS.labels(outcome="ok" if result.ok else "failed").inc()
+        log.info("audit %s (%s): %s", realm_id, trigger, result.summary)
+        return result
+
+    def _run(self, realm_id: str) -> AuditResult:
+        self._alerts.flush(realm_id)  # whatever a crashed run queued goes out first
+        conn = self._store.get_connection(realm_id)
+        self.connection_conditions(conn)
+        if conn is None or conn.status is not ConnectionStatus.CONNECTED:
+            state = conn.status.value if conn else "not connected"
+            return self._record(AuditResult(realm_id, False, f"not checked: the connection is {state}"))
+        now = self._clock.now()
+        cursor = self._store.get_doc(CURSOR_KIND, realm_id)
+        since = max(parse_iso(cursor["since"]) if cursor else now - LOOKBACK, now - LOOKBACK)
+        try:
+            changes, server_time, calls = self.fetch(realm_id, since)
+        except QBOError as exc:
+            return self._record(self._failed(conn, exc))
+        entries = classify_all(changes, self.markers())
+        metrics.AUDIT_ENTRIES.inc(len(entries))
+        new_alerts, offending = self._alert(conn, entries, check_id=iso(now))
+        # The alerts are queued (saved): only now may the window close.
+        next_since = max(server_time - OVERLAP, since)
+        self._store.put_doc(CURSOR_KIND, realm_id, {"since": iso(next_since), "checked_at": iso(now)})
+        self._store.delete_doc(FAILURES_KIND, realm_id)
+        self._alerts.resolve(A.CHECKS_FAILING, realm_id, "QuickBooks answers again")
+        self._alerts.flush(realm_id)
+        summary = f"{len(entries)} changed entries checked, {offending} automated under a person"
+        if new_alerts:
+            summary += f" ({new_alerts} new alert{'s' if new_alerts > 1 else ''})"
+        return self._record(AuditResult(realm_id, True, summary, len(entries), new_alerts, calls))
+
+    def _record(self, result: AuditResult) -> AuditResult:
+        self._store.record_check(
+            CheckResult(
+                realm_id=result.realm_id,
+                kind="audit",
+                at=self._clock.now(),
+                ok=result.ok,
+                summary=result.summary,
+                entries_scanned=result.scanned,
+            )
+        )
+        return result
+
+    def _failed(self, conn: Connection, exc: QBOError) -> AuditResult:
+        doc = self._store.get_doc(FAILURES_KIND, conn.realm_id) or {"count": 0}
+        count = int(doc["count"]) + 1
+        self._store.put_doc(FAILURES_KIND, conn.realm_id, {"count": count, "last": str(exc)})
+        if count >= FAILING_AFTER:
+            self._alerts.raise_condition(
+                A.CHECKS_FAILING,
+                conn.realm_id,
+                conn.company_name,
+                f"{count} checks in a row failed; the last: {exc}",
+            )
+            self._alerts.flush(conn.realm_id)
+        return AuditResult(conn.realm_id, False, f"check failed ({count} in a row): {exc}")
+
+    # the CDC scan ----------------------------------------------------------------------------------
+    def fetch(self, realm_id: str, since: datetime) -> tuple[list[tuple[str, dict[str, Any]]], datetime, int]:
+        """Every change since `since` for the audited entities: one CDC call when each entity has
+        fewer than 1000 changes; an entity with a full page is asked again from the newest change
+        it returned (and, if that makes no progress, paged through the query API)."""
+        entities = list(self._settings.entities)
+        body = self._cdc(realm_id, entities, since)
+        calls = 1
+        server_time = parse_iso(body.get("time")) or self._clock.now()
+        changes: dict[tuple[str, str, str], dict[str, Any]] = {}
+        full = self._collect(body, changes)
+        for entity in full:
+            window = since
+            while True:
+                newest = max(
+                    (parse_iso(o.get("MetaData", {}).get("LastUpdatedTime")) or window)
+                    for (e, _, _), o in changes.items()
+                    if e == entity
+                )
+                if newest <= window:  # a full page in one instant: page through the query API
+                    calls += self._page_query(realm_id, entity, window, changes)
+                    break
+                window = newest
+                calls += 1
+                if entity not in self._collect(self._cdc(realm_id, [entity], window), changes):
+                    break
+        return [(e, o) for (e, _, _), o in changes.items()], server_time, calls
+
+    def _cdc(self, realm_id: str, entities: list[str], since: datetime) -> dict[str, Any]:
+        stamp = since.isoformat(timespec="seconds")
+        return self._qbo.call(realm_id, "cdc", lambda qb: qb.change_data_capture(",".join(entities), stamp))
+
+    @staticmethod
+    def _collect(body: dict[str, Any], into: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
+        """Add a CDC body's objects; return the entities whose page was full."""
+        full = []
+        for response in (body.get("CDCResponse") or [{}])[0].get("QueryResponse") or []:
+            for entity, objects in response.items():
+                if not isinstance(objects, list):
+                    continue
+                for obj in objects:
+                    stamp = str(obj.get("MetaData", {}).get("LastUpdatedTime", ""))
+                    into[(entity, str(obj.get("Id")), stamp)] = obj
+                if len(objects) >= PAGE_LIMIT:
+                    full.append(entity)
+        return full
+
+    def _page_query(
+        self, realm_id: str, entity: str, since: datetime, into: dict[tuple[str, str, str], dict[str, Any]]
+    ) -> int:
+        calls, start = 0, 1
+        stamp = since.isoformat(timespec="seconds")
+        while True:
+            # A QBO query, not SQL: entity names are validated in Settings, the date is ours.
+            select = " ".join(
+                (
+                    "SELECT * FROM",
+                    entity,
+                    "WHERE MetaData.LastUpdatedTime >=",
+                    f"'{stamp}'",
+                    "STARTPOSITION",
+                    str(start),
+                    "MAXRESULTS",
+                    str(PAGE_LIMIT),
+                )
+            )
+            body = self._qbo.call(realm_id, "query", lambda qb, s=select: qb.query(s))
+            calls += 1
+            rows = (body.get("QueryResponse") or {}).get(entity) or []
+            for obj in rows:
+                into[
+                    (entity, str(obj.get("Id")), str(obj.get("MetaData", {}).get("LastUpdatedTime", "")))
+                ] = obj
+            if len(rows) < PAGE_LIMIT:
+                return calls
+            start += PAGE_LIMIT
+
+    # findings → alerts -----------------------------------------------------------------------------
+    def _alert(self, conn: Connection, entries: list[Entry], check_id: str) -> tuple[int, int]:
+        realm = conn.realm_id
+        dedicated_id, _ = self._learn(conn, entries)
+        findings = find(entries, dedicated_id)
+        groups: list[tuple[str, str, list[Entry]]] = [
+            (A.ENTRIES, user, found) for user, found in sorted(findings.offending.items())
+        ]
+        if findings.person_on_dedicated:
+            groups.append((A.PERSON_ON_DEDICATED, dedicated_id, findings.person_on_dedicated))
+        keys = [e.key for _, _, found in groups for e in found]
+        already = self._store.seen(f"alerted:{realm}", keys)
+        queued = 0
+        new_keys: list[str] = []
+        for kind, user, found in groups:
+            fresh = sorted((e for e in found if e.key not in already), key=lambda e: (e.created_at, e.id))
+            if not fresh:
+                continue
+            self._alerts.queue_entries(
+                kind, realm, conn.company_name, user, [e.to_doc() for e in fresh], check_id
+            )
+            new_keys += [e.key for e in fresh]
+            queued += 1
+        if new_keys:
+            self._store.mark_seen(f"alerted:{realm}", new_keys)
+        return queued, sum(len(v) for v in findings.offending.values())
+
+    def _learn(self, conn: Connection, entries: list[Entry]) -> tuple[str, dict[str, Any]]:
+        """Trust on first use: after a reconnect whose identity check passed, the first automated
+        entry created after it was written by the dedicated user."""
+        realm = conn.realm_id
+        dedicated_id, doc = self.dedicated(realm)
+        learning = self._store.get_doc(LEARNING_KIND, realm)
+        if not learning:
+            return dedicated_id, doc
+        since = parse_iso(learning.get("since"))
+        after = [e for e in entries if e.automated and since and (parse_iso(e.created_at) or since) >= since]
+        if not after:
+            return dedicated_id, doc
+        first = min(after, key=lambda e: (parse_iso(e.created_at) or since, e.id))
+        if not dedicated_id:
+            doc = {
+                "id": first.modified_by,
+                "source": "learned",
+                "entry": first.label,
+                "entry_at": first.created_at,
+                "learned_at": iso(self._clock.now()),
+            }
+            self._store.put_doc(DEDICATED_KIND, realm, doc)
+            dedicated_id = first.modified_by
+            log.info("learned the dedicated QBO user id for %s from %s", realm, first.label)
+        self._store.delete_doc(LEARNING_KIND, realm)
+        if first.modified_by == dedicated_id:
+            self._reconnect.first_entry_seen(realm, first.label, first.modified_by)
+        return dedicated_id, doc
+
+    # conditions on the connection itself ---------------------------------------------------------
+    def connection_conditions(self, conn: Connection | None) -> None:
+        if conn is None:
+            return
+        realm, company, now = conn.realm_id, conn.company_name, self._clock.now()
+        if conn.status is ConnectionStatus.LOST:
+            self._alerts.raise_condition(A.LOST, realm, company, conn.status_reason or "connection lost")
+        elif conn.status is ConnectionStatus.CONNECTED:
+            self._alerts.resolve(A.LOST, realm, "the connection works again")
+        if conn.status is not ConnectionStatus.CONNECTED:
+            return
+        dedicated = is_dedicated(conn.identity.email, self._settings.dedicated_email)
+        if dedicated is False:
+            self._alerts.raise_condition(
+                A.WRONG_IDENTITY,
+                realm,
+                company,
+                f"authorised as {conn.identity.email or 'an unknown identity'}, "
+                f"not {self._settings.dedicated_email}",
+            )
+        elif dedicated:
+            self._alerts.resolve(A.WRONG_IDENTITY, realm, f"reconnected as {conn.identity.email}")
+            for alert in self._alerts.open_alerts(realm):
+                if alert.kind == A.ENTRIES and conn.connected_at > (parse_iso(alert.created_at) or now):
+                    self._alerts.resolve(A.ENTRIES, realm, f"reconnected as {conn.identity.email}")
+                    break
+        if conn.refresh_expires_at - now <= REFRESH_EXPIRY_WARNING:
+            self._alerts.raise_condition(
+                A.EXPIRING,
+                realm,
+                company,
+                f"the refresh token ends {conn.refresh_expires_at:%Y-%m-%d %H:%M} UTC: reconnect before then",
+            )
+        else:
+            self._alerts.resolve(A.EXPIRING, realm, "the refresh token was renewed")
