@@ -131,7 +131,8 @@ def register(app: App, services: Services) -> None:
         user_id, _ = _who(body)
         kind, _, realm = _value(body).partition("|")
         until = services.alerts.mute(kind, realm, 24, user_id)
-        text = f"<@{user_id}> muted *{blocks.ALERT_TITLES.get(kind, kind)}* alerts for 24 h (until {blocks.when(until)})."
+        title = blocks.ALERT_TITLES.get(kind, kind)
+        text = f"<@{user_id}> muted *{title}* alerts for 24 h (until {blocks.when(until)})."
         respond(
             response_type="in_channel",
             replace_original=False,
