@@ -22,7 +22,7 @@ from bot.clock import Clock, iso, parse_iso
 from bot.config import Settings
 from bot.models import CheckResult, Connection, ConnectionStatus
 from bot.qbo.client import QBOClient
-from bot.qbo.errors import QBOError
+from bot.qbo.errors import ConnectionLost, QBOError
 from bot.reconnect import LEARNING_KIND, ReconnectService
 from bot.status import REFRESH_EXPIRY_WARNING, is_dedicated
 from bot.store.base import Store
@@ -118,6 +118,7 @@ class Auditor:
         conn = self._store.get_connection(realm_id)
         self.connection_conditions(conn)
         if conn is None or conn.status is not ConnectionStatus.CONNECTED:
+            self._alerts.flush(realm_id)
             state = conn.status.value if conn else "not connected"
             return self._record(AuditResult(realm_id, False, f"not checked: the connection is {state}"))
         now = self._clock.now()
@@ -125,8 +126,14 @@ class Auditor:
         since = max(parse_iso(cursor["since"]) if cursor else now - LOOKBACK, now - LOOKBACK)
         try:
             changes, server_time, calls = self.fetch(realm_id, since)
+        except ConnectionLost as exc:  # not a failing check: the connection itself is gone
+            self.connection_conditions(self._store.get_connection(realm_id))
+            self._alerts.flush(realm_id)
+            return self._record(AuditResult(realm_id, False, f"not checked: {exc}"))
         except QBOError as exc:
-            return self._record(self._failed(conn, exc))
+            result = self._failed(conn, exc)
+            self._alerts.flush(realm_id)
+            return self._record(result)
         entries = classify_all(changes, self.markers())
         metrics.AUDIT_ENTRIES.inc(len(entries))
         new_alerts, offending = self._alert(conn, entries, check_id=iso(now))
@@ -165,7 +172,6 @@ class Auditor:
                 conn.company_name,
                 f"{count} checks in a row failed; the last: {exc}",
             )
-            self._alerts.flush(conn.realm_id)
         return AuditResult(conn.realm_id, False, f"check failed ({count} in a row): {exc}")
 
     # the CDC scan ----------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ class SlackEmulator(EmulatorServer):
         self._responses: dict[str, dict[str, Any]] = {}
         self._ts = itertools.count(1)
         self._cond = threading.Condition()
+        self._holds: dict[str, tuple[threading.Event, threading.Event]] = {}
         super().__init__(clock=clock, port=port)
         self.add_user("U0ADMIN", "ana", "Ana Admin", "ana@acme.example", is_admin=True)
         self.add_user("U0OWNER", "olu", "Olu Owner", "olu@acme.example", is_owner=True)
@@ -155,6 +156,20 @@ class SlackEmulator(EmulatorServer):
     def fail_next(self, method: str, error: str, times: int = 1) -> None:
         """The next `times` calls to `method` answer `{"ok": false, "error": error}`."""
         self._queue_fault(method, {"error": error, "retry_after": None}, times)
+
+    def hold_next(self, method: str) -> threading.Event:
+        """The next call to `method` hangs until release_held(); then it fails without effect,
+        as if the connection died before Slack acted. Returns an event set when it arrives."""
+        arrived = threading.Event()
+        with self._lock:
+            self._holds[method] = (arrived, threading.Event())
+        return arrived
+
+    def release_held(self) -> None:
+        with self._lock:
+            holds, self._holds = dict(self._holds), {}
+        for _, release in holds.values():
+            release.set()
 
     def rate_limit_next(self, method: str, retry_after: int = 1, times: int = 1) -> None:
         """The next `times` calls to `method` answer HTTP 429 with Retry-After."""
@@ -342,6 +357,13 @@ class SlackEmulator(EmulatorServer):
     def _api(self, method: str) -> Response:
         args = self._args()
         self._delay(method)
+        with self._lock:
+            hold = self._holds.pop(method, None)
+        if hold is not None:
+            hold[0].set()
+            hold[1].wait(60)
+            self._record(method, args, False, "held", 500)
+            return Response("connection lost", status=500)
         fault = self._take_fault(method)
         if fault is not None:
             self._record(
