@@ -412,3 +412,42 @@ def test_config_markers_refuses_a_bad_rule(audit_bot, slack):
     assert [m.source for m in audit_bot.services.auditor.markers()] == [
         "PaymentMethodRef.name=Zomentum Payments"
     ]
+
+
+def test_learned_dedicated_id_shows_on_status_and_ticks_the_checklist(
+    intuit, slack, clock, redis_prefix, cipher
+):
+    from tests.test_reconnect import checklist, press, sign_in, start
+
+    settings = make_settings(intuit, slack, ZQBO_MARKERS="PrivateNote~Zomentum")
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    server, bot = start_bot(settings, clock, store=store)
+    try:
+        automated(intuit)  # before the reconnect, by a person: not evidence
+        clock.advance(60)
+        start(slack, bot)
+        press(slack, bot, "zqbo_rc_link")
+        sign_in(slack, intuit, as_user=DEDICATED)
+        clock.advance(60)
+        first = automated(intuit, by=DEDICATED, doc_number="ZP-77")
+        clock.advance(60)
+        bot.services.auditor.run(REALM)
+        assert bot.services.auditor.dedicated(REALM)[0] == "9"
+        text = card_text(checklist(slack))
+        assert "All done" in text and "Payment ZP-77 was logged under the dedicated user" in text
+        resp, _ = command(slack, bot, "status")
+        card = ack_message(resp)
+        assert "learned from Payment ZP-77" in card_text(card)
+        press_resp, url = slack.press_button(bot.events_url, card, "zqbo_dedicated_confirm")
+        [answer] = slack.wait_for_responses(url, 1)
+        assert "confirmed" in card_text(answer)
+        assert bot.services.store.get_doc("dedicated_user", REALM)["source"] == "confirmed"
+        assert first["Id"]
+        # from now on a person's automated entry is an alert
+        automated(intuit, doc_number="ZP-78")
+        clock.advance(60)
+        bot.services.auditor.run(REALM)
+        assert any("ZP-78" in card_text(m) for m in alerts_in_channel(slack))
+    finally:
+        server.shutdown()
+        store.close()

@@ -1,0 +1,77 @@
+"""A worker killed (SIGKILL) between fetching and posting: after a restart the alert is posted
+exactly once. The worker is a real `zqbo check` process; the store a real SQLite file."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from bot.clock import SystemClock
+from bot.emulator import IntuitEmulator, SlackEmulator
+from bot.store.crypto import TokenCipher
+from bot.store.sqlite import SQLiteStore
+from tests.conftest import DEDICATED, JANE, REALM, TEST_KEY, make_settings, start_bot
+from tests.helpers import card_text, connect
+
+ZQBO = str(Path(sys.executable).parent / "zqbo")
+
+
+def test_sigkill_between_fetch_and_post_posts_exactly_once(tmp_path):
+    with IntuitEmulator(clock=SystemClock()) as intuit, SlackEmulator() as slack:
+        intuit.seed_demo()
+        db = str(tmp_path / "zqbo.db")
+        settings = make_settings(
+            intuit,
+            slack,
+            REDIS_URL="",
+            ZQBO_DB=db,
+            ZQBO_MARKERS="PrivateNote~Zomentum",
+            ZQBO_DEDICATED_USER_ID="9",
+        )
+        store = SQLiteStore(db, TokenCipher([TEST_KEY]))
+        server, bot = start_bot(settings, SystemClock(), store=store)
+        try:
+            connect(slack, intuit, bot, as_user=DEDICATED)
+        finally:
+            server.shutdown()
+        entry = intuit.add_entry(
+            REALM, "Payment", by=JANE, private_note="Zomentum payment", doc_number="ZP-9"
+        )
+        env = {
+            **os.environ,
+            "SLACK_BOT_TOKEN": slack.bot_token,
+            "SLACK_SIGNING_SECRET": slack.signing_secret,
+            "SLACK_API_URL": slack.api_url,
+            "ZQBO_PUBLIC_URL": bot.url,
+            "QBO_CLIENT_ID": intuit.client_id,
+            "QBO_CLIENT_SECRET": intuit.client_secret,
+            "QBO_ENVIRONMENT": intuit.discovery_url,
+            "QBO_API_URL": intuit.api_url,
+            "ZQBO_DB": db,
+            "ZQBO_ENCRYPTION_KEY": TEST_KEY,
+            "ZQBO_MARKERS": "PrivateNote~Zomentum",
+            "ZQBO_DEDICATED_USER_ID": "9",
+            "ZQBO_DEDICATED_EMAIL": DEDICATED,
+            "ZQBO_ALERT_CHANNEL": "C0ALERTS",
+            "REDIS_URL": "",
+        }
+        posting = slack.hold_next("chat.postMessage")
+        worker = subprocess.Popen([ZQBO, "check"], env=env, cwd=tmp_path)
+        try:
+            assert posting.wait(60), "the worker never tried to post"
+            os.kill(worker.pid, signal.SIGKILL)  # fetched, queued, mid-post
+            worker.wait(10)
+        finally:
+            slack.release_held()
+        assert slack.messages("C0ALERTS") == []
+
+        for _ in range(2):  # the restarted worker, then a later scheduled run
+            done = subprocess.run([ZQBO, "check"], env=env, cwd=tmp_path, capture_output=True, timeout=60)
+            assert done.returncode == 0, done.stderr.decode()[-2000:]
+        [alert] = slack.messages("C0ALERTS")
+        assert "Payment ZP-9" in card_text(alert)
+        assert store.seen(f"alerted:{REALM}", [f"Payment:{entry['Id']}"])
+        store.close()
