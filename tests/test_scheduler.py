@@ -1,0 +1,74 @@
+"""The schedule itself: jobs, their guards, the heartbeat the status card reads, `zqbo worker`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bot.scheduler import Jobs, build
+from tests.conftest import DEDICATED, REALM, TEST_KEY
+from tests.helpers import ack_message, card_text, command, connect
+
+
+def test_jobs_run_once_at_a_time_and_coalesce(bot):
+    scheduler = build(bot.services, blocking=False)
+    jobs = {job.id: job for job in scheduler.get_jobs()}
+    assert set(jobs) == {"audit", "tokens", "probe"}
+    for job in jobs.values():
+        assert job.max_instances == 1 and job.coalesce is True
+    assert jobs["audit"].trigger.interval.total_seconds() == 15 * 60
+
+
+def test_heartbeat_gives_status_a_next_check(bot, slack, intuit):
+    connect(slack, intuit, bot, as_user=DEDICATED)
+    Jobs(bot.services).audit()
+    time.sleep(1.1)  # the status cache
+    resp, _ = command(slack, bot, "status")
+    card = card_text(ack_message(resp))
+    assert "Next check:" in card and "in 15 min" in card
+    assert "0 changed entries checked" in card
+
+
+def test_a_held_lock_skips_the_run(bot, slack, intuit):
+    connect(slack, intuit, bot, as_user=DEDICATED)
+    before = intuit.count("cdc")
+    with bot.services.store.lock(f"job:audit:{REALM}", ttl=30, wait=1):
+        result = bot.services.auditor.run(REALM)
+    assert result.skipped and intuit.count("cdc") == before
+
+
+def test_zqbo_worker_runs_the_audit_and_stops_on_sigterm(tmp_path, intuit, slack):
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "ZQBO_PUBLIC_URL": "http://127.0.0.1:9",
+        "QBO_CLIENT_ID": intuit.client_id,
+        "QBO_CLIENT_SECRET": intuit.client_secret,
+        "QBO_ENVIRONMENT": intuit.discovery_url,
+        "QBO_API_URL": intuit.api_url,
+        "ZQBO_DB": str(tmp_path / "zqbo.db"),
+        "ZQBO_ENCRYPTION_KEY": TEST_KEY,
+        "REDIS_URL": "",
+    }
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "zqbo"), "worker"], env=env, cwd=tmp_path, stdout=subprocess.PIPE
+    )
+    try:
+        from bot.store.crypto import TokenCipher
+        from bot.store.sqlite import SQLiteStore
+
+        store = SQLiteStore(env["ZQBO_DB"], TokenCipher([TEST_KEY]))
+        deadline = time.monotonic() + 30
+        while store.get_doc("scheduler", "heartbeat") is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert store.get_doc("scheduler", "heartbeat") is not None
+        store.close()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(20) == 0
