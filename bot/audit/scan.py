@@ -16,7 +16,7 @@ from typing import Any
 from bot import alerts as A
 from bot import metrics
 from bot.alerts import AlertBook
-from bot.audit.classify import Entry, classify_all, find
+from bot.audit.classify import Entry, classify, find
 from bot.audit.markers import Marker, parse_markers
 from bot.clock import Clock, iso, parse_iso
 from bot.config import Settings
@@ -48,6 +48,42 @@ class AuditResult:
     new_alerts: int = 0
     qbo_calls: int = 0
     skipped: bool = False
+
+
+class Scan:
+    """Changed objects, classified as they arrive: only the latest version of each entry is kept
+    (a small Entry, not QBO's JSON), plus the newest change seen per entity for window splits."""
+
+    def __init__(self, markers: list[Marker]) -> None:
+        self._markers = markers
+        self.entries: dict[str, Entry] = {}
+        self.newest: dict[str, datetime] = {}
+        self.objects = 0
+
+    def add(self, entity: str, obj: dict[str, Any]) -> None:
+        self.objects += 1
+        stamp = parse_iso((obj.get("MetaData") or {}).get("LastUpdatedTime"))
+        if stamp is not None and (entity not in self.newest or stamp > self.newest[entity]):
+            self.newest[entity] = stamp
+        entry = classify(entity, obj, self._markers)
+        if entry is None:
+            return
+        known = self.entries.get(entry.key)
+        if known is None or entry.updated_at >= known.updated_at:
+            self.entries[entry.key] = entry
+
+    def add_cdc(self, body: dict[str, Any]) -> list[str]:
+        """Add a CDC response; return the entities whose page was full (1000 objects)."""
+        full = []
+        for response in (body.get("CDCResponse") or [{}])[0].get("QueryResponse") or []:
+            for entity, objects in response.items():
+                if not isinstance(objects, list):
+                    continue
+                for obj in objects:
+                    self.add(entity, obj)
+                if len(objects) >= PAGE_LIMIT:
+                    full.append(entity)
+        return full
 
 
 class Auditor:
@@ -93,9 +129,9 @@ class Auditor:
 
     def users(self, realm_id: str) -> dict[str, dict[str, int]]:
         """QBO user ids on entries changed in the last 30 days: automated / manual counts."""
-        changes, _, _ = self.fetch(realm_id, self._clock.now() - LOOKBACK)
+        scan, _, _ = self.fetch(realm_id, self._clock.now() - LOOKBACK)
         stats: dict[str, dict[str, int]] = {}
-        for entry in classify_all(changes, self.markers()):
+        for entry in scan.entries.values():
             row = stats.setdefault(entry.modified_by or "unknown", {"automated": 0, "manual": 0})
             row["automated" if entry.automated else "manual"] += 1
         return stats
@@ -125,7 +161,7 @@ class Auditor:
         cursor = self._store.get_doc(CURSOR_KIND, realm_id)
         since = max(parse_iso(cursor["since"]) if cursor else now - LOOKBACK, now - LOOKBACK)
         try:
-            changes, server_time, calls = self.fetch(realm_id, since)
+            scan, server_time, calls = self.fetch(realm_id, since)
         except ConnectionLost as exc:  # not a failing check: the connection itself is gone
             self.connection_conditions(self._store.get_connection(realm_id))
             self._alerts.flush(realm_id)
@@ -134,7 +170,7 @@ class Auditor:
             result = self._failed(conn, exc)
             self._alerts.flush(realm_id)
             return self._record(result)
-        entries = classify_all(changes, self.markers())
+        entries = list(scan.entries.values())
         metrics.AUDIT_ENTRIES.inc(len(entries))
         new_alerts, offending = self._alert(conn, entries, check_id=iso(now))
         # The alerts are queued (saved): only now may the window close.
@@ -175,55 +211,32 @@ class Auditor:
         return AuditResult(conn.realm_id, False, f"check failed ({count} in a row): {exc}")
 
     # the CDC scan ----------------------------------------------------------------------------------
-    def fetch(self, realm_id: str, since: datetime) -> tuple[list[tuple[str, dict[str, Any]]], datetime, int]:
+    def fetch(self, realm_id: str, since: datetime) -> tuple[Scan, datetime, int]:
         """Every change since `since` for the audited entities: one CDC call when each entity has
         fewer than 1000 changes; an entity with a full page is asked again from the newest change
         it returned (and, if that makes no progress, paged through the query API)."""
-        entities = list(self._settings.entities)
-        body = self._cdc(realm_id, entities, since)
+        scan = Scan(self.markers())
+        body = self._cdc(realm_id, list(self._settings.entities), since)
         calls = 1
         server_time = parse_iso(body.get("time")) or self._clock.now()
-        changes: dict[tuple[str, str, str], dict[str, Any]] = {}
-        full = self._collect(body, changes)
-        for entity in full:
+        for entity in scan.add_cdc(body):
             window = since
             while True:
-                newest = max(
-                    (parse_iso(o.get("MetaData", {}).get("LastUpdatedTime")) or window)
-                    for (e, _, _), o in changes.items()
-                    if e == entity
-                )
+                newest = scan.newest.get(entity, window)
                 if newest <= window:  # a full page in one instant: page through the query API
-                    calls += self._page_query(realm_id, entity, window, changes)
+                    calls += self._page_query(realm_id, entity, window, scan)
                     break
                 window = newest
                 calls += 1
-                if entity not in self._collect(self._cdc(realm_id, [entity], window), changes):
+                if entity not in scan.add_cdc(self._cdc(realm_id, [entity], window)):
                     break
-        return [(e, o) for (e, _, _), o in changes.items()], server_time, calls
+        return scan, server_time, calls
 
     def _cdc(self, realm_id: str, entities: list[str], since: datetime) -> dict[str, Any]:
         stamp = since.isoformat(timespec="seconds")
         return self._qbo.call(realm_id, "cdc", lambda qb: qb.change_data_capture(",".join(entities), stamp))
 
-    @staticmethod
-    def _collect(body: dict[str, Any], into: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
-        """Add a CDC body's objects; return the entities whose page was full."""
-        full = []
-        for response in (body.get("CDCResponse") or [{}])[0].get("QueryResponse") or []:
-            for entity, objects in response.items():
-                if not isinstance(objects, list):
-                    continue
-                for obj in objects:
-                    stamp = str(obj.get("MetaData", {}).get("LastUpdatedTime", ""))
-                    into[(entity, str(obj.get("Id")), stamp)] = obj
-                if len(objects) >= PAGE_LIMIT:
-                    full.append(entity)
-        return full
-
-    def _page_query(
-        self, realm_id: str, entity: str, since: datetime, into: dict[tuple[str, str, str], dict[str, Any]]
-    ) -> int:
+    def _page_query(self, realm_id: str, entity: str, since: datetime, scan: Scan) -> int:
         calls, start = 0, 1
         stamp = since.isoformat(timespec="seconds")
         while True:
@@ -244,9 +257,7 @@ class Auditor:
             calls += 1
             rows = (body.get("QueryResponse") or {}).get(entity) or []
             for obj in rows:
-                into[
-                    (entity, str(obj.get("Id")), str(obj.get("MetaData", {}).get("LastUpdatedTime", "")))
-                ] = obj
+                scan.add(entity, obj)
             if len(rows) < PAGE_LIMIT:
                 return calls
             start += PAGE_LIMIT
