@@ -24,6 +24,8 @@ from bot.emulator import IntuitEmulator, SlackEmulator
 from bot.render import link_buttons, render
 
 PERSON = "jane@acme.example"
+REALM = "9130357766483916"
+MARK = "Zomentum payment"
 DEDICATED = "zomentum.integration@acme.example"
 
 
@@ -71,7 +73,8 @@ def run_demo(pause: float = 0.6, echo: Callable[[str], None] = click.echo) -> No
             REDIS_URL="",
             ZQBO_ENCRYPTION_KEY="",
             ZQBO_DB=str(workdir / "zqbo.db"),
-            ZQBO_DEDICATED_USER_ID="",
+            ZQBO_DEDICATED_USER_ID="9",
+            ZQBO_MARKERS="PrivateNote~Zomentum",
         )
         server.app = create_web_app(build_services(settings))
         threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -115,6 +118,24 @@ def _sign_in(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, as_user
     slack.wait_for_calls("chat.update", done + 1, timeout=10)
 
 
+def _check(play: Player, slack: SlackEmulator, events: str) -> None:
+    _, response_url = _command(play, slack, events, "check")
+    [answer] = slack.wait_for_responses(response_url, 1, timeout=30)
+    play.slack("zqbo (updates the message)", answer)
+
+
+def _show_channel(play: Player, slack: SlackEmulator, shown: dict[str, str]) -> None:
+    """Print what is new or changed in #qbo-alerts since the last look."""
+    for message in slack.messages("C0ALERTS"):
+        fingerprint = json.dumps(message.get("blocks"), sort_keys=True)
+        if shown.get(message["ts"]) == fingerprint:
+            continue
+        where = "#qbo-alerts (thread)" if message.get("thread_ts") else "#qbo-alerts"
+        verb = "updated" if message["ts"] in shown else "posted"
+        shown[message["ts"]] = fingerprint
+        play.slack(f"zqbo → {where} ({verb})", message)
+
+
 def _title(html: str) -> str:
     return html.split("<h1", 1)[-1].split(">", 1)[-1].split("</h1>", 1)[0]
 
@@ -148,6 +169,14 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
         if str(call.args.get("channel", "")).startswith("D"):
             play.slack("zqbo → DM to ana", call.args)
 
+    play.step("The payments integration posts; zqbo's check sees whom QBO logged the entries under")
+    for number, amount in (("ZP-1001", 120.50), ("ZP-1002", 89.00), ("ZP-1003", 410.25)):
+        intuit.add_entry(REALM, "Payment", by=PERSON, amount=amount, doc_number=number, private_note=MARK)
+    play.say("  QBO (emulated): 3 Payments marked “Zomentum payment”, LastModifiedByRef = user 1 (Jane)")
+    _check(play, slack, events)
+    shown: dict[str, str] = {}
+    _show_channel(play, slack, shown)
+
     play.step("Status: connected, but under a person — the wrong identity")
     _, response_url = _command(play, slack, events, "status")
     [live] = slack.wait_for_responses(response_url, 1, timeout=10)
@@ -155,7 +184,13 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
 
     play.step("Ana starts the guided reconnect: one checklist in her DMs")
     _command(play, slack, events, "reconnect")
-    slack.wait_for_calls("chat.postMessage", 2, timeout=10)
+    deadline = time.monotonic() + 10
+    while not any(
+        m["text"].startswith("zqbo guided reconnect") for m in slack.messages(slack.dm_channel("U0ADMIN"))
+    ):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the checklist DM did not arrive")
+        time.sleep(0.05)
     play.slack("zqbo → DM to ana", _checklist(slack))
 
     play.step("Step 1 done in QuickBooks; step 2: disconnect (Slack asks to confirm)")
@@ -174,6 +209,12 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     _press(play, slack, events, "zqbo_rc_link", "Get sign-in link")
     _sign_in(play, slack, intuit, DEDICATED)
     play.slack("zqbo (the same DM message, updated)", _checklist(slack))
+
+    play.step("The integration's next entry is logged under the dedicated user (QBO user 9)")
+    intuit.add_entry(REALM, "Payment", by=DEDICATED, amount=77.0, doc_number="ZP-1004", private_note=MARK)
+    _check(play, slack, events)
+    play.slack("zqbo (the checklist: step 5 ticked)", _checklist(slack))
+    _show_channel(play, slack, shown)
 
     play.step("Status again: connected as the dedicated user")
     _command(play, slack, events, "status")

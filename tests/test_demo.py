@@ -14,4 +14,7 @@ def test_demo_plays_the_whole_story():
     assert "wrong identity" in out
     assert "not the dedicated user" in out  # the checklist's red step 4
     assert "Connected to Acme Payments Ltd as zomentum.integration@acme.example — the dedicated user" in out
+    assert "Automated entries logged under a person" in out and "Payment ZP-1001" in out
+    assert "Resolved: Automated entries logged under a person" in out
+    assert "Payment ZP-1004 was logged under the dedicated user" in out
     assert out.rstrip().endswith("then `zqbo serve`.")

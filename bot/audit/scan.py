@@ -180,8 +180,8 @@ class Auditor:
         self._alerts.resolve(A.CHECKS_FAILING, realm_id, "QuickBooks answers again")
         self._alerts.flush(realm_id)
         summary = f"{len(entries)} changed entries checked, {offending} automated under a person"
-        if new_alerts:
-            summary += f" ({new_alerts} new alert{'s' if new_alerts > 1 else ''})"
+        if offending:
+            summary += f" ({new_alerts} new alert{'s' if new_alerts != 1 else ''})"
         return self._record(AuditResult(realm_id, True, summary, len(entries), new_alerts, calls))
 
     def _record(self, result: AuditResult) -> AuditResult:
@@ -290,32 +290,44 @@ class Auditor:
         return queued, sum(len(v) for v in findings.offending.values())
 
     def _learn(self, conn: Connection, entries: list[Entry]) -> tuple[str, dict[str, Any]]:
-        """Trust on first use: after a reconnect whose identity check passed, the first automated
-        entry created after it was written by the dedicated user."""
+        """Step 5 of the guided reconnect. With the dedicated id known, the first automated entry
+        under it after the reconnect ticks the step. Unknown: trust on first use — the first
+        automated entry created after the reconnect reveals it. QBO times have whole seconds, so
+        learning takes only entries from a later second (never one that may predate it)."""
         realm = conn.realm_id
         dedicated_id, doc = self.dedicated(realm)
         learning = self._store.get_doc(LEARNING_KIND, realm)
-        if not learning:
+        since = parse_iso(learning.get("since")) if learning else None
+        if since is None:
             return dedicated_id, doc
-        since = parse_iso(learning.get("since"))
-        after = [e for e in entries if e.automated and since and (parse_iso(e.created_at) or since) >= since]
-        if not after:
-            return dedicated_id, doc
-        first = min(after, key=lambda e: (parse_iso(e.created_at) or since, e.id))
-        if not dedicated_id:
+        since = since.replace(microsecond=0)
+
+        def created(entry: Entry) -> datetime:
+            return parse_iso(entry.created_at) or since
+
+        automated = [e for e in entries if e.automated]
+        if dedicated_id:
+            mine = [e for e in automated if e.modified_by == dedicated_id and created(e) >= since]
+            if not mine:
+                return dedicated_id, doc
+            first = min(mine, key=lambda e: (created(e), e.id))
+        else:
+            later = [e for e in automated if created(e) > since]
+            if not later:
+                return dedicated_id, doc
+            first = min(later, key=lambda e: (created(e), e.id))
+            dedicated_id = first.modified_by
             doc = {
-                "id": first.modified_by,
+                "id": dedicated_id,
                 "source": "learned",
                 "entry": first.label,
                 "entry_at": first.created_at,
                 "learned_at": iso(self._clock.now()),
             }
             self._store.put_doc(DEDICATED_KIND, realm, doc)
-            dedicated_id = first.modified_by
             log.info("learned the dedicated QBO user id for %s from %s", realm, first.label)
         self._store.delete_doc(LEARNING_KIND, realm)
-        if first.modified_by == dedicated_id:
-            self._reconnect.first_entry_seen(realm, first.label, first.modified_by)
+        self._reconnect.first_entry_seen(realm, first.label, first.modified_by)
         return dedicated_id, doc
 
     # conditions on the connection itself ---------------------------------------------------------
