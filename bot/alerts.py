@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 ALERT_KIND = "alert"
 MUTE_KIND = "mute"
 CHANNEL_PROBLEM = ("alert_channel", "problem")
+RESOLVED_KEPT = timedelta(days=30)
 
 # alert kinds
 ENTRIES = "entries_under_person"  # automated entries under a non-dedicated user
@@ -234,10 +235,12 @@ class AlertBook:
     # posting: the queue drains here ------------------------------------------------------------
     def flush(self, realm_id: str | None = None) -> int:
         """Post every queued alert (oldest first). Returns how many reached Slack."""
+        everything = self.all()
+        self._prune(everything)
         queued = sorted(
             (
                 a
-                for a in self.all()
+                for a in everything
                 if a.open and not a.posted and (realm_id is None or a.realm_id == realm_id)
             ),
             key=lambda a: a.created_at,
@@ -255,6 +258,15 @@ class AlertBook:
                 break  # the channel is the problem: keep the rest queued, in order
             posted += 1
         return posted
+
+    def _prune(self, alerts: list[Alert]) -> None:
+        """Resolved alerts are kept 30 days (for `/zqbo alerts` history), then dropped; the
+        "alerted" set, not these documents, is what keeps an entry from being alerted twice."""
+        cutoff = self._clock.now() - RESOLVED_KEPT
+        for alert in alerts:
+            resolved = parse_iso(alert.resolved_at) if alert.resolved_at else None
+            if not alert.open and resolved is not None and resolved < cutoff:
+                self._store.delete_doc(ALERT_KIND, alert.fingerprint)
 
     def _post(self, alert: Alert) -> bool:
         channel = self._settings.alert_channel

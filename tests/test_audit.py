@@ -451,3 +451,14 @@ def test_learned_dedicated_id_shows_on_status_and_ticks_the_checklist(
     finally:
         server.shutdown()
         store.close()
+
+
+def test_resolved_alerts_are_pruned_after_30_days(audit_bot, slack, intuit, clock):
+    intuit.fail_next("cdc", 503, times=12)
+    for _ in range(3):
+        audit_bot.services.auditor.run(REALM)
+    audit_bot.services.auditor.run(REALM)  # recovers: resolved
+    assert [a.state for a in audit_bot.services.alerts.all()] == ["resolved"]
+    clock.advance(31 * 86400)
+    audit_bot.services.alerts.flush()
+    assert audit_bot.services.alerts.all() == []
