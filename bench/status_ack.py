@@ -60,6 +60,9 @@ def start_bot(
     env.pop("REDIS_URL", None)
     if redis:
         env["REDIS_URL"] = "redis://127.0.0.1:6379/15"
+        import redis as redis_client
+
+        redis_client.Redis.from_url(env["REDIS_URL"]).flushdb()  # db 15 is the benchmark's own
         env["ZQBO_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
     zqbo = str(Path(sys.executable).parent / "zqbo")
     proc = subprocess.Popen([zqbo, "serve"], env=env, cwd=workdir)

@@ -41,6 +41,9 @@ class Connection:
     status_reason: str = ""
     refreshed_at: datetime | None = None
     token_generation: int = 0  # +1 per rotation; lets a process tell a newer token from its own
+    # Tokens this process cannot decrypt (ZQBO_ENCRYPTION_KEY changed without keeping the old
+    # key), carried as stored so that saving the record never destroys them.
+    sealed_tokens: tuple[str, str] | None = None
 
     def __repr__(self) -> str:  # never let a token reach a log through repr()
         return (

@@ -175,3 +175,15 @@ def test_overview_cache_sees_own_writes_at_once_and_others_within_ttl(tmp_path):
     _time.sleep(0.35)
     assert [c.company_name for c in cached.overview().connections] == ["Mine", "Theirs"]
     assert cached.get_connection("2").company_name == "Theirs"  # other reads are never cached
+
+
+def test_status_answers_when_the_key_was_changed(tmp_path):
+    from cryptography.fernet import Fernet
+
+    clock = FakeClock()
+    _store(tmp_path).save_connection(_conn("1", "Acme", clock))
+    other_key = SQLiteStore(str(tmp_path / "z.db"), TokenCipher([Fernet.generate_key().decode()]))
+    report = build_status(other_key, load_settings(_env_file=None, **SETTINGS), clock)
+    [company] = report.companies
+    assert company.state is State.LOST
+    assert "ZQBO_ENCRYPTION_KEY" in render(blocks.status_card(report).blocks)

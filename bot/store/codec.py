@@ -20,14 +20,24 @@ def _dt(value: Any) -> datetime:
     return parsed
 
 
+UNDECRYPTABLE = (
+    "its tokens cannot be decrypted with ZQBO_ENCRYPTION_KEY (was the key changed without keeping "
+    "the old one? add it back after the new key, comma-separated, or reconnect)"
+)
+
+
 def dump_connection(conn: Connection, cipher: TokenCipher) -> str:
     remember(conn.access_token, conn.refresh_token)
+    if conn.sealed_tokens and not conn.access_token and not conn.refresh_token:
+        access, refresh = conn.sealed_tokens  # still sealed under a key we do not have: keep them
+    else:
+        access, refresh = cipher.encrypt(conn.access_token), cipher.encrypt(conn.refresh_token)
     return json.dumps(
         {
             "realm_id": conn.realm_id,
             "company_name": conn.company_name,
-            "access_token": cipher.encrypt(conn.access_token),
-            "refresh_token": cipher.encrypt(conn.refresh_token),
+            "access_token": access,
+            "refresh_token": refresh,
             "access_expires_at": iso(conn.access_expires_at),
             "refresh_expires_at": iso(conn.refresh_expires_at),
             "identity": asdict(conn.identity),
@@ -43,8 +53,16 @@ def dump_connection(conn: Connection, cipher: TokenCipher) -> str:
 
 
 def load_connection(text: str, cipher: TokenCipher) -> Connection:
+    """A record whose tokens cannot be decrypted loads as LOST (with why), never as a crash:
+    status still answers, and a reconnect replaces it."""
     raw = json.loads(text)
-    access, refresh = cipher.decrypt(raw["access_token"]), cipher.decrypt(raw["refresh_token"])
+    sealed = None
+    try:
+        access, refresh = cipher.decrypt(raw["access_token"]), cipher.decrypt(raw["refresh_token"])
+    except ValueError:
+        access = refresh = ""
+        sealed = (raw["access_token"], raw["refresh_token"])
+        raw["status"], raw["status_reason"] = ConnectionStatus.LOST.value, UNDECRYPTABLE
     remember(access, refresh)
     return Connection(
         realm_id=raw["realm_id"],
@@ -61,6 +79,7 @@ def load_connection(text: str, cipher: TokenCipher) -> Connection:
         status_reason=raw.get("status_reason", ""),
         refreshed_at=parse_iso(raw.get("refreshed_at")),
         token_generation=int(raw.get("token_generation", 0)),
+        sealed_tokens=sealed,
     )
 
 
