@@ -111,6 +111,22 @@ def make_settings(intuit: IntuitEmulator, slack: SlackEmulator, **overrides: obj
     return load_settings(_env_file=None, **values)  # type: ignore[arg-type]
 
 
+def bot_env(intuit: IntuitEmulator, slack: SlackEmulator, public_url: str, **extra: str) -> dict[str, str]:
+    """The environment a separate bot process (`zqbo check`, `zqbo worker`) gets in tests."""
+    return {
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "ZQBO_PUBLIC_URL": public_url,
+        "QBO_CLIENT_ID": intuit.client_id,
+        "QBO_CLIENT_SECRET": intuit.client_secret,
+        "QBO_ENVIRONMENT": intuit.discovery_url,
+        "QBO_API_URL": intuit.api_url,
+        "ZQBO_ENCRYPTION_KEY": TEST_KEY,
+        **extra,
+    }
+
+
 @dataclass
 class Bot:
     url: str

@@ -13,7 +13,7 @@ from bot.clock import SystemClock
 from bot.emulator import IntuitEmulator, SlackEmulator
 from bot.store.crypto import TokenCipher
 from bot.store.sqlite import SQLiteStore
-from tests.conftest import DEDICATED, JANE, REALM, TEST_KEY, make_settings, start_bot
+from tests.conftest import DEDICATED, JANE, REALM, TEST_KEY, bot_env, make_settings, start_bot
 from tests.helpers import card_text, connect
 
 ZQBO = str(Path(sys.executable).parent / "zqbo")
@@ -42,21 +42,17 @@ def test_sigkill_between_fetch_and_post_posts_exactly_once(tmp_path):
         )
         env = {
             **os.environ,
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": slack.signing_secret,
-            "SLACK_API_URL": slack.api_url,
-            "ZQBO_PUBLIC_URL": bot.url,
-            "QBO_CLIENT_ID": intuit.client_id,
-            "QBO_CLIENT_SECRET": intuit.client_secret,
-            "QBO_ENVIRONMENT": intuit.discovery_url,
-            "QBO_API_URL": intuit.api_url,
-            "ZQBO_DB": db,
-            "ZQBO_ENCRYPTION_KEY": TEST_KEY,
-            "ZQBO_MARKERS": "PrivateNote~Zomentum",
-            "ZQBO_DEDICATED_USER_ID": "9",
-            "ZQBO_DEDICATED_EMAIL": DEDICATED,
-            "ZQBO_ALERT_CHANNEL": "C0ALERTS",
-            "REDIS_URL": "",
+            **bot_env(
+                intuit,
+                slack,
+                bot.url,
+                ZQBO_DB=db,
+                ZQBO_MARKERS="PrivateNote~Zomentum",
+                ZQBO_DEDICATED_USER_ID="9",
+                ZQBO_DEDICATED_EMAIL=DEDICATED,
+                ZQBO_ALERT_CHANNEL="C0ALERTS",
+                REDIS_URL="",
+            ),
         }
         posting = slack.hold_next("chat.postMessage")
         worker = subprocess.Popen([ZQBO, "check"], env=env, cwd=tmp_path)

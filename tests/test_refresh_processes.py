@@ -16,7 +16,7 @@ from bot.config import load_settings
 from bot.store.crypto import TokenCipher
 from bot.store.redis import RedisStore
 from bot.store.sqlite import SQLiteStore
-from tests.conftest import DEDICATED, REALM, REDIS_URL, TEST_KEY, make_settings, start_bot
+from tests.conftest import DEDICATED, REALM, REDIS_URL, bot_env, make_settings, start_bot
 from tests.helpers import connect
 
 WORKERS = 4
@@ -51,17 +51,7 @@ def test_processes_refresh_once(backend, intuit, slack, clock, tmp_path, redis_p
         connect(slack, intuit, bot, as_user=DEDICATED)
         before = store.get_connection(REALM)
         later = (clock.now() + timedelta(seconds=3700)).isoformat()
-        env = {
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": slack.signing_secret,
-            "SLACK_API_URL": slack.api_url,
-            "ZQBO_PUBLIC_URL": bot.url,
-            "QBO_CLIENT_ID": intuit.client_id,
-            "QBO_CLIENT_SECRET": intuit.client_secret,
-            "QBO_ENVIRONMENT": intuit.discovery_url,
-            "QBO_API_URL": intuit.api_url,
-            "ZQBO_ENCRYPTION_KEY": TEST_KEY,
-        }
+        env = bot_env(intuit, slack, bot.url)
         if backend == "redis":
             env["REDIS_URL"] = REDIS_URL
         clock.advance(3700)  # the emulator agrees the access token has expired

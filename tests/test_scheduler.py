@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from bot.scheduler import Jobs, build
-from tests.conftest import DEDICATED, REALM, TEST_KEY
+from tests.conftest import DEDICATED, REALM, TEST_KEY, bot_env
 from tests.helpers import ack_message, card_text, command, connect
 
 
@@ -44,17 +44,7 @@ def test_a_held_lock_skips_the_run(bot, slack, intuit):
 def test_zqbo_worker_runs_the_audit_and_stops_on_sigterm(tmp_path, intuit, slack):
     env = {
         **os.environ,
-        "SLACK_BOT_TOKEN": slack.bot_token,
-        "SLACK_SIGNING_SECRET": slack.signing_secret,
-        "SLACK_API_URL": slack.api_url,
-        "ZQBO_PUBLIC_URL": "http://127.0.0.1:9",
-        "QBO_CLIENT_ID": intuit.client_id,
-        "QBO_CLIENT_SECRET": intuit.client_secret,
-        "QBO_ENVIRONMENT": intuit.discovery_url,
-        "QBO_API_URL": intuit.api_url,
-        "ZQBO_DB": str(tmp_path / "zqbo.db"),
-        "ZQBO_ENCRYPTION_KEY": TEST_KEY,
-        "REDIS_URL": "",
+        **bot_env(intuit, slack, "http://127.0.0.1:9", ZQBO_DB=str(tmp_path / "zqbo.db"), REDIS_URL=""),
     }
     worker = subprocess.Popen(
         [str(Path(sys.executable).parent / "zqbo"), "worker"], env=env, cwd=tmp_path, stdout=subprocess.PIPE
