@@ -462,3 +462,22 @@ def test_resolved_alerts_are_pruned_after_30_days(audit_bot, slack, intuit, cloc
     clock.advance(31 * 86400)
     audit_bot.services.alerts.flush()
     assert audit_bot.services.alerts.all() == []
+
+
+def test_malformed_audit_commands_get_a_sentence_not_a_trace(audit_bot, slack):
+    for text, expected in [
+        ("mute", "Usage: `/zqbo mute"),
+        ("mute everything", "Usage: `/zqbo mute"),
+        ("mute entries abc", "No connected company has realm id `abc`"),
+        ("mute entries 0", "between a minute and 30 days"),
+        ("unmute lost", "are not muted"),
+        ("config dedicated-user", "Usage: `/zqbo config"),
+        ("config dedicated-user nine", "is a number"),
+        ("config frobnicate", "Usage: `/zqbo config"),
+        ("config", "Markers"),
+    ]:
+        resp, _ = command(slack, audit_bot, text)
+        assert expected in card_text(ack_message(resp)), (text, card_text(ack_message(resp)))
+    resp, url = command(slack, audit_bot, "users 123")
+    [answer] = slack.wait_for_responses(url, 1)
+    assert "No connected company has realm id `123`" in card_text(answer)
