@@ -120,7 +120,7 @@ def build_services(
         store,
         intuit,
         connections,
-        company_name=lambda realm: qbo.company_info(realm)["company_name"],
+        verify_company=qbo.verify_grant,
         clock=clock,
         gate=gate,
     )

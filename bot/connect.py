@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -13,13 +14,14 @@ from bot import metrics
 from bot.clock import Clock
 from bot.models import Connection, Identity, OAuthState
 from bot.qbo.connection import ConnectionManager
-from bot.qbo.errors import ClientRejected, InvalidGrant, QBOError, TransientError
-from bot.qbo.intuit import IntuitOAuth
+from bot.qbo.errors import AccessDenied, ClientRejected, InvalidGrant, QBOError, TransientError
+from bot.qbo.intuit import IntuitOAuth, TokenSet
 from bot.store.base import Store
 
 log = logging.getLogger(__name__)
 
 STATE_TTL = timedelta(minutes=10)
+REALM_ID = re.compile(r"[0-9]{1,20}")  # QBO realm ids: ASCII digits
 
 
 class Outcome(StrEnum):
@@ -33,6 +35,7 @@ class Outcome(StrEnum):
     FAILED = "failed"
     NOT_ADMIN = "not_admin"  # the link's Slack user may not change the connection
     REPLACED = "replaced"  # a newer link was issued for the same checklist
+    WRONG_COMPANY = "wrong_company"  # the token does not open the company the callback named
 
 
 _OUTCOME_TEXT = {
@@ -45,6 +48,10 @@ _OUTCOME_TEXT = {
     Outcome.FAILED: "Intuit could not be reached to finish the connection.",
     Outcome.NOT_ADMIN: "Only zqbo admins may connect QuickBooks, and this link's Slack user is not one.",
     Outcome.REPLACED: "A newer authorisation link replaced this one; use the newest link.",
+    Outcome.WRONG_COMPANY: (
+        "Intuit did not grant access to the QuickBooks company this link came back with, so "
+        "nothing was connected. Start again and pick the company on Intuit's screen."
+    ),
 }
 
 
@@ -76,14 +83,15 @@ class OAuthFlow:
         store: Store,
         intuit: IntuitOAuth,
         connections: ConnectionManager,
-        company_name: Callable[[str], str],
+        verify_company: Callable[[str, str], str],
         clock: Clock,
         gate: Callable[[OAuthState], Outcome | None] | None = None,
     ) -> None:
         self._store = store
         self._intuit = intuit
         self._connections = connections
-        self._company_name = company_name
+        # (realm id, new access token) -> company name; raises AccessDenied when QBO refuses.
+        self._verify_company = verify_company
         self._clock = clock
         # Checked after the state is taken and before the code is exchanged: an Outcome
         # here stops the flow with nothing stored (e.g. not an admin, link replaced).
@@ -134,7 +142,7 @@ class OAuthFlow:
         if self._gate is not None and (stop := self._gate(record)) is not None:
             return CallbackResult(stop, record)
         code, realm_id = query.get("code", ""), query.get("realmId", "")
-        if not code or not realm_id or not realm_id.isdigit():
+        if not code or not REALM_ID.fullmatch(realm_id):
             return CallbackResult(Outcome.BAD_CODE, record, detail="the callback had no code or company id")
         try:
             tokens = self._intuit.exchange_code(code, realm_id)
@@ -144,27 +152,37 @@ class OAuthFlow:
             error_id = new_error_id()
             log.error("OAuth code exchange failed [%s]: %s", error_id, exc)
             return CallbackResult(Outcome.FAILED, record, detail=str(exc), error_id=error_id)
-        # Tokens are stored first: nothing after this point may lose them.
+        # The realmId came from the browser's address bar: only QBO answering for that company
+        # with the new token proves the grant covers it. Until then nothing is stored.
+        try:
+            company_name = self._verify_company(realm_id, tokens.access_token)
+        except AccessDenied as exc:
+            log.warning("OAuth callback for realm %s refused: %s", realm_id, exc)
+            self._discard(tokens)
+            return CallbackResult(Outcome.WRONG_COMPANY, record, detail=f"realm id {realm_id}")
+        except QBOError as exc:
+            error_id = new_error_id()
+            log.error("could not verify realm %s after the code exchange [%s]: %s", realm_id, error_id, exc)
+            self._discard(tokens)
+            return CallbackResult(Outcome.FAILED, record, detail=str(exc), error_id=error_id)
+        identity = Identity(email="")
+        try:
+            identity = self._intuit.user_info(tokens.access_token)
+        except QBOError as exc:  # the connection works; who authorised it shows as unknown
+            log.warning("userinfo failed for realm %s: %s", realm_id, exc)
         conn = self._connections.record_grant(
             realm_id,
             tokens,
-            identity=Identity(email=""),
+            identity=identity,
+            company_name=company_name,
             slack_user_id=record.slack_user_id,
             team_id=record.team_id,
         )
-        conn = self._enrich(conn) or conn
         return CallbackResult(Outcome.CONNECTED, record, conn)
 
-    def _enrich(self, conn: Connection) -> Connection | None:
-        """Learn who authorised (userinfo) and the company's name; failures leave blanks."""
-        identity = None
+    def _discard(self, tokens: TokenSet) -> None:
+        """A grant zqbo will not keep is revoked, so no live token is left behind."""
         try:
-            identity = self._intuit.user_info(conn.access_token)
+            self._intuit.revoke(tokens.refresh_token)
         except QBOError as exc:
-            log.warning("userinfo failed for realm %s: %s", conn.realm_id, exc)
-        name = ""
-        try:
-            name = self._company_name(conn.realm_id)
-        except QBOError as exc:
-            log.warning("companyinfo failed for realm %s: %s", conn.realm_id, exc)
-        return self._connections.update_details(conn.realm_id, identity=identity, company_name=name)
+            log.warning("could not revoke a refused grant's refresh token: %s", exc)

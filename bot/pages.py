@@ -67,7 +67,12 @@ def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, st
         )
     else:
         todo = "<p>Nothing was stored. In Slack, run <code>/zqbo connect</code> for a fresh link.</p>"
-    status = {Outcome.FAILED: 502, Outcome.DECLINED: 200, Outcome.NOT_ADMIN: 403}.get(result.outcome, 400)
+    status = {
+        Outcome.FAILED: 502,
+        Outcome.DECLINED: 200,
+        Outcome.NOT_ADMIN: 403,
+        Outcome.WRONG_COMPANY: 403,
+    }.get(result.outcome, 400)
     return status, page("QuickBooks was not connected", f"<p>{what}{ref}</p>{todo}", "bad")
 
 

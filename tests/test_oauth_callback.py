@@ -112,3 +112,58 @@ def test_state_is_bound_to_the_user_who_asked(bot, slack, intuit, user):
     conn = bot.services.store.get_connection(REALM)
     assert conn.connected_by == user
     assert dms_to(slack, user, wait_for=1) and not dms_to(slack, "U0ADMIN")
+
+
+def _tampered(callback: str, realm: str) -> str:
+    parsed = urlparse(callback)
+    query = {k: v[0] for k, v in parse_qs(parsed.query).items()}
+    query["realmId"] = realm
+    return parsed._replace(query="&".join(f"{k}={v}" for k, v in query.items())).geturl()
+
+
+@pytest.mark.parametrize("realm", ["1111", "4620816365025351930"])
+def test_tampered_realm_id_stores_nothing_and_revokes_the_grant(bot, slack, intuit, realm):
+    """The realmId in the redirect is the browser's: editing it must not connect that realm."""
+    if realm != "1111":
+        intuit.add_company(realm, "Someone Else's Books Inc", users={"boss@else.example": "1"})
+    url = fresh_link(slack, bot)
+    callback = _tampered(intuit.authorize(url, as_user=DEDICATED), realm)
+    resp = requests.get(callback, timeout=10)
+    assert resp.status_code == 403
+    assert "did not grant access" in resp.text and "connected ✓" not in resp.text
+    assert nothing_stored(bot)
+    # the grant Intuit issued for the real company is revoked, not left alive
+    [grant] = intuit.grants(REALM)
+    assert grant.revoked
+    [dm] = dms_to(slack, "U0ADMIN", wait_for=1)
+    assert "did not grant access" in card_text(dm) and "not connected" in card_text(dm)
+    resp, _ = command(slack, bot, "status")
+    assert "never connected" in card_text(ack_message(resp))
+
+
+def test_non_numeric_realm_id_is_refused_before_the_code_is_spent(bot, slack, intuit):
+    url = fresh_link(slack, bot)
+    callback = _tampered(intuit.authorize(url, as_user=DEDICATED), "١٢٣")  # Arabic-Indic digits
+    resp = requests.get(callback, timeout=10)
+    assert resp.status_code == 400 and nothing_stored(bot)
+    assert intuit.count("token", "authorization_code") == 0
+
+
+def test_qbo_down_while_verifying_the_company_stores_nothing(bot, slack, intuit):
+    url = fresh_link(slack, bot)
+    callback = intuit.authorize(url, as_user=DEDICATED)
+    intuit.fail_next("companyinfo", 503, times=10)
+    resp = requests.get(callback, timeout=20)
+    assert resp.status_code == 502 and "Reference" in resp.text
+    assert nothing_stored(bot)
+    [grant] = intuit.grants(REALM)
+    assert grant.revoked  # nothing half-kept
+
+
+def test_connected_company_is_verified_and_named_in_one_write(bot, slack, intuit):
+    url = fresh_link(slack, bot)
+    resp = requests.get(intuit.authorize(url, as_user=DEDICATED), timeout=10)
+    assert resp.status_code == 200 and "Acme Payments Ltd" in resp.text
+    conn = bot.services.store.get_connection(REALM)
+    assert conn.company_name == "Acme Payments Ltd" and conn.identity.email == DEDICATED
+    assert not intuit.grants(REALM)[0].revoked

@@ -85,10 +85,13 @@ class QBOClient:
 
     def _quickbooks(self, realm_id: str, force_refresh: bool) -> tuple[QuickBooks, LastResponse]:
         conn = self._connections.valid(realm_id, force_refresh=force_refresh)
-        auth = self._intuit.client(access_token=conn.access_token, realm_id=realm_id)
+        return self._build(realm_id, conn.access_token, conn.refresh_token)
+
+    def _build(self, realm_id: str, access_token: str, refresh_token: str) -> tuple[QuickBooks, LastResponse]:
+        auth = self._intuit.client(access_token=access_token, realm_id=realm_id)
         qb = QuickBooks(
             auth_client=auth,
-            refresh_token=conn.refresh_token,
+            refresh_token=refresh_token,
             company_id=realm_id,
             minorversion=MINOR_VERSION,
         )
@@ -106,29 +109,40 @@ class QBOClient:
         for _ in range(2):  # a 401 gets one forced refresh, then it is final
             qb, recorder = self._quickbooks(realm_id, force)
             try:
-                return call(qb)
-            except AuthorizationException:
-                if recorder.status != 401:
-                    raise RequestRejected(f"QBO refused {operation} (authorization fault)") from None
+                return self._attempt(qb, recorder, operation, call)
+            except _Unauthorized:
                 force = True
-            except QuickbooksException as exc:
-                status = recorder.status
-                if status is not None and (status == 429 or status >= 500):
-                    raise TransientError(
-                        f"QBO answered HTTP {status} to {operation}",
-                        status=status,
-                        retry_after=recorder.retry_after,
-                    ) from None
-                raise RequestRejected(
-                    f"QBO refused {operation}: HTTP {status}, code {exc.error_code}", status=status
-                ) from None
-            except requests.RequestException as exc:
-                raise TransientError(
-                    f"QBO could not be reached for {operation}: {type(exc).__name__}"
-                ) from None
         raise AccessDenied(
             f"QBO answered 401 to {operation} even after a token refresh: reconnect the company"
         )
+
+    @staticmethod
+    def _attempt(
+        qb: QuickBooks, recorder: LastResponse, operation: str, call: Callable[[QuickBooks], T]
+    ) -> T:
+        """One HTTP call, its failure named: 401 (the caller decides), 429/5xx/network
+        (transient, retried), any other refusal (final)."""
+        try:
+            return call(qb)
+        except AuthorizationException:
+            if recorder.status != 401:
+                raise RequestRejected(
+                    f"QBO refused {operation} (authorization fault)", status=recorder.status
+                ) from None
+            raise _Unauthorized from None
+        except QuickbooksException as exc:
+            status = recorder.status
+            if status is not None and (status == 429 or status >= 500):
+                raise TransientError(
+                    f"QBO answered HTTP {status} to {operation}",
+                    status=status,
+                    retry_after=recorder.retry_after,
+                ) from None
+            raise RequestRejected(
+                f"QBO refused {operation}: HTTP {status}, code {exc.error_code}", status=status
+            ) from None
+        except requests.RequestException as exc:
+            raise TransientError(f"QBO could not be reached for {operation}: {type(exc).__name__}") from None
 
     def call(self, realm_id: str, operation: str, fn: Callable[[QuickBooks], T]) -> T:
         try:
@@ -144,3 +158,34 @@ class QBOClient:
     def company_info(self, realm_id: str) -> dict[str, Any]:
         info = self.call(realm_id, "companyinfo", lambda qb: CompanyInfo.get(realm_id, qb=qb))
         return {"company_name": info.CompanyName, "legal_name": getattr(info, "LegalName", "")}
+
+    def verify_grant(self, realm_id: str, access_token: str) -> str:
+        """The company's name, read with a token that is not stored yet (the OAuth callback).
+
+        The callback's realmId comes from the browser's URL and can be edited: only QBO
+        answering companyinfo for that realm with the new token shows the grant covers it.
+        Raises AccessDenied when QBO refuses (401/403/404), TransientError when it cannot say.
+        """
+
+        def once() -> Any:
+            qb, recorder = self._build(realm_id, access_token, "")
+            try:
+                return self._attempt(qb, recorder, "companyinfo", lambda q: CompanyInfo.get(realm_id, qb=q))
+            except _Unauthorized:
+                raise AccessDenied("QBO refused the new token for this company (HTTP 401)") from None
+            except RequestRejected as exc:
+                if exc.status in (401, 403, 404):
+                    raise AccessDenied(
+                        f"QBO refused the new token for this company (HTTP {exc.status})"
+                    ) from None
+                raise
+
+        for attempt in self._retry.retrying():
+            with attempt:
+                info = once()
+        metrics.QBO_REQUESTS.labels(operation="verify_grant", outcome="ok").inc()
+        return str(info.CompanyName or "")
+
+
+class _Unauthorized(Exception):
+    """QBO answered 401: for a stored token, refresh once; for a new one, final."""
