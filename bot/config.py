@@ -114,9 +114,10 @@ class Settings(BaseSettings):
     # Where scheduled checks run: "inline" (inside `zqbo serve`), "worker" (`zqbo worker` only) or
     # "off". Default: inline with SQLite (one host), worker with Redis.
     scheduler: str = Field(default="", validation_alias=AliasChoices("ZQBO_SCHEDULER", "scheduler"))
-    # How long a status ack may reuse this process's last read of the store (own writes show at once).
+    # How long a status ack may reuse this process's last read of the store while the store's
+    # change marker says nothing changed (any process's write shows at once).
     status_cache_seconds: float = Field(
-        default=1.0,
+        default=30.0,
         ge=0,
         validation_alias=AliasChoices("ZQBO_STATUS_CACHE_SECONDS", "status_cache_seconds"),
     )

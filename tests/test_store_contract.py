@@ -232,3 +232,50 @@ def old_keys(cipher) -> list[str]:
     from tests.conftest import TEST_KEY
 
     return [TEST_KEY]
+
+
+def _another_process(store, cipher):
+    """A second store on the same data, as another worker process would open it."""
+    from bot.store.redis import RedisStore
+    from bot.store.sqlite import SQLiteStore
+    from tests.conftest import REDIS_URL
+
+    if store.backend == "redis":
+        return RedisStore(REDIS_URL, cipher, prefix=store._p)
+    return SQLiteStore(store.path, cipher)
+
+
+def test_change_marker_moves_with_every_write_any_process_commits(store, cipher):
+    other = _another_process(store, cipher)
+    seen = {store.change_marker()}
+    writes = [
+        lambda: other.save_connection(make_connection("1")),
+        lambda: other.record_check(CheckResult("1", "audit", NOW, True, "ok")),
+        lambda: other.put_doc("alert", "a", {"state": "firing"}),
+        lambda: other.delete_doc("alert", "a"),
+        lambda: other.delete_connection("1"),
+    ]
+    for write in writes:
+        write()
+        marker = store.change_marker()
+        assert marker not in seen  # this process sees the other's write at once
+        seen.add(marker)
+    other.close()
+
+
+def test_overview_carries_the_marker_of_its_own_data(store):
+    store.save_connection(make_connection("1"))
+    view = store.overview(("alert",))
+    assert view.marker == store.change_marker()
+    store.put_doc("alert", "x", {"state": "firing"})
+    assert store.overview(("alert",)).marker == store.change_marker() != view.marker
+
+
+def test_reads_and_bookkeeping_do_not_move_the_marker(store):
+    store.save_connection(make_connection("1"))
+    marker = store.change_marker()
+    store.overview(("alert",))
+    store.list_connections()
+    store.mark_seen("alerted:1", ["Payment:1"])
+    store.claim_once("webhook", "ev1", 60)
+    assert store.change_marker() == marker

@@ -21,6 +21,8 @@ class Overview:
     connections: list[Connection] = field(default_factory=list)  # ordered by realm id
     checks: dict[str, CheckResult] = field(default_factory=dict)  # "realm:kind" -> latest
     docs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # kind -> key -> doc
+    # The store's change marker read together with the data (see Store.change_marker).
+    marker: str = ""
 
     def check(self, realm_id: str, kind: str) -> CheckResult | None:
         return self.checks.get(f"{realm_id}:{kind}")
@@ -60,7 +62,12 @@ class Store(Protocol):
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]: ...
 
     def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
-        """Connections, latest checks and the given document kinds, in one round trip."""
+        """Connections, latest checks and the given document kinds, in one round trip, with
+        the change marker they correspond to (read atomically with them)."""
+
+    def change_marker(self) -> str:
+        """Changes whenever any process commits a write to connections, checks or documents:
+        a cached overview is current exactly while this still equals its `marker`."""
 
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         """Remember keys forever; return those that were not seen before (atomic per key)."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from redis.exceptions import LockError, RedisError
 
 from bot.models import CheckResult, Connection, OAuthState
@@ -45,8 +46,19 @@ class RedisStore:
     def close(self) -> None:
         self._r.close()
 
+    def _changed(self, write: Callable[[Pipeline], object]) -> None:
+        """A write that changes the overview, and the change marker bumped in the same MULTI."""
+        pipe = self._r.pipeline(transaction=True)
+        write(pipe)
+        pipe.incr(self._k("generation"))
+        pipe.execute()
+
+    def change_marker(self) -> str:
+        return str(self._r.get(self._k("generation")) or "0")
+
     def save_connection(self, conn: Connection) -> None:
-        self._r.hset(self._k("connections"), conn.realm_id, codec.dump_connection(conn, self._cipher))
+        text = codec.dump_connection(conn, self._cipher)
+        self._changed(lambda p: p.hset(self._k("connections"), conn.realm_id, text))
 
     def get_connection(self, realm_id: str) -> Connection | None:
         text = self._r.hget(self._k("connections"), realm_id)
@@ -57,7 +69,7 @@ class RedisStore:
         return [codec.load_connection(rows[k], self._cipher) for k in sorted(rows)]
 
     def delete_connection(self, realm_id: str) -> None:
-        self._r.hdel(self._k("connections"), realm_id)
+        self._changed(lambda p: p.hdel(self._k("connections"), realm_id))
 
     def put_oauth_state(self, state: OAuthState) -> None:
         self._r.set(self._k("oauth_state", state.state), codec.dump_state(state), ex=STATE_RETENTION_SECONDS)
@@ -70,33 +82,37 @@ class RedisStore:
         return (codec.load_state(text) if text else None), bool(first)
 
     def record_check(self, result: CheckResult) -> None:
-        self._r.hset(self._k("checks"), f"{result.realm_id}:{result.kind}", codec.dump_check(result))
+        text = codec.dump_check(result)
+        self._changed(lambda p: p.hset(self._k("checks"), f"{result.realm_id}:{result.kind}", text))
 
     def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
         text = self._r.hget(self._k("checks"), f"{realm_id}:{kind}")
         return codec.load_check(text) if text else None
 
     def put_doc(self, kind: str, key: str, doc: dict[str, Any]) -> None:
-        self._r.hset(self._k("doc", kind), key, json.dumps(doc))
+        text = json.dumps(doc)
+        self._changed(lambda p: p.hset(self._k("doc", kind), key, text))
 
     def get_doc(self, kind: str, key: str) -> dict[str, Any] | None:
         text = self._r.hget(self._k("doc", kind), key)
         return json.loads(text) if text else None
 
     def delete_doc(self, kind: str, key: str) -> None:
-        self._r.hdel(self._k("doc", kind), key)
+        self._changed(lambda p: p.hdel(self._k("doc", kind), key))
 
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self._r.hgetall(self._k("doc", kind)).items()}
 
     def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
-        pipe = self._r.pipeline(transaction=False)
+        pipe = self._r.pipeline(transaction=True)  # MULTI: the marker belongs to exactly this data
+        pipe.get(self._k("generation"))
         pipe.hgetall(self._k("connections"))
         pipe.hgetall(self._k("checks"))
         for kind in doc_kinds:
             pipe.hgetall(self._k("doc", kind))
-        conns, checks, *docs = pipe.execute()
+        marker, conns, checks, *docs = pipe.execute()
         return Overview(
+            marker=str(marker or "0"),
             connections=[codec.load_connection(conns[k], self._cipher) for k in sorted(conns)],
             checks={k: codec.load_check(v) for k, v in checks.items()},
             docs={

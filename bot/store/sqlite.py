@@ -27,6 +27,12 @@ CREATE TABLE IF NOT EXISTS kv (
     PRIMARY KEY (ns, key)
 ) WITHOUT ROWID;
 """
+# Every write to connections, checks or documents bumps this row in the same transaction: the
+# change marker that tells any process its cached overview is stale (Store.change_marker).
+_BUMP = (
+    "INSERT INTO kv (ns, key, value) VALUES ('meta', 'generation', '1') "
+    "ON CONFLICT (ns, key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
 
 
 class SQLiteStore:
@@ -76,12 +82,15 @@ class SQLiteStore:
         ).fetchone()
         return row[0] if row else None
 
-    def _put(self, ns: str, key: str, value: str, ttl: float | None = None) -> None:
+    def _put(self, ns: str, key: str, value: str, ttl: float | None = None, *, bump: bool = True) -> None:
         expires = time.time() + ttl if ttl else None
-        self._db.execute(
-            "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?,?,?,?)",
-            (ns, key, value, expires),
-        )
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES (?,?,?,?)",
+                (ns, key, value, expires),
+            )
+            if bump:
+                db.execute(_BUMP)
 
     def _all(self, ns: str) -> dict[str, str]:
         rows = self._db.execute(
@@ -91,7 +100,13 @@ class SQLiteStore:
         return dict(rows)
 
     def _delete(self, ns: str, key: str) -> None:
-        self._db.execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
+        with self._tx() as db:
+            db.execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
+            db.execute(_BUMP)
+
+    def change_marker(self) -> str:
+        row = self._db.execute("SELECT value FROM kv WHERE ns='meta' AND key='generation'").fetchone()
+        return row[0] if row else "0"
 
     def ping(self) -> bool:
         try:
@@ -124,7 +139,7 @@ class SQLiteStore:
     def put_oauth_state(self, state: OAuthState) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at<=?", (time.time(),))
-        self._put("oauth_state", state.state, codec.dump_state(state), STATE_RETENTION_SECONDS)
+        self._put("oauth_state", state.state, codec.dump_state(state), STATE_RETENTION_SECONDS, bump=False)
 
     def take_oauth_state(self, state: str) -> tuple[OAuthState | None, bool]:
         now = time.time()
@@ -160,16 +175,20 @@ class SQLiteStore:
         return {k: json.loads(v) for k, v in self._all(f"doc:{kind}").items()}
 
     def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
-        namespaces = ["connection", "check", *(f"doc:{kind}" for kind in doc_kinds)]
+        # One statement, so one snapshot: the marker row comes with the data it describes.
+        namespaces = ["meta", "connection", "check", *(f"doc:{kind}" for kind in doc_kinds)]
         marks = ",".join("?" * len(namespaces))
         rows = self._db.execute(
             f"SELECT ns, key, value FROM kv WHERE ns IN ({marks}) "  # noqa: S608 - placeholders only
             "AND (expires_at IS NULL OR expires_at>?) ORDER BY ns, key",
             (*namespaces, time.time()),
         ).fetchall()
-        result = Overview(docs={kind: {} for kind in doc_kinds})
+        result = Overview(docs={kind: {} for kind in doc_kinds}, marker="0")
         for ns, key, value in rows:
-            if ns == "connection":
+            if ns == "meta":
+                if key == "generation":
+                    result.marker = value
+            elif ns == "connection":
                 result.connections.append(codec.load_connection(value, self._cipher))
             elif ns == "check":
                 result.checks[key] = codec.load_check(value)
