@@ -9,6 +9,8 @@ import time
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
+from bot.blocks.message import Mrkdwn, mentions
+
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 300.0
@@ -51,8 +53,8 @@ class AdminPolicy:
             self._cache[user_id] = (time.monotonic(), allowed)
         return allowed
 
-    def who(self) -> str:
+    def who(self) -> Mrkdwn:
         """Slack mrkdwn naming who may act, for refusals."""
         if self._admins:
-            return ", ".join(f"<@{a}>" for a in self._admins)
-        return "Slack workspace admins and owners (set ZQBO_ADMINS to choose who)"
+            return mentions(self._admins)
+        return Mrkdwn("Slack workspace admins and owners (set ZQBO_ADMINS to choose who)")

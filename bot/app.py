@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from flask import Flask
 from slack_bolt import App
@@ -28,31 +27,11 @@ from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
 from bot.reconnect import ReconnectService
 from bot.redact import remember
+from bot.services import Services
 from bot.store import Store, open_store
 from bot.store.cache import OverviewCache
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    settings: Settings
-    store: Store
-    clock: Clock
-    slack: WebClient
-    intuit: IntuitOAuth
-    connections: ConnectionManager
-    qbo: QBOClient
-    prober: Prober
-    oauth: OAuthFlow
-    # Work a web request starts but must not wait for (DMs that Slack may rate-limit).
-    background: ThreadPoolExecutor
-    # Slash-command work after the ack (live probes, links): waits on Intuit and QBO.
-    after_ack: ThreadPoolExecutor
-    admins: AdminPolicy
-    reconnect: ReconnectService
-    alerts: AlertBook
-    auditor: Auditor
 
 
 def slack_client(settings: Settings) -> WebClient:

@@ -21,7 +21,7 @@ from slack_sdk import WebClient
 from bot import metrics
 from bot.clock import Clock, iso
 from bot.config import Settings
-from bot.connect import CallbackResult, OAuthFlow, Outcome, describe_outcome
+from bot.connect import REALM_ID, CallbackResult, OAuthFlow, Outcome, describe_outcome
 from bot.models import Connection, ConnectionStatus, OAuthState
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.errors import NotConnected, TransientError
@@ -143,14 +143,22 @@ class ReconnectService:
             for conn in connections:
                 if conn.realm_id == realm_arg:
                     return conn.realm_id, conn
-            known = ", ".join(f"`{c.realm_id}`" for c in connections) or "none"
+            if not REALM_ID.fullmatch(realm_arg):
+                raise ReconnectError(
+                    "A realm id is the company's number in QuickBooks (digits only); "
+                    "`/zqbo status` lists them."
+                )
+            known = ", ".join(f"`{c.realm_id}`" for c in connections[:10]) or "none"
+            if len(connections) > 10:
+                known += f" and {len(connections) - 10} more"
             raise ReconnectError(f"No connected company has realm id `{realm_arg}` (known: {known}).")
         if not connections:
             return NEW, None
         if len(connections) == 1:
             return connections[0].realm_id, connections[0]
-        choices = "\n".join(f"• `{c.realm_id}` — {c.company_name}" for c in connections)
-        raise ReconnectError(f"zqbo watches several companies; say which one:\n{choices}")
+        choices = "\n".join(f"• {c.realm_id} — {c.company_name}" for c in connections[:20])
+        more = f"\n…and {len(connections) - 20} more (`/zqbo status`)" if len(connections) > 20 else ""
+        raise ReconnectError(f"zqbo watches several companies; say which one (realm id):\n{choices}{more}")
 
     def start(self, user_id: str, team_id: str, realm_arg: str = "") -> Checklist:
         key, conn = self.resolve_realm(realm_arg)
@@ -226,9 +234,7 @@ class ReconnectService:
     def _revoke(self, checklist: Checklist, step: Step, user_id: str, why: str) -> bool:
         now = iso(self._clock.now())
         try:
-            gone = self._connections.disconnect(
-                checklist.realm_id, reason=f"disconnected from Slack by <@{user_id}> ({why})"
-            )
+            gone = self._connections.disconnect(checklist.realm_id, reason=f"disconnected from Slack ({why})")
         except NotConnected:
             step.state, step.at, step.note = NOT_NEEDED, now, "nothing is connected"
             return True

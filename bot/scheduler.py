@@ -19,7 +19,7 @@ from bot.models import ConnectionStatus
 from bot.qbo.errors import QBOError
 
 if TYPE_CHECKING:
-    from bot.app import Services
+    from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot import blocks
-from bot.app import Services
+from bot.services import Services
 from bot.status import build_status
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,6 @@ def register(app: App, services: Services) -> None:
         if event.get("tab") not in (None, "home"):
             return
         report = build_status(services.store, services.settings, services.clock)
-        card = blocks.status_card(report)
-        client.views_publish(user_id=event["user"], view={"type": "home", "blocks": card.blocks})
+        client.views_publish(user_id=event["user"], view=blocks.home(report))
 
     app.event("app_home_opened")(ack=ack_event, lazy=[publish_home])

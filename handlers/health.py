@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from bot.app import Services
+from bot.services import Services
 
 
 def register(web: Flask, services: Services) -> None:

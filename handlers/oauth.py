@@ -8,9 +8,9 @@ from flask import Flask, Response, request
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
-from bot.app import Services
 from bot.connect import CallbackResult
 from bot.pages import callback_page, reconnect_page
+from bot.services import Services
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, request
 
-from bot.app import Services
+from bot.services import Services
 
 log = logging.getLogger(__name__)
 DEDUP_SECONDS = 7 * 24 * 3600

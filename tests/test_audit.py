@@ -468,8 +468,9 @@ def test_malformed_audit_commands_get_a_sentence_not_a_trace(audit_bot, slack):
     for text, expected in [
         ("mute", "Usage: `/zqbo mute"),
         ("mute everything", "Usage: `/zqbo mute"),
-        ("mute entries abc", "No connected company has realm id `abc`"),
-        ("mute entries 0", "between a minute and 30 days"),
+        ("mute entries abc", "A realm id is the company's number in QuickBooks (digits only)"),
+        ("mute entries 12 123", "No connected company has realm id `123`"),
+        ("mute entries 0", "between 1 minute and 30 days"),
         ("unmute lost", "are not muted"),
         ("config dedicated-user", "Usage: `/zqbo config"),
         ("config dedicated-user nine", "is a number"),

@@ -50,8 +50,9 @@ def test_parse(text, name, args):
     assert (command.name, command.args) == (name, args)
 
 
-def test_parse_bounds_huge_text():
-    assert len(parse("x" * 100_000).raw) == MAX_TEXT
+def test_text_over_the_limit_is_refused_not_cut():
+    assert parse("config markers " + "x" * MAX_TEXT).name == "too_long"
+    assert parse("x" * MAX_TEXT).name == "unknown"
 
 
 def _store(tmp_path) -> SQLiteStore:

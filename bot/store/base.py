@@ -2,16 +2,54 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from bot.models import CheckResult, Connection, OAuthState
 
 # How long a used or expired OAuth state is remembered, so a second click can be told
 # "this link was already used" instead of "this link is not ours".
 STATE_RETENTION_SECONDS = 24 * 3600
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached (Redis down, database file unreadable…). The message says why
+    in words an operator can act on ("Redis at 127.0.0.1:6379 refused the connection"), never a
+    password or a token. Users get "try again in a minute"; nothing is half-written."""
+
+
+C = TypeVar("C", bound=type)
+
+
+def raises_store_unavailable(
+    errors: tuple[type[BaseException], ...], why: Callable[[Any, BaseException], str]
+) -> Callable[[C], C]:
+    """Class decorator: every public method turns the backend's connection errors into
+    StoreUnavailable(why(store, error)). Context-manager methods (lock) handle it themselves."""
+
+    def decorate(cls: C) -> C:
+        for name, method in list(vars(cls).items()):
+            if name.startswith("_") or not inspect.isfunction(method) or name in ("lock", "close"):
+                continue
+
+            def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+                @functools.wraps(method)
+                def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+                    try:
+                        return method(self, *args, **kwargs)
+                    except errors as exc:
+                        raise StoreUnavailable(why(self, exc)) from None
+
+                return guarded
+
+            setattr(cls, name, wrap(method))
+        return cls
+
+    return decorate
 
 
 @dataclass
@@ -36,6 +74,9 @@ class Store(Protocol):
 
     def ping(self) -> bool:
         """True when the backend answers."""
+
+    def problem(self) -> str:
+        """Empty when the backend answers; otherwise why it does not (for /healthz, doctor)."""
 
     def close(self) -> None: ...
 
@@ -80,7 +121,8 @@ class Store(Protocol):
 
     def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> AbstractContextManager[bool]:
         """Mutual exclusion across threads and processes. Yields whether it was acquired
-        within `wait` seconds; `ttl` bounds how long a crashed holder can block others."""
+        within `wait` seconds; `ttl` bounds how long a crashed holder can block others.
+        Raises StoreUnavailable when the lock cannot even be asked for."""
 
 
 def iter_chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:

@@ -10,16 +10,27 @@ from typing import Any
 
 import redis
 from redis.client import Pipeline
-from redis.exceptions import LockError, RedisError
+from redis.exceptions import BusyLoadingError, ConnectionError, LockError, RedisError, TimeoutError
 
 from bot.models import CheckResult, Connection, OAuthState
 from bot.store import codec
-from bot.store.base import STATE_RETENTION_SECONDS, Overview, iter_chunks
+from bot.store.base import (
+    STATE_RETENTION_SECONDS,
+    Overview,
+    StoreUnavailable,
+    iter_chunks,
+    raises_store_unavailable,
+)
 from bot.store.crypto import TokenCipher
 
 log = logging.getLogger(__name__)
 
 
+def _why(store: RedisStore, exc: BaseException) -> str:
+    return store.describe_error(exc)
+
+
+@raises_store_unavailable((ConnectionError, TimeoutError, BusyLoadingError), _why)
 class RedisStore:
     backend = "redis"
 
@@ -37,11 +48,35 @@ class RedisStore:
     def _k(self, *parts: str) -> str:
         return ":".join((self._p, *parts))
 
-    def ping(self) -> bool:
+    @property
+    def where(self) -> str:
+        """host:port (or socket path) of the Redis server, never the password."""
+        kw = self._r.connection_pool.connection_kwargs
+        return str(kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', 6379)}")
+
+    def describe_error(self, exc: BaseException) -> str:
+        if isinstance(exc, TimeoutError):
+            return f"Redis at {self.where} did not answer in time"
+        if isinstance(exc, BusyLoadingError):
+            return f"Redis at {self.where} is loading its data set"
+        text = str(exc)
+        if "refused" in text.lower():
+            return f"Redis at {self.where} refused the connection (is redis-server running?)"
+        if "name or service not known" in text.lower() or "nodename" in text.lower():
+            return f"Redis host in REDIS_URL ({self.where}) cannot be resolved"
+        return f"Redis at {self.where} cannot be reached ({type(exc).__name__})"
+
+    def problem(self) -> str:
         try:
-            return bool(self._r.ping())
-        except RedisError:
-            return False
+            self._r.ping()
+        except (ConnectionError, TimeoutError, BusyLoadingError) as exc:
+            return self.describe_error(exc)
+        except RedisError as exc:  # e.g. NOAUTH: reachable but refusing us
+            return f"Redis at {self.where} refused zqbo: {type(exc).__name__}"
+        return ""
+
+    def ping(self) -> bool:
+        return not self.problem()
 
     def close(self) -> None:
         self._r.close()
@@ -145,7 +180,10 @@ class RedisStore:
     @contextmanager
     def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> Iterator[bool]:
         lock = self._r.lock(self._k("lock", name), timeout=ttl, blocking_timeout=wait)
-        acquired = lock.acquire()
+        try:
+            acquired = lock.acquire()
+        except (ConnectionError, TimeoutError, BusyLoadingError) as exc:
+            raise StoreUnavailable(self.describe_error(exc)) from None
         try:
             yield acquired
         finally:
@@ -154,3 +192,5 @@ class RedisStore:
                     lock.release()
                 except LockError:
                     log.warning("lock %s expired before it was released (ttl %ss)", name, ttl)
+                except (ConnectionError, TimeoutError):  # it expires by itself (ttl)
+                    log.warning("lock %s could not be released: %s", name, self.where)

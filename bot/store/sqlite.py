@@ -15,7 +15,7 @@ from filelock import FileLock, Timeout
 
 from bot.models import CheckResult, Connection, OAuthState
 from bot.store import codec
-from bot.store.base import STATE_RETENTION_SECONDS, Overview, iter_chunks
+from bot.store.base import STATE_RETENTION_SECONDS, Overview, iter_chunks, raises_store_unavailable
 from bot.store.crypto import TokenCipher
 
 _SCHEMA = """
@@ -35,6 +35,11 @@ _BUMP = (
 )
 
 
+def _why(store: SQLiteStore, exc: BaseException) -> str:
+    return f"the SQLite database {store.path} cannot be used: {exc}"
+
+
+@raises_store_unavailable((sqlite3.OperationalError, sqlite3.DatabaseError), _why)
 class SQLiteStore:
     backend = "sqlite"
 
@@ -108,12 +113,15 @@ class SQLiteStore:
         row = self._db.execute("SELECT value FROM kv WHERE ns='meta' AND key='generation'").fetchone()
         return row[0] if row else "0"
 
-    def ping(self) -> bool:
+    def problem(self) -> str:
         try:
-            self._db.execute("SELECT 1").fetchone()
-            return True
-        except sqlite3.Error:
-            return False
+            self._db.execute("SELECT 1 FROM kv LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            return _why(self, exc)
+        return ""
+
+    def ping(self) -> bool:
+        return not self.problem()
 
     def close(self) -> None:
         with self._conns_lock:

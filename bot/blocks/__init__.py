@@ -1,0 +1,74 @@
+"""Every Block Kit payload zqbo sends, built by plain functions from plain data, by surface.
+
+`message` owns what all of them share: escaping (only zqbo's own `Mrkdwn` is sent as is) and
+Slack's limits. Callers use `from bot import blocks` and the names below.
+"""
+
+from bot.blocks.alerts import ALERT_TITLES, alert_message, alert_metadata, alert_resolved_note, alerts_list
+from bot.blocks.answers import (
+    callback_problem_text,
+    check_results,
+    config_summary,
+    connect_link,
+    connect_preparing,
+    disconnect_done,
+    disconnect_failed,
+    disconnect_prompt,
+    dm_callback_problem,
+    dm_connected,
+    help_message,
+    not_allowed,
+    store_unavailable,
+    users_table,
+)
+from bot.blocks.checklist import checklist_message
+from bot.blocks.message import (
+    Message,
+    Mrkdwn,
+    channel_link,
+    code,
+    error_message,
+    esc,
+    md,
+    mention,
+    mentions,
+    notice,
+    when,
+)
+from bot.blocks.status import home, status_card
+
+__all__ = [
+    "ALERT_TITLES",
+    "Message",
+    "Mrkdwn",
+    "alert_message",
+    "alert_metadata",
+    "alert_resolved_note",
+    "alerts_list",
+    "callback_problem_text",
+    "channel_link",
+    "check_results",
+    "checklist_message",
+    "code",
+    "config_summary",
+    "connect_link",
+    "connect_preparing",
+    "disconnect_done",
+    "disconnect_failed",
+    "disconnect_prompt",
+    "dm_callback_problem",
+    "dm_connected",
+    "error_message",
+    "esc",
+    "help_message",
+    "home",
+    "md",
+    "mention",
+    "mentions",
+    "not_allowed",
+    "notice",
+    "status_card",
+    "store_unavailable",
+    "users_table",
+    "when",
+]

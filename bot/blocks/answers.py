@@ -1,0 +1,289 @@
+"""Answers to `/zqbo` subcommands and the DMs around connecting: help, links, refusals,
+disconnect, check results, users, config."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.blocks.message import (
+    Block,
+    Message,
+    Mrkdwn,
+    actions,
+    button,
+    code,
+    confirm,
+    context,
+    md,
+    mention,
+    notice,
+    section,
+    when,
+)
+from bot.connect import CallbackResult, describe_outcome
+from bot.models import Connection
+from bot.status import is_dedicated
+
+HELP_COMMANDS = (
+    ("status", "connection state, identity, token expiry and checks"),
+    ("connect", "get a link to connect QuickBooks (sign in as the dedicated user)"),
+    ("reconnect [realm]", "guided reconnect as the dedicated user, step by step in a DM"),
+    ("disconnect [realm]", "revoke zqbo's QuickBooks connection (asks to confirm)"),
+    ("check [realm]", "run the entry audit now"),
+    ("users [realm]", "QBO user ids on entries in the last 30 days, automated / manual"),
+    ("alerts", "open alerts and mutes"),
+    ("mute <kind> [duration] [realm]", "mute a kind of alert (default 24h; e.g. 90m, 12h, 7d)"),
+    ("unmute <kind> [realm]", "end a mute"),
+    ("config [markers <rules> | dedicated-user <id> [realm]]", "show or change the audit's settings"),
+    ("help", "this message"),
+)
+
+
+def help_message(unknown: str = "") -> Message:
+    lines = [md("• `/zqbo {}` — {}", name, what) for name, what in HELP_COMMANDS]
+    blocks: list[Block] = []
+    if unknown:
+        shown = unknown if len(unknown) <= 100 else unknown[:100] + "…"
+        blocks.append(section(md(":thinking_face: I don't know {}. Here is what I can do:", code(shown))))
+    blocks.append(
+        section(Mrkdwn("*zqbo keeps your QuickBooks connection honest*\n") + Mrkdwn("\n").join(lines))
+    )
+    blocks.append(
+        context(
+            "zqbo checks that automated entries are logged under a dedicated QuickBooks user, "
+            "not under a person."
+        )
+    )
+    return Message("zqbo help", blocks)
+
+
+def connect_preparing() -> Message:
+    text = "Preparing a QuickBooks authorisation link…"
+    return Message(text, [context(Mrkdwn(":hourglass_flowing_sand: ") + text)])
+
+
+def connect_link(url: str, expires_at: datetime, dedicated_email: str) -> Message:
+    who = (
+        md("Sign in to Intuit as *{}*, the dedicated integration user", dedicated_email)
+        if dedicated_email
+        else Mrkdwn("Sign in to Intuit as the dedicated integration user (not your own login)")
+    )
+    return Message(
+        "Connect QuickBooks Online",
+        [
+            section(
+                md(
+                    "*Connect QuickBooks Online*\n{}: every automated entry will be logged under "
+                    "whoever authorises this link. A private browser window avoids reusing your own "
+                    "Intuit session.",
+                    who,
+                )
+            ),
+            actions(button("Connect to QuickBooks", "zqbo_connect_link", url=url, style="primary")),
+            context(md("This link is yours alone, works once, and expires {}.", when(expires_at, "{time}"))),
+        ],
+    )
+
+
+def not_allowed(what: str, who: Mrkdwn) -> Message:
+    return Message(
+        f"Only zqbo admins can {what}.",
+        [
+            section(
+                md(
+                    ":lock: Only zqbo admins can {}. Admins: {}.\n"
+                    "Ask one of them, or run `/zqbo status` to see the connection.",
+                    what,
+                    who,
+                )
+            )
+        ],
+    )
+
+
+def store_unavailable(error_id: str) -> Message:
+    text = "zqbo cannot reach its store right now; try again in a minute."
+    return Message(text, [section(md(":warning: {} (reference {})", text, code(error_id)))])
+
+
+# --- DMs after the OAuth callback -----------------------------------------------------------
+
+
+def dm_connected(conn: Connection, dedicated_email: str) -> Message:
+    verdict = is_dedicated(conn.identity.email, dedicated_email)
+    if verdict is None:
+        tail = Mrkdwn("Set ZQBO_DEDICATED_EMAIL so zqbo can tell whether this is the dedicated user.")
+    elif verdict:
+        tail = Mrkdwn(":white_check_mark: That is the dedicated integration user.")
+    else:
+        tail = md(
+            ":warning: That is *not* the dedicated user ({}). Entries will be logged under this "
+            "person. Reconnect while signed in as the dedicated user.",
+            dedicated_email,
+        )
+    name = conn.company_name or "your company"
+    who = conn.identity.email or "an identity Intuit did not tell us"
+    return Message(
+        f"QuickBooks connected: {name} as {who}",
+        [
+            section(
+                md(
+                    ":link: *QuickBooks connected* — {} (realm {})\nAuthorised as *{}*.\n{}",
+                    name,
+                    code(conn.realm_id),
+                    who,
+                    tail,
+                )
+            ),
+            context("Run `/zqbo status` any time to see the connection."),
+        ],
+    )
+
+
+def callback_problem_text(result: CallbackResult) -> str:
+    return describe_outcome(result.outcome)
+
+
+def dm_callback_problem(result: CallbackResult) -> Message:
+    what = callback_problem_text(result)
+    ref = md(" Reference {}.", code(result.error_id)) if result.error_id else ""
+    return Message(
+        f"QuickBooks was not connected: {what}",
+        [
+            section(
+                md(
+                    ":x: *QuickBooks was not connected.* {}{}\n"
+                    "Nothing was stored. Run `/zqbo connect` for a fresh link.",
+                    what,
+                    ref,
+                )
+            ),
+        ],
+    )
+
+
+# --- /zqbo disconnect -----------------------------------------------------------------------
+
+
+def disconnect_prompt(conn: Connection) -> Message:
+    name = conn.company_name or conn.realm_id
+    ask = confirm(
+        "Disconnect QuickBooks?",
+        md("zqbo revokes its connection to {} at Intuit. Checks stop until someone reconnects.", name),
+        "Disconnect",
+    )
+    return Message(
+        f"Disconnect {name}?",
+        [
+            section(
+                md(
+                    "*Disconnect {}* (realm {})?\nIt is authorised as *{}*. "
+                    "zqbo revokes the refresh token at Intuit, which disconnects the app from the "
+                    "company; reconnect with `/zqbo reconnect`.",
+                    name,
+                    code(conn.realm_id),
+                    conn.identity.email or "an unknown identity",
+                )
+            ),
+            actions(
+                button("Disconnect", "zqbo_disconnect", value=conn.realm_id, style="danger", ask=ask),
+            ),
+        ],
+    )
+
+
+def disconnect_done(conn: Connection, by: str) -> Message:
+    name = conn.company_name or conn.realm_id
+    return Message(
+        f"{name} disconnected",
+        [
+            section(
+                md(
+                    ":electric_plug: *{} is disconnected.* {} revoked zqbo's connection at "
+                    "Intuit; its tokens are gone. Run `/zqbo reconnect` to connect again as the "
+                    "dedicated integration user.",
+                    name,
+                    mention(by),
+                )
+            )
+        ],
+    )
+
+
+def disconnect_failed(conn: Connection, problem: str) -> Message:
+    prompt = disconnect_prompt(conn)
+    return Message(
+        "Disconnect failed",
+        [section(md(":x: {} The connection is unchanged.", problem)), *prompt.blocks[1:]],
+    )
+
+
+# --- audit commands ------------------------------------------------------------------------------
+
+
+def check_results(results: list[Any]) -> Message:
+    lines = []
+    for r in results:
+        icon = Mrkdwn(":white_check_mark:" if r.ok else ":x:")
+        calls = f" · {r.qbo_calls} QBO call{'s' if r.qbo_calls != 1 else ''}" if r.qbo_calls else ""
+        lines.append(md("{} {} — {}{}", icon, code(r.realm_id), r.summary, calls))
+    failed = sum(1 for r in results if not r.ok)
+    text = f"zqbo check: {len(results)} compan{'y' if len(results) == 1 else 'ies'} checked"
+    if failed:
+        text += f", {failed} failed"
+    if len(results) == 1:
+        text = f"zqbo check: {results[0].summary}"
+    return Message(text, [section(Mrkdwn("*Entry audit*\n") + Mrkdwn("\n").join(lines))])
+
+
+def users_table(stats: dict[str, dict[str, int]], dedicated_id: str, source: dict[str, Any]) -> Message:
+    if not stats:
+        return notice("No entries changed in the last 30 days.")
+    rows = []
+    for user, row in sorted(stats.items(), key=lambda kv: -(kv[1]["automated"] + kv[1]["manual"])):
+        mark = "  ← dedicated integration user" if user == dedicated_id else ""
+        rows.append(
+            md("`{:>6}`  automated {:>6}  manual {:>6}{}", user, row["automated"], row["manual"], mark)
+        )
+    how = md(" ({})", source.get("source", "")) if dedicated_id else ""
+    tail = (
+        md("Dedicated QBO user id: {}{}.", code(dedicated_id), how)
+        if dedicated_id
+        else Mrkdwn(
+            "The dedicated QBO user id is not known yet: "
+            "pin it with `/zqbo config dedicated-user &lt;id&gt;`."
+        )
+    )
+    return Message(
+        "QBO users on entries, last 30 days",
+        [
+            section(Mrkdwn("*QBO users on entries, last 30 days*\n") + Mrkdwn("\n").join(rows[:40])),
+            context(tail),
+        ],
+    )
+
+
+def config_summary(markers: list[Any], settings: Any) -> Message:
+    rules = Mrkdwn("\n").join(md("• {}", m.describe()) for m in markers) or Mrkdwn(
+        "_none: every entry counts as manual_"
+    )
+    return Message(
+        "zqbo config",
+        [
+            section(
+                md(
+                    "*Markers* (an entry matching any is the integration's):\n{}\n"
+                    "*Entities audited:* {}\n*Check interval:* {} min · *Alert channel:* {}",
+                    rules,
+                    ", ".join(settings.entities),
+                    int(settings.check_interval.total_seconds() // 60),
+                    settings.alert_channel or "not set",
+                )
+            ),
+            context(
+                "Change with `/zqbo config markers PrivateNote~Zomentum; DocNumber^ZP-` or "
+                "`/zqbo config dedicated-user <id> [realm]`."
+            ),
+        ],
+    )

@@ -1,0 +1,240 @@
+"""`/zqbo status` and the App Home tab: the status card."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from bot.blocks.message import (
+    DIVIDER,
+    Block,
+    Message,
+    Mrkdwn,
+    actions,
+    button,
+    code,
+    context,
+    home_view,
+    md,
+    mention,
+    relative,
+    section,
+    when,
+)
+from bot.models import CheckResult
+from bot.status import CompanyStatus, State, StatusReport
+
+MAX_COMPANIES_ON_CARD = 8  # keeps a card well under Slack's 50 blocks
+
+STATE_ICON = {
+    State.CONNECTED: ":large_green_circle:",
+    State.EXPIRING: ":large_yellow_circle:",
+    State.LOST: ":red_circle:",
+    State.DISCONNECTED: ":white_circle:",
+    State.NEVER: ":white_circle:",
+}
+
+
+def _identity_line(company: CompanyStatus, dedicated_email: str) -> Mrkdwn:
+    if not company.identity_email:
+        return Mrkdwn("*Authorised as:* unknown (Intuit did not tell us; reconnect to find out)")
+    who = md("{}", company.identity_email)
+    if company.identity_name:
+        who = md("{} ({})", company.identity_name, who)
+    if not company.identity_verified:
+        who += Mrkdwn(" — :warning: email not verified at Intuit")
+    if company.is_dedicated is None:
+        verdict = Mrkdwn("_set ZQBO_DEDICATED_EMAIL to tell if this is the dedicated integration user_")
+    elif company.is_dedicated:
+        verdict = Mrkdwn(":white_check_mark: the dedicated integration user")
+    else:
+        verdict = md(
+            ":warning: *not* the dedicated user ({}): automated entries are logged under a person",
+            dedicated_email,
+        )
+    return md("*Authorised as:* {}\n{}", who, verdict)
+
+
+def check_line(label: str, check: CheckResult | None, now: datetime) -> Mrkdwn:
+    if check is None:
+        return md("*{}:* never", label)
+    icon = ":white_check_mark:" if check.ok else ":x:"
+    scanned = f", {check.entries_scanned} entries scanned" if check.kind == "audit" else ""
+    return md(
+        "*{}:* {} {}{} — {} ({})",
+        label,
+        Mrkdwn(icon),
+        check.summary,
+        scanned,
+        when(check.at),
+        relative(check.at, now),
+    )
+
+
+def _dedicated_line(c: CompanyStatus) -> Mrkdwn:
+    if c.dedicated_user_source == "learned":
+        since = md(" at {}", when(c.dedicated_learned_at)) if c.dedicated_learned_at else ""
+        return md(
+            "*Dedicated QBO user id:* {} — learned from {}{}; confirm it, or override with "
+            "`/zqbo config dedicated-user <id>`",
+            code(c.dedicated_user_id),
+            c.dedicated_learned_from,
+            since,
+        )
+    if c.dedicated_user_id:
+        return md("*Dedicated QBO user id:* {} ({})", code(c.dedicated_user_id), c.dedicated_user_source)
+    line = Mrkdwn(
+        "*Dedicated QBO user id:* unknown — learned from the first automated entry after a "
+        "reconnect as the dedicated user, or pin it with `/zqbo config dedicated-user <id>`"
+    )
+    not_compared = (c.last_check.details if c.last_check else {}).get("not_compared")
+    if not_compared:
+        line += md(
+            "\n:warning: The last check could not compare {} automated entr{} with the dedicated user.",
+            not_compared,
+            "y" if not_compared == "1" else "ies",
+        )
+    return line
+
+
+def _company_blocks(
+    c: CompanyStatus, report: StatusReport, probe: CheckResult | None, probing: bool
+) -> list[Block]:
+    now = report.now
+    state = md("{}", c.state.value)
+    if c.state in (State.LOST, State.DISCONNECTED) and c.reason:
+        state += md(" — {}", c.reason)
+    if c.wrong_identity:
+        state += Mrkdwn(" — :warning: *wrong identity*")
+    head = md(
+        "{} *{}*  ·  realm {}\n*State:* {}",
+        Mrkdwn(STATE_ICON[c.state]),
+        c.company_name or "Company name not known yet",
+        code(c.realm_id),
+        state,
+    )
+    if c.state in (State.LOST, State.DISCONNECTED):
+        head += Mrkdwn(
+            "\n:point_right: Reconnect as the dedicated integration user: `/zqbo reconnect` walks "
+            "you through it (or `/zqbo connect` for just the link)."
+        )
+    elif c.state is State.EXPIRING:
+        head += Mrkdwn(
+            "\n:point_right: The refresh token ends soon: reconnect (`/zqbo reconnect`) before it does."
+        )
+    elif c.wrong_identity:
+        head += Mrkdwn("\n:point_right: Reconnect as the dedicated integration user: `/zqbo reconnect`.")
+    if c.reconnect is not None:
+        since = md(" {}", when(c.reconnect.started_at)) if c.reconnect.started_at else ""
+        head += md(
+            "\n:compass: Guided reconnect under way — started by {}{}, step {} of 5.",
+            mention(c.reconnect.started_by),
+            since,
+            c.reconnect.step,
+        )
+    access = "expired" if c.access_expires_at <= now else "valid"
+    lines = [
+        _identity_line(c, report.dedicated_email),
+        md(
+            "*Access token:* {}, {} (refreshed automatically)\n*Refresh token:* ends {} ({})",
+            access,
+            relative(c.access_expires_at, now),
+            when(c.refresh_expires_at, "{date_short_pretty}"),
+            relative(c.refresh_expires_at, now),
+        ),
+        _dedicated_line(c),
+        check_line("Last check", c.last_check, now),
+    ]
+    if c.open_alerts:
+        lines.append(md("*Open alerts:* {} (`/zqbo alerts`)", c.open_alerts))
+    if c.next_check is not None:
+        lines.append(md("*Next check:* {} ({})", when(c.next_check), relative(c.next_check, now)))
+    else:
+        lines.append(
+            md(
+                "*Next check:* none scheduled — no scheduler has run yet (`zqbo worker`, every {} min)",
+                int(report.check_interval.total_seconds() // 60),
+            )
+        )
+    if probing:
+        live: Mrkdwn | None = Mrkdwn(":hourglass_flowing_sand: Asking QuickBooks now…")
+    elif probe is not None:
+        live = check_line("Live probe", probe, now)
+    elif c.last_probe is not None:
+        live = check_line("Last probe", c.last_probe, now)
+    else:
+        live = None
+    blocks = [section(head), section(Mrkdwn("\n").join(lines))]
+    if live:
+        blocks.append(context(live))
+    elements = []
+    if c.needs_reconnect and c.reconnect is None:
+        elements.append(button("Start guided reconnect", "zqbo_reconnect", value=c.realm_id, style="primary"))
+    if c.dedicated_user_source == "learned":
+        elements.append(button("Confirm dedicated user id", "zqbo_dedicated_confirm", value=c.realm_id))
+    if elements:
+        blocks.append(actions(*elements))
+    return blocks
+
+
+def _never_connected() -> list[Block]:
+    return [
+        section(
+            md(
+                "{} *QuickBooks Online: never connected*\n"
+                "zqbo watches that your payments integration posts to QuickBooks under a "
+                "dedicated integration user. Connect a company to start.",
+                Mrkdwn(STATE_ICON[State.NEVER]),
+            )
+        ),
+        actions(
+            button("Guided setup", "zqbo_reconnect", style="primary"),
+            button("Connect QuickBooks", "zqbo_connect"),
+        ),
+        context("Tip: sign in to Intuit *as the dedicated integration user* when you connect."),
+    ]
+
+
+def summary(report: StatusReport) -> str:
+    """One short line for notifications: counts by state, never the whole list."""
+    if report.never_connected:
+        return "zqbo: QuickBooks has never been connected"
+    if len(report.companies) == 1:
+        c = report.companies[0]
+        state = c.state.value + (", wrong identity" if c.wrong_identity else "")
+        return f"zqbo status — {c.company_name or c.realm_id}: {state}"
+    counts = Counter(c.state.value for c in report.companies)
+    parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    return f"zqbo status — {len(report.companies)} companies: {parts}"
+
+
+def _card_blocks(
+    report: StatusReport, probes: Mapping[str, CheckResult], probing: bool, limit: int
+) -> list[Block]:
+    if report.never_connected:
+        return _never_connected()
+    blocks: list[Block] = [section(Mrkdwn("*QuickBooks Online connection status*"))]
+    shown = report.companies[:limit]
+    for company in shown:
+        blocks.append(DIVIDER)
+        blocks.extend(_company_blocks(company, report, probes.get(company.realm_id), probing))
+    if len(report.companies) > len(shown):
+        blocks.append(context(md("…and {} more companies", len(report.companies) - len(shown))))
+    if report.alert_problem:
+        blocks.append(section(md(":warning: *Alerts cannot be posted:* {}", report.alert_problem)))
+    elif not report.alert_channel:
+        blocks.append(context(":warning: ZQBO_ALERT_CHANNEL is not set: alerts have nowhere to go."))
+    return blocks
+
+
+def status_card(
+    report: StatusReport, probes: Mapping[str, CheckResult] | None = None, probing: bool = False
+) -> Message:
+    return Message(summary(report), _card_blocks(report, probes or {}, probing, MAX_COMPANIES_ON_CARD))
+
+
+def home(report: StatusReport) -> dict[str, Any]:
+    """The App Home tab: the same card (Home views take up to 100 blocks, so more companies)."""
+    return home_view(_card_blocks(report, {}, False, MAX_COMPANIES_ON_CARD * 2))

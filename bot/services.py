@@ -1,0 +1,43 @@
+"""The services one process builds from Settings (bot/app.py wires them): what handlers and
+jobs are given. A type of its own so handlers need not import the wiring."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from slack_sdk import WebClient
+
+from bot.admins import AdminPolicy
+from bot.alerts import AlertBook
+from bot.audit.scan import Auditor
+from bot.clock import Clock
+from bot.config import Settings
+from bot.connect import OAuthFlow
+from bot.probe import Prober
+from bot.qbo.client import QBOClient
+from bot.qbo.connection import ConnectionManager
+from bot.qbo.intuit import IntuitOAuth
+from bot.reconnect import ReconnectService
+from bot.store import Store
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    clock: Clock
+    slack: WebClient
+    intuit: IntuitOAuth
+    connections: ConnectionManager
+    qbo: QBOClient
+    prober: Prober
+    oauth: OAuthFlow
+    # Work a web request starts but must not wait for (DMs that Slack may rate-limit).
+    background: ThreadPoolExecutor
+    # Slash-command work after the ack (live probes, links): waits on Intuit and QBO.
+    after_ack: ThreadPoolExecutor
+    admins: AdminPolicy
+    reconnect: ReconnectService
+    alerts: AlertBook
+    auditor: Auditor

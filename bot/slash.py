@@ -1,0 +1,247 @@
+"""What each `/zqbo` subcommand and button does, as functions from services and plain input to a
+`blocks.Message`. The Bolt listeners in handlers/ only ack, route and send what these return."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from bot import blocks
+from bot.alerts import KINDS, MUTE_NAMES
+from bot.audit.markers import MarkerError, parse_markers
+from bot.blocks import Message, code, md, mention
+from bot.blocks.status import MAX_COMPANIES_ON_CARD
+from bot.commands import (
+    MUTE_DEFAULT,
+    CommandError,
+    looks_like_duration,
+    parse_duration,
+    parse_qbo_user_id,
+)
+from bot.models import CheckResult, ConnectionStatus
+from bot.qbo.errors import NotConnected, QBOError, TransientError
+from bot.reconnect import NEW, ReconnectError
+from bot.services import Services
+from bot.status import State, build_status
+
+log = logging.getLogger(__name__)
+
+THINKING = ":thinking_face:"
+
+
+def _refusal(text: str) -> Message:
+    return blocks.notice(text, THINKING)
+
+
+# --- status ---------------------------------------------------------------------------------
+
+
+def live_realms(services: Services, limit: int = MAX_COMPANIES_ON_CARD) -> list[str]:
+    """The companies a live probe covers: those on the card, connected."""
+    report = build_status(services.store, services.settings, services.clock)
+    shown = report.companies[:limit]
+    return [c.realm_id for c in shown if c.state in (State.CONNECTED, State.EXPIRING)]
+
+
+def status_ack(services: Services, can_follow_up: bool) -> tuple[Message, bool]:
+    """The card from stored state, and whether a live probe should follow the ack."""
+    report = build_status(services.store, services.settings, services.clock)
+    shown = report.companies[:MAX_COMPANIES_ON_CARD]
+    live = [c.realm_id for c in shown if c.state in (State.CONNECTED, State.EXPIRING)]
+    fresh = {realm: services.prober.fresh(realm) for realm in live}
+    probes = {realm: result for realm, result in fresh.items() if result is not None}
+    stale = [realm for realm in live if realm not in probes] if can_follow_up else []
+    return blocks.status_card(report, probes, probing=bool(stale)), bool(stale)
+
+
+def status_after_probe(services: Services) -> Message | None:
+    realms = live_realms(services)
+    if not realms:
+        return None
+    probes: dict[str, CheckResult] = {realm: services.prober.probe(realm) for realm in realms}
+    report = build_status(services.store, services.settings, services.clock)  # a probe may change it
+    return blocks.status_card(report, probes)
+
+
+# --- connecting -----------------------------------------------------------------------------
+
+
+def connect_link(services: Services, user_id: str, team_id: str, channel_id: str) -> Message:
+    url, state = services.oauth.start(user_id, team_id, channel_id=channel_id)
+    return blocks.connect_link(url, state.expires_at, services.settings.dedicated_email)
+
+
+def start_reconnect(services: Services, user_id: str, team_id: str, realm: str) -> Message:
+    """Open the checklist DM; the answer says where it is."""
+    try:
+        checklist = services.reconnect.start(user_id, team_id, realm)
+    except ReconnectError as exc:
+        return _refusal(str(exc))
+    except SlackApiError as exc:
+        error = str(exc.response.get("error", "unknown"))
+        log.error("could not open the reconnect DM for %s: %s", user_id, error)
+        return blocks.notice(
+            md("I could not send you a DM (Slack said {}). Check that zqbo may message you.", code(error)),
+            ":x:",
+        )
+    where = blocks.channel_link(checklist.team_id or team_id, checklist.channel, "your DMs with zqbo")
+    return blocks.notice(
+        md("Your guided reconnect is in {}: one checklist, updated as you go.", where), ":white_check_mark:"
+    )
+
+
+def _realm(services: Services, args: tuple[str, ...]) -> str:
+    realm, conn = services.reconnect.resolve_realm(args[0] if args else "")
+    if conn is None or realm == NEW:
+        raise ReconnectError("No QuickBooks company is connected yet: `/zqbo reconnect` sets one up.")
+    return realm
+
+
+def disconnect_prompt(services: Services, args: tuple[str, ...]) -> Message:
+    try:
+        realm, conn = services.reconnect.resolve_realm(args[0] if args else "")
+    except ReconnectError as exc:
+        return _refusal(str(exc))
+    if conn is None or conn.status is not ConnectionStatus.CONNECTED:
+        state = conn.status.value if conn else "not connected"
+        return blocks.notice(f"Nothing to disconnect: QuickBooks is {state}.")
+    return blocks.disconnect_prompt(conn)
+
+
+def disconnect(services: Services, realm: str, user_id: str) -> Message:
+    conn = services.connections.get(realm) if realm else None
+    if conn is None:
+        return blocks.notice("Nothing to disconnect: not connected.")
+    try:
+        conn = services.connections.disconnect(realm, reason="disconnected from Slack")
+    except NotConnected:
+        return blocks.notice("Nothing to disconnect: not connected.")
+    except TransientError as exc:
+        return blocks.disconnect_failed(conn, f"Intuit did not answer ({exc}).")
+    return blocks.disconnect_done(conn, user_id)
+
+
+# --- the audit ------------------------------------------------------------------------------
+
+
+def run_check(services: Services, args: tuple[str, ...]) -> Message:
+    try:
+        realms = [_realm(services, args)] if args else [c.realm_id for c in services.store.list_connections()]
+    except ReconnectError as exc:
+        return _refusal(str(exc))
+    if not realms:
+        return blocks.notice("No QuickBooks company is connected yet.")
+    results = [services.auditor.run(realm, trigger="slack", wait=30) for realm in realms]
+    return blocks.check_results(results)
+
+
+def list_users(services: Services, args: tuple[str, ...]) -> Message:
+    try:
+        realm = _realm(services, args)
+    except ReconnectError as exc:
+        return _refusal(str(exc))
+    try:
+        stats = services.auditor.users(realm)
+    except QBOError as exc:
+        return blocks.notice(f"QuickBooks did not answer: {exc}", ":x:")
+    dedicated_id, source = services.auditor.dedicated(realm)
+    return blocks.users_table(stats, dedicated_id, source)
+
+
+def alerts(services: Services) -> Message:
+    return blocks.alerts_list(
+        services.alerts.open_alerts(), services.alerts.mutes(), services.alerts.channel_problem()
+    )
+
+
+def _mute_usage() -> Message:
+    kinds = ", ".join(f"`{k}`" for k in MUTE_NAMES)
+    return _refusal(
+        "Usage: `/zqbo mute <kind> [duration] [realm]` (duration: hours, or 90m / 12h / 7d; "
+        f"default 24h), `/zqbo unmute <kind> [realm]`. Kinds: {kinds}."
+    )
+
+
+def mute(services: Services, name: str, args: tuple[str, ...], user_id: str) -> Message:
+    if not args or args[0].lower() not in MUTE_NAMES:
+        return _mute_usage()
+    kind_name, kind = args[0].lower(), MUTE_NAMES[args[0].lower()]
+    rest = list(args[1:])
+    duration = MUTE_DEFAULT
+    try:
+        if name == "mute" and rest:
+            connected = {c.realm_id for c in services.store.list_connections()}
+            # `mute entries 12` is hours; `mute entries <realm>` a company; `mute entries 12 <realm>` both
+            if len(rest) >= 2 or (rest[0] not in connected and looks_like_duration(rest[0])):
+                duration = parse_duration(rest.pop(0))
+        if len(rest) > 1:
+            return _mute_usage()
+        realm = _realm(services, tuple(rest))
+    except (CommandError, ReconnectError) as exc:
+        return _refusal(str(exc))
+    if name == "unmute":
+        ended = services.alerts.unmute(kind, realm)
+        return blocks.notice(f"`{kind_name}` alerts are {'unmuted' if ended else 'not muted'}.")
+    until = services.alerts.mute(kind, realm, duration.total_seconds() / 3600, user_id)
+    return blocks.notice(
+        md("{} alerts muted until {} by {}.", code(kind_name), blocks.when(until), mention(user_id)),
+        ":zipper_mouth_face:",
+    )
+
+
+def mute_button(services: Services, value: str, user_id: str) -> tuple[Message, bool]:
+    """The Mute 24h button on an alert: its value names a known kind and a connected company,
+    or nothing is stored (a tampered or stale button). True when the mute is to be announced."""
+    kind, _, realm = value.partition("|")
+    if kind not in KINDS or not realm or services.store.get_connection(realm) is None:
+        return _refusal("That button no longer matches a company zqbo watches; nothing was muted."), False
+    until = services.alerts.mute(kind, realm, MUTE_DEFAULT.total_seconds() / 3600, user_id)
+    message = blocks.notice(
+        md(
+            "{} muted *{}* alerts for 24 h (until {}).",
+            mention(user_id),
+            blocks.ALERT_TITLES.get(kind, kind),
+            blocks.when(until),
+        ),
+        ":zipper_mouth_face:",
+    )
+    return message, True
+
+
+def confirm_dedicated(services: Services, realm: str, user_id: str) -> Message:
+    doc = services.auditor.confirm_dedicated(realm, user_id) if realm else None
+    if not doc:
+        return blocks.notice("There is no learned id to confirm any more.")
+    return blocks.notice(md("Dedicated QBO user id {} confirmed by {}.", code(doc["id"]), mention(user_id)))
+
+
+def configure(services: Services, raw: str, user_id: str) -> Message:
+    parts = raw.split(None, 2)
+    what = parts[1].lower() if len(parts) > 1 else ""
+    rest = parts[2].strip() if len(parts) > 2 else ""
+    if what == "markers" and rest:
+        try:
+            markers = parse_markers(rest)
+        except MarkerError as exc:
+            return blocks.notice(f"Not saved: {exc}", ":x:")
+        services.store.put_doc("config", "markers", {"rules": rest, "by": user_id})
+        return blocks.notice(
+            "Markers saved: " + "; ".join(m.describe() for m in markers), ":white_check_mark:"
+        )
+    if what == "dedicated-user" and rest:
+        words = rest.split()
+        try:
+            user = parse_qbo_user_id(words[0])
+            if len(words) > 2:
+                raise CommandError("Usage: `/zqbo config dedicated-user <id> [realm]`.")
+            realm = _realm(services, tuple(words[1:]))
+        except (CommandError, ReconnectError) as exc:
+            return blocks.notice(str(exc), ":x:")
+        services.auditor.pin_dedicated(realm, user, user_id)
+        return blocks.notice(f"Dedicated QBO user id for `{realm}` set to `{user}`.", ":white_check_mark:")
+    if what:
+        return _refusal(
+            "Usage: `/zqbo config markers <rules>` or `/zqbo config dedicated-user <id> [realm]`."
+        )
+    return blocks.config_summary(services.auditor.markers(), services.settings)
