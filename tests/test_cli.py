@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -90,3 +93,33 @@ def test_check_of_an_unknown_realm_says_so(tmp_path):
     done = zqbo(tmp_path, "check", "4620816365178036850")
     line = refused_with_one_sentence(done, "4620816365178036850")
     assert line == "Error: no connected company has realm id 4620816365178036850"
+
+
+def test_emulator_prints_every_variable_the_bot_needs(tmp_path):
+    from bot.config import Settings, load_settings
+    from bot.emulator.__main__ import run_standalone
+
+    lines: list[str] = []
+    stop = threading.Event()
+    runner = threading.Thread(target=run_standalone, kwargs={"stop": stop, "echo": lines.append})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any("Ctrl-C stops" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        runner.join(10)
+    exports = dict(
+        shlex.split(line.strip().removeprefix("export "))[0].split("=", 1)
+        for line in lines
+        if line.strip().startswith("export ")
+    )
+    required = [f.validation_alias.choices[0] for f in Settings.model_fields.values() if f.is_required()]
+    assert required and set(required) <= set(exports)
+    for name in ("ZQBO_PUBLIC_URL", "PORT", "ZQBO_DEDICATED_EMAIL", "ZQBO_ALERT_CHANNEL", "ZQBO_ADMINS"):
+        assert exports.get(name), f"{name} is not printed"
+    # What was printed loads as is (SQLite, no .env), and `zqbo serve` listens where the URL points.
+    settings = load_settings(_env_file=None, REDIS_URL="", ZQBO_DB=str(tmp_path / "zqbo.db"), **exports)
+    assert settings.public_url == f"http://127.0.0.1:{settings.port}"
+    assert settings.alert_channel == "C0ALERTS" and settings.admins == ["U0ADMIN"]
