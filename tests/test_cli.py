@@ -123,3 +123,26 @@ def test_emulator_prints_every_variable_the_bot_needs(tmp_path):
     settings = load_settings(_env_file=None, REDIS_URL="", ZQBO_DB=str(tmp_path / "zqbo.db"), **exports)
     assert settings.public_url == f"http://127.0.0.1:{settings.port}"
     assert settings.alert_channel == "C0ALERTS" and settings.admins == ["U0ADMIN"]
+
+
+SCHEDULE_AND_LOG = """
+import logging, sys
+from apscheduler.schedulers.background import BackgroundScheduler
+from bot.redact import configure_logging
+configure_logging(sys.argv[1])
+BackgroundScheduler().add_job(print, "interval", minutes=15)
+logging.getLogger("bot.scheduler").info("zqbo's own line")
+"""
+
+
+def test_info_logging_leaves_out_apschedulers_job_chatter():
+    def log(level: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", SCHEDULE_AND_LOG, level], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    info = log("INFO")
+    assert "zqbo's own line" in info and "Adding job tentatively" not in info
+    assert "Adding job tentatively" in log("DEBUG")
