@@ -9,7 +9,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, check_http_url, load_settings
 from bot.redact import configure_logging
 
 
@@ -21,7 +21,14 @@ def _settings() -> Settings:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--log-level", default="INFO", envvar="ZQBO_LOG_LEVEL", show_default=True)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default="INFO",
+    envvar="ZQBO_LOG_LEVEL",
+    show_envvar=True,
+    show_default=True,
+)
 def main(log_level: str) -> None:
     """zqbo: keeps a payments integration's QuickBooks Online connection honest."""
     configure_logging(log_level)
@@ -107,6 +114,8 @@ def check(realm: str | None) -> None:
     from bot.app import build_services
 
     services = build_services(_settings())
+    if realm and services.store.get_connection(realm) is None:
+        raise click.ClickException(f"no connected company has realm id {realm}")
     results = [services.auditor.run(realm, "cli", wait=60)] if realm else services.auditor.run_all("cli")
     if not results:
         click.echo("no company is connected")
@@ -147,6 +156,10 @@ def manifest(public_url: str) -> None:
     """Print app_manifest.yml with your public URL filled in."""
     from pathlib import Path
 
+    try:
+        check_http_url(public_url)
+    except ValueError as exc:
+        raise click.ClickException(f"--public-url (ZQBO_PUBLIC_URL) is invalid: {exc}") from None
     text = (Path(__file__).resolve().parent.parent / "app_manifest.yml").read_text()
     click.echo(text.replace("https://zqbo.example.com", public_url.rstrip("/")), nl=False)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from cryptography.fernet import Fernet
 from pydantic import (
@@ -39,21 +41,83 @@ def _split(value: object) -> list[str]:
     return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
+_INTERVAL = re.compile(r"^\s*([0-9]+)\s*(s|sec|m|min|h)?\s*$", re.IGNORECASE)
+_SHORTEST_INTERVAL, _LONGEST_INTERVAL = 60, 24 * 3600
 
 
 def parse_interval(value: object) -> timedelta:
-    """`15` means 15 minutes; `90s`, `15m`, `1h` are accepted too."""
+    """`15` means 15 minutes; `90s`, `15m`, `1h` are accepted too; from 1 minute to 24 hours."""
+    out_of_range = "the check interval must be between 1 minute and 24 hours (e.g. 15m or 1h)"
     if isinstance(value, timedelta):
-        return value
-    match = _INTERVAL.match(str(value))
-    if not match:
-        raise ValueError("use minutes (15) or a number with s/m/h (90s, 15m, 1h)")
-    amount, unit = int(match.group(1)), (match.group(2) or "m").lower()
-    seconds = amount * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[unit]
-    if seconds < 60:
-        raise ValueError("the check interval must be at least one minute")
+        seconds = value.total_seconds()
+    else:
+        match = _INTERVAL.match(str(value))
+        if not match:
+            raise ValueError("use minutes (15) or a number with s, m or h (90s, 15m, 1h)")
+        significant = match.group(1).lstrip("0") or "0"
+        if len(significant) > 9:  # too long for int() or timedelta, and far over 24 hours anyway
+            raise ValueError(out_of_range)
+        unit = (match.group(2) or "m").lower()
+        seconds = int(significant) * {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}[unit]
+    if not _SHORTEST_INTERVAL <= seconds <= _LONGEST_INTERVAL:
+        raise ValueError(out_of_range)
     return timedelta(seconds=seconds)
+
+
+def check_http_url(value: str, example: str = "https://zqbo.example.com") -> str:
+    """The one rule for every URL setting: http or https, a host, an optional path, nothing else."""
+    expected = f"use an http(s) URL such as {example} (a path is fine; no query, fragment or spaces)"
+    if any(ch.isspace() for ch in value):
+        raise ValueError(f"it contains a space; {expected}")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:  # a bad port or IPv6 bracket
+        raise ValueError(f"it is not a URL zqbo can read; {expected}") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"it does not start with http:// or https://; {expected}")
+    if not parts.hostname:
+        raise ValueError(f"it has no host; {expected}")
+    if port == 0:
+        raise ValueError(f"its port must be from 1 to 65535; {expected}")
+    if "?" in value or "#" in value:
+        raise ValueError(f"it has a query (?…) or fragment (#…); {expected}")
+    return value
+
+
+def _check_redis_url(value: str) -> str:
+    expected = "use redis://host:6379/0 (rediss:// for TLS, or unix:///path/to/redis.sock)"
+    if any(ch.isspace() for ch in value):
+        raise ValueError(f"it contains a space; {expected}")
+    from redis.connection import parse_url
+
+    try:
+        parsed = parse_url(value)  # redis-py's own reading: the scheme, port and options
+    except ValueError:
+        raise ValueError(expected) from None
+    wanted = "path" if urlsplit(value).scheme == "unix" else "host"
+    if not parsed.get(wanted) or parsed.get("port") == 0:
+        raise ValueError(expected)
+    return value
+
+
+def _check_db_path(db_path: str) -> None:
+    """SQLite must be able to create the database, its WAL files and the key file beside it."""
+    path = Path(db_path).absolute()
+    expected = "set ZQBO_DB to a file path (e.g. ./zqbo.db) in a folder zqbo may write to"
+    if path.is_dir():
+        raise ValueError(f"ZQBO_DB is invalid: {db_path} is a folder; {expected}")
+    nearest = path.parent
+    while not nearest.exists() and nearest != nearest.parent:
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise ValueError(
+            f"ZQBO_DB is invalid: {nearest} is a file, so no folder can hold {db_path}; {expected}"
+        )
+    if not os.access(nearest, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.R_OK | os.W_OK)
+    ):
+        raise ValueError(f"ZQBO_DB is invalid: zqbo may not write {db_path}; {expected}")
 
 
 class Settings(BaseSettings):
@@ -165,21 +229,49 @@ class Settings(BaseSettings):
     def _interval(cls, value: object) -> timedelta:
         return parse_interval(value)
 
-    @field_validator("public_url", "slack_api_url", "qbo_api_url", "qbo_redirect_uri")
+    @field_validator("public_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if value and urlparse(value).scheme not in ("http", "https"):
-            raise ValueError("must be an http(s) URL")
-        return value
+    def _public_url(cls, value: str) -> str:
+        return check_http_url(value)
+
+    @field_validator("qbo_redirect_uri")
+    @classmethod
+    def _redirect_uri(cls, value: str) -> str:
+        return check_http_url(value, "https://zqbo.example.com/qbo/callback") if value else value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _slack_url(cls, value: str) -> str:
+        return check_http_url(value, "https://slack.com/api/")
+
+    @field_validator("qbo_api_url")
+    @classmethod
+    def _qbo_url(cls, value: str) -> str:
+        return check_http_url(value, "https://quickbooks.api.intuit.com") if value else value
 
     @field_validator("qbo_environment")
     @classmethod
     def _environment(cls, value: str) -> str:
         if value.lower() in ("sandbox", "production"):
             return value.lower()
-        if urlparse(value).scheme in ("http", "https"):
-            return value
+        if "://" in value:
+            return check_http_url(
+                value, "https://developer.api.intuit.com/.well-known/openid_sandbox_configuration"
+            )
         raise ValueError("use sandbox, production, or the URL of an OpenID discovery document")
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        return _check_redis_url(value) if value else value
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, value: object) -> int:
+        text = str(value).strip()
+        if not re.fullmatch(r"[0-9]{1,5}", text) or not 1 <= int(text) <= 65535:
+            raise ValueError("use a port number from 1 to 65535, e.g. 3000")
+        return int(text)
 
     @field_validator("encryption_key")
     @classmethod
@@ -203,6 +295,8 @@ class Settings(BaseSettings):
         if not self.qbo_redirect_uri:
             self.qbo_redirect_uri = f"{self.public_url}/qbo/callback"
         self.qbo_api_url = self.qbo_api_url.rstrip("/")
+        if not self.redis_url:
+            _check_db_path(self.db_path)
         if self.redis_url and self.encryption_key is None:
             raise ValueError(
                 "ZQBO_ENCRYPTION_KEY is required with REDIS_URL: every process must share the "

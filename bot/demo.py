@@ -7,6 +7,7 @@ only pointed at local emulators through SLACK_API_URL, QBO_ENVIRONMENT and QBO_A
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import threading
 import time
@@ -53,6 +54,14 @@ class Player:
 def run_demo(pause: float = 0.6, echo: Callable[[str], None] = click.echo) -> None:
     play = Player(pause, echo)
     workdir = Path(tempfile.mkdtemp(prefix="zqbo-demo-"))
+    try:
+        _run(play, workdir)
+    finally:
+        # The demo's database and key are throwaway: gone at exit, on Ctrl-C or an error too.
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(play: Player, workdir: Path) -> None:
     with IntuitEmulator() as intuit, SlackEmulator() as slack:
         intuit.seed_demo()
         server = make_server("127.0.0.1", 0, None, threaded=True)  # type: ignore[arg-type]
@@ -76,13 +85,18 @@ def run_demo(pause: float = 0.6, echo: Callable[[str], None] = click.echo) -> No
             ZQBO_DEDICATED_USER_ID="9",
             ZQBO_MARKERS="PrivateNote~Zomentum",
         )
-        server.app = create_web_app(build_services(settings))
+        services = build_services(settings)
+        server.app = create_web_app(services)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         events = f"{bot_url}/slack/events"
         try:
             _play(play, slack, intuit, events, workdir)
         finally:
             server.shutdown()
+            # Nothing may write to the database once its folder is being removed.
+            for pool in (services.after_ack, services.background):
+                pool.shutdown(wait=True, cancel_futures=True)
+            services.store.close()
 
 
 def _command(play: Player, slack: SlackEmulator, events: str, text: str) -> tuple[dict[str, Any], str]:

@@ -91,7 +91,9 @@ def install() -> None:
 
 def configure_logging(level: str = "INFO") -> None:
     install()
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    numeric = getattr(logging, level.upper(), logging.INFO)
+    logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # APScheduler announces each job it adds ("Adding job tentatively…") at INFO, in every worker:
+    # noise beside zqbo's own INFO lines. Asked for DEBUG, it says everything again.
+    quiet = logging.NOTSET if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
+    logging.getLogger("apscheduler.scheduler").setLevel(quiet)

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+import bot.demo
 from bot.demo import run_demo
+
+
+def _workdir(out: str) -> Path:
+    match = re.search(r"Store +SQLite in (\S+)", click.unstyle(out))
+    assert match, "the demo says where its store is"
+    return Path(match.group(1))
 
 
 def test_demo_plays_the_whole_story():
@@ -18,3 +31,20 @@ def test_demo_plays_the_whole_story():
     assert "Resolved: Automated entries logged under a person" in out
     assert "Payment ZP-1004 was logged under the dedicated user" in out
     assert out.rstrip().endswith("then `zqbo serve`.")
+    workdir = _workdir(out)
+    assert workdir.name.startswith("zqbo-demo-") and not workdir.exists()  # database and key removed
+
+
+def test_demo_removes_its_folder_when_stopped_midway(monkeypatch):
+    seen: list[Path] = []
+
+    def interrupted(play, slack, intuit, events, workdir):
+        assert (workdir / "zqbo.db").exists() and (workdir / "zqbo.db.key").exists()
+        seen.append(workdir)
+        raise KeyboardInterrupt  # Ctrl-C
+
+    monkeypatch.setattr(bot.demo, "_play", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_demo(pause=0, echo=lambda _: None)
+    [workdir] = seen
+    assert not workdir.exists()

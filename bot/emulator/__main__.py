@@ -2,27 +2,51 @@
 
 from __future__ import annotations
 
+import shlex
 import threading
+from collections.abc import Callable
 
 import click
 
 from bot.emulator.intuit import IntuitEmulator
 from bot.emulator.slack import SlackEmulator
 
+BOT_PORT = 3000
 
-def run_standalone(port_intuit: int = 0, port_slack: int = 0, stop: threading.Event | None = None) -> None:
+
+def bot_env(intuit: IntuitEmulator, slack: SlackEmulator) -> dict[str, str]:
+    """Every variable `zqbo serve` needs to run against these emulators (SQLite in ./zqbo.db)."""
+    return {
+        "SLACK_API_URL": slack.api_url,
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "QBO_ENVIRONMENT": intuit.discovery_url,
+        "QBO_API_URL": intuit.api_url,
+        "QBO_CLIENT_ID": intuit.client_id,
+        "QBO_CLIENT_SECRET": intuit.client_secret,
+        "ZQBO_PUBLIC_URL": f"http://127.0.0.1:{BOT_PORT}",
+        "PORT": str(BOT_PORT),
+        "ZQBO_DEDICATED_EMAIL": "zomentum.integration@acme.example",
+        "ZQBO_ALERT_CHANNEL": "C0ALERTS",
+        "ZQBO_ADMINS": "U0ADMIN",  # ana, the emulated workspace's admin
+        "ZQBO_MARKERS": "PrivateNote~Zomentum",
+    }
+
+
+def run_standalone(
+    port_intuit: int = 0,
+    port_slack: int = 0,
+    stop: threading.Event | None = None,
+    echo: Callable[[str], None] = click.echo,
+) -> None:
     with IntuitEmulator(port=port_intuit) as intuit, SlackEmulator(port=port_slack) as slack:
         intuit.seed_demo()
-        click.echo("Emulators are up. Point the bot at them with:\n")
-        click.echo(f"  export SLACK_API_URL={slack.api_url}")
-        click.echo(f"  export SLACK_BOT_TOKEN={slack.bot_token}")
-        click.echo(f"  export SLACK_SIGNING_SECRET={slack.signing_secret}")
-        click.echo(f"  export QBO_ENVIRONMENT={intuit.discovery_url}")
-        click.echo(f"  export QBO_API_URL={intuit.api_url}")
-        click.echo(f"  export QBO_CLIENT_ID={intuit.client_id}")
-        click.echo(f"  export QBO_CLIENT_SECRET={intuit.client_secret}")
-        click.echo("\nIntuit's consent page lets you pick the identity (jane@acme.example or")
-        click.echo("zomentum.integration@acme.example). Ctrl-C stops.")
+        echo("Emulators are up. Point the bot at them with:\n")
+        for name, value in bot_env(intuit, slack).items():
+            echo(f"  export {name}={shlex.quote(value)}")
+        echo("\nthen run `zqbo serve` (REDIS_URL unset: SQLite in ./zqbo.db).")
+        echo("Intuit's consent page lets you pick the identity (jane@acme.example or")
+        echo("zomentum.integration@acme.example). Ctrl-C stops.")
         try:
             (stop or threading.Event()).wait()
         except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.config import Settings
 from bot.store.base import Store
-from bot.store.crypto import TokenCipher, load_or_create_key_file
+from bot.store.crypto import TokenCipher, create_key_file, new_key, read_key_file
 
 
 def open_store(settings: Settings, *, redis_prefix: str = "zqbo") -> Store:
@@ -14,8 +14,22 @@ def open_store(settings: Settings, *, redis_prefix: str = "zqbo") -> Store:
         return RedisStore(settings.redis_url, TokenCipher(settings.encryption_keys), redis_prefix)
     from bot.store.sqlite import SQLiteStore
 
-    keys = settings.encryption_keys or load_or_create_key_file(settings.db_path)
-    return SQLiteStore(settings.db_path, TokenCipher(keys))
+    keys = settings.encryption_keys or read_key_file(settings.db_path)
+    if keys:
+        return SQLiteStore(settings.db_path, TokenCipher(keys))
+    # First start: the key file is written only once the database has opened, so a database
+    # that cannot be opened leaves no stray key behind. Nothing is sealed before that.
+    key = new_key()
+    store = SQLiteStore(settings.db_path, TokenCipher([key]))
+    try:
+        keys = create_key_file(settings.db_path, key)
+    except BaseException:
+        store.close()
+        raise
+    if keys != [key]:  # another process wrote its key first: use that one
+        store.close()
+        store = SQLiteStore(settings.db_path, TokenCipher(keys))
+    return store
 
 
 __all__ = ["Store", "TokenCipher", "open_store"]

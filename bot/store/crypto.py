@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -37,18 +38,32 @@ def key_file_for(db_path: str) -> Path:
     return Path(f"{db_path}.key")
 
 
-def load_or_create_key_file(db_path: str) -> list[str]:
+def read_key_file(db_path: str) -> list[str]:
     """With SQLite and no ZQBO_ENCRYPTION_KEY, the key lives beside the database, mode 0600."""
     path = key_file_for(db_path)
-    if path.exists():
-        return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = Fernet.generate_key().decode()
+    if not path.exists():
+        return []
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def create_key_file(db_path: str, key: str) -> list[str]:
+    """Write `key` beside the database; the keys already there if another process was first."""
+    path = key_file_for(db_path)
     # O_EXCL: two processes starting together must not each write their own key.
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return load_or_create_key_file(db_path)
+        # The other process may not have written its key yet (gunicorn workers start together).
+        for _ in range(100):
+            keys = read_key_file(db_path)
+            if keys:
+                return keys
+            time.sleep(0.02)
+        return keys
     with os.fdopen(fd, "w") as fh:
         fh.write(key + "\n")
     return [key]
+
+
+def new_key() -> str:
+    return Fernet.generate_key().decode()

@@ -1,0 +1,148 @@
+"""The real `zqbo` script, as a new user meets it: a bad setting is one sentence and exit 1."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ZQBO = str(Path(sys.executable).parent / "zqbo")
+
+# Dummy values: settings are refused before anything talks to Slack or Intuit.
+VALID = {
+    "SLACK_BOT_TOKEN": "xoxb-1",
+    "SLACK_SIGNING_SECRET": "s",
+    "ZQBO_PUBLIC_URL": "https://zqbo.example.com",
+    "QBO_CLIENT_ID": "id",
+    "QBO_CLIENT_SECRET": "secret",
+}
+
+
+def zqbo(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """Run `zqbo` in tmp_path (no .env there) with only the valid settings plus `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ZQBO_", "SLACK_", "QBO_", "REDIS_"))}
+    return subprocess.run(
+        [ZQBO, *args],
+        env={**clean, **VALID, "ZQBO_DB": str(tmp_path / "zqbo.db"), **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def refused_with_one_sentence(done: subprocess.CompletedProcess[str], name: str) -> str:
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert name in line
+    return line
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("ZQBO_CHECK_INTERVAL", "99999999999999h", "between 1 minute and 24 hours"),
+        ("REDIS_URL", "notaurl", "use redis://host:6379/0"),
+        ("ZQBO_PUBLIC_URL", "http://", "it has no host"),
+    ],
+)
+def test_a_bad_setting_stops_zqbo_with_one_sentence(tmp_path, name, value, expected):
+    line = refused_with_one_sentence(zqbo(tmp_path, "check", **{name: value}), name)
+    assert line.startswith(f"Error: zqbo cannot start: {name} is invalid: ") and expected in line
+
+
+def test_db_naming_a_folder_stops_zqbo_and_leaves_no_key(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    line = refused_with_one_sentence(zqbo(tmp_path, "check", ZQBO_DB=str(folder)), "ZQBO_DB")
+    assert "is a folder" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"] and not any(folder.iterdir())
+
+
+def test_db_under_a_file_stops_zqbo_and_leaves_no_key(tmp_path):
+    (tmp_path / "file.txt").write_text("not a folder")
+    db = str(tmp_path / "file.txt" / "zqbo.db")
+    line = refused_with_one_sentence(zqbo(tmp_path, "check", ZQBO_DB=db), "ZQBO_DB")
+    assert "file.txt is a file" in line
+    assert [p.name for p in tmp_path.iterdir()] == ["file.txt"]
+
+
+def test_manifest_refuses_a_public_url_that_is_not_one(tmp_path):
+    line = refused_with_one_sentence(zqbo(tmp_path, "manifest", "--public-url", "not a url"), "--public-url")
+    assert "ZQBO_PUBLIC_URL" in line and "https://zqbo.example.com" in line
+    done = zqbo(tmp_path, "manifest", "--public-url", "https://example.com/zqbo/")
+    assert done.returncode == 0 and "https://example.com/zqbo/slack/events" in done.stdout
+
+
+def test_log_level_must_be_a_level(tmp_path):
+    done = zqbo(tmp_path, "--log-level", "LOUD", "keygen")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "Invalid value for '--log-level'" in done.stderr and "ZQBO_LOG_LEVEL" in done.stderr
+    assert "'LOUD' is not one of" in done.stderr
+    assert zqbo(tmp_path, "keygen", ZQBO_LOG_LEVEL="debug").returncode == 0
+
+
+def test_check_of_an_unknown_realm_says_so(tmp_path):
+    done = zqbo(tmp_path, "check", "4620816365178036850")
+    line = refused_with_one_sentence(done, "4620816365178036850")
+    assert line == "Error: no connected company has realm id 4620816365178036850"
+
+
+def test_emulator_prints_every_variable_the_bot_needs(tmp_path):
+    from bot.config import Settings, load_settings
+    from bot.emulator.__main__ import run_standalone
+
+    lines: list[str] = []
+    stop = threading.Event()
+    runner = threading.Thread(target=run_standalone, kwargs={"stop": stop, "echo": lines.append})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not any("Ctrl-C stops" in line for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        runner.join(10)
+    exports = dict(
+        shlex.split(line.strip().removeprefix("export "))[0].split("=", 1)
+        for line in lines
+        if line.strip().startswith("export ")
+    )
+    required = [f.validation_alias.choices[0] for f in Settings.model_fields.values() if f.is_required()]
+    assert required and set(required) <= set(exports)
+    for name in ("ZQBO_PUBLIC_URL", "PORT", "ZQBO_DEDICATED_EMAIL", "ZQBO_ALERT_CHANNEL", "ZQBO_ADMINS"):
+        assert exports.get(name), f"{name} is not printed"
+    # What was printed loads as is (SQLite, no .env), and `zqbo serve` listens where the URL points.
+    settings = load_settings(_env_file=None, REDIS_URL="", ZQBO_DB=str(tmp_path / "zqbo.db"), **exports)
+    assert settings.public_url == f"http://127.0.0.1:{settings.port}"
+    assert settings.alert_channel == "C0ALERTS" and settings.admins == ["U0ADMIN"]
+
+
+SCHEDULE_AND_LOG = """
+import logging, sys
+from apscheduler.schedulers.background import BackgroundScheduler
+from bot.redact import configure_logging
+configure_logging(sys.argv[1])
+BackgroundScheduler().add_job(print, "interval", minutes=15)
+logging.getLogger("bot.scheduler").info("zqbo's own line")
+"""
+
+
+def test_info_logging_leaves_out_apschedulers_job_chatter():
+    def log(level: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", SCHEDULE_AND_LOG, level], capture_output=True, text=True, timeout=30
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    info = log("INFO")
+    assert "zqbo's own line" in info and "Adding job tentatively" not in info
+    assert "Adding job tentatively" in log("DEBUG")
