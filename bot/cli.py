@@ -20,14 +20,27 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    # A sentence and exit 1, like every other bad setting (a click.Choice would be a usage error).
+    if value.upper() not in LOG_LEVELS:
+        raise click.ClickException(
+            f"--log-level (ZQBO_LOG_LEVEL) is invalid: use one of {', '.join(LOG_LEVELS)}, not {value[:20]!r}"
+        )
+    return value.upper()
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
     default="INFO",
     envvar="ZQBO_LOG_LEVEL",
     show_envvar=True,
     show_default=True,
+    callback=_log_level,
+    help="DEBUG, INFO, WARNING, ERROR or CRITICAL.",
 )
 def main(log_level: str) -> None:
     """zqbo: keeps a payments integration's QuickBooks Online connection honest."""
