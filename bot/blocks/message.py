@@ -209,7 +209,7 @@ def fit_block(block: Mapping[str, Any]) -> dict[str, Any]:
         ]
         if len(elements) > MAX_CONTEXT_ELEMENTS:
             rest = MAX_CONTEXT_ELEMENTS - 1
-            tail = " ".join(str((e.get("text") or {}).get("text", "")) for e in elements[rest:])
+            tail = Mrkdwn(" ").join(Mrkdwn(str(e.get("text", ""))) for e in elements[rest:])
             elements = [*elements[:rest], {"type": "mrkdwn", "text": cut(tail, SECTION_LIMIT)}]
         fitted["elements"] = elements
     elif kind == "actions":
