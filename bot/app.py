@@ -32,6 +32,7 @@ from bot.store import Store, open_store
 from bot.store.cache import OverviewCache
 
 log = logging.getLogger(__name__)
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -176,7 +177,10 @@ def create_web_app(services: Services, bolt_app: App | None = None) -> Flask:
 
     web = Flask("zqbo")
     bolt_app = bolt_app or create_bolt_app(services)
-    slack_http.register(web, bolt_app)
+    # Every body zqbo accepts is small (Slack's requests, Intuit's notifications): refuse more
+    # than 1 MB with 413 before reading or parsing it.
+    web.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    slack_http.register(web, bolt_app, services.settings.slack_signing_secret.get_secret_value())
     oauth.register(web, services)
     health.register(web, services)
     webhooks.register(web, services)

@@ -11,10 +11,17 @@ from typing import Any
 
 from flask import Flask, Response, request
 
+from bot.connect import REALM_ID
 from bot.services import Services
+from bot.store.base import StoreUnavailable
 
 log = logging.getLogger(__name__)
 DEDUP_SECONDS = 7 * 24 * 3600
+MAX_EVENTS = 1000  # Intuit batches notifications; a body with more is not one of theirs
+
+
+def _realm(value: object) -> bool:
+    return isinstance(value, str | int) and REALM_ID.fullmatch(str(value)) is not None
 
 
 def verify(token: str, body: bytes, signature: str) -> bool:
@@ -26,12 +33,13 @@ def deliveries(payload: Any, body: bytes) -> list[tuple[str, str]]:
     """(delivery id, realm id) pairs from a CloudEvents array or the legacy eventNotifications body."""
     out = []
     if isinstance(payload, list):  # CloudEvents (2026)
-        for event in payload:
-            if isinstance(event, dict) and event.get("intuitaccountid"):
-                out.append((str(event.get("id") or ""), str(event["intuitaccountid"])))
+        for event in payload[:MAX_EVENTS]:
+            if isinstance(event, dict) and _realm(event.get("intuitaccountid")):
+                out.append((str(event.get("id") or "")[:200], str(event["intuitaccountid"])))
     elif isinstance(payload, dict):  # legacy: no id, so the notification itself is the id
-        for note in payload.get("eventNotifications") or []:
-            if isinstance(note, dict) and note.get("realmId"):
+        notes = payload.get("eventNotifications")
+        for note in (notes if isinstance(notes, list) else [])[:MAX_EVENTS]:
+            if isinstance(note, dict) and _realm(note.get("realmId")):
                 digest = hashlib.sha256(json.dumps(note, sort_keys=True).encode()).hexdigest()[:32]
                 out.append((f"legacy-{digest}", str(note["realmId"])))
     return out
@@ -49,14 +57,19 @@ def register(web: Flask, services: Services) -> None:
             return Response("bad signature", status=401)
         try:
             payload = json.loads(body or b"null")
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             return Response("not JSON", status=400)
         realms = set()
-        for delivery_id, realm_id in deliveries(payload, body):
-            if delivery_id and not services.store.claim_once("webhook", delivery_id, DEDUP_SECONDS):
-                continue  # Intuit retried a delivery we already have
-            realms.add(realm_id)
-        known = {c.realm_id for c in services.store.list_connections()}
+        try:
+            for delivery_id, realm_id in deliveries(payload, body):
+                if delivery_id and not services.store.claim_once("webhook", delivery_id, DEDUP_SECONDS):
+                    continue  # Intuit retried a delivery we already have
+                realms.add(realm_id)
+            known = {c.realm_id for c in services.store.list_connections()}
+        except StoreUnavailable as exc:
+            # Intuit retries a delivery that did not get a 2xx: nothing is lost by saying so.
+            log.error("QBO webhook refused for now: %s", exc)
+            return Response("store unavailable; retry later", status=503, headers={"Retry-After": "60"})
         for realm_id in sorted(realms & known):
             # The audit, not the webhook body, decides what is alerted.
             services.background.submit(early_audit, services, realm_id)

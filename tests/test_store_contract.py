@@ -79,9 +79,20 @@ def test_oauth_state_is_taken_once(store):
     assert record == state and first is False
 
 
-def test_unknown_oauth_state_is_none(store):
-    record, _ = store.take_oauth_state("never-issued")
-    assert record is None
+def test_unknown_oauth_state_is_none_and_writes_nothing(store, redis_client):
+    def size() -> int:
+        if store.backend == "redis":
+            return len(list(redis_client.scan_iter(f"{store._p}:*")))
+        return store._db.execute("SELECT count(*) FROM kv").fetchone()[0]
+
+    before = size()
+    for i in range(50):  # anyone can send /qbo/callback?state=…: none of it may fill the store
+        assert store.take_oauth_state(f"forged-{i}") == (None, False)
+    assert size() == before
+    # and a forged name is not "burnt": had zqbo issued it, its first use would still be first
+    state = OAuthState("forged-1", "U1", "T1", NOW, NOW + timedelta(minutes=10))
+    store.put_oauth_state(state)
+    assert store.take_oauth_state("forged-1") == (state, True)
 
 
 def test_oauth_state_taken_once_under_concurrency(store):

@@ -110,11 +110,12 @@ class RedisStore:
         self._r.set(self._k("oauth_state", state.state), codec.dump_state(state), ex=STATE_RETENTION_SECONDS)
 
     def take_oauth_state(self, state: str) -> tuple[OAuthState | None, bool]:
-        pipe = self._r.pipeline(transaction=True)
-        pipe.set(self._k("oauth_state_used", state), "1", nx=True, ex=STATE_RETENTION_SECONDS)
-        pipe.get(self._k("oauth_state", state))
-        first, text = pipe.execute()
-        return (codec.load_state(text) if text else None), bool(first)
+        text = self._r.get(self._k("oauth_state", state))
+        if not text:
+            return None, False  # never issued (or long gone): nothing is written for it
+        # SET NX decides the one first use, however many callbacks race here.
+        first = self._r.set(self._k("oauth_state_used", state), "1", nx=True, ex=STATE_RETENTION_SECONDS)
+        return codec.load_state(text), bool(first)
 
     def record_check(self, result: CheckResult) -> None:
         text = codec.dump_check(result)

@@ -155,12 +155,14 @@ class SQLiteStore:
             row = db.execute(
                 "SELECT value FROM kv WHERE ns='oauth_state' AND key=? AND expires_at>?", (state, now)
             ).fetchone()
+            if row is None:
+                return None, False  # never issued (or long gone): nothing is written for it
             cur = db.execute(
                 "INSERT OR IGNORE INTO kv (ns, key, value, expires_at) VALUES ('oauth_state_used',?,?,?)",
                 (state, "1", now + STATE_RETENTION_SECONDS),
             )
             first = cur.rowcount == 1
-        return (codec.load_state(row[0]) if row else None), first
+        return codec.load_state(row[0]), first
 
     def record_check(self, result: CheckResult) -> None:
         self._put("check", f"{result.realm_id}:{result.kind}", codec.dump_check(result))
