@@ -7,11 +7,12 @@ assert what the bot really sent. Slack's message limits are enforced on chat.pos
 chat.update, chat.postEphemeral, views.publish and response_url posts (top-level text, block
 count, every block through slack_sdk's Block Kit models plus the per-element limits slack_sdk
 does not check), so a card that Slack would refuse fails here too. Messages keep their text
-exactly as sent.
+exactly as sent and may carry metadata, read back with conversations.history.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -21,6 +22,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
@@ -35,6 +37,9 @@ from bot.emulator.server import EmulatorServer
 RESPONSE_URL_POSTS = 5
 RESPONSE_URL_LIFETIME = 30 * 60
 TEAM_ID = "T0EMU"
+HISTORY_LIMIT = 100
+HISTORY_MAX_LIMIT = 999
+HOLD_TIMEOUT = 60.0
 
 # Block Kit limits: what real Slack refuses (API_FACTS.md, "Slack: text, escaping and limits") --------
 MAX_MESSAGE_TEXT = 40_000
@@ -83,6 +88,8 @@ BAD_MESSAGE_ERRORS = frozenset(
         "invalid_blocks_format",
         "msg_too_long",
         "invalid_arguments",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
     }
 )
 
@@ -249,6 +256,7 @@ class SlackCall:
     ok: bool = True
     error: str | None = None
     status: int = 200
+    answer_lost: bool = False  # applied, but the bot got HTTP 500 (drop_after_apply / hold_after_apply)
 
 
 @dataclass
@@ -310,6 +318,9 @@ class SlackEmulator(EmulatorServer):
         self._ts = itertools.count(1)
         self._cond = threading.Condition()
         self._holds: dict[str, tuple[threading.Event, threading.Event]] = {}
+        self._holds_after: dict[str, tuple[threading.Event, threading.Event]] = {}
+        self._releases: list[threading.Event] = []  # every hold not yet released, arrived or not
+        self._drops_after: dict[str, int] = {}
         super().__init__(clock=clock, port=port)
         self.add_user("U0ADMIN", "ana", "Ana Admin", "ana@acme.example", is_admin=True)
         self.add_user("U0OWNER", "olu", "Olu Owner", "olu@acme.example", is_owner=True)
@@ -380,15 +391,35 @@ class SlackEmulator(EmulatorServer):
     def hold_next(self, method: str) -> threading.Event:
         """The next call to `method` hangs until release_held(); then it fails without effect,
         as if the connection died before Slack acted. Returns an event set when it arrives."""
-        arrived = threading.Event()
+        arrived, release = threading.Event(), threading.Event()
         with self._lock:
-            self._holds[method] = (arrived, threading.Event())
+            self._holds[method] = (arrived, release)
+            self._releases.append(release)
         return arrived
 
-    def release_held(self) -> None:
+    def drop_after_apply(self, method: str, times: int = 1) -> None:
+        """The next `times` calls to `method` take effect (a message is posted) but the answer
+        never comes back: HTTP 500. They are recorded as applied: ok reflects what Slack did,
+        status=500 and answer_lost=True; messages() shows what is really in the channel."""
         with self._lock:
-            holds, self._holds = dict(self._holds), {}
-        for _, release in holds.values():
+            self._drops_after[method] = self._drops_after.get(method, 0) + times
+
+    def hold_after_apply(self, method: str) -> threading.Event:
+        """The next call to `method` takes effect, then hangs until release_held() and answers
+        HTTP 500. Returns an event set once it has taken effect (recorded as drop_after_apply)."""
+        applied, release = threading.Event(), threading.Event()
+        with self._lock:
+            self._holds_after[method] = (applied, release)
+            self._releases.append(release)
+        return applied
+
+    def release_held(self) -> None:
+        """Let every held call (hold_next, hold_after_apply) answer; holds not yet reached are
+        cancelled. (A hold is popped when its call arrives, so the releases are kept apart.)"""
+        with self._lock:
+            releases, self._releases = self._releases, []
+            self._holds, self._holds_after = {}, {}
+        for release in releases:
             release.set()
 
     def rate_limit_next(self, method: str, retry_after: int = 1, times: int = 1) -> None:
@@ -561,7 +592,7 @@ class SlackEmulator(EmulatorServer):
         args.update(request.form.items())
         if request.is_json:
             args.update(request.get_json(silent=True) or {})
-        for key in ("blocks", "attachments", "view"):
+        for key in ("blocks", "attachments", "view", "metadata"):
             if isinstance(args.get(key), str):
                 try:
                     args[key] = json.loads(args[key])
@@ -569,10 +600,29 @@ class SlackEmulator(EmulatorServer):
                     pass
         return args
 
-    def _record(self, method: str, args: dict[str, Any], ok: bool, error: str | None, status: int) -> None:
+    def _record(
+        self,
+        method: str,
+        args: dict[str, Any],
+        ok: bool,
+        error: str | None,
+        status: int,
+        answer_lost: bool = False,
+    ) -> None:
         with self._cond:
-            self.calls.append(SlackCall(method, args, self.clock.now(), ok, error, status))
+            self.calls.append(SlackCall(method, args, self.clock.now(), ok, error, status, answer_lost))
             self._cond.notify_all()
+
+    def _take_after_apply(self, method: str) -> tuple[threading.Event, threading.Event] | bool:
+        """A queued 'applied, answer lost' fault: a hold (events), a drop (True), or none (False)."""
+        with self._lock:
+            hold = self._holds_after.pop(method, None)
+            if hold is not None:
+                return hold
+            if self._drops_after.get(method):
+                self._drops_after[method] -= 1
+                return True
+            return False
 
     def _api(self, method: str) -> Response:
         args = self._args()
@@ -608,8 +658,17 @@ class SlackEmulator(EmulatorServer):
         with self._lock:
             result = handler(args)
         ok = bool(result.get("ok"))
-        self._record(method, args, ok, None if ok else result.get("error"), 200)
-        return Response(json.dumps(result), content_type="application/json")
+        error = None if ok else result.get("error")
+        lost = self._take_after_apply(method)
+        if lost is False:
+            self._record(method, args, ok, error, 200)
+            return Response(json.dumps(result), content_type="application/json")
+        self._record(method, args, ok, error, 500, answer_lost=True)
+        if isinstance(lost, tuple):
+            applied, release = lost
+            applied.set()
+            release.wait(HOLD_TIMEOUT)
+        return Response("connection lost", status=500)
 
     # Web API methods (called under the lock) -------------------------------------------------
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -666,8 +725,9 @@ class SlackEmulator(EmulatorServer):
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, refused = self._checked_post(args)
-        if channel is None:
-            return refused or {"ok": False, "error": "channel_not_found"}
+        metadata, metadata_error = _metadata(args)
+        if channel is None or metadata_error:
+            return refused or {"ok": False, "error": metadata_error}
         message = {
             "type": "message",
             "user": "U0ZQBO",
@@ -677,19 +737,30 @@ class SlackEmulator(EmulatorServer):
             "blocks": args.get("blocks") or [],
             "channel": channel.id,
         }
-        if args.get("thread_ts"):
-            message["thread_ts"] = args["thread_ts"]
+        if metadata is not None:
+            message["metadata"] = metadata
+        thread_ts = args.get("thread_ts")
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+            parent = next((m for m in channel.messages if m["ts"] == thread_ts), None)
+            if parent is not None:
+                parent["thread_ts"] = thread_ts
+                parent["reply_count"] = parent.get("reply_count", 0) + 1
+                parent["latest_reply"] = message["ts"]
         channel.messages.append(message)
         return {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}
 
     def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
         channel, refused = self._checked_post(args)
-        if channel is None:
-            return refused or {"ok": False, "error": "channel_not_found"}
+        metadata, metadata_error = _metadata(args)
+        if channel is None or metadata_error:
+            return refused or {"ok": False, "error": metadata_error}
         for message in channel.messages:
             if message["ts"] == args.get("ts"):
                 message["text"] = args.get("text", "")
                 message["blocks"] = args.get("blocks") or []
+                if metadata is not None:  # an update without metadata keeps the message's own
+                    message["metadata"] = metadata
                 message["edited"] = {"user": "U0ZQBO", "ts": self._new_ts()}
                 return {
                     "ok": True,
@@ -724,6 +795,49 @@ class SlackEmulator(EmulatorServer):
         stored = {**view, "id": f"V{uuid.uuid4().hex[:10].upper()}"}
         self.home_views[user_id] = stored
         return {"ok": True, "view": stored}
+
+    def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Parent messages (no thread replies), newest first, paged by an opaque cursor."""
+        channel = self.channels.get(str(args.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if not channel.is_member:
+            return {"ok": False, "error": "not_in_channel"}
+        try:
+            oldest = Decimal(str(args.get("oldest") or "0"))
+            latest = Decimal(str(args["latest"])) if args.get("latest") else None
+            limit = int(args.get("limit") or HISTORY_LIMIT)
+        except (InvalidOperation, ValueError):
+            return {"ok": False, "error": "invalid_arguments"}
+        before = _cursor_ts(str(args["cursor"])) if args.get("cursor") else None
+        if args.get("cursor") and before is None:
+            return {"ok": False, "error": "invalid_cursor"}
+        limit = min(limit if limit > 0 else HISTORY_LIMIT, HISTORY_MAX_LIMIT)
+        inclusive = _flag(args.get("inclusive"))
+        with_metadata = _flag(args.get("include_all_metadata"))
+
+        def in_window(ts: Decimal) -> bool:
+            after_oldest = ts >= oldest if inclusive else ts > oldest
+            before_latest = latest is None or (ts <= latest if inclusive else ts < latest)
+            return after_oldest and before_latest and (before is None or ts <= before)
+
+        parents = [m for m in channel.messages if m.get("thread_ts", m["ts"]) == m["ts"]]
+        window = sorted(
+            (m for m in parents if in_window(Decimal(m["ts"]))), key=lambda m: Decimal(m["ts"]), reverse=True
+        )
+        page, rest = window[:limit], window[limit:]
+        messages = []
+        for m in page:
+            shown = {k: v for k, v in m.items() if k != "channel" and (with_metadata or k != "metadata")}
+            messages.append(json.loads(json.dumps(shown)))
+        next_cursor = base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": bool(rest),
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": next_cursor},
+        }
 
     # response_url --------------------------------------------------------------------------------
     def _response(self, key: str) -> Response:
@@ -765,3 +879,36 @@ class SlackEmulator(EmulatorServer):
 
 def _ok_false(error: str) -> Response:
     return Response(json.dumps({"ok": False, "error": error}), content_type="application/json")
+
+
+def _flag(value: Any) -> bool:
+    """A boolean Web API argument: slack_sdk sends "1"/"0", JSON bodies true/false."""
+    return value is True or str(value).lower() in ("1", "true")
+
+
+def _metadata(args: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Message metadata as Slack takes it: a JSON object (or its JSON string) with a string
+    `event_type` and an object `event_payload`."""
+    raw = args.get("metadata")
+    if raw is None or raw == "":
+        return None, None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None, "invalid_metadata_format"
+    if not isinstance(raw, dict):
+        return None, "invalid_metadata_format"
+    event_type, payload = raw.get("event_type"), raw.get("event_payload")
+    if not isinstance(event_type, str) or not event_type or not isinstance(payload, dict):
+        return None, "invalid_metadata_schema"
+    return {"event_type": event_type, "event_payload": payload}, None
+
+
+def _cursor_ts(cursor: str) -> Decimal | None:
+    """The ts a history cursor resumes at (inclusive), or None for a cursor we never issued."""
+    try:
+        text = base64.b64decode(cursor, validate=True).decode()
+        return Decimal(text.removeprefix("next_ts:")) if text.startswith("next_ts:") else None
+    except (ValueError, InvalidOperation):
+        return None
