@@ -739,14 +739,8 @@ class SlackEmulator(EmulatorServer):
         }
         if metadata is not None:
             message["metadata"] = metadata
-        thread_ts = args.get("thread_ts")
-        if thread_ts:
-            message["thread_ts"] = thread_ts
-            parent = next((m for m in channel.messages if m["ts"] == thread_ts), None)
-            if parent is not None:
-                parent["thread_ts"] = thread_ts
-                parent["reply_count"] = parent.get("reply_count", 0) + 1
-                parent["latest_reply"] = message["ts"]
+        if args.get("thread_ts"):
+            message["thread_ts"] = args["thread_ts"]
         channel.messages.append(message)
         return {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}
 
@@ -829,6 +823,9 @@ class SlackEmulator(EmulatorServer):
         messages = []
         for m in page:
             shown = {k: v for k, v in m.items() if k != "channel" and (with_metadata or k != "metadata")}
+            replies = [r["ts"] for r in channel.messages if r.get("thread_ts") == m["ts"] and r is not m]
+            if replies:  # as Slack shows a thread's parent (messages() keeps it as posted)
+                shown.update(thread_ts=m["ts"], reply_count=len(replies), latest_reply=replies[-1])
             messages.append(json.loads(json.dumps(shown)))
         next_cursor = base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
         return {
