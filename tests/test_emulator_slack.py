@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -117,3 +118,23 @@ def test_signed_requests_verify_with_slack_sdk(slack):
     assert verifier.is_valid(body, headers["X-Slack-Request-Timestamp"], headers["X-Slack-Signature"])
     stale = slack.sign(body, timestamp=int(time.time()) - 600)
     assert not verifier.is_valid(body, stale["X-Slack-Request-Timestamp"], stale["X-Slack-Signature"])
+
+
+def test_hold_next_hangs_until_released_then_fails_without_effect(slack):
+    arrived = slack.hold_next("chat.postMessage")
+    statuses: list[int] = []
+
+    def post() -> None:
+        try:
+            web(slack).chat_postMessage(channel="C0ALERTS", text="held")
+        except SlackApiError as exc:
+            statuses.append(exc.response.status_code)
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    assert arrived.wait(5)
+    poster.join(0.2)
+    assert poster.is_alive()
+    slack.release_held()
+    poster.join(5)
+    assert statuses == [500] and slack.messages("C0ALERTS") == []

@@ -4,7 +4,10 @@ Shapes follow ../shared/API_FACTS.md: a discovery document (any `QBO_ENVIRONMENT
 is used as the discovery URL by intuit-oauth), an authorize endpoint that approves as a chosen
 identity or declines, a token endpoint with single-use codes and rotating refresh tokens
 (`invalid_grant` on reuse, revocation and expiry), revoke (empty 200), userinfo, and QBO's
-companyinfo / query / cdc with `MetaData.LastModifiedByRef` per entry. Faults and latency are
+companyinfo / query / cdc with `MetaData.LastModifiedByRef` per entry. The query endpoint filters
+(=, <, <=, >, >= joined by AND), orders (ORDERBY, ties by Id) and pages (STARTPOSITION, MAXRESULTS
+≤ 1000); CDC answers at most 1000 objects per entity, by default the oldest, or (set_cdc_order
+"arbitrary") any 1000, since Intuit does not say which. Faults and latency are
 injectable per endpoint. The clock is shared with the bot under test, so token expiry is testable
 without waiting.
 """
@@ -15,11 +18,13 @@ import base64
 import html
 import itertools
 import json
+import random
 import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlparse
 
@@ -35,6 +40,9 @@ HARD_REFRESH_LIFETIME = timedelta(days=5 * 365)
 CODE_LIFETIME = timedelta(minutes=5)
 CDC_LOOKBACK = timedelta(days=30)
 CDC_PAGE_LIMIT = 1000
+CDC_ORDERS = ("oldest", "arbitrary")
+QUERY_MAX_RESULTS = 1000
+QUERY_DEFAULT_RESULTS = 100
 QBO_TZ = timezone(timedelta(hours=-8))  # QBO answers in the company's local offset
 REQUIRED_SCOPE = "com.intuit.quickbooks.accounting"
 
@@ -124,6 +132,8 @@ class IntuitEmulator(EmulatorServer):
         self._issued: list[str] = []
         self._default_identity: str | None = None
         self._ids = itertools.count(1001)
+        self.cdc_order = "oldest"  # which 1000 a full CDC page holds; see set_cdc_order()
+        self._cdc_random = random.Random()
         super().__init__(clock=clock, port=port)
 
     # URLs ------------------------------------------------------------------------------------
@@ -271,6 +281,16 @@ class IntuitEmulator(EmulatorServer):
                 for c in self.calls
                 if c.endpoint == endpoint and (grant_type is None or c.grant_type == grant_type)
             )
+
+    def set_cdc_order(self, order: str, seed: int | None = None) -> None:
+        """Which 1000 changes a full CDC page holds (per entity, when more than 1000 changed):
+        "oldest" (the default) or "arbitrary": a random 1000, reproducible with `seed`, as
+        Intuit promises nothing. Either way the page is sorted by LastUpdatedTime, then Id."""
+        if order not in CDC_ORDERS:
+            raise ValueError(f"cdc order must be one of {CDC_ORDERS}, not {order!r}")
+        with self._lock:
+            self.cdc_order = order
+            self._cdc_random = random.Random(seed)
 
     def fail_next(
         self,
@@ -644,17 +664,26 @@ class IntuitEmulator(EmulatorServer):
         if parsed is None:
             self._record("query", 400, realm_id=realm_id)
             return _json(self._qbo_fault(400, f"QueryParserError: {text[:80]}"), 400)
-        entity, where, start, limit, count_only = parsed
+        if parsed.max_results > QUERY_MAX_RESULTS:
+            self._record("query", 400, realm_id=realm_id)
+            detail = (
+                f"QueryValidationError: value {parsed.max_results} is too large. "
+                f"Max allowed value is {QUERY_MAX_RESULTS}"
+            )
+            return _json(self._qbo_fault(400, detail), 400)
+        entity, start, limit = parsed.entity, parsed.start, parsed.max_results
         with self._lock:
             rows = [
                 json.loads(json.dumps(o))
                 for o in self.companies[realm_id].entries.get(entity, {}).values()
-                if all(_matches(o, clause) for clause in where)
+                if all(_matches(o, clause) for clause in parsed.where)
             ]
-        rows.sort(key=lambda o: int(o["Id"]))
+        rows.sort(key=lambda o: int(o["Id"]))  # ties (and no ORDERBY) in Id order: stable pages
+        for path, descending in reversed(parsed.order):
+            rows.sort(key=partial(_sort_value, path=path), reverse=descending)
         self._record("query", 200, realm_id=realm_id)
         now = qbo_time(self.clock.now())
-        if count_only:
+        if parsed.count_only:
             return _json({"QueryResponse": {"totalCount": len(rows)}, "time": now}, 200)
         page = rows[start - 1 : start - 1 + limit]
         body: dict[str, Any] = {"QueryResponse": {}, "time": now}
@@ -699,6 +728,9 @@ class IntuitEmulator(EmulatorServer):
                     if t >= since
                 ]
                 rows = sorted(changed + tombstones, key=lambda pair: (pair[0], int(pair[1]["Id"])))
+                if len(rows) > CDC_PAGE_LIMIT and self.cdc_order == "arbitrary":
+                    chosen = self._cdc_random.sample(rows, CDC_PAGE_LIMIT)
+                    rows = sorted(chosen, key=lambda pair: (pair[0], int(pair[1]["Id"])))
                 page = [json.loads(json.dumps(o)) for _, o in rows[:CDC_PAGE_LIMIT]]
                 if page:
                     responses.append({entity: page, "startPosition": 1, "maxResults": len(page)})
@@ -710,10 +742,11 @@ class IntuitEmulator(EmulatorServer):
 
 
 # helpers -------------------------------------------------------------------------------------------
+_ORDER_KEY = r"[\w.]+(?:\s+(?:asc|desc))?"
 _QUERY = re.compile(
     r"^\s*select\s+(?P<what>\*|count\(\*\))\s+from\s+(?P<entity>\w+)"
     r"(?:\s+where\s+(?P<where>.*?))?"
-    r"(?:\s+orderby\s+[\w.]+(?:\s+(?:asc|desc))?)?"
+    rf"(?:\s+order\s*by\s+(?P<order>{_ORDER_KEY}(?:\s*,\s*{_ORDER_KEY})*))?"
     r"(?:\s+startposition\s+(?P<start>\d+))?"
     r"(?:\s+maxresults\s+(?P<max>\d+))?\s*$",
     re.IGNORECASE | re.DOTALL,
@@ -721,7 +754,17 @@ _QUERY = re.compile(
 _CLAUSE = re.compile(r"^\s*(?P<field>[\w.]+)\s*(?P<op>>=|<=|=|>|<)\s*'(?P<value>[^']*)'\s*$")
 
 
-def _parse_query(text: str) -> tuple[str, list[tuple[str, str, str]], int, int, bool] | None:
+@dataclass
+class ParsedQuery:
+    entity: str
+    where: list[tuple[str, str, str]]  # (field path, operator, value)
+    order: list[tuple[str, bool]]  # (field path, descending)
+    start: int  # STARTPOSITION, 1-based
+    max_results: int
+    count_only: bool
+
+
+def _parse_query(text: str) -> ParsedQuery | None:
     match = _QUERY.match(text or "")
     if not match:
         return None
@@ -731,17 +774,49 @@ def _parse_query(text: str) -> tuple[str, list[tuple[str, str, str]], int, int, 
             clause = _CLAUSE.match(part)
             if not clause:
                 return None
+            if clause.group("field").endswith("Time"):
+                try:
+                    parse_qbo_time(clause.group("value"))
+                except ValueError:
+                    return None
             where.append((clause.group("field"), clause.group("op"), clause.group("value")))
-    start = int(match.group("start") or 1)
-    limit = min(int(match.group("max") or 100), 1000)
-    return match.group("entity"), where, max(start, 1), limit, match.group("what") != "*"
+    order = []
+    for key in (match.group("order") or "").split(","):
+        if key.strip():
+            path, *direction = key.split()
+            order.append((path, bool(direction) and direction[0].lower() == "desc"))
+    return ParsedQuery(
+        entity=match.group("entity"),
+        where=where,
+        order=order,
+        start=max(int(match.group("start") or 1), 1),
+        max_results=int(match.group("max") or QUERY_DEFAULT_RESULTS),
+        count_only=match.group("what") != "*",
+    )
+
+
+def _field(obj: dict[str, Any], path: str) -> Any:
+    current: Any = obj
+    for part in path.split("."):
+        current = current.get(part) if isinstance(current, dict) else None
+    return current
+
+
+def _sort_value(obj: dict[str, Any], path: str) -> tuple[bool, Any]:
+    """ORDERBY's key: times as instants (offsets differ), Id as a number; missing values first."""
+    value = _field(obj, path)
+    if value is None:
+        return (False, None)
+    if path.endswith("Time"):
+        return (True, parse_qbo_time(str(value)))
+    if path == "Id" or isinstance(value, int | float):
+        return (True, float(value))
+    return (True, str(value))
 
 
 def _matches(obj: dict[str, Any], clause: tuple[str, str, str]) -> bool:
     path, op, value = clause
-    current: Any = obj
-    for part in path.split("."):
-        current = current.get(part) if isinstance(current, dict) else None
+    current = _field(obj, path)
     if current is None:
         return False
     left: Any = current

@@ -3,12 +3,16 @@ client side that signs slash commands, button presses and events the way Slack d
 
 Shapes follow ../shared/API_FACTS.md: errors are HTTP 200 `{"ok": false, "error": ...}`, rate
 limits HTTP 429 with `Retry-After`; every call is recorded (including refused ones) so tests can
-assert what the bot really sent. Message limits (50 blocks, 3000 characters per section) are
-enforced, so a card that Slack would refuse fails here too.
+assert what the bot really sent. Slack's message limits are enforced on chat.postMessage,
+chat.update, chat.postEphemeral, views.publish and response_url posts (top-level text, block
+count, every block through slack_sdk's Block Kit models plus the per-element limits slack_sdk
+does not check), so a card that Slack would refuse fails here too. Messages keep their text
+exactly as sent and may carry metadata, read back with conversations.history.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import itertools
@@ -18,20 +22,230 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
 
 import requests
 from flask import Response, request
+from slack_sdk.errors import SlackObjectFormationError
+from slack_sdk.models.blocks import Block
 
 from bot.clock import Clock
 from bot.emulator.server import EmulatorServer
 
-MAX_BLOCKS = 50
-MAX_SECTION_TEXT = 3000
 RESPONSE_URL_POSTS = 5
 RESPONSE_URL_LIFETIME = 30 * 60
 TEAM_ID = "T0EMU"
+HISTORY_LIMIT = 100
+HISTORY_MAX_LIMIT = 999
+HOLD_TIMEOUT = 60.0
+
+# Block Kit limits: what real Slack refuses (API_FACTS.md, "Slack: text, escaping and limits") --------
+MAX_MESSAGE_TEXT = 40_000
+MAX_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_SECTION_TEXT = 3000
+MAX_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_HEADER_TEXT = 150
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_URL = 3000
+MAX_ID = 255
+MAX_ACTIONS_ELEMENTS = 25
+MAX_CONTEXT_ELEMENTS = 10
+MAX_CONFIRM_TITLE = 100
+MAX_CONFIRM_TEXT = 300
+MAX_CONFIRM_BUTTON = 30
+TEXT_TYPES = ("mrkdwn", "plain_text")
+INTERACTIVE_TYPES = frozenset(
+    {
+        "button",
+        "checkboxes",
+        "datepicker",
+        "datetimepicker",
+        "overflow",
+        "radio_buttons",
+        "timepicker",
+        "workflow_button",
+        "static_select",
+        "external_select",
+        "users_select",
+        "conversations_select",
+        "channels_select",
+        "multi_static_select",
+        "multi_external_select",
+        "multi_users_select",
+        "multi_conversations_select",
+        "multi_channels_select",
+    }
+)
+# Errors that mean "the bot built a message Slack will not take" (see refused_calls()).
+BAD_MESSAGE_ERRORS = frozenset(
+    {
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "invalid_arguments",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+    }
+)
+
+
+@dataclass
+class MessageRefusal:
+    """Why Slack would refuse a message: the error code and, for invalid_blocks, each problem."""
+
+    error: str
+    problems: list[str] = field(default_factory=list)
+
+    def as_api(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"ok": False, "error": self.error}
+        if self.problems:
+            body["errors"] = list(self.problems)
+            body["response_metadata"] = {"messages": [f"[ERROR] {p}" for p in self.problems]}
+        return body
+
+
+def check_message(payload: dict[str, Any], *, max_blocks: int = MAX_BLOCKS) -> MessageRefusal | None:
+    """A chat.* / response_url payload as Slack judges it: None when Slack would take it."""
+    text = payload.get("text")
+    blocks = payload.get("blocks")
+    if not text and not blocks:
+        return MessageRefusal("no_text")
+    if isinstance(text, str) and len(text) > MAX_MESSAGE_TEXT:
+        return MessageRefusal("msg_too_long")
+    if blocks is None:
+        return None
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        return MessageRefusal("invalid_blocks_format")
+    problems = block_kit_problems(blocks, "/blocks", max_blocks)
+    return MessageRefusal("invalid_blocks", problems) if problems else None
+
+
+def block_kit_problems(blocks: list[dict[str, Any]], pointer: str, max_blocks: int) -> list[str]:
+    """Every limit `blocks` breaks, each as '<what> [json-pointer:/blocks/<i>/…]' like Slack's."""
+    checker = _BlockChecker()
+    if len(blocks) > max_blocks:
+        checker.problem(f"at most {max_blocks} blocks allowed, got {len(blocks)}", pointer)
+    block_ids: set[str] = set()
+    for i, block in enumerate(blocks):
+        where = f"{pointer}/{i}"
+        block_id = block.get("block_id")
+        if isinstance(block_id, str):
+            if block_id in block_ids:
+                checker.problem(f"block_id {block_id!r} is used by an earlier block", f"{where}/block_id")
+            block_ids.add(block_id)
+        before = len(checker.problems)
+        checker.block(block, where)
+        if len(checker.problems) == before:  # slack_sdk knows more element types; one report per block
+            checker.slack_sdk(block, where)
+    return checker.problems
+
+
+class _BlockChecker:
+    """The per-element limits, walked over the raw JSON; slack_sdk's own checks run as well."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def problem(self, what: str, pointer: str) -> None:
+        self.problems.append(f"{what} [json-pointer:{pointer}]")
+
+    def slack_sdk(self, block: dict[str, Any], where: str) -> None:
+        try:
+            parsed = Block.parse(block)
+            if parsed is None:
+                self.problem(f"unknown block type {block.get('type')!r}", f"{where}/type")
+            else:
+                parsed.to_dict()
+        except SlackObjectFormationError as exc:
+            self.problem(f"slack_sdk: {exc}", where)
+        except (TypeError, KeyError, AttributeError, ValueError) as exc:  # malformed beyond its checks
+            self.problem(f"slack_sdk cannot read the block: {exc}", where)
+
+    def too_long(self, value: Any, limit: int | None, what: str, pointer: str) -> None:
+        if limit is not None and isinstance(value, str) and len(value) > limit:
+            self.problem(f"{what} must be at most {limit} characters, got {len(value)}", pointer)
+
+    def text(self, obj: Any, limit: int | None, what: str, pointer: str, plain_only: bool = False) -> None:
+        allowed = ("plain_text",) if plain_only else TEXT_TYPES
+        if not isinstance(obj, dict) or obj.get("type") not in allowed:
+            self.problem(f"{what} must be a text object of type {' or '.join(allowed)}", pointer)
+            return
+        if not isinstance(obj.get("text"), str):
+            self.problem(f"{what} has no text", f"{pointer}/text")
+            return
+        self.too_long(obj["text"], limit, what, f"{pointer}/text")
+
+    def block(self, block: dict[str, Any], where: str) -> None:
+        kind = block.get("type")
+        self.too_long(block.get("block_id"), MAX_ID, "block_id", f"{where}/block_id")
+        if kind == "section":
+            if "text" in block:
+                self.text(block["text"], MAX_SECTION_TEXT, "section text", f"{where}/text")
+            fields = block.get("fields")
+            if fields is not None:
+                if not isinstance(fields, list) or len(fields) > MAX_FIELDS:
+                    self.problem(f"a section holds at most {MAX_FIELDS} fields", f"{where}/fields")
+                for j, item in enumerate(fields if isinstance(fields, list) else []):
+                    self.text(item, MAX_FIELD_TEXT, "section field", f"{where}/fields/{j}")
+            if isinstance(block.get("accessory"), dict):
+                self.element(block["accessory"], f"{where}/accessory")
+        elif kind == "header":
+            self.text(block.get("text"), MAX_HEADER_TEXT, "header text", f"{where}/text", plain_only=True)
+        elif kind == "context":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or len(elements) > MAX_CONTEXT_ELEMENTS:
+                self.problem(
+                    f"a context block holds at most {MAX_CONTEXT_ELEMENTS} elements", f"{where}/elements"
+                )
+            for j, item in enumerate(elements if isinstance(elements, list) else []):
+                if not (isinstance(item, dict) and item.get("type") == "image"):
+                    self.text(item, None, "context element", f"{where}/elements/{j}")
+        elif kind == "actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or len(elements) > MAX_ACTIONS_ELEMENTS:
+                self.problem(
+                    f"an actions block holds at most {MAX_ACTIONS_ELEMENTS} elements", f"{where}/elements"
+                )
+            action_ids: set[str] = set()
+            for j, item in enumerate(elements if isinstance(elements, list) else []):
+                pointer = f"{where}/elements/{j}"
+                if not isinstance(item, dict) or item.get("type") not in INTERACTIVE_TYPES:
+                    self.problem("an actions block holds interactive elements only", pointer)
+                    continue
+                action_id = item.get("action_id")
+                if isinstance(action_id, str):
+                    if action_id in action_ids:
+                        self.problem(
+                            f"action_id {action_id!r} is used twice in this block", f"{pointer}/action_id"
+                        )
+                    action_ids.add(action_id)
+                self.element(item, pointer)
+
+    def element(self, element: dict[str, Any], where: str) -> None:
+        self.too_long(element.get("action_id"), MAX_ID, "action_id", f"{where}/action_id")
+        if element.get("type") == "button":
+            self.text(element.get("text"), MAX_BUTTON_TEXT, "button text", f"{where}/text", plain_only=True)
+            self.too_long(element.get("value"), MAX_BUTTON_VALUE, "button value", f"{where}/value")
+            self.too_long(element.get("url"), MAX_URL, "button url", f"{where}/url")
+        confirm = element.get("confirm")
+        if confirm is not None:
+            self.confirm(confirm, f"{where}/confirm")
+
+    def confirm(self, confirm: Any, where: str) -> None:
+        if not isinstance(confirm, dict):
+            self.problem("confirm must be a confirmation dialog object", where)
+            return
+        self.text(confirm.get("title"), MAX_CONFIRM_TITLE, "confirm title", f"{where}/title", plain_only=True)
+        self.text(confirm.get("text"), MAX_CONFIRM_TEXT, "confirm text", f"{where}/text")
+        for key in ("confirm", "deny"):
+            self.text(
+                confirm.get(key), MAX_CONFIRM_BUTTON, f"confirm {key}", f"{where}/{key}", plain_only=True
+            )
 
 
 @dataclass
@@ -42,6 +256,7 @@ class SlackCall:
     ok: bool = True
     error: str | None = None
     status: int = 200
+    answer_lost: bool = False  # applied, but the bot got HTTP 500 (drop_after_apply / hold_after_apply)
 
 
 @dataclass
@@ -99,9 +314,13 @@ class SlackEmulator(EmulatorServer):
         self.channels: dict[str, Channel] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
         self._responses: dict[str, dict[str, Any]] = {}
+        self._refused_responses: list[dict[str, Any]] = []
         self._ts = itertools.count(1)
         self._cond = threading.Condition()
         self._holds: dict[str, tuple[threading.Event, threading.Event]] = {}
+        self._holds_after: dict[str, tuple[threading.Event, threading.Event]] = {}
+        self._releases: list[threading.Event] = []  # every hold not yet released, arrived or not
+        self._drops_after: dict[str, int] = {}
         super().__init__(clock=clock, port=port)
         self.add_user("U0ADMIN", "ana", "Ana Admin", "ana@acme.example", is_admin=True)
         self.add_user("U0OWNER", "olu", "Olu Owner", "olu@acme.example", is_owner=True)
@@ -130,6 +349,12 @@ class SlackEmulator(EmulatorServer):
         with self._lock:
             return [c for c in self.calls if c.method == method]
 
+    def refused_calls(self) -> list[SlackCall]:
+        """Calls Slack refused because the bot built a bad message (BAD_MESSAGE_ERRORS):
+        `assert slack.refused_calls() == []` says every message the bot sent was acceptable."""
+        with self._lock:
+            return [c for c in self.calls if not c.ok and c.error in BAD_MESSAGE_ERRORS]
+
     def messages(self, channel_id: str) -> list[dict[str, Any]]:
         """The channel as a user would see it now (updates applied, in posting order)."""
         with self._lock:
@@ -149,6 +374,12 @@ class SlackEmulator(EmulatorServer):
                     raise TimeoutError(f"{method} was called {len(calls)} of {n} times")
                 self._cond.wait(left)
 
+    def refused_responses(self, url: str | None = None) -> list[dict[str, Any]]:
+        """response_url posts that were refused (bad payload: HTTP 400; expired or used up: 404),
+        each `{"url", "status", "error", "problems", "body", "at"}`; none reached the user."""
+        with self._lock:
+            return [dict(r) for r in self._refused_responses if url is None or r["url"] == url]
+
     def dm_channel(self, user_id: str) -> str:
         return "D" + user_id[1:]
 
@@ -160,15 +391,35 @@ class SlackEmulator(EmulatorServer):
     def hold_next(self, method: str) -> threading.Event:
         """The next call to `method` hangs until release_held(); then it fails without effect,
         as if the connection died before Slack acted. Returns an event set when it arrives."""
-        arrived = threading.Event()
+        arrived, release = threading.Event(), threading.Event()
         with self._lock:
-            self._holds[method] = (arrived, threading.Event())
+            self._holds[method] = (arrived, release)
+            self._releases.append(release)
         return arrived
 
-    def release_held(self) -> None:
+    def drop_after_apply(self, method: str, times: int = 1) -> None:
+        """The next `times` calls to `method` take effect (a message is posted) but the answer
+        never comes back: HTTP 500. They are recorded as applied: ok reflects what Slack did,
+        status=500 and answer_lost=True; messages() shows what is really in the channel."""
         with self._lock:
-            holds, self._holds = dict(self._holds), {}
-        for _, release in holds.values():
+            self._drops_after[method] = self._drops_after.get(method, 0) + times
+
+    def hold_after_apply(self, method: str) -> threading.Event:
+        """The next call to `method` takes effect, then hangs until release_held() and answers
+        HTTP 500. Returns an event set once it has taken effect (recorded as drop_after_apply)."""
+        applied, release = threading.Event(), threading.Event()
+        with self._lock:
+            self._holds_after[method] = (applied, release)
+            self._releases.append(release)
+        return applied
+
+    def release_held(self) -> None:
+        """Let every held call (hold_next, hold_after_apply) answer; holds not yet reached are
+        cancelled. (A hold is popped when its call arrives, so the releases are kept apart.)"""
+        with self._lock:
+            releases, self._releases = self._releases, []
+            self._holds, self._holds_after = {}, {}
+        for release in releases:
             release.set()
 
     def rate_limit_next(self, method: str, retry_after: int = 1, times: int = 1) -> None:
@@ -341,7 +592,7 @@ class SlackEmulator(EmulatorServer):
         args.update(request.form.items())
         if request.is_json:
             args.update(request.get_json(silent=True) or {})
-        for key in ("blocks", "attachments", "view"):
+        for key in ("blocks", "attachments", "view", "metadata"):
             if isinstance(args.get(key), str):
                 try:
                     args[key] = json.loads(args[key])
@@ -349,10 +600,29 @@ class SlackEmulator(EmulatorServer):
                     pass
         return args
 
-    def _record(self, method: str, args: dict[str, Any], ok: bool, error: str | None, status: int) -> None:
+    def _record(
+        self,
+        method: str,
+        args: dict[str, Any],
+        ok: bool,
+        error: str | None,
+        status: int,
+        answer_lost: bool = False,
+    ) -> None:
         with self._cond:
-            self.calls.append(SlackCall(method, args, self.clock.now(), ok, error, status))
+            self.calls.append(SlackCall(method, args, self.clock.now(), ok, error, status, answer_lost))
             self._cond.notify_all()
+
+    def _take_after_apply(self, method: str) -> tuple[threading.Event, threading.Event] | bool:
+        """A queued 'applied, answer lost' fault: a hold (events), a drop (True), or none (False)."""
+        with self._lock:
+            hold = self._holds_after.pop(method, None)
+            if hold is not None:
+                return hold
+            if self._drops_after.get(method):
+                self._drops_after[method] -= 1
+                return True
+            return False
 
     def _api(self, method: str) -> Response:
         args = self._args()
@@ -388,8 +658,17 @@ class SlackEmulator(EmulatorServer):
         with self._lock:
             result = handler(args)
         ok = bool(result.get("ok"))
-        self._record(method, args, ok, None if ok else result.get("error"), 200)
-        return Response(json.dumps(result), content_type="application/json")
+        error = None if ok else result.get("error")
+        lost = self._take_after_apply(method)
+        if lost is False:
+            self._record(method, args, ok, error, 200)
+            return Response(json.dumps(result), content_type="application/json")
+        self._record(method, args, ok, error, 500, answer_lost=True)
+        if isinstance(lost, tuple):
+            applied, release = lost
+            applied.set()
+            release.wait(HOLD_TIMEOUT)
+        return Response("connection lost", status=500)
 
     # Web API methods (called under the lock) -------------------------------------------------
     def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -419,19 +698,6 @@ class SlackEmulator(EmulatorServer):
             self.channels[channel_id] = Channel(channel_id, f"dm-{ids[0]}")
         return {"ok": True, "channel": {"id": channel_id, "is_im": True, "user": ids[0]}}
 
-    def _check_message(self, args: dict[str, Any]) -> str | None:
-        blocks = args.get("blocks")
-        if not args.get("text") and not blocks:
-            return "no_text"
-        if blocks is not None:
-            if not isinstance(blocks, list) or len(blocks) > MAX_BLOCKS:
-                return "invalid_blocks"
-            for block in blocks:
-                text = (block.get("text") or {}).get("text", "") if isinstance(block, dict) else ""
-                if len(text) > MAX_SECTION_TEXT:
-                    return "invalid_blocks"
-        return None
-
     def _channel_for_post(self, args: dict[str, Any]) -> tuple[Channel | None, str | None]:
         channel_id = str(args.get("channel", ""))
         if channel_id in self.users:  # posting to a user id opens the DM, as Slack does
@@ -447,11 +713,21 @@ class SlackEmulator(EmulatorServer):
     def _new_ts(self) -> str:
         return f"{int(self.clock.now().timestamp())}.{next(self._ts):06d}"
 
-    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _checked_post(self, args: dict[str, Any]) -> tuple[Channel | None, dict[str, Any] | None]:
+        """The channel to post in, or Slack's refusal (channel first, then the message itself)."""
         channel, error = self._channel_for_post(args)
-        error = error or self._check_message(args)
-        if channel is None or error:
-            return {"ok": False, "error": error}
+        if channel is None:
+            return None, {"ok": False, "error": error}
+        refusal = check_message(args)
+        if refusal is not None:
+            return None, refusal.as_api()
+        return channel, None
+
+    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, refused = self._checked_post(args)
+        metadata, metadata_error = _metadata(args)
+        if channel is None or metadata_error:
+            return refused or {"ok": False, "error": metadata_error}
         message = {
             "type": "message",
             "user": "U0ZQBO",
@@ -461,20 +737,24 @@ class SlackEmulator(EmulatorServer):
             "blocks": args.get("blocks") or [],
             "channel": channel.id,
         }
+        if metadata is not None:
+            message["metadata"] = metadata
         if args.get("thread_ts"):
             message["thread_ts"] = args["thread_ts"]
         channel.messages.append(message)
         return {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}
 
     def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel, error = self._channel_for_post(args)
-        error = error or self._check_message(args)
-        if channel is None or error:
-            return {"ok": False, "error": error}
+        channel, refused = self._checked_post(args)
+        metadata, metadata_error = _metadata(args)
+        if channel is None or metadata_error:
+            return refused or {"ok": False, "error": metadata_error}
         for message in channel.messages:
             if message["ts"] == args.get("ts"):
                 message["text"] = args.get("text", "")
                 message["blocks"] = args.get("blocks") or []
+                if metadata is not None:  # an update without metadata keeps the message's own
+                    message["metadata"] = metadata
                 message["edited"] = {"user": "U0ZQBO", "ts": self._new_ts()}
                 return {
                     "ok": True,
@@ -486,10 +766,9 @@ class SlackEmulator(EmulatorServer):
         return {"ok": False, "error": "message_not_found"}
 
     def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel, error = self._channel_for_post(args)
-        error = error or self._check_message(args)
-        if channel is None or error:
-            return {"ok": False, "error": error}
+        channel, refused = self._checked_post(args)
+        if channel is None:
+            return refused or {"ok": False, "error": "channel_not_found"}
         if str(args.get("user", "")) not in self.users:
             return {"ok": False, "error": "user_not_in_channel"}
         return {"ok": True, "message_ts": self._new_ts()}
@@ -501,11 +780,61 @@ class SlackEmulator(EmulatorServer):
             return {"ok": False, "error": "user_not_found"}
         if not isinstance(view, dict) or view.get("type") != "home":
             return {"ok": False, "error": "invalid_arguments"}
-        if len(view.get("blocks", [])) > 100:
-            return {"ok": False, "error": "invalid_arguments"}
+        blocks = view.get("blocks", [])
+        if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+            return {"ok": False, "error": "invalid_blocks_format"}
+        problems = block_kit_problems(blocks, "/view/blocks", MAX_VIEW_BLOCKS)
+        if problems:
+            return MessageRefusal("invalid_blocks", problems).as_api()
         stored = {**view, "id": f"V{uuid.uuid4().hex[:10].upper()}"}
         self.home_views[user_id] = stored
         return {"ok": True, "view": stored}
+
+    def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Parent messages (no thread replies), newest first, paged by an opaque cursor."""
+        channel = self.channels.get(str(args.get("channel", "")))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        if not channel.is_member:
+            return {"ok": False, "error": "not_in_channel"}
+        try:
+            oldest = Decimal(str(args.get("oldest") or "0"))
+            latest = Decimal(str(args["latest"])) if args.get("latest") else None
+            limit = int(args.get("limit") or HISTORY_LIMIT)
+        except (InvalidOperation, ValueError):
+            return {"ok": False, "error": "invalid_arguments"}
+        before = _cursor_ts(str(args["cursor"])) if args.get("cursor") else None
+        if args.get("cursor") and before is None:
+            return {"ok": False, "error": "invalid_cursor"}
+        limit = min(limit if limit > 0 else HISTORY_LIMIT, HISTORY_MAX_LIMIT)
+        inclusive = _flag(args.get("inclusive"))
+        with_metadata = _flag(args.get("include_all_metadata"))
+
+        def in_window(ts: Decimal) -> bool:
+            after_oldest = ts >= oldest if inclusive else ts > oldest
+            before_latest = latest is None or (ts <= latest if inclusive else ts < latest)
+            return after_oldest and before_latest and (before is None or ts <= before)
+
+        parents = [m for m in channel.messages if m.get("thread_ts", m["ts"]) == m["ts"]]
+        window = sorted(
+            (m for m in parents if in_window(Decimal(m["ts"]))), key=lambda m: Decimal(m["ts"]), reverse=True
+        )
+        page, rest = window[:limit], window[limit:]
+        messages = []
+        for m in page:
+            shown = {k: v for k, v in m.items() if k != "channel" and (with_metadata or k != "metadata")}
+            replies = [r["ts"] for r in channel.messages if r.get("thread_ts") == m["ts"] and r is not m]
+            if replies:  # as Slack shows a thread's parent (messages() keeps it as posted)
+                shown.update(thread_ts=m["ts"], reply_count=len(replies), latest_reply=replies[-1])
+            messages.append(json.loads(json.dumps(shown)))
+        next_cursor = base64.b64encode(f"next_ts:{rest[0]['ts']}".encode()).decode() if rest else ""
+        return {
+            "ok": True,
+            "messages": messages,
+            "has_more": bool(rest),
+            "pin_count": 0,
+            "response_metadata": {"next_cursor": next_cursor},
+        }
 
     # response_url --------------------------------------------------------------------------------
     def _response(self, key: str) -> Response:
@@ -514,15 +843,69 @@ class SlackEmulator(EmulatorServer):
         with self._cond:
             record = self._responses.get(key)
             if record is None or time.time() - record["created"] > RESPONSE_URL_LIFETIME:
-                return Response("expired_url", status=404)
+                return self._refuse_response(key, body, 404, "expired_url")
             if len(record["posts"]) >= RESPONSE_URL_POSTS:
-                return Response("used_url", status=404)
-            if not isinstance(body, dict) or (not body.get("delete_original") and self._check_message(body)):
-                return Response("invalid_payload", status=400)
+                return self._refuse_response(key, body, 404, "used_url")
+            if not isinstance(body, dict):
+                return self._refuse_response(key, body, 400, "invalid_payload")
+            refusal = None if body.get("delete_original") else check_message(body)
+            if refusal is not None:
+                return self._refuse_response(key, body, 400, refusal.error, refusal.problems)
             record["posts"].append(body)
             self._cond.notify_all()
         return Response("ok", status=200, content_type="text/html")
 
+    def _refuse_response(
+        self, key: str, body: Any, status: int, error: str, problems: list[str] | None = None
+    ) -> Response:
+        """Slack answers a bad response_url post with a bare error word; nothing reaches the user."""
+        with self._cond:
+            self._refused_responses.append(
+                {
+                    "url": f"{self.url}/response/{key}",
+                    "status": status,
+                    "error": error,
+                    "problems": list(problems or []),
+                    "body": body,
+                    "at": self.clock.now(),
+                }
+            )
+            self._cond.notify_all()
+        return Response(error, status=status, content_type="text/plain")
+
 
 def _ok_false(error: str) -> Response:
     return Response(json.dumps({"ok": False, "error": error}), content_type="application/json")
+
+
+def _flag(value: Any) -> bool:
+    """A boolean Web API argument: slack_sdk sends "1"/"0", JSON bodies true/false."""
+    return value is True or str(value).lower() in ("1", "true")
+
+
+def _metadata(args: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """Message metadata as Slack takes it: a JSON object (or its JSON string) with a string
+    `event_type` and an object `event_payload`."""
+    raw = args.get("metadata")
+    if raw is None or raw == "":
+        return None, None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None, "invalid_metadata_format"
+    if not isinstance(raw, dict):
+        return None, "invalid_metadata_format"
+    event_type, payload = raw.get("event_type"), raw.get("event_payload")
+    if not isinstance(event_type, str) or not event_type or not isinstance(payload, dict):
+        return None, "invalid_metadata_schema"
+    return {"event_type": event_type, "event_payload": payload}, None
+
+
+def _cursor_ts(cursor: str) -> Decimal | None:
+    """The ts a history cursor resumes at (inclusive), or None for a cursor we never issued."""
+    try:
+        text = base64.b64decode(cursor, validate=True).decode()
+        return Decimal(text.removeprefix("next_ts:")) if text.startswith("next_ts:") else None
+    except (ValueError, InvalidOperation):
+        return None
