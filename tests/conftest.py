@@ -80,11 +80,20 @@ def intuit(clock: FakeClock) -> Iterator[IntuitEmulator]:
 
 
 @pytest.fixture
-def slack() -> Iterator[SlackEmulator]:
+def slack(request: pytest.FixtureRequest) -> Iterator[SlackEmulator]:
     from bot.emulator import SlackEmulator
 
     with SlackEmulator() as emu:
         yield emu
+        if request.module.__name__.startswith("tests.test_emulator"):
+            return  # the emulator's own tests send bad messages on purpose
+        # The emulator refuses what real Slack refuses (limits, Block Kit checks): so every test
+        # that drives the bot also proves each message the bot sent would have been accepted.
+        refused = [(c.method, c.error, c.args.get("errors")) for c in emu.refused_calls()]
+        refused += [
+            (r["url"], r["error"], r["problems"]) for r in emu.refused_responses() if r["status"] == 400
+        ]
+        assert refused == [], f"Slack would have refused these messages: {refused}"
 
 
 REALM = "9130357766483916"
