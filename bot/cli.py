@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 from click.core import ParameterSource
+from slack_sdk.errors import SlackApiError
 
 from bot.config import ConfigError, Settings, check_http_url, load_settings
 from bot.redact import configure_logging
@@ -66,6 +67,7 @@ def serve(port: int | None, workers: int | None, threads: int) -> None:
     from gunicorn.app.base import BaseApplication
 
     settings = _settings()  # fail here, once, with a clear message, before any worker starts
+    _say_if_store_is_down(settings)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -98,6 +100,25 @@ def serve(port: int | None, workers: int | None, threads: int) -> None:
     _Server().run()
 
 
+def _say_if_store_is_down(settings: Settings) -> None:
+    """One clear line at start when the store does not answer; zqbo still starts, answers
+    "try again in a minute" meanwhile, and works as soon as the store is back (no restart)."""
+    import logging
+
+    from bot.store import open_store
+
+    store = open_store(settings)
+    try:
+        problem = store.problem()
+    finally:
+        store.close()
+    if problem:
+        logging.getLogger("zqbo").error(
+            "the store is unavailable at start: %s; zqbo answers 'try again in a minute' until it is back",
+            problem,
+        )
+
+
 @main.command()
 def worker() -> None:
     """Run the scheduled checks (entry audit, token keeper, probe) until stopped."""
@@ -107,6 +128,7 @@ def worker() -> None:
     from bot.scheduler import build
 
     settings = _settings()
+    _say_if_store_is_down(settings)
     scheduler = build(build_services(settings), blocking=True)
 
     def stop(*_: object) -> None:
@@ -199,12 +221,15 @@ def doctor() -> None:
         ok = ok and good
         click.echo(f"{'ok ' if good else 'BAD'}  {name}: {detail}")
 
-    report("store", services.store.ping(), services.store.backend)
+    problem = services.store.problem()
+    report("store", not problem, problem or f"{services.store.backend} answers")
     try:
         auth = services.slack.auth_test()
         report("slack", True, f"bot {auth.get('user')} in {auth.get('team')}")
+    except SlackApiError as exc:
+        report("slack", False, f"Slack refused SLACK_BOT_TOKEN: {exc.response.get('error')}")
     except Exception as exc:
-        report("slack", False, str(exc))
+        report("slack", False, f"{settings.slack_api_url} cannot be reached ({type(exc).__name__})")
     try:
         services.intuit.client()
         report("intuit", True, f"discovery document for {settings.qbo_environment}")

@@ -16,7 +16,7 @@ from bot.models import Connection, Identity, OAuthState
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.errors import AccessDenied, ClientRejected, InvalidGrant, QBOError, TransientError
 from bot.qbo.intuit import IntuitOAuth, TokenSet
-from bot.store.base import Store
+from bot.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -170,14 +170,18 @@ class OAuthFlow:
             identity = self._intuit.user_info(tokens.access_token)
         except QBOError as exc:  # the connection works; who authorised it shows as unknown
             log.warning("userinfo failed for realm %s: %s", realm_id, exc)
-        conn = self._connections.record_grant(
-            realm_id,
-            tokens,
-            identity=identity,
-            company_name=company_name,
-            slack_user_id=record.slack_user_id,
-            team_id=record.team_id,
-        )
+        try:
+            conn = self._connections.record_grant(
+                realm_id,
+                tokens,
+                identity=identity,
+                company_name=company_name,
+                slack_user_id=record.slack_user_id,
+                team_id=record.team_id,
+            )
+        except StoreUnavailable:
+            self._discard(tokens)  # a grant zqbo could not keep must not stay alive at Intuit
+            raise
         return CallbackResult(Outcome.CONNECTED, record, conn)
 
     def _discard(self, tokens: TokenSet) -> None:

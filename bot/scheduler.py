@@ -6,7 +6,9 @@ both fire every job, and the lock makes only one of them do the work for a compa
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING
 
@@ -17,6 +19,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from bot.clock import iso
 from bot.models import ConnectionStatus
 from bot.qbo.errors import QBOError
+from bot.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -73,8 +76,24 @@ class Jobs:
                         self.s.prober.probe(conn.realm_id)
 
 
+def _quiet_when_store_is_down(job: Callable[[], None]) -> Callable[[], None]:
+    """A job that meets an unreachable store logs one line and waits for its next run (the
+    store's own reason says what to fix), instead of a traceback every interval."""
+
+    @functools.wraps(job)
+    def run() -> None:
+        try:
+            job()
+        except StoreUnavailable as exc:
+            log.error("scheduled %s skipped: %s", job.__name__, exc)
+
+    return run
+
+
 def build(services: Services, blocking: bool) -> BaseScheduler:
     jobs = Jobs(services)
+    for name in ("audit", "token_keeper", "probe"):
+        setattr(jobs, name, _quiet_when_store_is_down(getattr(jobs, name)))
     scheduler: BaseScheduler = (BlockingScheduler if blocking else BackgroundScheduler)(timezone=UTC)
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 120}
     interval = services.settings.check_interval
