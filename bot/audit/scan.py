@@ -52,19 +52,15 @@ class AuditResult:
 
 class Scan:
     """Changed objects, classified as they arrive: only the latest version of each entry is kept
-    (a small Entry, not QBO's JSON), plus the newest change seen per entity for window splits."""
+    (a small Entry, not QBO's JSON)."""
 
     def __init__(self, markers: list[Marker]) -> None:
         self._markers = markers
         self.entries: dict[str, Entry] = {}
-        self.newest: dict[str, datetime] = {}
         self.objects = 0
 
     def add(self, entity: str, obj: dict[str, Any]) -> None:
         self.objects += 1
-        stamp = parse_iso((obj.get("MetaData") or {}).get("LastUpdatedTime"))
-        if stamp is not None and (entity not in self.newest or stamp > self.newest[entity]):
-            self.newest[entity] = stamp
         entry = classify(entity, obj, self._markers)
         if entry is None:
             return
@@ -213,54 +209,63 @@ class Auditor:
     # the CDC scan ----------------------------------------------------------------------------------
     def fetch(self, realm_id: str, since: datetime) -> tuple[Scan, datetime, int]:
         """Every change since `since` for the audited entities: one CDC call when each entity has
-        fewer than 1000 changes; an entity with a full page is asked again from the newest change
-        it returned (and, if that makes no progress, paged through the query API)."""
+        fewer than 1000 changes. CDC answers at most 1000 objects per entity and does not say which
+        1000, so an entity with a full page is read again, completely, through the query API over
+        the same window (ordered by LastUpdatedTime, paged)."""
         scan = Scan(self.markers())
         body = self._cdc(realm_id, list(self._settings.entities), since)
         calls = 1
         server_time = parse_iso(body.get("time")) or self._clock.now()
         for entity in scan.add_cdc(body):
-            window = since
-            while True:
-                newest = scan.newest.get(entity, window)
-                if newest <= window:  # a full page in one instant: page through the query API
-                    calls += self._page_query(realm_id, entity, window, scan)
-                    break
-                window = newest
-                calls += 1
-                if entity not in scan.add_cdc(self._cdc(realm_id, [entity], window)):
-                    break
+            calls += self._page_query(realm_id, entity, since, server_time, scan)
         return scan, server_time, calls
 
     def _cdc(self, realm_id: str, entities: list[str], since: datetime) -> dict[str, Any]:
         stamp = since.isoformat(timespec="seconds")
         return self._qbo.call(realm_id, "cdc", lambda qb: qb.change_data_capture(",".join(entities), stamp))
 
-    def _page_query(self, realm_id: str, entity: str, since: datetime, scan: Scan) -> int:
-        calls, start = 0, 1
-        stamp = since.isoformat(timespec="seconds")
-        while True:
-            # A QBO query, not SQL: entity names are validated in Settings, the date is ours.
-            select = " ".join(
-                (
-                    "SELECT * FROM",
-                    entity,
-                    "WHERE MetaData.LastUpdatedTime >=",
-                    f"'{stamp}'",
-                    "STARTPOSITION",
-                    str(start),
-                    "MAXRESULTS",
-                    str(PAGE_LIMIT),
-                )
-            )
-            body = self._qbo.call(realm_id, "query", lambda qb, s=select: qb.query(s))
+    def _query(self, realm_id: str, entity: str, lo: datetime, hi: datetime, start: int) -> list[dict]:
+        # A QBO query, not SQL: entity names are validated in Settings, the dates and numbers are ours.
+        select = (
+            f"SELECT * FROM {entity} WHERE MetaData.LastUpdatedTime >= '{lo.isoformat(timespec='seconds')}' "  # noqa: S608
+            f"AND MetaData.LastUpdatedTime < '{hi.isoformat(timespec='seconds')}' "
+            f"ORDERBY MetaData.LastUpdatedTime STARTPOSITION {start} MAXRESULTS {PAGE_LIMIT}"
+        )
+        body = self._qbo.call(realm_id, "query", lambda qb: qb.query(select))
+        rows = (body.get("QueryResponse") or {}).get(entity) or []
+        return [r for r in rows if isinstance(r, dict)]
+
+    def _page_query(self, realm_id: str, entity: str, since: datetime, until: datetime, scan: Scan) -> int:
+        """Read [since, until) for one entity in LastUpdatedTime order, 1000 rows a call.
+
+        Pages move on by time, not by position: each next page starts at the newest time the
+        last one reached (rows of that second are read again and deduplicated), so an entry that
+        changes while we page — and leaves the window — cannot shift others out of sight. A second
+        that alone holds 1000 rows is paged by STARTPOSITION within that second."""
+        calls, window = 0, since
+        while window < until:
+            rows = self._query(realm_id, entity, window, until, 1)
             calls += 1
-            rows = (body.get("QueryResponse") or {}).get(entity) or []
             for obj in rows:
                 scan.add(entity, obj)
             if len(rows) < PAGE_LIMIT:
                 return calls
-            start += PAGE_LIMIT
+            newest = parse_iso((rows[-1].get("MetaData") or {}).get("LastUpdatedTime")) or window
+            if newest > window:
+                window = newest
+                continue
+            second_end = min(window + timedelta(seconds=1), until)
+            start = PAGE_LIMIT + 1
+            while True:
+                rows = self._query(realm_id, entity, window, second_end, start)
+                calls += 1
+                for obj in rows:
+                    scan.add(entity, obj)
+                if len(rows) < PAGE_LIMIT:
+                    break
+                start += PAGE_LIMIT
+            window = second_end
+        return calls
 
     # findings → alerts -----------------------------------------------------------------------------
     def _alert(self, conn: Connection, entries: list[Entry], check_id: str) -> tuple[int, int]:
