@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 ALERT_KIND = "alert"
 MUTE_KIND = "mute"
 CHANNEL_PROBLEM = ("alert_channel", "problem")
+METADATA_EVENT = "zqbo_alert"
+HISTORY_MARGIN = timedelta(minutes=5)  # Slack's ts and our clock need not agree to the second
+HISTORY_PAGES = 10  # at 200 messages a page: how far back an attempted post is looked for
 RESOLVED_KEPT = timedelta(days=30)
 
 # alert kinds
@@ -78,6 +81,9 @@ class Alert:
     acked_at: str = ""
     resolved_at: str = ""
     resolution: str = ""
+    # Set (and saved) just before chat.postMessage: an alert with an attempt but no ts may already
+    # be in the channel (Slack acted, the answer or our save was lost) — look before re-posting.
+    post_attempt_at: str = ""
 
     @property
     def open(self) -> bool:
@@ -88,7 +94,15 @@ class Alert:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Alert:
-        return cls(**doc)
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in doc.items() if k in known})
+
+    def metadata(self) -> dict[str, Any]:
+        """Slack message metadata: how zqbo recognises its own post in the channel's history."""
+        return {
+            "event_type": METADATA_EVENT,
+            "event_payload": {"fingerprint": self.fingerprint, "realm_id": self.realm_id, "kind": self.kind},
+        }
 
 
 def fingerprint(*parts: str) -> str:
@@ -273,18 +287,67 @@ class AlertBook:
         if not channel:
             self._channel_problem("ZQBO_ALERT_CHANNEL is not set")
             return False
+        if alert.post_attempt_at and self._already_posted(alert):
+            return True
+        alert.post_attempt_at, alert.channel = iso(self._clock.now()) or "", channel
+        self.save(alert)  # before the post: a lost answer is looked for, not re-posted blindly
         try:
-            result = self._slack.chat_postMessage(channel=channel, **self._render(alert))
+            result = self._slack.chat_postMessage(
+                channel=channel, metadata=alert.metadata(), **self._render(alert)
+            )
         except SlackApiError as exc:
-            error = str(exc.response.get("error", "unknown"))
+            error = str(exc.response.get("error", "") or f"HTTP {exc.response.status_code}")
             hint = " (invite @zqbo to the channel)" if error == "not_in_channel" else ""
             self._channel_problem(f"Slack refused to post in {channel}: {error}{hint}")
             return False
-        alert.posted, alert.channel, alert.ts = True, str(result["channel"]), str(result["ts"])
-        self.save(alert)
-        self._store.delete_doc(*CHANNEL_PROBLEM)
+        self._posted(alert, str(result["channel"]), str(result["ts"]))
         metrics.ALERTS.labels(kind=alert.kind, event="posted").inc()
         return True
+
+    def _posted(self, alert: Alert, channel: str, ts: str) -> None:
+        alert.posted, alert.channel, alert.ts = True, channel, ts
+        self.save(alert)
+        self._store.delete_doc(*CHANNEL_PROBLEM)
+
+    def _already_posted(self, alert: Alert) -> bool:
+        """Did an earlier attempt reach the channel? Slack's history, read with message metadata,
+        answers. When it cannot be read (scope missing, Slack down) the alert is posted again:
+        a duplicate is better than a lost alert."""
+        attempt = parse_iso(alert.post_attempt_at)
+        channel = alert.channel or self._settings.alert_channel
+        if attempt is None or not channel:
+            return False
+        oldest = f"{(attempt - HISTORY_MARGIN).timestamp():.6f}"
+        cursor = None
+        try:
+            for _ in range(HISTORY_PAGES):
+                page = self._slack.conversations_history(
+                    channel=channel, oldest=oldest, limit=200, include_all_metadata=True, cursor=cursor
+                )
+                for message in page.get("messages") or []:
+                    meta = message.get("metadata") or {}
+                    payload = meta.get("event_payload") or {}
+                    if (
+                        meta.get("event_type") == METADATA_EVENT
+                        and payload.get("fingerprint") == alert.fingerprint
+                    ):
+                        log.info(
+                            "alert %s was already in %s: not posting it again", alert.fingerprint, channel
+                        )
+                        self._posted(alert, channel, str(message.get("ts", "")))
+                        metrics.ALERTS.labels(kind=alert.kind, event="found_posted").inc()
+                        return True
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not page.get("has_more") or not cursor:
+                    break
+        except SlackApiError as exc:
+            log.warning(
+                "could not read %s's history to find alert %s (%s): posting it again",
+                channel,
+                alert.fingerprint,
+                exc.response.get("error"),
+            )
+        return False
 
     def _channel_problem(self, problem: str) -> None:
         log.error("alerts cannot be posted: %s", problem)

@@ -510,3 +510,37 @@ def test_malformed_audit_commands_get_a_sentence_not_a_trace(audit_bot, slack):
     resp, url = command(slack, audit_bot, "users 123")
     [answer] = slack.wait_for_responses(url, 1)
     assert "No connected company has realm id `123`" in card_text(answer)
+
+
+def test_a_lost_answer_from_slack_is_not_posted_twice(audit_bot, slack, intuit, clock):
+    """Slack posted the alert but its answer never came back: the next run finds the message by
+    its metadata in the channel's history instead of posting it again."""
+    automated(intuit, doc_number="ZP-LOST")
+    slack.drop_after_apply("chat.postMessage")
+    clock.advance(60)
+    audit_bot.services.auditor.run(REALM)
+    assert len(alerts_in_channel(slack)) == 1
+    [queued] = [a for a in audit_bot.services.alerts.all() if a.kind == A.ENTRIES]
+    assert not queued.posted and queued.post_attempt_at
+    clock.advance(15 * 60)
+    audit_bot.services.auditor.run(REALM)
+    [alert] = alerts_in_channel(slack)
+    assert alert["metadata"]["event_type"] == "zqbo_alert"
+    [found] = [a for a in audit_bot.services.alerts.all() if a.kind == A.ENTRIES]
+    assert found.posted and found.ts == alert["ts"]
+    history = slack.calls_to("conversations.history")
+    assert history and history[-1].args.get("include_all_metadata") in (True, "1", "true")
+
+
+def test_alert_is_posted_when_history_cannot_be_read(audit_bot, slack, intuit, clock):
+    """Without the history scope zqbo cannot look: it posts again (a duplicate beats a loss)."""
+    automated(intuit, doc_number="ZP-NOSCOPE")
+    slack.fail_next("chat.postMessage", "internal_error")  # refused: nothing reached the channel
+    clock.advance(60)
+    audit_bot.services.auditor.run(REALM)
+    assert alerts_in_channel(slack) == []
+    slack.fail_next("conversations.history", "missing_scope")
+    clock.advance(15 * 60)
+    audit_bot.services.auditor.run(REALM)
+    [alert] = alerts_in_channel(slack)
+    assert "ZP-NOSCOPE" in card_text(alert)

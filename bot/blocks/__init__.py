@@ -4,7 +4,7 @@
 Slack's limits. Callers use `from bot import blocks` and the names below.
 """
 
-from bot.blocks.alerts import ALERT_TITLES, alert_message, alert_metadata, alert_resolved_note, alerts_list
+from bot.blocks.alerts import ALERT_TITLES, alert_message, alert_resolved_note, alerts_list
 from bot.blocks.answers import (
     callback_problem_text,
     check_results,
@@ -42,7 +42,6 @@ __all__ = [
     "Message",
     "Mrkdwn",
     "alert_message",
-    "alert_metadata",
     "alert_resolved_note",
     "alerts_list",
     "callback_problem_text",

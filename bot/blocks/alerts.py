@@ -90,14 +90,6 @@ def alert_message(alert: Any) -> Message:
     return Message(f"zqbo: {prefix}{title} — {company}", blocks)
 
 
-def alert_metadata(alert: Any) -> dict[str, Any]:
-    """Slack message metadata that lets zqbo find its own post again (exactly-once posting)."""
-    return {
-        "event_type": "zqbo_alert",
-        "event_payload": {"fingerprint": alert.fingerprint, "realm_id": alert.realm_id, "kind": alert.kind},
-    }
-
-
 def alert_resolved_note(alert: Any) -> Message:
     return Message(
         f"Resolved: {alert.resolution}",
