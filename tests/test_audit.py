@@ -544,3 +544,28 @@ def test_alert_is_posted_when_history_cannot_be_read(audit_bot, slack, intuit, c
     audit_bot.services.auditor.run(REALM)
     [alert] = alerts_in_channel(slack)
     assert "ZP-NOSCOPE" in card_text(alert)
+
+
+def test_unknown_dedicated_id_is_said_not_hidden_as_zero(intuit, slack, clock, redis_prefix, cipher):
+    """No id pinned, none learned: the check cannot compare, and says so (check and status)."""
+    settings = make_settings(intuit, slack, ZQBO_MARKERS="PrivateNote~Zomentum")
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    server, bot = start_bot(settings, clock, store=store)
+    try:
+        connect(slack, intuit, bot, as_user=DEDICATED)
+        automated(intuit)
+        automated(intuit, by=DEDICATED)
+        intuit.add_entry(REALM, "Payment", by=JANE)  # manual
+        clock.advance(60)
+        resp, url = command(slack, bot, "check")
+        ack_message(resp)
+        [answer] = slack.wait_for_responses(url, 1, timeout=15)
+        text = " ".join(card_text(answer).split())
+        assert "dedicated user id unknown — 2 automated entries not compared" in text
+        assert "0 automated under a person" not in text
+        status = " ".join(card_text(ack_message(command(slack, bot, "status")[0])).split())
+        assert "could not compare 2 automated entries with the dedicated user" in status
+        assert alerts_in_channel(slack) == []
+    finally:
+        server.shutdown()
+        store.close()

@@ -9,7 +9,7 @@ the next run. One run per company at a time, across processes (a store lock per 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +48,7 @@ class AuditResult:
     new_alerts: int = 0
     qbo_calls: int = 0
     skipped: bool = False
+    details: dict[str, str] = field(default_factory=dict)
 
 
 class Scan:
@@ -168,17 +169,29 @@ class Auditor:
             return self._record(result)
         entries = list(scan.entries.values())
         metrics.AUDIT_ENTRIES.inc(len(entries))
-        new_alerts, offending = self._alert(conn, entries, check_id=iso(now))
+        new_alerts, offending, known = self._alert(conn, entries, check_id=iso(now))
         # The alerts are queued (saved): only now may the window close.
         next_since = max(server_time - OVERLAP, since)
         self._store.put_doc(CURSOR_KIND, realm_id, {"since": iso(next_since), "checked_at": iso(now)})
         self._store.delete_doc(FAILURES_KIND, realm_id)
         self._alerts.resolve(A.CHECKS_FAILING, realm_id, "QuickBooks answers again")
         self._alerts.flush(realm_id)
-        summary = f"{len(entries)} changed entries checked, {offending} automated under a person"
-        if offending:
-            summary += f" ({new_alerts} new alert{'s' if new_alerts != 1 else ''})"
-        return self._record(AuditResult(realm_id, True, summary, len(entries), new_alerts, calls))
+        details: dict[str, str] = {}
+        if not known:
+            # Nothing to compare with: say so, never "0 automated under a person".
+            automated = sum(1 for e in entries if e.automated)
+            details["not_compared"] = str(automated)
+            summary = (
+                f"{len(entries)} changed entries checked; dedicated user id unknown — "
+                f"{automated} automated entr{'y' if automated == 1 else 'ies'} not compared"
+            )
+        else:
+            summary = f"{len(entries)} changed entries checked, {offending} automated under a person"
+            if offending:
+                summary += f" ({new_alerts} new alert{'s' if new_alerts != 1 else ''})"
+        return self._record(
+            AuditResult(realm_id, True, summary, len(entries), new_alerts, calls, details=details)
+        )
 
     def _record(self, result: AuditResult) -> AuditResult:
         self._store.record_check(
@@ -189,6 +202,7 @@ class Auditor:
                 ok=result.ok,
                 summary=result.summary,
                 entries_scanned=result.scanned,
+                details=result.details,
             )
         )
         return result
@@ -268,7 +282,8 @@ class Auditor:
         return calls
 
     # findings → alerts -----------------------------------------------------------------------------
-    def _alert(self, conn: Connection, entries: list[Entry], check_id: str) -> tuple[int, int]:
+    def _alert(self, conn: Connection, entries: list[Entry], check_id: str) -> tuple[int, int, bool]:
+        """(alert groups queued, automated entries under a person, whether a dedicated id was known)."""
         realm = conn.realm_id
         dedicated_id, _ = self._learn(conn, entries)
         findings = find(entries, dedicated_id)
@@ -292,7 +307,7 @@ class Auditor:
             queued += 1
         if new_keys:
             self._store.mark_seen(f"alerted:{realm}", new_keys)
-        return queued, sum(len(v) for v in findings.offending.values())
+        return queued, sum(len(v) for v in findings.offending.values()), bool(dedicated_id)
 
     def _learn(self, conn: Connection, entries: list[Entry]) -> tuple[str, dict[str, Any]]:
         """Step 5 of the guided reconnect. With the dedicated id known, the first automated entry
