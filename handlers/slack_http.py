@@ -14,6 +14,62 @@ from slack_bolt import App
 from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
+NONE = type(None)
+# The keys Bolt reads while routing a request, with the types Slack sends. Bolt trusts them
+# (`view.get`, `actions[0]["action_id"]`…), so a signed body with another shape is refused here.
+SHAPES: dict[str, tuple[type, ...]] = {
+    "type": (str,),
+    "user": (dict, str),
+    "team": (dict, NONE),
+    "enterprise": (dict, NONE),
+    "channel": (dict, str),
+    "container": (dict,),
+    "message": (dict,),
+    "previous_message": (dict,),
+    "view": (dict,),
+    "actions": (list,),
+    "authorizations": (list,),
+    "event": (dict,),
+    "item": (dict,),
+    "assistant_thread": (dict,),
+    "state": (dict,),
+    "response_url": (str,),
+    "trigger_id": (str,),
+    "api_app_id": (str,),
+    "token": (str,),
+    "callback_id": (str,),
+    "team_id": (str,),
+    "user_id": (str,),
+    "channel_id": (str,),
+    "enterprise_id": (str, NONE),
+    "thread_ts": (str,),
+    "is_enterprise_install": (bool, str),
+    "is_ext_shared_channel": (bool,),
+    "function_execution_id": (str,),
+}
+
+
+def shape_problem(payload: dict) -> str:
+    """Why a payload does not have Slack's shape where Bolt relies on it, or ""."""
+    for key, types in SHAPES.items():
+        if key in payload and not isinstance(payload[key], types):
+            return f"{key} has the wrong type"
+    for key in ("actions", "authorizations"):
+        items = payload.get(key) or []
+        if not all(isinstance(item, dict) for item in items):
+            return f"{key} must hold objects"
+    if payload.get("type") == "block_actions":
+        actions = payload.get("actions")
+        if not actions or not all(isinstance(a.get("action_id"), str) for a in actions):
+            return "block_actions without an action_id"
+    for key in ("event", "view", "message", "container", "user", "team"):
+        inner = payload.get(key)
+        if isinstance(inner, dict):
+            problem = shape_problem({k: v for k, v in inner.items() if k in SHAPES})
+            if problem:
+                return f"{key}.{problem}"
+    return ""
+
 
 def malformed(body: bytes, content_type: str) -> str:
     """Why a signed body cannot be a Slack request, or "" when it can."""
@@ -22,7 +78,7 @@ def malformed(body: bytes, content_type: str) -> str:
             event = json.loads(body)
         except (ValueError, RecursionError):
             return "the body is not JSON"
-        return "" if isinstance(event, dict) else "the body is not a JSON object"
+        return shape_problem(event) if isinstance(event, dict) else "the body is not a JSON object"
     try:
         form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
     except (UnicodeDecodeError, ValueError):
@@ -35,7 +91,7 @@ def malformed(body: bytes, content_type: str) -> str:
         return "payload is not JSON"
     if not isinstance(payload, dict):
         return "payload is not a JSON object"
-    return ""
+    return shape_problem(payload)
 
 
 def register(web: Flask, bolt_app: App, signing_secret: str) -> None:

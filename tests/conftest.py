@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 import redis
 from cryptography.fernet import Fernet
+from hypothesis import settings as hypothesis_settings
 from werkzeug.serving import make_server
 
 from bot.app import Services, build_services, create_web_app
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TEST_KEY = Fernet.generate_key().decode()
 install_redaction()
+# CI replays the same examples every run (repeatable); `--hypothesis-profile=explore` looks further.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

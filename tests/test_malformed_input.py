@@ -185,3 +185,20 @@ def test_webhook_body_shapes_never_500(connected):
         b"\xff\xfe",
     ):
         assert _webhook(connected, body).status_code in (200, 400), body
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"view": None},
+        {"type": "block_actions", "actions": []},
+        {"type": "block_actions", "actions": [1]},
+        {"type": "block_actions", "actions": [{"action_id": 5}]},
+        {"type": "block_actions", "user": ["x"], "actions": [{"action_id": "zqbo_alert_ack"}]},
+        {"type": "view_submission", "view": {"type": None, "state": []}},
+    ],
+)
+def test_payload_objects_without_slacks_shape_are_a_400(bot, slack, payload):
+    """Found by the fuzz suite: Bolt trusts these shapes and answered 500."""
+    resp = _signed_form(slack, bot.events_url, {"payload": json.dumps(payload)})
+    assert resp.status_code == 400
