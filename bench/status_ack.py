@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import socket
 import statistics
@@ -142,9 +143,7 @@ async def _client(port: int, queue: list[bytes], latencies: list[float], errors:
         writer.close()
 
 
-def run_load(slack: SlackEmulator, port: int, total: int, clients: int) -> tuple[list[float], float]:
-    """`clients` keep-alive connections, each sending its next request when the last is answered."""
-    queue = signed_requests(slack, f"127.0.0.1:{port}", total)
+def _load_process(port: int, queue: list[bytes], clients: int, out) -> None:
     latencies: list[float] = []
     errors: list[str] = []
 
@@ -153,7 +152,23 @@ def run_load(slack: SlackEmulator, port: int, total: int, clients: int) -> tuple
 
     started = time.perf_counter()
     asyncio.run(main())
-    wall = time.perf_counter() - started
+    out.send((latencies, errors, time.perf_counter() - started))
+    out.close()
+
+
+def run_load(slack: SlackEmulator, port: int, total: int, clients: int) -> tuple[list[float], float]:
+    """`clients` keep-alive connections, each sending its next request when the last is answered.
+
+    The load generator runs in a process of its own: the emulators in this process receive the
+    bot's follow-up posts (response_url), as Slack would, and must not share the measuring
+    client's interpreter (its GIL) while they do."""
+    queue = signed_requests(slack, f"127.0.0.1:{port}", total)
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_load_process, args=(port, queue, clients, send))
+    child.start()
+    latencies, errors, wall = receive.recv()
+    child.join()
     if errors:
         print(f"  {len(errors)} requests failed: {sorted(set(errors))}")
     return latencies, wall

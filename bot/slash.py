@@ -37,28 +37,20 @@ def _refusal(text: str) -> Message:
 # --- status ---------------------------------------------------------------------------------
 
 
-def live_realms(services: Services, limit: int = MAX_COMPANIES_ON_CARD) -> list[str]:
-    """The companies a live probe covers: those on the card, connected."""
-    report = build_status(services.store, services.settings, services.clock)
-    shown = report.companies[:limit]
-    return [c.realm_id for c in shown if c.state in (State.CONNECTED, State.EXPIRING)]
-
-
-def status_ack(services: Services, can_follow_up: bool) -> tuple[Message, bool]:
-    """The card from stored state, and whether a live probe should follow the ack."""
+def status_ack(services: Services, can_follow_up: bool) -> tuple[Message, list[str]]:
+    """The card from stored state, and the companies on it a live probe should ask after the ack."""
     report = build_status(services.store, services.settings, services.clock)
     shown = report.companies[:MAX_COMPANIES_ON_CARD]
     live = [c.realm_id for c in shown if c.state in (State.CONNECTED, State.EXPIRING)]
     fresh = {realm: services.prober.fresh(realm) for realm in live}
     probes = {realm: result for realm, result in fresh.items() if result is not None}
     stale = [realm for realm in live if realm not in probes] if can_follow_up else []
-    return blocks.status_card(report, probes, probing=bool(stale)), bool(stale)
+    return blocks.status_card(report, probes, probing=bool(stale)), stale
 
 
-def status_after_probe(services: Services) -> Message | None:
-    realms = live_realms(services)
-    if not realms:
-        return None
+def status_after_probe(services: Services, realms: list[str]) -> Message:
+    """The card again once QBO answered for `realms` (probes are coalesced: one per company in
+    flight, and a fresh answer is reused)."""
     probes: dict[str, CheckResult] = {realm: services.prober.probe(realm) for realm in realms}
     report = build_status(services.store, services.settings, services.clock)  # a probe may change it
     return blocks.status_card(report, probes)

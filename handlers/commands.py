@@ -66,9 +66,11 @@ def answer(services: Services, ack: Ack, command: dict[str, Any]) -> Callable[[R
         reply(blocks.notice(NO_RESPONSE_URL, ":thinking_face:"))
         return None
     if cmd.name == "status":
-        card, probe = slash.status_ack(services, can_follow_up)
+        card, stale = slash.status_ack(services, can_follow_up)
         reply(card)
-        return (lambda respond: _replace(respond, slash.status_after_probe(services))) if probe else None
+        return (
+            (lambda respond: _replace(respond, slash.status_after_probe(services, stale))) if stale else None
+        )
     if cmd.name in FOLLOW_UP:
         reply(FOLLOW_UP[cmd.name]())
         work: dict[str, Callable[[], blocks.Message | None]] = {

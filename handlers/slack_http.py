@@ -79,6 +79,8 @@ def malformed(body: bytes, content_type: str) -> str:
         except (ValueError, RecursionError):
             return "the body is not JSON"
         return shape_problem(event) if isinstance(event, dict) else "the body is not a JSON object"
+    if b"payload=" not in body:  # slash commands: nothing here for Bolt to trip on
+        return ""
     try:
         form = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
     except (UnicodeDecodeError, ValueError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -35,6 +36,13 @@ def connect(slack, intuit, bot, as_user: str, user_id: str = "U0ADMIN") -> reque
     [auth_url] = link_buttons(message)
     callback = intuit.authorize(auth_url, as_user=as_user)
     return requests.get(callback, timeout=10)
+
+
+def signed_form(slack, url: str, form: dict[str, str]) -> requests.Response:
+    """POST a form signed as Slack signs it (any fields: malformed ones too)."""
+    body = urlencode(form).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **slack.sign(body)}
+    return requests.post(url, data=body, headers=headers, timeout=15)
 
 
 def dms_to(slack, user_id: str, wait_for: int = 0, timeout: float = 5.0) -> list[dict[str, Any]]:

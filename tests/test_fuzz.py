@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -24,7 +23,7 @@ from bot.audit.markers import MarkerError, parse_markers
 from bot.commands import KNOWN
 from bot.store.redis import RedisStore
 from tests.conftest import DEDICATED, REALM, REDIS_URL, make_settings, start_bot
-from tests.helpers import connect
+from tests.helpers import connect, signed_form
 
 VERIFIER = "emu-webhook-verifier"
 
@@ -120,12 +119,6 @@ def fuzz_bot(intuit, slack, clock, redis_prefix, cipher):
     store.close()
 
 
-def _post_form(slack, url: str, form: dict[str, str]) -> requests.Response:
-    body = urlencode(form).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded", **slack.sign(body)}
-    return requests.post(url, data=body, headers=headers, timeout=15)
-
-
 @over_http(120)
 @given(text=command_text, user=st.sampled_from(USERS))
 def test_any_command_text_gets_a_200_and_a_private_sentence(fuzz_bot, slack, text, user):
@@ -139,7 +132,7 @@ def test_any_command_text_gets_a_200_and_a_private_sentence(fuzz_bot, slack, tex
         "response_url": slack.new_response_url(),
         "trigger_id": "1.2.3",
     }
-    resp = _post_form(slack, fuzz_bot.events_url, form)
+    resp = signed_form(slack, fuzz_bot.events_url, form)
     assert resp.status_code == 200, resp.text
     answer = resp.json()
     assert answer["response_type"] == "ephemeral"
@@ -241,7 +234,7 @@ button_payload = st.fixed_dictionaries(
 def test_any_signed_button_payload_never_5xx_and_writes_only_what_is_real(fuzz_bot, slack, payload):
     payload = dict(payload)
     payload["response_url"] = slack.new_response_url()
-    resp = _post_form(slack, fuzz_bot.events_url, {"payload": json.dumps(payload)})
+    resp = signed_form(slack, fuzz_bot.events_url, {"payload": json.dumps(payload)})
     assert resp.status_code < 500, resp.text
     store = fuzz_bot.services.store
     # never a store write for an unknown kind or company

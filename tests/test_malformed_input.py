@@ -14,7 +14,7 @@ import requests
 
 from bot.commands import MAX_TEXT
 from tests.conftest import DEDICATED, REALM, make_settings, start_bot
-from tests.helpers import ack_message, card_text, command, connect
+from tests.helpers import ack_message, card_text, command, connect, signed_form
 
 VERIFIER = "emu-webhook-verifier"
 
@@ -33,19 +33,13 @@ def connected(intuit, slack, clock, redis_prefix, cipher):
     store.close()
 
 
-def _signed_form(slack, url: str, form: dict[str, str]) -> requests.Response:
-    body = urlencode(form).encode()
-    headers = {"Content-Type": "application/x-www-form-urlencoded", **slack.sign(body)}
-    return requests.post(url, data=body, headers=headers, timeout=10)
-
-
 def _redis_keys(redis_client, prefix: str) -> set[bytes]:
     return set(redis_client.scan_iter(f"{prefix}:*"))
 
 
 @pytest.mark.parametrize("payload", ["{not-json", "", "null", "[1,2]", '"text"', "7"])
 def test_interactivity_payload_that_is_not_a_json_object_is_a_400(bot, slack, payload):
-    resp = _signed_form(slack, bot.events_url, {"payload": payload})
+    resp = signed_form(slack, bot.events_url, {"payload": payload})
     assert resp.status_code == 400
 
 
@@ -76,7 +70,7 @@ def test_deeply_nested_webhook_json_is_a_400(connected):
 def test_bodies_over_a_megabyte_are_refused_before_parsing(connected, slack):
     big = b"[" + b"1," * 600_000 + b"1]"
     assert _webhook(connected, big).status_code == 413
-    resp = _signed_form(slack, connected.events_url, {"payload": "x" * 1_100_000})
+    resp = signed_form(slack, connected.events_url, {"payload": "x" * 1_100_000})
     assert resp.status_code == 413
 
 
@@ -156,7 +150,7 @@ def _command_without_response_url(slack, bot, text: str) -> requests.Response:
         "text": text,
         "trigger_id": "1.2.3",
     }
-    return _signed_form(slack, bot.events_url, form)
+    return signed_form(slack, bot.events_url, form)
 
 
 def test_a_command_without_response_url_is_answered_in_the_ack(connected, slack, caplog):
@@ -200,5 +194,5 @@ def test_webhook_body_shapes_never_500(connected):
 )
 def test_payload_objects_without_slacks_shape_are_a_400(bot, slack, payload):
     """Found by the fuzz suite: Bolt trusts these shapes and answered 500."""
-    resp = _signed_form(slack, bot.events_url, {"payload": json.dumps(payload)})
+    resp = signed_form(slack, bot.events_url, {"payload": json.dumps(payload)})
     assert resp.status_code == 400

@@ -16,7 +16,6 @@ context 10 elements, actions 25, confirm title/text/buttons 100/300/30, and 50 b
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -65,19 +64,17 @@ def esc(value: object) -> Mrkdwn:
     return Mrkdwn(str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
 
 
-class _Template(string.Formatter):
-    def format_field(self, value: Any, format_spec: str) -> str:
-        if isinstance(value, Mrkdwn):
-            return Mrkdwn(format(str(value), format_spec))
-        return esc(format(value, format_spec))
-
-
-_TEMPLATE = _Template()
+def _safe(value: object) -> object:
+    """What may enter a template: zqbo's Mrkdwn and plain numbers as they are (so format specs
+    like `{:>6}` or `{:,}` still work), anything else as escaped text."""
+    if isinstance(value, Mrkdwn) or (isinstance(value, int | float) and not isinstance(value, str)):
+        return value
+    return esc(value)
 
 
 def md(template: str, /, *args: object, **kwargs: object) -> Mrkdwn:
     """`template` is zqbo's own mrkdwn; every value put into it is escaped unless it is Mrkdwn."""
-    return Mrkdwn(_TEMPLATE.vformat(template, args, kwargs))
+    return Mrkdwn(template.format(*(_safe(a) for a in args), **{k: _safe(v) for k, v in kwargs.items()}))
 
 
 _USER_ID = re.compile(r"[UWB][A-Z0-9]{2,20}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -44,6 +45,7 @@ class RedisStore:
         )
         self._cipher = cipher
         self._p = prefix
+        self._local = threading.local()
 
     def _k(self, *parts: str) -> str:
         return ":".join((self._p, *parts))
@@ -89,7 +91,18 @@ class RedisStore:
         pipe.execute()
 
     def change_marker(self) -> str:
-        return str(self._r.get(self._k("generation")) or "0")
+        # Read on every status ack: a connection kept per thread skips the pool's checkout and
+        # its pre-use socket poll, so the ack costs one send and one receive.
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = redis.Redis(connection_pool=self._r.connection_pool, single_connection_client=True)
+            self._local.client = client
+        try:
+            return str(client.get(self._k("generation")) or "0")
+        except (ConnectionError, TimeoutError):
+            self._local.client = None  # a fresh one next time, once Redis is back
+            client.close()
+            raise
 
     def save_connection(self, conn: Connection) -> None:
         text = codec.dump_connection(conn, self._cipher)
