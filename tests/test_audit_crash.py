@@ -35,6 +35,8 @@ def _world(tmp_path, intuit, slack):
     server, bot = start_bot(settings, SystemClock(), store=store)
     try:
         connect(slack, intuit, bot, as_user=DEDICATED)
+        # the "connected" DM goes out in the background: let it, so holds below catch the alert
+        slack.wait_for_calls("chat.postMessage", 1, timeout=10)
     finally:
         server.shutdown()
     env = {
