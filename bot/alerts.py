@@ -26,7 +26,8 @@ from bot.store.base import Store
 
 log = logging.getLogger(__name__)
 
-ALERT_KIND = "alert"
+ALERT_KIND = "alert"  # documents of kind "alert:{realm}", keyed by fingerprint: one hash per company
+OPEN_KIND = "open_alerts"  # realm -> {"fingerprints": [...]}: which companies have open alerts
 MUTE_KIND = "mute"
 CHANNEL_PROBLEM = ("alert_channel", "problem")
 METADATA_EVENT = "zqbo_alert"
@@ -126,28 +127,55 @@ class AlertBook:
         self._render = render
         self._render_note = render_resolved_note
 
-    # reading -----------------------------------------------------------------------------------
-    def all(self) -> list[Alert]:
-        return [Alert.from_doc(d) for d in self._store.list_docs(ALERT_KIND).values()]
+    # reading: alerts are kept per company, so work on one company never reads the others' -----
+    @staticmethod
+    def _kind(realm_id: str) -> str:
+        return f"{ALERT_KIND}:{realm_id}"
+
+    def all(self, realm_id: str | None = None) -> list[Alert]:
+        """One company's alerts (open and resolved); every company's when realm_id is None."""
+        realms = [realm_id] if realm_id is not None else self._store.realm_ids()
+        return [
+            Alert.from_doc(d) for realm in realms for d in self._store.list_docs(self._kind(realm)).values()
+        ]
 
     def open_alerts(self, realm_id: str | None = None) -> list[Alert]:
-        return sorted(
-            (a for a in self.all() if a.open and (realm_id is None or a.realm_id == realm_id)),
-            key=lambda a: a.created_at,
-        )
+        """Open alerts, oldest first: one company's, or every company that has any (the open index)."""
+        realms = [realm_id] if realm_id is not None else sorted(self._store.list_docs(OPEN_KIND))
+        return sorted((a for realm in realms for a in self.all(realm) if a.open), key=lambda a: a.created_at)
 
-    def get(self, fp: str) -> Alert | None:
-        doc = self._store.get_doc(ALERT_KIND, fp)
+    def get(self, fp: str, realm_id: str | None = None) -> Alert | None:
+        if realm_id is None:  # a button carries only the fingerprint: it is an open alert's
+            realm_id = next(
+                (
+                    r
+                    for r, doc in self._store.list_docs(OPEN_KIND).items()
+                    if fp in doc.get("fingerprints", [])
+                ),
+                None,
+            )
+            if realm_id is None:
+                return None
+        doc = self._store.get_doc(self._kind(realm_id), fp)
         return Alert.from_doc(doc) if doc else None
 
     def save(self, alert: Alert) -> None:
-        self._store.put_doc(ALERT_KIND, alert.fingerprint, alert.to_doc())
+        self._store.put_doc(self._kind(alert.realm_id), alert.fingerprint, alert.to_doc())
+        self._reindex(alert.realm_id)
+
+    def _reindex(self, realm_id: str) -> None:
+        """Keep the open index (which companies have open alerts, and which) in step."""
+        open_fps = sorted(a.fingerprint for a in self.all(realm_id) if a.open)
+        if open_fps:
+            self._store.put_doc(OPEN_KIND, realm_id, {"fingerprints": open_fps})
+        elif self._store.get_doc(OPEN_KIND, realm_id) is not None:
+            self._store.delete_doc(OPEN_KIND, realm_id)
 
     # raising -----------------------------------------------------------------------------------
     def raise_condition(self, kind: str, realm_id: str, company: str, detail: str) -> Alert | None:
         """One open alert per company and condition: a second raise while open changes nothing."""
         fp = fingerprint(realm_id, kind)
-        current = self.get(fp)
+        current = self.get(fp, realm_id)
         if current is not None and current.open:
             return None
         alert = Alert(fp, kind, realm_id, company, "connection", detail, iso(self._clock.now()))
@@ -191,7 +219,7 @@ class AlertBook:
             alert.state, alert.resolved_at, alert.resolution = "resolved", iso(self._clock.now()), resolution
             if alert.kind in CONDITIONS:
                 # the condition may fire again later: archive this one under its own key
-                self._store.delete_doc(ALERT_KIND, alert.fingerprint)
+                self._store.delete_doc(self._kind(realm_id), alert.fingerprint)
                 alert.fingerprint = fingerprint(alert.fingerprint, alert.resolved_at)
             self.save(alert)
             metrics.ALERTS.labels(kind=kind, event="resolved").inc()
@@ -248,17 +276,12 @@ class AlertBook:
 
     # posting: the queue drains here ------------------------------------------------------------
     def flush(self, realm_id: str | None = None) -> int:
-        """Post every queued alert (oldest first). Returns how many reached Slack."""
-        everything = self.all()
+        """Post every queued alert (oldest first), one company's or every company's (a maintenance
+        pass that also prunes everywhere). Returns how many reached Slack."""
+        realms = [realm_id] if realm_id is not None else self._store.realm_ids()
+        everything = [a for realm in realms for a in self.all(realm)]
         self._prune(everything)
-        queued = sorted(
-            (
-                a
-                for a in everything
-                if a.open and not a.posted and (realm_id is None or a.realm_id == realm_id)
-            ),
-            key=lambda a: a.created_at,
-        )
+        queued = sorted((a for a in everything if a.open and not a.posted), key=lambda a: a.created_at)
         posted = 0
         for alert in queued:
             if alert.entries:
@@ -280,7 +303,7 @@ class AlertBook:
         for alert in alerts:
             resolved = parse_iso(alert.resolved_at) if alert.resolved_at else None
             if not alert.open and resolved is not None and resolved < cutoff:
-                self._store.delete_doc(ALERT_KIND, alert.fingerprint)
+                self._store.delete_doc(self._kind(alert.realm_id), alert.fingerprint)
 
     def _post(self, alert: Alert) -> bool:
         channel = self._settings.alert_channel

@@ -19,6 +19,7 @@ from bot.commands import (
     parse_duration,
     parse_qbo_user_id,
 )
+from bot.connect import REALM_ID
 from bot.models import CheckResult, ConnectionStatus
 from bot.qbo.errors import NotConnected, QBOError, TransientError
 from bot.reconnect import NEW, ReconnectError
@@ -37,9 +38,17 @@ def _refusal(text: str) -> Message:
 # --- status ---------------------------------------------------------------------------------
 
 
-def status_ack(services: Services, can_follow_up: bool) -> tuple[Message, list[str]]:
-    """The card from stored state, and the companies on it a live probe should ask after the ack."""
-    report = build_status(services.store, services.settings, services.clock)
+def status_ack(services: Services, can_follow_up: bool, realm: str = "") -> tuple[Message, list[str]]:
+    """The card from stored state (every company, problems first; or the one named), and the
+    companies on it that a live probe should ask after the ack."""
+    if realm:
+        if not REALM_ID.fullmatch(realm):
+            return _refusal("A realm id is the company's number in QuickBooks (digits only)."), []
+        report = build_status(services.store, services.settings, services.clock, realm=realm)
+        if not report.companies:
+            return _refusal(f"No connected company has realm id `{realm}`."), []
+    else:
+        report = build_status(services.store, services.settings, services.clock)
     shown = report.companies[:MAX_COMPANIES_ON_CARD]
     live = [c.realm_id for c in shown if c.state in (State.CONNECTED, State.EXPIRING)]
     fresh = {realm: services.prober.fresh(realm) for realm in live}

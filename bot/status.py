@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from bot.clock import Clock, parse_iso
 from bot.config import Settings
-from bot.models import CheckResult, Connection, ConnectionStatus
+from bot.models import CheckResult
+from bot.standing import (  # noqa: F401 - re-exported for callers
+    REFRESH_EXPIRY_WARNING,
+    WRONG_IDENTITY,
+    State,
+    connection_state,
+    is_dedicated,
+)
 from bot.store.base import Store
 
-REFRESH_EXPIRY_WARNING = timedelta(days=14)
-
-
-class State(StrEnum):
-    NEVER = "never connected"
-    CONNECTED = "connected"
-    EXPIRING = "refresh token expiring"
-    LOST = "lost"
-    DISCONNECTED = "disconnected"
+MAX_COMPANIES_SHOWN = 8
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,10 @@ class CompanyStatus:
         )
 
     @property
+    def label(self) -> str:
+        return WRONG_IDENTITY if self.wrong_identity else self.state.value
+
+    @property
     def needs_reconnect(self) -> bool:
         return self.wrong_identity or self.state in (State.LOST, State.DISCONNECTED, State.EXPIRING)
 
@@ -70,29 +72,18 @@ class StatusReport:
     dedicated_email: str
     check_interval: timedelta
     scheduler_seen_at: datetime | None
-    companies: list[CompanyStatus] = field(default_factory=list)
+    companies: list[CompanyStatus] = field(default_factory=list)  # the shown ones, problems first
     alert_channel: str = ""
     alert_problem: str = ""  # why alerts cannot be posted, if they cannot
+    counts: dict[str, int] = field(default_factory=dict)  # every company, by state label
+
+    @property
+    def total(self) -> int:
+        return max(sum(self.counts.values()), len(self.companies))
 
     @property
     def never_connected(self) -> bool:
-        return not self.companies
-
-
-def connection_state(conn: Connection, now: datetime) -> State:
-    if conn.status is ConnectionStatus.LOST:
-        return State.LOST
-    if conn.status is ConnectionStatus.DISCONNECTED:
-        return State.DISCONNECTED
-    if conn.refresh_expires_at - now <= REFRESH_EXPIRY_WARNING:
-        return State.EXPIRING
-    return State.CONNECTED
-
-
-def is_dedicated(email: str, dedicated_email: str) -> bool | None:
-    if not dedicated_email:
-        return None
-    return bool(email) and email.strip().lower() == dedicated_email.strip().lower()
+        return not self.companies and not self.total
 
 
 def scheduler_heartbeat(store: Store) -> datetime | None:
@@ -100,14 +91,23 @@ def scheduler_heartbeat(store: Store) -> datetime | None:
     return parse_iso(doc.get("at")) if doc else None
 
 
-def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport:
-    """The status report from stored state only: one store round trip, no Intuit or QBO call."""
+def build_status(
+    store: Store,
+    settings: Settings,
+    clock: Clock,
+    limit: int = MAX_COMPANIES_SHOWN,
+    realm: str | None = None,
+) -> StatusReport:
+    """The status report from stored state only: counts from the status index, details for the
+    first `limit` companies (problems first). A fixed number of store round trips whatever the
+    number of companies; no Intuit or QBO call."""
     now = clock.now()
-    view = store.overview(doc_kinds=("scheduler", "reconnect", "dedicated_user", "alert", "alert_channel"))
-    open_alerts: dict[str, int] = {}
-    for alert in view.docs["alert"].values():
-        if alert.get("state") == "firing":
-            open_alerts[alert.get("realm_id", "")] = open_alerts.get(alert.get("realm_id", ""), 0) + 1
+    view = store.overview(
+        realm_doc_kinds=("reconnect", "dedicated_user", "open_alerts"),
+        global_doc_kinds=("scheduler", "alert_channel"),
+        limit=limit,
+        realms=[realm] if realm else None,
+    )
     problem = view.doc("alert_channel", "problem")
     beat = view.doc("scheduler", "heartbeat")
     heartbeat = parse_iso(beat.get("at")) if beat else None
@@ -140,7 +140,7 @@ def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport
                 dedicated_user_source=source,
                 dedicated_learned_from=str(dedicated.get("entry", "")),
                 dedicated_learned_at=parse_iso(dedicated.get("entry_at")),
-                open_alerts=open_alerts.get(conn.realm_id, 0),
+                open_alerts=len((view.doc("open_alerts", conn.realm_id) or {}).get("fingerprints", [])),
                 last_check=last_check,
                 last_probe=view.check(conn.realm_id, "probe"),
                 reconnect=_guided(view.doc("reconnect", conn.realm_id)),
@@ -155,6 +155,7 @@ def build_status(store: Store, settings: Settings, clock: Clock) -> StatusReport
         companies=companies,
         alert_channel=settings.alert_channel,
         alert_problem=str(problem.get("problem", "")) if problem else "",
+        counts=dict(view.counts),
     )
 
 

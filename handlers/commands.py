@@ -66,7 +66,7 @@ def answer(services: Services, ack: Ack, command: dict[str, Any]) -> Callable[[R
         reply(blocks.notice(NO_RESPONSE_URL, ":thinking_face:"))
         return None
     if cmd.name == "status":
-        card, stale = slash.status_ack(services, can_follow_up)
+        card, stale = slash.status_ack(services, can_follow_up, cmd.args[0] if cmd.args else "")
         reply(card)
         return (
             (lambda respond: _replace(respond, slash.status_after_probe(services, stale))) if stale else None

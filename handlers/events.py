@@ -22,7 +22,9 @@ def register(app: App, services: Services) -> None:
     def publish_home(event: dict[str, Any], client: WebClient) -> None:
         if event.get("tab") not in (None, "home"):
             return
-        report = build_status(services.store, services.settings, services.clock)
+        report = build_status(
+            services.store, services.settings, services.clock, limit=blocks.status.MAX_COMPANIES_ON_HOME
+        )
         client.views_publish(user_id=event["user"], view=blocks.home(report))
 
     app.event("app_home_opened")(ack=ack_event, lazy=[publish_home])

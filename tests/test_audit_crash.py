@@ -78,7 +78,9 @@ def test_sigkill_after_slack_posted_but_before_the_save_posts_exactly_once(tmp_p
         [alert] = slack.messages("C0ALERTS")
         assert "Payment ZP-7" in card_text(alert)
         assert slack.calls_to("conversations.history"), "the restarted run did not look before posting"
-        [stored] = [a for a in store.list_docs("alert").values() if a["kind"] == "entries_under_person"]
+        [stored] = [
+            a for a in store.list_docs(f"alert:{REALM}").values() if a["kind"] == "entries_under_person"
+        ]
         assert stored["posted"] and stored["ts"] == alert["ts"]
         store.close()
 

@@ -133,19 +133,79 @@ def test_docs_put_get_list_delete(store):
     assert store.list_docs("other") == {}
 
 
-def test_overview_reads_connections_checks_and_docs_together(store):
+def test_overview_reads_the_index_head_with_its_checks_and_docs(store):
+    from bot.standing import ranker
+
     store.save_connection(make_connection("456"))
     store.save_connection(make_connection("123"))
+    store.save_connection(make_connection("789", status=ConnectionStatus.LOST))
     store.record_check(CheckResult("123", "probe", NOW, True, "ok"))
     store.put_doc("scheduler", "heartbeat", {"at": "2026-11-25T09:00:00+00:00"})
-    store.put_doc("checklist", "123", {"step": 2})
-    view = store.overview(doc_kinds=("scheduler", "alerts"))
-    assert [c.realm_id for c in view.connections] == ["123", "456"]
-    assert view.connections[0].refresh_token == make_connection("123").refresh_token
-    assert view.check("123", "probe").summary == "ok" and view.check("456", "probe") is None
+    store.put_doc("reconnect", "123", {"step": 2})
+    store.put_doc("reconnect", "999", {"step": 1})  # not a shown company: not read
+    view = store.overview(realm_doc_kinds=("reconnect",), global_doc_kinds=("scheduler",), limit=2)
+    # problem companies first (lost), then by realm id; only `limit` of them are read
+    assert [c.realm_id for c in view.connections] == ["789", "123"]
+    assert view.counts == {"lost": 1, "connected": 2} and view.total == 3
+    assert view.check("123", "probe").ok
     assert view.doc("scheduler", "heartbeat") == {"at": "2026-11-25T09:00:00+00:00"}
-    assert view.docs["alerts"] == {} and "checklist" not in view.docs
-    assert store.overview().connections == store.list_connections()
+    assert view.docs["reconnect"] == {"123": {"step": 2}}
+    assert ranker("")(make_connection("1", status=ConnectionStatus.LOST)) == ("lost", 0)
+
+
+def test_status_index_follows_saves_and_deletes(store):
+    store.save_connection(make_connection("1"))
+    store.save_connection(make_connection("2"))
+    assert store.overview().counts == {"connected": 2}
+    store.save_connection(make_connection("2", status=ConnectionStatus.DISCONNECTED))
+    assert store.overview().counts == {"connected": 1, "disconnected": 1}
+    store.delete_connection("2")
+    assert store.overview().counts == {"connected": 1}
+    store.delete_connection("1")
+    view = store.overview()
+    assert view.counts == {} and view.connections == [] and view.total == 0
+    assert store.realm_ids() == []
+
+
+def test_wrong_identity_is_counted_as_such(store, cipher, tmp_path):
+    from bot.standing import ranker
+    from bot.store.redis import RedisStore
+    from bot.store.sqlite import SQLiteStore
+    from tests.conftest import REDIS_URL
+
+    rank = ranker("zomentum.integration@acme.example")
+    if store.backend == "redis":
+        other = RedisStore(REDIS_URL, cipher, prefix=store._p, ranker=rank)
+    else:
+        other = SQLiteStore(store.path, cipher, rank)
+    other.save_connection(make_connection("1"))  # jane: not the dedicated user
+    other.save_connection(make_connection("2", status=ConnectionStatus.LOST))
+    view = other.overview()
+    assert view.counts == {"wrong identity": 1, "lost": 1}
+    assert [c.realm_id for c in view.connections] == ["2", "1"]
+    other.close()
+
+
+def test_schedules_hand_out_due_companies_earliest_first(store):
+    for realm, at in (("a", 30.0), ("b", 10.0), ("c", 20.0), ("d", 99.0)):
+        store.schedule_set("audit", realm, at)
+    store.schedule_set("refresh", "a", 5.0)
+    assert store.schedule_due("audit", until=25) == [("b", 10.0), ("c", 20.0)]
+    assert store.schedule_due("audit", until=100, limit=2) == [("b", 10.0), ("c", 20.0)]
+    store.schedule_set("audit", "b", 50.0)  # moved on by one interval
+    assert store.schedule_due("audit", until=30) == [("c", 20.0), ("a", 30.0)]
+    store.schedule_remove("audit", "c")
+    assert store.schedule_members("audit") == {"a", "b", "d"}
+    store.save_connection(make_connection("a"))
+    store.delete_connection("a")  # deleting a company clears all its schedules
+    assert store.schedule_members("audit") == {"b", "d"} and store.schedule_members("refresh") == set()
+
+
+def test_claimed_reads_a_claim_without_making_one(store):
+    assert not store.claimed("done", "r1")
+    assert not store.claimed("done", "r1")  # asking twice does not claim
+    assert store.claim_once("done", "r1", 60)
+    assert store.claimed("done", "r1")
 
 
 def test_seen_reads_without_marking(store):
@@ -276,16 +336,16 @@ def test_change_marker_moves_with_every_write_any_process_commits(store, cipher)
 
 def test_overview_carries_the_marker_of_its_own_data(store):
     store.save_connection(make_connection("1"))
-    view = store.overview(("alert",))
+    view = store.overview(global_doc_kinds=("alert",))
     assert view.marker == store.change_marker()
     store.put_doc("alert", "x", {"state": "firing"})
-    assert store.overview(("alert",)).marker == store.change_marker() != view.marker
+    assert store.overview(global_doc_kinds=("alert",)).marker == store.change_marker() != view.marker
 
 
 def test_reads_and_bookkeeping_do_not_move_the_marker(store):
     store.save_connection(make_connection("1"))
     marker = store.change_marker()
-    store.overview(("alert",))
+    store.overview(global_doc_kinds=("alert",))
     store.list_connections()
     store.mark_seen("alerted:1", ["Payment:1"])
     store.claim_once("webhook", "ev1", 60)

@@ -198,3 +198,27 @@ def test_status_answers_when_the_key_was_changed(tmp_path):
     [company] = report.companies
     assert company.state is State.LOST
     assert "ZQBO_ENCRYPTION_KEY" in render(blocks.status_card(report).blocks)
+
+
+def test_status_at_scale_reads_counts_and_shows_problems_first(tmp_path):
+    """200 companies: the card counts them all from the index, decrypts and shows only the 8
+    first (problem companies first), and `text` stays one short line."""
+    from bot.models import ConnectionStatus
+
+    clock = FakeClock()
+    store = _store(tmp_path)
+    for i in range(200):
+        store.save_connection(_conn(str(5000 + i), f"Company {i}", clock))
+    lost = _conn("5150", "Lost Ltd", clock)
+    lost.status = ConnectionStatus.LOST
+    store.save_connection(lost)
+    settings = load_settings(_env_file=None, **SETTINGS)
+    report = build_status(store, settings, clock)
+    assert report.total == 200 and len(report.companies) == 8
+    assert report.companies[0].company_name == "Lost Ltd"
+    card = blocks.status_card(report)
+    assert card.text == "zqbo status — 200 companies: 1 lost, 199 connected"
+    text = render(card.blocks)
+    assert "192 more companies" in text and "200 companies: 1 lost, 199 connected" in text
+    one = build_status(store, settings, clock, realm="5199")
+    assert [c.company_name for c in one.companies] == ["Company 199"] and one.total == 200

@@ -26,7 +26,7 @@ from bot.models import Connection
 from bot.status import is_dedicated
 
 HELP_COMMANDS = (
-    ("status", "connection state, identity, token expiry and checks"),
+    ("status [realm]", "connection state, identity, token expiry and checks (problems first)"),
     ("connect", "get a link to connect QuickBooks (sign in as the dedicated user)"),
     ("reconnect [realm]", "guided reconnect as the dedicated user, step by step in a DM"),
     ("disconnect [realm]", "revoke zqbo's QuickBooks connection (asks to confirm)"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -24,9 +23,10 @@ from bot.blocks.message import (
     when,
 )
 from bot.models import CheckResult
-from bot.status import CompanyStatus, State, StatusReport
+from bot.status import WRONG_IDENTITY, CompanyStatus, State, StatusReport
 
 MAX_COMPANIES_ON_CARD = 8  # keeps a card well under Slack's 50 blocks
+MAX_COMPANIES_ON_HOME = 16  # a Home tab takes 100
 
 STATE_ICON = {
     State.CONNECTED: ":large_green_circle:",
@@ -197,17 +197,22 @@ def _never_connected() -> list[Block]:
     ]
 
 
+def _counts(report: StatusReport) -> str:
+    order = {
+        label: i for i, label in enumerate(("lost", "disconnected", WRONG_IDENTITY, State.EXPIRING.value))
+    }
+    parts = sorted(report.counts.items(), key=lambda kv: (order.get(kv[0], 9), kv[0]))
+    return ", ".join(f"{n:,} {label}" for label, n in parts)
+
+
 def summary(report: StatusReport) -> str:
     """One short line for notifications: counts by state, never the whole list."""
     if report.never_connected:
         return "zqbo: QuickBooks has never been connected"
-    if len(report.companies) == 1:
+    if report.total == 1 and report.companies:
         c = report.companies[0]
-        state = c.state.value + (", wrong identity" if c.wrong_identity else "")
-        return f"zqbo status — {c.company_name or c.realm_id}: {state}"
-    counts = Counter(c.state.value for c in report.companies)
-    parts = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
-    return f"zqbo status — {len(report.companies)} companies: {parts}"
+        return f"zqbo status — {c.company_name or c.realm_id}: {c.label}"
+    return f"zqbo status — {report.total:,} companies: {_counts(report)}"
 
 
 def _card_blocks(
@@ -215,13 +220,24 @@ def _card_blocks(
 ) -> list[Block]:
     if report.never_connected:
         return _never_connected()
-    blocks: list[Block] = [section(Mrkdwn("*QuickBooks Online connection status*"))]
+    head = Mrkdwn("*QuickBooks Online connection status*")
+    if report.total > 1:
+        head += md("\n{} companies: {}", f"{report.total:,}", _counts(report))
+    blocks: list[Block] = [section(head)]
     shown = report.companies[:limit]
     for company in shown:
         blocks.append(DIVIDER)
         blocks.extend(_company_blocks(company, report, probes.get(company.realm_id), probing))
-    if len(report.companies) > len(shown):
-        blocks.append(context(md("…and {} more companies", len(report.companies) - len(shown))))
+    if report.total > len(shown):
+        blocks.append(
+            context(
+                md(
+                    "…and {} more companies (problems are listed first; {} for any one)",
+                    f"{report.total - len(shown):,}",
+                    "`/zqbo status <realm>`",
+                )
+            )
+        )
     if report.alert_problem:
         blocks.append(section(md(":warning: *Alerts cannot be posted:* {}", report.alert_problem)))
     elif not report.alert_channel:
@@ -237,4 +253,4 @@ def status_card(
 
 def home(report: StatusReport) -> dict[str, Any]:
     """The App Home tab: the same card (Home views take up to 100 blocks, so more companies)."""
-    return home_view(_card_blocks(report, {}, False, MAX_COMPANIES_ON_CARD * 2))
+    return home_view(_card_blocks(report, {}, False, MAX_COMPANIES_ON_HOME))

@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 from bot.config import Settings
+from bot.standing import ranker
 from bot.store.base import Store
 from bot.store.crypto import TokenCipher, create_key_file, new_key, read_key_file
 
 
 def open_store(settings: Settings, *, redis_prefix: str = "zqbo") -> Store:
+    rank = ranker(settings.dedicated_email)  # the status index counts wrong identities as such
     if settings.redis_url:
         from bot.store.redis import RedisStore
 
-        return RedisStore(settings.redis_url, TokenCipher(settings.encryption_keys), redis_prefix)
+        return RedisStore(settings.redis_url, TokenCipher(settings.encryption_keys), redis_prefix, rank)
     from bot.store.sqlite import SQLiteStore
 
     keys = settings.encryption_keys or read_key_file(settings.db_path)
     if keys:
-        return SQLiteStore(settings.db_path, TokenCipher(keys))
+        return SQLiteStore(settings.db_path, TokenCipher(keys), rank)
     # First start: the key file is written only once the database has opened, so a database
     # that cannot be opened leaves no stray key behind. Nothing is sealed before that.
     key = new_key()
-    store = SQLiteStore(settings.db_path, TokenCipher([key]))
+    store = SQLiteStore(settings.db_path, TokenCipher([key]), rank)
     try:
         keys = create_key_file(settings.db_path, key)
     except BaseException:
@@ -28,7 +30,7 @@ def open_store(settings: Settings, *, redis_prefix: str = "zqbo") -> Store:
         raise
     if keys != [key]:  # another process wrote its key first: use that one
         store.close()
-        store = SQLiteStore(settings.db_path, TokenCipher(keys))
+        store = SQLiteStore(settings.db_path, TokenCipher(keys), rank)
     return store
 
 

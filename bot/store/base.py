@@ -14,6 +14,8 @@ from bot.models import CheckResult, Connection, OAuthState
 # How long a used or expired OAuth state is remembered, so a second click can be told
 # "this link was already used" instead of "this link is not ours".
 STATE_RETENTION_SECONDS = 24 * 3600
+# The kinds of per-company schedules (Store.schedule_*): deleting a connection clears them all.
+SCHEDULE_KINDS = ("audit", "refresh", "probe")
 
 
 class StoreUnavailable(Exception):
@@ -53,14 +55,30 @@ def raises_store_unavailable(
 
 
 @dataclass
-class Overview:
-    """Everything a status card needs, read in one round trip."""
+class IndexEntry:
+    """A company's line in the status index: what the status card needs to count companies by
+    state and to put problem companies first, without reading (or decrypting) them all."""
 
-    connections: list[Connection] = field(default_factory=list)  # ordered by realm id
+    state: str  # what the company counts as: a State's value, or "wrong identity"
+    rank: int  # lower first: lost, disconnected, wrong identity, expiring, connected
+
+
+@dataclass
+class Overview:
+    """What a status card needs, whatever the number of companies: counts by state from the
+    status index, and the first `limit` companies by rank with their checks and documents."""
+
+    connections: list[Connection] = field(default_factory=list)  # the shown ones, in rank order
     checks: dict[str, CheckResult] = field(default_factory=dict)  # "realm:kind" -> latest
     docs: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # kind -> key -> doc
-    # The store's change marker read together with the data (see Store.change_marker).
+    # The store's change marker, read before the data (see Store.change_marker).
     marker: str = ""
+    counts: dict[str, int] = field(default_factory=dict)  # state -> companies (status index)
+    entries: dict[str, IndexEntry] = field(default_factory=dict)  # realm -> index entry, shown ones
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
     def check(self, realm_id: str, kind: str) -> CheckResult | None:
         return self.checks.get(f"{realm_id}:{kind}")
@@ -80,7 +98,9 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
-    # Connections, keyed by QBO realm id. Tokens are sealed by the store's cipher.
+    # Connections, keyed by QBO realm id. Tokens are sealed by the store's cipher. Saving one also
+    # sets its status index entry (the store's ranker says its state and rank); deleting one
+    # removes it from the index and from every schedule.
     def save_connection(self, conn: Connection) -> None: ...
     def get_connection(self, realm_id: str) -> Connection | None: ...
     def list_connections(self) -> list[Connection]: ...
@@ -102,9 +122,29 @@ class Store(Protocol):
     def delete_doc(self, kind: str, key: str) -> None: ...
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]: ...
 
-    def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
-        """Connections, latest checks and the given document kinds, in one round trip, with
-        the change marker they correspond to (read atomically with them)."""
+    def overview(
+        self,
+        realm_doc_kinds: Sequence[str] = (),
+        global_doc_kinds: Sequence[str] = (),
+        limit: int = 8,
+        realms: Sequence[str] | None = None,
+    ) -> Overview:
+        """The status index's counts and its first `limit` companies (rank, then realm id) with
+        their connection, latest checks and the documents of `realm_doc_kinds` keyed by their
+        realm id; plus every document of `global_doc_kinds`. `realms` names the companies to show
+        instead of the index's head. A fixed number of round trips; only the shown connections
+        are decrypted."""
+
+    def realm_ids(self) -> list[str]:
+        """Every stored connection's realm id, without reading the connections."""
+
+    # Schedules: when each company is next due for a kind of job ("audit", "refresh").
+    def schedule_set(self, kind: str, realm_id: str, at: float) -> None: ...
+    def schedule_remove(self, kind: str, realm_id: str) -> None: ...
+    def schedule_due(self, kind: str, until: float, limit: int = 1000) -> list[tuple[str, float]]:
+        """Companies due at or before `until` (epoch seconds), earliest first."""
+
+    def schedule_members(self, kind: str) -> set[str]: ...
 
     def change_marker(self) -> str:
         """Changes whenever any process commits a write to connections, checks or documents:
@@ -118,6 +158,9 @@ class Store(Protocol):
 
     def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
         """True for the first claim of key within ttl (idempotency of deliveries)."""
+
+    def claimed(self, kind: str, key: str) -> bool:
+        """Whether key was claimed (and its claim has not expired); reads only."""
 
     def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> AbstractContextManager[bool]:
         """Mutual exclusion across threads and processes. Yields whether it was acquired

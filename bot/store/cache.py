@@ -21,20 +21,26 @@ class OverviewCache:
         self._store = store
         self._ttl = ttl  # an upper bound on reuse, even while nothing changed
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str, ...], tuple[float, Overview]] = {}
+        self._entries: dict[tuple[object, ...], tuple[float, Overview]] = {}
 
     @property
     def inner(self) -> Store:
         return self._store
 
-    def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
-        key = tuple(doc_kinds)
+    def overview(
+        self,
+        realm_doc_kinds: Sequence[str] = (),
+        global_doc_kinds: Sequence[str] = (),
+        limit: int = 8,
+        realms: Sequence[str] | None = None,
+    ) -> Overview:
+        key = (tuple(realm_doc_kinds), tuple(global_doc_kinds), limit, tuple(realms or ()))
         with self._lock:
             hit = self._entries.get(key)
         if hit is not None and time.monotonic() - hit[0] < self._ttl:
             if self._store.change_marker() == hit[1].marker:
                 return hit[1]
-        view = self._store.overview(doc_kinds)
+        view = self._store.overview(realm_doc_kinds, global_doc_kinds, limit, realms)
         with self._lock:
             self._entries[key] = (time.monotonic(), view)
         return view

@@ -7,6 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Any
 
 import redis
@@ -14,9 +15,12 @@ from redis.client import Pipeline
 from redis.exceptions import BusyLoadingError, ConnectionError, LockError, RedisError, TimeoutError
 
 from bot.models import CheckResult, Connection, OAuthState
+from bot.standing import default_rank
 from bot.store import codec
 from bot.store.base import (
+    SCHEDULE_KINDS,
     STATE_RETENTION_SECONDS,
+    IndexEntry,
     Overview,
     StoreUnavailable,
     iter_chunks,
@@ -25,6 +29,32 @@ from bot.store.base import (
 from bot.store.crypto import TokenCipher
 
 log = logging.getLogger(__name__)
+CHECK_KINDS = ("audit", "probe")
+# A connection, its status index entry, its state's count and the change marker move together.
+_SAVE_CONNECTION_LUA = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then
+  local state = cjson.decode(old)['state']
+  if redis.call('HINCRBY', KEYS[4], state, -1) <= 0 then redis.call('HDEL', KEYS[4], state) end
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
+redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+redis.call('INCR', KEYS[5])
+"""
+_DELETE_CONNECTION_LUA = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+if old then
+  local state = cjson.decode(old)['state']
+  if redis.call('HINCRBY', KEYS[4], state, -1) <= 0 then redis.call('HDEL', KEYS[4], state) end
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('ZREM', KEYS[3], ARGV[1])
+end
+for i = 6, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+redis.call('INCR', KEYS[5])
+"""
 
 
 def _why(store: RedisStore, exc: BaseException) -> str:
@@ -35,7 +65,13 @@ def _why(store: RedisStore, exc: BaseException) -> str:
 class RedisStore:
     backend = "redis"
 
-    def __init__(self, url: str, cipher: TokenCipher, prefix: str = "zqbo") -> None:
+    def __init__(
+        self,
+        url: str,
+        cipher: TokenCipher,
+        prefix: str = "zqbo",
+        ranker: Callable[[Connection], tuple[str, int]] = default_rank,
+    ) -> None:
         self._r = redis.Redis.from_url(
             url,
             decode_responses=True,
@@ -46,6 +82,9 @@ class RedisStore:
         self._cipher = cipher
         self._p = prefix
         self._local = threading.local()
+        self._rank = ranker
+        self._save_script = self._r.register_script(_SAVE_CONNECTION_LUA)
+        self._delete_script = self._r.register_script(_DELETE_CONNECTION_LUA)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self._p, *parts))
@@ -104,9 +143,20 @@ class RedisStore:
             client.close()
             raise
 
+    def _index_keys(self) -> list[str]:
+        return [
+            self._k("connections"),
+            self._k("status", "entry"),
+            self._k("status", "rank"),
+            self._k("status", "counts"),
+            self._k("generation"),
+        ]
+
     def save_connection(self, conn: Connection) -> None:
         text = codec.dump_connection(conn, self._cipher)
-        self._changed(lambda p: p.hset(self._k("connections"), conn.realm_id, text))
+        state, rank = self._rank(conn)
+        entry = json.dumps(asdict(IndexEntry(state, rank)))
+        self._save_script(keys=self._index_keys(), args=[conn.realm_id, text, entry, rank, state])
 
     def get_connection(self, realm_id: str) -> Connection | None:
         text = self._r.hget(self._k("connections"), realm_id)
@@ -117,7 +167,8 @@ class RedisStore:
         return [codec.load_connection(rows[k], self._cipher) for k in sorted(rows)]
 
     def delete_connection(self, realm_id: str) -> None:
-        self._changed(lambda p: p.hdel(self._k("connections"), realm_id))
+        schedules = [self._k("due", kind) for kind in SCHEDULE_KINDS]
+        self._delete_script(keys=[*self._index_keys(), *schedules], args=[realm_id])
 
     def put_oauth_state(self, state: OAuthState) -> None:
         self._r.set(self._k("oauth_state", state.state), codec.dump_state(state), ex=STATE_RETENTION_SECONDS)
@@ -152,23 +203,64 @@ class RedisStore:
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self._r.hgetall(self._k("doc", kind)).items()}
 
-    def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
-        pipe = self._r.pipeline(transaction=True)  # MULTI: the marker belongs to exactly this data
+    def overview(
+        self,
+        realm_doc_kinds: Sequence[str] = (),
+        global_doc_kinds: Sequence[str] = (),
+        limit: int = 8,
+        realms: Sequence[str] | None = None,
+    ) -> Overview:
+        # First trip (MULTI): the marker, the index's head and counts, the global documents.
+        pipe = self._r.pipeline(transaction=True)
         pipe.get(self._k("generation"))
-        pipe.hgetall(self._k("connections"))
-        pipe.hgetall(self._k("checks"))
-        for kind in doc_kinds:
+        pipe.zrange(self._k("status", "rank"), 0, max(0, limit - 1))
+        pipe.hgetall(self._k("status", "counts"))
+        for kind in global_doc_kinds:
             pipe.hgetall(self._k("doc", kind))
-        marker, conns, checks, *docs = pipe.execute()
-        return Overview(
+        marker, head, counts, *global_docs = pipe.execute()
+        realms = list(realms) if realms is not None else (head if limit > 0 else [])
+        view = Overview(
             marker=str(marker or "0"),
-            connections=[codec.load_connection(conns[k], self._cipher) for k in sorted(conns)],
-            checks={k: codec.load_check(v) for k, v in checks.items()},
+            counts={state: int(n) for state, n in counts.items() if int(n) > 0},
             docs={
                 kind: {k: json.loads(v) for k, v in rows.items()}
-                for kind, rows in zip(doc_kinds, docs, strict=True)
+                for kind, rows in zip(global_doc_kinds, global_docs, strict=True)
             },
         )
+        if not realms:
+            view.docs.update({kind: {} for kind in realm_doc_kinds})
+            return view
+        # Second trip: only the shown companies (read after the marker: never older than it).
+        pipe = self._r.pipeline(transaction=False)
+        pipe.hmget(self._k("connections"), realms)
+        pipe.hmget(self._k("checks"), [f"{r}:{kind}" for r in realms for kind in CHECK_KINDS])
+        pipe.hmget(self._k("status", "entry"), realms)
+        for kind in realm_doc_kinds:
+            pipe.hmget(self._k("doc", kind), realms)
+        conns, checks, entries, *docs = pipe.execute()
+        view.connections = [codec.load_connection(text, self._cipher) for text in conns if text]
+        keys = [f"{r}:{kind}" for r in realms for kind in CHECK_KINDS]
+        view.checks = {key: codec.load_check(text) for key, text in zip(keys, checks, strict=True) if text}
+        view.entries = {r: IndexEntry(**json.loads(e)) for r, e in zip(realms, entries, strict=True) if e}
+        for kind, rows in zip(realm_doc_kinds, docs, strict=True):
+            view.docs[kind] = {r: json.loads(text) for r, text in zip(realms, rows, strict=True) if text}
+        return view
+
+    def realm_ids(self) -> list[str]:
+        return sorted(self._r.hkeys(self._k("connections")))
+
+    def schedule_set(self, kind: str, realm_id: str, at: float) -> None:
+        self._r.zadd(self._k("due", kind), {realm_id: at})
+
+    def schedule_remove(self, kind: str, realm_id: str) -> None:
+        self._r.zrem(self._k("due", kind), realm_id)
+
+    def schedule_due(self, kind: str, until: float, limit: int = 1000) -> list[tuple[str, float]]:
+        rows = self._r.zrangebyscore(self._k("due", kind), "-inf", until, start=0, num=limit, withscores=True)
+        return [(realm, float(at)) for realm, at in rows]
+
+    def schedule_members(self, kind: str) -> set[str]:
+        return {realm for realm, _ in self._r.zscan_iter(self._k("due", kind))}
 
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         name = self._k("seen", kind)
@@ -190,6 +282,9 @@ class RedisStore:
 
     def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
         return bool(self._r.set(self._k("claim", kind, key), "1", nx=True, ex=ttl_seconds))
+
+    def claimed(self, kind: str, key: str) -> bool:
+        return bool(self._r.exists(self._k("claim", kind, key)))
 
     @contextmanager
     def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> Iterator[bool]:

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,8 +16,15 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from bot.models import CheckResult, Connection, OAuthState
+from bot.standing import default_rank
 from bot.store import codec
-from bot.store.base import STATE_RETENTION_SECONDS, Overview, iter_chunks, raises_store_unavailable
+from bot.store.base import (
+    STATE_RETENTION_SECONDS,
+    IndexEntry,
+    Overview,
+    iter_chunks,
+    raises_store_unavailable,
+)
 from bot.store.crypto import TokenCipher
 
 _SCHEMA = """
@@ -28,6 +35,19 @@ CREATE TABLE IF NOT EXISTS kv (
     expires_at REAL,
     PRIMARY KEY (ns, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS status_index (
+    realm TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    rank INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS status_index_rank ON status_index (rank, realm);
+CREATE TABLE IF NOT EXISTS schedule (
+    kind TEXT NOT NULL,
+    realm TEXT NOT NULL,
+    due REAL NOT NULL,
+    PRIMARY KEY (kind, realm)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS schedule_due ON schedule (kind, due);
 """
 
 
@@ -66,7 +86,9 @@ def _why(store: SQLiteStore, exc: BaseException) -> str:
 class SQLiteStore:
     backend = "sqlite"
 
-    def __init__(self, path: str, cipher: TokenCipher) -> None:
+    def __init__(
+        self, path: str, cipher: TokenCipher, ranker: Callable[[Connection], tuple[str, int]] = default_rank
+    ) -> None:
         self.path = path
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # One connection per thread: WAL lets readers run beside a writer, and SQLite's own
@@ -80,6 +102,7 @@ class SQLiteStore:
         self._cipher = cipher
         self._lock_dir = Path(f"{path}.locks")
         self._changes = ChangeCounter(f"{path}.changes")
+        self._rank = ranker
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -152,7 +175,18 @@ class SQLiteStore:
         self._local = threading.local()
 
     def save_connection(self, conn: Connection) -> None:
-        self._put("connection", conn.realm_id, codec.dump_connection(conn, self._cipher))
+        text = codec.dump_connection(conn, self._cipher)
+        state, rank = self._rank(conn)
+        with self._tx() as db:  # the connection and its status index entry move together
+            db.execute(
+                "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES ('connection',?,?,NULL)",
+                (conn.realm_id, text),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO status_index (realm, state, rank) VALUES (?,?,?)",
+                (conn.realm_id, state, rank),
+            )
+        self._changes.bump()
 
     def get_connection(self, realm_id: str) -> Connection | None:
         text = self._get("connection", realm_id)
@@ -163,7 +197,11 @@ class SQLiteStore:
         return [codec.load_connection(rows[k], self._cipher) for k in sorted(rows)]
 
     def delete_connection(self, realm_id: str) -> None:
-        self._delete("connection", realm_id)
+        with self._tx() as db:
+            db.execute("DELETE FROM kv WHERE ns='connection' AND key=?", (realm_id,))
+            db.execute("DELETE FROM status_index WHERE realm=?", (realm_id,))
+            db.execute("DELETE FROM schedule WHERE realm=?", (realm_id,))
+        self._changes.bump()
 
     def put_oauth_state(self, state: OAuthState) -> None:
         with self._tx() as db:
@@ -205,25 +243,85 @@ class SQLiteStore:
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self._all(f"doc:{kind}").items()}
 
-    def overview(self, doc_kinds: Sequence[str] = ()) -> Overview:
+    def overview(
+        self,
+        realm_doc_kinds: Sequence[str] = (),
+        global_doc_kinds: Sequence[str] = (),
+        limit: int = 8,
+        realms: Sequence[str] | None = None,
+    ) -> Overview:
         # The marker is read first: data read after it is at least as new, never older.
         marker = self.change_marker()
-        namespaces = ["connection", "check", *(f"doc:{kind}" for kind in doc_kinds)]
-        marks = ",".join("?" * len(namespaces))
-        rows = self._db.execute(
-            f"SELECT ns, key, value FROM kv WHERE ns IN ({marks}) "  # noqa: S608 - placeholders only
-            "AND (expires_at IS NULL OR expires_at>?) ORDER BY ns, key",
-            (*namespaces, time.time()),
-        ).fetchall()
-        result = Overview(docs={kind: {} for kind in doc_kinds}, marker=marker)
-        for ns, key, value in rows:
-            if ns == "connection":
-                result.connections.append(codec.load_connection(value, self._cipher))
-            elif ns == "check":
-                result.checks[key] = codec.load_check(value)
+        db = self._db
+        db.execute("BEGIN")  # one snapshot for the reads below
+        try:
+            counts = dict(db.execute("SELECT state, count(*) FROM status_index GROUP BY state").fetchall())
+            if realms is None:
+                head = db.execute(
+                    "SELECT realm, state, rank FROM status_index ORDER BY rank, realm LIMIT ?",
+                    (max(0, limit),),
+                ).fetchall()
             else:
-                result.docs[ns.removeprefix("doc:")][key] = json.loads(value)
-        return result
+                marks = ",".join("?" * len(realms))
+                head = db.execute(
+                    f"SELECT realm, state, rank FROM status_index WHERE realm IN ({marks})",  # noqa: S608
+                    tuple(realms),
+                ).fetchall()
+            realms = [row[0] for row in head]
+            view = Overview(
+                marker=marker,
+                counts=counts,
+                entries={r: IndexEntry(state, rank) for r, state, rank in head},
+                docs={kind: self._all_in(db, f"doc:{kind}") for kind in global_doc_kinds},
+            )
+            conns = self._values_in(db, "connection", realms)
+            view.connections = [codec.load_connection(conns[r], self._cipher) for r in realms if r in conns]
+            keys = [f"{r}:{kind}" for r in realms for kind in ("audit", "probe")]
+            view.checks = {k: codec.load_check(v) for k, v in self._values_in(db, "check", keys).items()}
+            for kind in realm_doc_kinds:
+                view.docs[kind] = {
+                    k: json.loads(v) for k, v in self._values_in(db, f"doc:{kind}", realms).items()
+                }
+        finally:
+            db.execute("COMMIT")
+        return view
+
+    @staticmethod
+    def _all_in(db: sqlite3.Connection, ns: str) -> dict[str, dict[str, Any]]:
+        rows = db.execute("SELECT key, value FROM kv WHERE ns=?", (ns,)).fetchall()
+        return {k: json.loads(v) for k, v in rows}
+
+    @staticmethod
+    def _values_in(db: sqlite3.Connection, ns: str, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        marks = ",".join("?" * len(keys))
+        rows = db.execute(
+            f"SELECT key, value FROM kv WHERE ns=? AND key IN ({marks})",  # noqa: S608 - placeholders only
+            (ns, *keys),
+        ).fetchall()
+        return dict(rows)
+
+    def realm_ids(self) -> list[str]:
+        return [r[0] for r in self._db.execute("SELECT key FROM kv WHERE ns='connection' ORDER BY key")]
+
+    def schedule_set(self, kind: str, realm_id: str, at: float) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO schedule (kind, realm, due) VALUES (?,?,?)", (kind, realm_id, at)
+        )
+
+    def schedule_remove(self, kind: str, realm_id: str) -> None:
+        self._db.execute("DELETE FROM schedule WHERE kind=? AND realm=?", (kind, realm_id))
+
+    def schedule_due(self, kind: str, until: float, limit: int = 1000) -> list[tuple[str, float]]:
+        rows = self._db.execute(
+            "SELECT realm, due FROM schedule WHERE kind=? AND due<=? ORDER BY due, realm LIMIT ?",
+            (kind, until, limit),
+        ).fetchall()
+        return [(realm, float(due)) for realm, due in rows]
+
+    def schedule_members(self, kind: str) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT realm FROM schedule WHERE kind=?", (kind,))}
 
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         new: set[str] = set()
@@ -247,6 +345,12 @@ class SQLiteStore:
             ).fetchall()
             found.update(r[0] for r in rows)
         return found
+
+    def claimed(self, kind: str, key: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM kv WHERE ns=? AND key=? AND expires_at>?", (f"claim:{kind}", key, time.time())
+        ).fetchone()
+        return row is not None
 
     def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
         now = time.time()
