@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
+from dramatiq.rate_limits import RateLimiterBackend
+from dramatiq.rate_limits.backends import RedisBackend, StubBackend
 from flask import Flask
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -25,6 +27,7 @@ from bot.probe import Prober
 from bot.qbo.client import QBOClient, RetryPolicy
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
+from bot.qbo.limits import RealmLimits
 from bot.reconnect import ReconnectService
 from bot.redact import remember
 from bot.services import Services
@@ -33,6 +36,14 @@ from bot.store.cache import OverviewCache
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
+
+
+def rate_limit_backend(settings: Settings) -> RateLimiterBackend:
+    """Where QBO's per-company limits are counted: Redis, shared by every process; in memory for
+    the embedded one-process setup."""
+    if settings.redis_url:
+        return RedisBackend(url=settings.redis_url)
+    return StubBackend()
 
 
 def slack_client(settings: Settings) -> WebClient:
@@ -82,7 +93,10 @@ def build_services(
     store = OverviewCache(store or open_store(settings), ttl=settings.status_cache_seconds)
     intuit = IntuitOAuth(settings, clock)
     connections = ConnectionManager(store, intuit, clock)
-    qbo = QBOClient(settings, intuit, connections, retry)
+    namespace = getattr(store.inner, "prefix", "zqbo")  # the Redis store's key prefix
+    qbo = QBOClient(
+        settings, intuit, connections, retry, RealmLimits(rate_limit_backend(settings), namespace)
+    )
     reuse = settings.probe_reuse_seconds if probe_reuse_seconds is None else probe_reuse_seconds
     prober = Prober(qbo, connections, store, clock, reuse_seconds=reuse)
     slack = slack_client(settings)

@@ -21,3 +21,12 @@ RECONNECT_STEPS = Counter(
 ALERTS = Counter("zqbo_alerts_total", "Alerts by kind and event", ["kind", "event"])
 AUDIT_ENTRIES = Counter("zqbo_audit_entries_total", "Changed entries classified by the audit")
 AUDIT_RUNS = Counter("zqbo_audit_runs_total", "Audit runs by outcome", ["outcome"])
+DISCOVERY_FETCHES = Counter("zqbo_discovery_fetches_total", "OpenID discovery documents fetched from Intuit")
+RATE_LIMIT_WAITS = Counter(
+    "zqbo_qbo_rate_limit_waits_total", "Times a QBO call waited for its company's limits", ["limit"]
+)
+RATE_LIMIT_WAIT_SECONDS = Histogram(
+    "zqbo_qbo_rate_limit_wait_seconds",
+    "Time QBO calls waited for their company's limits",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60),
+)

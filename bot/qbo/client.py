@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import requests
+from dramatiq.rate_limits.backends import StubBackend
 from quickbooks import QuickBooks
 from quickbooks.exceptions import AuthorizationException, QuickbooksException
 from quickbooks.objects.company_info import CompanyInfo
+from requests_oauthlib import OAuth2Session
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -30,6 +33,7 @@ from bot.qbo.connection import ConnectionManager
 from bot.qbo.errors import AccessDenied, RequestRejected, TransientError
 from bot.qbo.http import LastResponse, TimeoutAdapter
 from bot.qbo.intuit import IntuitOAuth
+from bot.qbo.limits import RealmLimits
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,34 +78,46 @@ class QBOClient:
         intuit: IntuitOAuth,
         connections: ConnectionManager,
         retry: RetryPolicy | None = None,
+        limits: RealmLimits | None = None,
     ) -> None:
         self._settings = settings
         self._intuit = intuit
         self._connections = connections
         self._retry = retry or RetryPolicy()
+        self._limits = limits or RealmLimits(StubBackend())
+        self._local = threading.local()
         if settings.qbo_api_is_local_http:
             # requests-oauthlib refuses http:// unless told; only ever for a loopback emulator.
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
 
     def _quickbooks(self, realm_id: str, force_refresh: bool) -> tuple[QuickBooks, LastResponse]:
         conn = self._connections.valid(realm_id, force_refresh=force_refresh)
-        return self._build(realm_id, conn.access_token, conn.refresh_token)
+        return self._build(realm_id, conn.access_token)
 
-    def _build(self, realm_id: str, access_token: str, refresh_token: str) -> tuple[QuickBooks, LastResponse]:
-        auth = self._intuit.client(access_token=access_token, realm_id=realm_id)
-        qb = QuickBooks(
-            auth_client=auth,
-            refresh_token=refresh_token,
-            company_id=realm_id,
-            minorversion=MINOR_VERSION,
-        )
+    def _session(self) -> tuple[OAuth2Session, LastResponse]:
+        """One HTTP session per thread, reused for every company: connections are kept alive,
+        and no AuthClient (with its discovery request) is built for a QBO call."""
+        held = getattr(self._local, "session", None)
+        if held is None:
+            session = OAuth2Session(self._settings.qbo_client_id)
+            recorder = LastResponse()
+            session.hooks["response"].append(recorder)
+            adapter = TimeoutAdapter(pool_maxsize=4)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            held = self._local.session = (session, recorder)
+        return held
+
+    def _build(self, realm_id: str, access_token: str) -> tuple[QuickBooks, LastResponse]:
+        # Without an auth_client python-quickbooks starts no session of its own and so can never
+        # refresh (and lose) a token by itself; it uses the session we give it.
+        qb = QuickBooks(company_id=realm_id, minorversion=MINOR_VERSION)
+        qb.sandbox = self._settings.qbo_environment == "sandbox"
         if self._settings.qbo_api_url:
             qb.api_url_v3 = qb.sandbox_api_url_v3 = self._settings.qbo_api_url
-        recorder = LastResponse()
-        qb.session.hooks["response"].append(recorder)
-        adapter = TimeoutAdapter()
-        qb.session.mount("http://", adapter)
-        qb.session.mount("https://", adapter)
+        session, recorder = self._session()
+        session.token = {"access_token": access_token, "token_type": "Bearer"}
+        qb.session = session
         return qb, recorder
 
     def _once(self, realm_id: str, operation: str, call: Callable[[QuickBooks], T]) -> T:
@@ -109,7 +125,8 @@ class QBOClient:
         for _ in range(2):  # a 401 gets one forced refresh, then it is final
             qb, recorder = self._quickbooks(realm_id, force)
             try:
-                return self._attempt(qb, recorder, operation, call)
+                with self._limits.slot(realm_id):
+                    return self._attempt(qb, recorder, operation, call)
             except _Unauthorized:
                 force = True
         raise AccessDenied(
@@ -168,9 +185,12 @@ class QBOClient:
         """
 
         def once() -> Any:
-            qb, recorder = self._build(realm_id, access_token, "")
+            qb, recorder = self._build(realm_id, access_token)
             try:
-                return self._attempt(qb, recorder, "companyinfo", lambda q: CompanyInfo.get(realm_id, qb=q))
+                with self._limits.slot(realm_id):
+                    return self._attempt(
+                        qb, recorder, "companyinfo", lambda q: CompanyInfo.get(realm_id, qb=q)
+                    )
             except _Unauthorized:
                 raise AccessDenied("QBO refused the new token for this company (HTTP 401)") from None
             except RequestRejected as exc:

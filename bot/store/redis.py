@@ -81,6 +81,7 @@ class RedisStore:
         )
         self._cipher = cipher
         self._p = prefix
+        self.prefix = prefix  # other Redis users (queue, limits) keep their keys under it too
         self._local = threading.local()
         self._rank = ranker
         self._save_script = self._r.register_script(_SAVE_CONNECTION_LUA)
