@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from dramatiq.rate_limits import RateLimiterBackend
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
@@ -31,6 +32,9 @@ from bot.qbo.limits import RealmLimits
 from bot.reconnect import ReconnectService
 from bot.redact import remember
 from bot.services import Services
+
+if TYPE_CHECKING:
+    from bot.jobs.engine import Engine
 from bot.store import Store, open_store
 from bot.store.cache import OverviewCache
 
@@ -140,7 +144,7 @@ def build_services(
     auditor = Auditor(store, qbo, alerts, reconnect, settings, clock)
     background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="zqbo-bg")
     after_ack = ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-after-ack")
-    return Services(
+    services = Services(
         settings,
         store,
         clock,
@@ -157,6 +161,19 @@ def build_services(
         alerts,
         auditor,
     )
+    services.engine = build_engine(services)
+    return services
+
+
+def build_engine(services: Services) -> Engine:
+    """Dramatiq on the Redis broker when REDIS_URL is set; otherwise a thread pool, no broker."""
+    from bot.jobs.engine import DramatiqEngine, InlineEngine
+    from bot.jobs.work import Work
+
+    work = Work(services)
+    if services.settings.redis_url:
+        return DramatiqEngine(services.settings, work, getattr(services.store.inner, "prefix", "zqbo"))
+    return InlineEngine(work, services.settings.inline_concurrency)
 
 
 class _TokenGivenTwice(logging.Filter):

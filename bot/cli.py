@@ -91,10 +91,12 @@ def serve(port: int | None, workers: int | None, threads: int) -> None:
 
             services = build_services(settings)
             if settings.scheduler_mode == "inline":
-                # Every worker runs the schedule; per-company locks let one of them do each job.
+                # Every web worker ticks; the one holding the leader lease schedules, and the
+                # jobs run on that process's bounded pool (no broker on one host).
                 from bot.scheduler import build
 
-                build(services, blocking=False).start()
+                scheduler, _ = build(services, blocking=False)
+                scheduler.start()
             return create_web_app(services)
 
     _Server().run()
@@ -120,8 +122,18 @@ def _say_if_store_is_down(settings: Settings) -> None:
 
 
 @main.command()
-def worker() -> None:
-    """Run the scheduled checks (entry audit, token keeper, probe) until stopped."""
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 512),
+    default=None,
+    help="Jobs run at once by this process (default 32 with Redis, ZQBO_INLINE_CONCURRENCY without).",
+)
+def worker(concurrency: int | None) -> None:
+    """Run per-company jobs (audits, token refreshes, probes) and the scheduler, until stopped.
+
+    With REDIS_URL: a Dramatiq consumer with `--concurrency` threads on the shared queue; start
+    as many as you need, they share the work. The scheduler runs in every worker, and acts in the
+    one holding the leader lease. Without Redis: the jobs run on this process's thread pool."""
     import signal
 
     from bot.app import build_services
@@ -129,35 +141,83 @@ def worker() -> None:
 
     settings = _settings()
     _say_if_store_is_down(settings)
-    scheduler = build(build_services(settings), blocking=True)
+    if not settings.redis_url and concurrency:
+        settings = settings.model_copy(update={"inline_concurrency": concurrency})
+    services = build_services(settings)
+    threads = concurrency or (32 if settings.redis_url else settings.inline_concurrency)
+    if settings.redis_url:
+        services.engine.start_worker(threads)  # type: ignore[attr-defined]
+    scheduler, clock = build(services, blocking=True, concurrency=threads)
 
     def stop(*_: object) -> None:
         scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
-    click.echo(f"zqbo worker: auditing every {settings.check_interval}; Ctrl-C stops")
+    click.echo(
+        f"zqbo worker: {threads} jobs at once ({services.engine.name}); audits every "
+        f"{settings.check_interval}; Ctrl-C stops"
+    )
     try:
         scheduler.start()
     except (KeyboardInterrupt, SystemExit):
         pass
+    finally:
+        clock.lease.release()
+        services.engine.close()
 
 
 @main.command()
 @click.argument("realm", required=False)
-def check(realm: str | None) -> None:
-    """Run the entry audit now (all companies, or one) and print the result."""
-    from bot.app import build_services
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 512),
+    default=32,
+    show_default=True,
+    help="Jobs this process runs itself when no worker is running.",
+)
+def check(realm: str | None, concurrency: int) -> None:
+    """Run the entry audit now: one company, or a full round over every company on the same
+    parallel engine as the schedule; print a summary and exit when the round is done."""
+    import time
 
-    services = build_services(_settings())
-    if realm and services.store.get_connection(realm) is None:
-        raise click.ClickException(f"no connected company has realm id {realm}")
-    results = [services.auditor.run(realm, "cli", wait=60)] if realm else services.auditor.run_all("cli")
-    if not results:
-        click.echo("no company is connected")
-    for result in results:
+    from bot.app import build_services
+    from bot.jobs.clock import live_workers
+    from bot.jobs.engine import new_round_id
+
+    settings = _settings()
+    if not settings.redis_url:
+        settings = settings.model_copy(update={"inline_concurrency": concurrency})
+    services = build_services(settings)
+    if realm:
+        if services.store.get_connection(realm) is None:
+            raise click.ClickException(f"no connected company has realm id {realm}")
+        result = services.auditor.run(realm, "cli", wait=60)
         mark = "ok" if result.ok else "FAILED"
         click.echo(f"{result.realm_id}: {mark}: {result.summary} ({result.qbo_calls} QBO calls)")
-    sys.exit(0 if all(r.ok for r in results) else 1)
+        sys.exit(0 if result.ok else 1)
+    realms = services.store.realm_ids()
+    if not realms:
+        click.echo("no company is connected")
+        sys.exit(0)
+    workers = live_workers(services) if settings.redis_url else {}
+    started = time.monotonic()
+    try:
+        results = services.engine.run_round(
+            "audit", realms, new_round_id("check"), work_here=0 if workers else concurrency
+        )
+    finally:
+        services.engine.close()
+    wall = time.monotonic() - started
+    failed = [r for r in results if not r.get("ok")]
+    for r in results if len(results) <= 20 else failed[:20]:
+        mark = "ok" if r.get("ok") else "FAILED"
+        click.echo(f"{r.get('realm_id')}: {mark}: {r.get('summary', '')}")
+    who = f"{len(workers)} worker process(es)" if workers else "this process"
+    click.echo(
+        f"round done: {len(results)} companies checked, {len(failed)} failed, "
+        f"{wall:.1f} s ({len(results) / wall if wall else 0:.1f}/s, worked by {who})"
+    )
+    sys.exit(0 if not failed else 1)
 
 
 @main.command()
@@ -235,6 +295,22 @@ def doctor() -> None:
         report("intuit", True, f"discovery document for {settings.qbo_environment}")
     except Exception as exc:
         report("intuit", False, str(exc))
+    if not problem:
+        from bot.jobs.clock import leader, live_workers
+
+        boss = leader(services)
+        workers = live_workers(services)
+        seen = (
+            f"leader {boss['leader']} (ticked {boss['at'][:19]} UTC)" if boss else "no leader has ticked yet"
+        )
+        report("scheduler", boss is not None, seen)
+        engine = services.engine.name
+        threads = sum(int(w.get("concurrency", 0)) for w in workers.values())
+        report(
+            "workers",
+            bool(workers) or not settings.redis_url,
+            f"{len(workers)} live ({threads} jobs at once, {engine}); queue depth {services.engine.depth()}",
+        )
     report(
         "alert channel", bool(settings.alert_channel), settings.alert_channel or "ZQBO_ALERT_CHANNEL not set"
     )

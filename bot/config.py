@@ -185,6 +185,21 @@ class Settings(BaseSettings):
         ge=0,
         validation_alias=AliasChoices("ZQBO_STATUS_CACHE_SECONDS", "status_cache_seconds"),
     )
+    # A worker whose queue heartbeat is older than this is dead: its unfinished jobs go back on
+    # the queue for the other workers.
+    queue_heartbeat_seconds: float = Field(
+        default=60.0,
+        ge=1,
+        le=3600,
+        validation_alias=AliasChoices("ZQBO_QUEUE_HEARTBEAT_SECONDS", "queue_heartbeat_seconds"),
+    )
+    # How many per-company jobs this process runs at once without a broker (embedded setup).
+    inline_concurrency: int = Field(
+        default=16,
+        ge=1,
+        le=512,
+        validation_alias=AliasChoices("ZQBO_INLINE_CONCURRENCY", "inline_concurrency"),
+    )
     # How long a live probe's answer is shown instead of asking QBO again (per process).
     probe_reuse_seconds: float = Field(
         default=20.0,

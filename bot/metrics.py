@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 SLACK_COMMANDS = Counter("zqbo_slack_commands_total", "Slash commands received", ["subcommand"])
 TOKEN_REFRESHES = Counter("zqbo_token_refreshes_total", "QBO token refresh attempts", ["outcome"])
@@ -30,3 +30,8 @@ RATE_LIMIT_WAIT_SECONDS = Histogram(
     "Time QBO calls waited for their company's limits",
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60),
 )
+JOBS = Counter("zqbo_jobs_total", "Per-company jobs by kind and outcome", ["kind", "outcome"])
+JOBS_HANDED_OUT = Counter("zqbo_jobs_handed_out_total", "Jobs the scheduler leader put on the queue")
+QUEUE_DEPTH = Gauge("zqbo_queue_depth", "Jobs waiting in the queue (as this process last saw it)")
+ROUND_LAG = Gauge("zqbo_round_lag_seconds", "How late the most overdue company was when last handed out")
+LEADER = Gauge("zqbo_scheduler_leader", "1 when this process holds the scheduler lease")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from slack_sdk import WebClient
 
@@ -20,6 +21,9 @@ from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
 from bot.reconnect import ReconnectService
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.jobs.engine import Engine
 
 
 @dataclass
@@ -41,3 +45,5 @@ class Services:
     reconnect: ReconnectService
     alerts: AlertBook
     auditor: Auditor
+    # Where per-company jobs run (Dramatiq on Redis, or a thread pool here); set by build_services.
+    engine: Engine = None  # type: ignore[assignment]

@@ -9,7 +9,9 @@ import json
 import logging
 from typing import Any
 
+from dramatiq.errors import BrokerError
 from flask import Flask, Response, request
+from redis.exceptions import RedisError
 
 from bot.connect import REALM_ID
 from bot.services import Services
@@ -59,25 +61,19 @@ def register(web: Flask, services: Services) -> None:
             payload = json.loads(body or b"null")
         except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             return Response("not JSON", status=400)
-        realms = set()
+        realms: dict[str, str] = {}
         try:
             for delivery_id, realm_id in deliveries(payload, body):
                 if delivery_id and not services.store.claim_once("webhook", delivery_id, DEDUP_SECONDS):
                     continue  # Intuit retried a delivery we already have
-                realms.add(realm_id)
-            known = {c.realm_id for c in services.store.list_connections()}
-        except StoreUnavailable as exc:
+                realms.setdefault(realm_id, delivery_id)
+            known = set(services.store.realm_ids())
+            for realm_id in sorted(realms.keys() & known):
+                # An early audit on the queue (the audit, not the webhook body, decides what is
+                # alerted); one per delivery, whichever worker takes it.
+                services.engine.submit("audit", realm_id, f"webhook-{realms[realm_id] or 'legacy'}")
+        except (StoreUnavailable, BrokerError, RedisError) as exc:
             # Intuit retries a delivery that did not get a 2xx: nothing is lost by saying so.
             log.error("QBO webhook refused for now: %s", exc)
             return Response("store unavailable; retry later", status=503, headers={"Retry-After": "60"})
-        for realm_id in sorted(realms & known):
-            # The audit, not the webhook body, decides what is alerted.
-            services.background.submit(early_audit, services, realm_id)
         return Response("", status=200)
-
-
-def early_audit(services: Services, realm_id: str) -> None:
-    try:
-        services.auditor.run(realm_id, trigger="webhook", wait=30)
-    except Exception:
-        log.exception("early audit for %s failed", realm_id)

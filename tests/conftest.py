@@ -169,7 +169,21 @@ def start_bot(settings: Settings, clock: FakeClock, store=None, **kwargs: object
     server.app = create_web_app(services)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    return server, Bot(url, services)
+    if services.engine.name == "dramatiq":
+        services.engine.start_worker(4, poll_ms=50)  # a queue consumer here, like `zqbo worker`
+    return _Served(server, services), Bot(url, services)
+
+
+class _Served:
+    """The test server; shutting it down also stops the bot's queue consumer."""
+
+    def __init__(self, server, services: Services) -> None:
+        self._server = server
+        self._services = services
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+        self._services.engine.close()
 
 
 @pytest.fixture

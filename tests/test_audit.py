@@ -9,12 +9,13 @@ import hmac
 import json
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import requests
 
 from bot import alerts as A
-from bot.scheduler import Jobs
+from bot.jobs.work import BusyError, Work
 from bot.store.redis import RedisStore
 from tests.conftest import DEDICATED, JANE, REALM, REDIS_URL, make_settings, start_bot
 from tests.helpers import ack_message, card_text, command, connect
@@ -267,13 +268,21 @@ def test_lost_connection_alerts(audit_bot, slack, intuit, clock):
     assert len(texts) == 1 and "QuickBooks connection lost" in texts[0] and "invalid_grant" in texts[0]
 
 
-def test_token_keeper_refreshes_ahead_and_warns_before_the_end(audit_bot, slack, intuit, clock):
-    jobs = Jobs(audit_bot.services)
-    clock.advance(45 * 60)
-    jobs.token_keeper()
+def test_token_refresh_job_refreshes_ahead_and_warns_before_the_end(audit_bot, slack, intuit, clock):
+    work = Work(audit_bot.services)
+    work.refresh(REALM, "r1")
+    assert intuit.count("token", grant_type="refresh_token") == 0  # an hour left: not yet
+    [(_, due)] = audit_bot.services.store.schedule_due("refresh", clock.now().timestamp() + 3600)
+    assert due == (clock.now() + timedelta(minutes=50)).timestamp()  # ten minutes before it ends
+    clock.advance(51 * 60)
+    work.refresh(REALM, "r2")
     assert intuit.count("token", grant_type="refresh_token") == 1
-    jobs.token_keeper()
+    work.refresh(REALM, "r2")  # the same round again (a redelivery): nothing
+    work.refresh(REALM, "r3")
     assert intuit.count("token", grant_type="refresh_token") == 1  # fresh now: nothing to do
+    conn = audit_bot.services.store.get_connection(REALM)
+    [(_, due)] = audit_bot.services.store.schedule_due("refresh", clock.now().timestamp() + 3600)
+    assert due == conn.access_expires_at.timestamp() - 600
     audit_bot.services.store.save_connection(
         audit_bot.services.store.get_connection(REALM).__class__(
             **{
@@ -282,7 +291,7 @@ def test_token_keeper_refreshes_ahead_and_warns_before_the_end(audit_bot, slack,
             }
         )
     )
-    jobs.token_keeper()
+    work.refresh(REALM, "r4")
     [alert] = alerts_in_channel(slack)
     assert "refresh token expiring" in card_text(alert)
 
@@ -378,7 +387,7 @@ def test_two_workers_twenty_runs(audit_bot, slack, intuit, clock, cipher, redis_
     other = build_services(
         audit_bot.services.settings, store=RedisStore(REDIS_URL, cipher, redis_prefix), clock=clock
     )
-    workers = [Jobs(audit_bot.services), Jobs(other)]
+    workers = [Work(audit_bot.services), Work(other)]
     generation0 = audit_bot.services.store.get_connection(REALM).token_generation
     offending = []
     for i in range(20):
@@ -386,10 +395,13 @@ def test_two_workers_twenty_runs(audit_bot, slack, intuit, clock, cipher, redis_
         clock.advance(30 * 60)
         barrier = threading.Barrier(2)
 
-        def run(jobs: Jobs, barrier: threading.Barrier = barrier) -> None:
-            barrier.wait()
-            jobs.token_keeper()
-            jobs.audit()
+        def run(work: Work, barrier: threading.Barrier = barrier, i: int = i) -> None:
+            barrier.wait()  # both hold the same due rounds, as after a leader change
+            work.refresh(REALM, f"refresh-{i}")
+            try:
+                work.audit(REALM, f"audit-{i}")
+            except BusyError:
+                work.audit(REALM, f"audit-{i}")  # the queue's retry
 
         threads = [threading.Thread(target=run, args=(w,)) for w in workers]
         for t in threads:

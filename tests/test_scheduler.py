@@ -9,24 +9,24 @@ import sys
 import time
 from pathlib import Path
 
-from bot.scheduler import Jobs, build
+from bot.jobs.work import Work
+from bot.scheduler import build
 from tests.conftest import DEDICATED, REALM, TEST_KEY, bot_env
 from tests.helpers import ack_message, card_text, command, connect
 
 
-def test_jobs_run_once_at_a_time_and_coalesce(bot):
-    scheduler = build(bot.services, blocking=False)
-    jobs = {job.id: job for job in scheduler.get_jobs()}
-    assert set(jobs) == {"audit", "tokens", "probe"}
-    for job in jobs.values():
-        assert job.max_instances == 1 and job.coalesce is True
-    assert jobs["audit"].trigger.interval.total_seconds() == 15 * 60
+def test_the_clock_is_one_tick_that_never_overlaps(bot):
+    scheduler, _ = build(bot.services, blocking=False)
+    [job] = scheduler.get_jobs()
+    assert job.id == "tick" and job.max_instances == 1 and job.coalesce is True
+    assert job.trigger.interval.total_seconds() == 5
 
 
 def test_heartbeat_gives_status_a_next_check(bot, slack, intuit):
     connect(slack, intuit, bot, as_user=DEDICATED)
-    Jobs(bot.services).audit()
-    time.sleep(1.1)  # the status cache
+    _, clock = build(bot.services, blocking=False)
+    clock.tick()  # the leader's heartbeat
+    Work(bot.services).audit(REALM, "r1")
     resp, _ = command(slack, bot, "status")
     card = card_text(ack_message(resp))
     assert "Next check:" in card and "in 15 min" in card

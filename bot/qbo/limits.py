@@ -21,6 +21,7 @@ from bot.qbo.errors import TransientError
 
 IN_FLIGHT = 10
 PER_MINUTE = 500
+_JITTER = random.Random()  # its own generator: waiting must not disturb anyone else's random
 
 
 class RealmLimits:
@@ -73,4 +74,4 @@ class RealmLimits:
                 raise TransientError(
                     f"QBO's limits for company {realm_id} stayed full for {self._max_wait:.0f} s"
                 )
-            time.sleep(0.05 + random.random() * 0.1)  # jitter: waiters do not retry in step
+            time.sleep(0.05 + _JITTER.random() * 0.1)  # jitter: waiters do not retry in step

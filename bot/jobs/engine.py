@@ -1,0 +1,181 @@
+"""Where per-company jobs run.
+
+- `DramatiqEngine` (REDIS_URL set): Dramatiq actors on a Redis broker, consumed by any number of
+  `zqbo worker` processes (threads each). Late acknowledgement: a message is acked only when its
+  job returns, and a dead worker's unacked messages are requeued once its heartbeat is older
+  than ZQBO_QUEUE_HEARTBEAT_SECONDS. Failed jobs are retried with exponential backoff; a job
+  older than two check intervals is dropped (the next round has it). `run_round` uses Dramatiq's
+  groups and Redis results backend to wait for a whole round.
+- `InlineEngine` (embedded): the same jobs on a bounded thread pool in this process, no broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import TYPE_CHECKING, Any, Protocol
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.results import Results
+from dramatiq.results.backends import RedisBackend as ResultsRedisBackend
+
+from bot import metrics
+from bot.jobs.work import BusyError, Work
+
+if TYPE_CHECKING:
+    from bot.config import Settings
+
+log = logging.getLogger(__name__)
+QUEUE = "zqbo"
+ROUND_TIMEOUT_SECONDS = 6 * 3600
+
+
+class Engine(Protocol):
+    name: str
+
+    def submit(self, kind: str, realm_id: str, round_id: str) -> None:
+        """Run job `kind` for the company, once for this round, on some worker."""
+
+    def run_round(
+        self, kind: str, realm_ids: list[str], round_id: str, work_here: int = 0
+    ) -> list[dict[str, Any]]:
+        """Run the job for every company and wait for all of them; `work_here` threads of this
+        process help (0: only the workers do)."""
+
+    def depth(self) -> int:
+        """Jobs waiting in the queue."""
+
+    def close(self) -> None: ...
+
+
+class InlineEngine:
+    name = "inline"
+
+    def __init__(self, work: Work, concurrency: int = 8) -> None:
+        self._work = work
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="zqbo-job")
+        self._pending = 0
+
+    def _run(self, kind: str, realm_id: str, round_id: str) -> dict[str, Any]:
+        try:
+            return self._work.run(kind, realm_id, round_id)
+        except BusyError as exc:
+            return {"realm_id": realm_id, "ok": False, "summary": str(exc)}
+        except Exception as exc:
+            metrics.JOBS.labels(kind=kind, outcome="error").inc()
+            log.exception("%s job for %s failed", kind, realm_id)
+            return {"realm_id": realm_id, "ok": False, "summary": f"{type(exc).__name__}: {exc}"}
+        finally:
+            self._pending -= 1
+
+    def submit(self, kind: str, realm_id: str, round_id: str) -> None:
+        self._pending += 1
+        self._pool.submit(self._run, kind, realm_id, round_id)
+
+    def run_round(
+        self, kind: str, realm_ids: list[str], round_id: str, work_here: int = 0
+    ) -> list[dict[str, Any]]:
+        self._pending += len(realm_ids)
+        futures = [self._pool.submit(self._run, kind, realm, round_id) for realm in realm_ids]
+        return [f.result() for f in as_completed(futures)]
+
+    def depth(self) -> int:
+        return max(0, self._pending)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class DramatiqEngine:
+    name = "dramatiq"
+
+    def __init__(self, settings: Settings, work: Work, namespace: str = "zqbo") -> None:
+        heartbeat_ms = int(settings.queue_heartbeat_seconds * 1000)
+        self.broker = RedisBroker(
+            url=settings.redis_url,
+            namespace=f"{namespace}:dramatiq",
+            heartbeat_timeout=heartbeat_ms,
+            # How often a queue command also looks for dead workers (in a million): with short
+            # heartbeats (tests) look often, so their messages come back within the round.
+            maintenance_chance=100_000 if heartbeat_ms < 30_000 else 1_000,
+        )
+        self.results = ResultsRedisBackend(url=settings.redis_url, namespace=f"{namespace}:dramatiq-results")
+        self.broker.add_middleware(Results(backend=self.results, store_results=False, result_ttl=86_400_000))
+        interval_ms = int(settings.check_interval.total_seconds() * 1000)
+        self.actors: dict[str, dramatiq.Actor] = {}
+        for kind, job in work.jobs().items():
+            self.actors[kind] = dramatiq.actor(
+                job,
+                broker=self.broker,
+                actor_name=f"zqbo_{kind}",
+                queue_name=QUEUE,
+                max_retries=5,
+                min_backoff=5_000,
+                max_backoff=300_000,
+                time_limit=15 * 60 * 1000,
+                max_age=2 * interval_ms,  # an old round is dropped: the next one has the company
+                retry_when=_retry_when,
+            )
+        self._worker: dramatiq.Worker | None = None
+
+    def submit(self, kind: str, realm_id: str, round_id: str) -> None:
+        self.actors[kind].send(realm_id, round_id)
+
+    def run_round(
+        self, kind: str, realm_ids: list[str], round_id: str, work_here: int = 0
+    ) -> list[dict[str, Any]]:
+        actor = self.actors[kind]
+        messages = [
+            actor.message_with_options(
+                args=(realm, round_id), store_results=True, max_age=ROUND_TIMEOUT_SECONDS * 1000
+            )
+            for realm in realm_ids
+        ]
+        worker = self.start_worker(work_here) if work_here and self._worker is None else None
+        try:
+            group = dramatiq.group(messages, broker=self.broker).run()
+            results: list[dict[str, Any]] = []
+            for message in group.messages:  # type: ignore[attr-defined]
+                try:
+                    results.append(
+                        message.get_result(
+                            backend=self.results, block=True, timeout=ROUND_TIMEOUT_SECONDS * 1000
+                        )
+                    )
+                except dramatiq.results.ResultFailure as exc:
+                    results.append({"realm_id": message.args[0], "ok": False, "summary": str(exc)})
+            return results
+        finally:
+            if worker is not None:
+                self.stop_worker()
+
+    def start_worker(self, concurrency: int, poll_ms: int = 1000) -> dramatiq.Worker:
+        """Consume the queue in this process; `poll_ms` bounds how long stopping takes."""
+        self._worker = dramatiq.Worker(
+            self.broker, queues={QUEUE}, worker_threads=max(1, concurrency), worker_timeout=poll_ms
+        )
+        self._worker.start()
+        return self._worker
+
+    def stop_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.stop(timeout=30_000)
+            self._worker = None
+
+    def depth(self) -> int:
+        return int(self.broker.do_qsize(QUEUE) or 0)
+
+    def close(self) -> None:
+        self.stop_worker()
+        self.broker.close()
+
+
+def _retry_when(retries: int, exc: Exception) -> bool:
+    # A busy company is retried soon; anything else a few times, with backoff (Retries middleware).
+    return retries < (20 if isinstance(exc, BusyError) else 5)
+
+
+def new_round_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
