@@ -193,6 +193,20 @@ class Settings(BaseSettings):
         le=3600,
         validation_alias=AliasChoices("ZQBO_QUEUE_HEARTBEAT_SECONDS", "queue_heartbeat_seconds"),
     )
+    # The scheduler's tick, and how long its leader lease lasts without renewal (a dead leader is
+    # replaced within lease + tick).
+    scheduler_tick_seconds: float = Field(
+        default=5.0,
+        ge=0.2,
+        le=60,
+        validation_alias=AliasChoices("ZQBO_SCHEDULER_TICK_SECONDS", "scheduler_tick_seconds"),
+    )
+    leader_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=300,
+        validation_alias=AliasChoices("ZQBO_LEADER_LEASE_SECONDS", "leader_lease_seconds"),
+    )
     # How many per-company jobs this process runs at once without a broker (embedded setup).
     inline_concurrency: int = Field(
         default=16,

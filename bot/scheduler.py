@@ -11,7 +11,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from bot.jobs.clock import TICK_SECONDS, Clock
+from bot.jobs.clock import Clock
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -23,7 +23,7 @@ def build(services: Services, blocking: bool, *, concurrency: int = 0) -> tuple[
     scheduler.add_job(
         clock.tick,
         "interval",
-        seconds=TICK_SECONDS,
+        seconds=services.settings.scheduler_tick_seconds,
         id="tick",
         next_run_time=services.clock.now(),
         max_instances=1,

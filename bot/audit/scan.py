@@ -138,7 +138,10 @@ class Auditor:
         return [self.run(conn.realm_id, trigger) for conn in self._store.list_connections()]
 
     def run(self, realm_id: str, trigger: str = "schedule", wait: float = 0) -> AuditResult:
-        with self._store.lock(f"job:audit:{realm_id}", ttl=600, wait=wait) as got:
+        # Held while the company is audited, renewed as it runs: if this process dies, the lock
+        # goes when the queue hands its job to another worker (the queue heartbeat).
+        ttl = max(3.0, self._settings.queue_heartbeat_seconds)
+        with self._store.lock(f"job:audit:{realm_id}", ttl=ttl, wait=wait, renew=True) as got:
             if not got:
                 return AuditResult(realm_id, True, "another worker is checking this company", skipped=True)
             result = self._run(realm_id)

@@ -125,6 +125,8 @@ class IntuitEmulator(EmulatorServer):
         self.identities: dict[str, EmuIdentity] = {}
         self.companies: dict[str, EmuCompany] = {}
         self.calls: list[Call] = []
+        self._in_flight: dict[str, int] = {}
+        self._peak: dict[str, int] = {}
         self._codes: dict[str, dict[str, Any]] = {}
         self._grants: dict[str, Grant] = {}
         self._by_refresh: dict[str, str] = {}  # any refresh token ever issued -> grant id
@@ -248,6 +250,20 @@ class IntuitEmulator(EmulatorServer):
         return company.users[by.lower()]
 
     # grants, for tests -------------------------------------------------------------------------
+    def grant_directly(self, realm_id: str, email: str) -> dict[str, Any]:
+        """Tokens for `email` on `realm_id` as if the consent and the code exchange had happened
+        (benchmarks and tests that need many connected companies without a browser)."""
+        now = self.clock.now()
+        with self._lock:
+            grant = Grant(uuid.uuid4().hex, realm_id, email.lower(), now, "", now)
+            self._grants[grant.grant_id] = grant
+            return self._issue(grant)
+
+    def max_in_flight(self, realm_id: str) -> int:
+        """The most QBO requests for one company this emulator ever served at the same time."""
+        with self._lock:
+            return self._peak.get(realm_id, 0)
+
     def grants(self, realm_id: str) -> list[Grant]:
         with self._lock:
             return [g for g in self._grants.values() if g.realm_id == realm_id]
@@ -325,6 +341,8 @@ class IntuitEmulator(EmulatorServer):
     # HTTP ----------------------------------------------------------------------------------------
     def _routes(self) -> None:
         app = self.app
+        app.before_request(self._enter)
+        app.teardown_request(self._leave)
         app.add_url_rule("/.well-known/openid_configuration", "discovery", self._discovery)
         app.add_url_rule("/.well-known/openid-configuration", "discovery2", self._discovery)
         app.add_url_rule("/op/v1/jwks", "jwks", self._jwks)
@@ -335,6 +353,23 @@ class IntuitEmulator(EmulatorServer):
         app.add_url_rule("/v3/company/<realm_id>/companyinfo/<company_id>", "companyinfo", self._companyinfo)
         app.add_url_rule("/v3/company/<realm_id>/query", "query", self._query, methods=["GET", "POST"])
         app.add_url_rule("/v3/company/<realm_id>/cdc", "cdc", self._cdc)
+
+    def _realm_of_request(self) -> str | None:
+        parts = request.path.split("/")
+        return parts[3] if len(parts) > 3 and parts[1] == "v3" and parts[2] == "company" else None
+
+    def _enter(self) -> None:
+        realm = self._realm_of_request()
+        if realm:
+            with self._lock:
+                now = self._in_flight[realm] = self._in_flight.get(realm, 0) + 1
+                self._peak[realm] = max(self._peak.get(realm, 0), now)
+
+    def _leave(self, exc: BaseException | None = None) -> None:
+        realm = self._realm_of_request()
+        if realm:
+            with self._lock:
+                self._in_flight[realm] -= 1
 
     def _record(self, endpoint: str, status: int, **extra: Any) -> None:
         with self._lock:

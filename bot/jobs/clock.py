@@ -3,7 +3,8 @@
 Every process that may schedule (`zqbo worker`, or `zqbo serve` on one host) ticks every few
 seconds; only the holder of the leader lease acts. The lease is a redis-py `Lock` with a TTL
 that each tick renews (a file lock on the embedded SQLite store, released by the kernel when its
-process dies): a dead leader is replaced within `LEASE_SECONDS` + one tick.
+process dies): a dead leader is replaced within ZQBO_LEADER_LEASE_SECONDS plus one tick
+(ZQBO_SCHEDULER_TICK_SECONDS).
 
 The leader hands out what is due, from the store's schedules (one due time per company and kind):
 - audit: every company, one `ZQBO_CHECK_INTERVAL` apart, each at its own offset (a company first
@@ -39,8 +40,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TICK_SECONDS = 5.0
-LEASE_SECONDS = 30.0
 BATCH = 2000  # due jobs handed out per kind and tick
 WORKER_SEEN_SECONDS = 30.0
 
@@ -54,7 +53,9 @@ class Lease:
         self._lock: object | None = None
         if self._redis is not None:
             self._lock = self._redis.lock(
-                f"{store.prefix}:lease:scheduler", timeout=LEASE_SECONDS, thread_local=False
+                f"{store.prefix}:lease:scheduler",
+                timeout=services.settings.leader_lease_seconds,
+                thread_local=False,
             )
         else:
             path = Path(f"{services.settings.db_path}.locks") / "scheduler-leader.lock"

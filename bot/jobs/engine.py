@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -104,19 +105,31 @@ class DramatiqEngine:
         self.results = ResultsRedisBackend(url=settings.redis_url, namespace=f"{namespace}:dramatiq-results")
         self.broker.add_middleware(Results(backend=self.results, store_results=False, result_ttl=86_400_000))
         interval_ms = int(settings.check_interval.total_seconds() * 1000)
+        options = {
+            "broker": self.broker,
+            "queue_name": QUEUE,
+            "max_retries": 5,
+            "min_backoff": 5_000,
+            "max_backoff": 300_000,
+            "time_limit": 15 * 60 * 1000,
+            "retry_when": _retry_when,
+        }
+        # Scheduled jobs keep no result; a round's jobs (zqbo check) do, for whoever waits on them.
         self.actors: dict[str, dramatiq.Actor] = {}
+        self.round_actors: dict[str, dramatiq.Actor] = {}
         for kind, job in work.jobs().items():
             self.actors[kind] = dramatiq.actor(
-                job,
-                broker=self.broker,
+                _no_result(job),
                 actor_name=f"zqbo_{kind}",
-                queue_name=QUEUE,
-                max_retries=5,
-                min_backoff=5_000,
-                max_backoff=300_000,
-                time_limit=15 * 60 * 1000,
                 max_age=2 * interval_ms,  # an old round is dropped: the next one has the company
-                retry_when=_retry_when,
+                **options,
+            )
+            self.round_actors[kind] = dramatiq.actor(
+                job,
+                actor_name=f"zqbo_{kind}_round",
+                max_age=ROUND_TIMEOUT_SECONDS * 1000,
+                store_results=True,
+                **options,
             )
         self._worker: dramatiq.Worker | None = None
 
@@ -126,18 +139,13 @@ class DramatiqEngine:
     def run_round(
         self, kind: str, realm_ids: list[str], round_id: str, work_here: int = 0
     ) -> list[dict[str, Any]]:
-        actor = self.actors[kind]
-        messages = [
-            actor.message_with_options(
-                args=(realm, round_id), store_results=True, max_age=ROUND_TIMEOUT_SECONDS * 1000
-            )
-            for realm in realm_ids
-        ]
+        actor = self.round_actors[kind]
+        messages = [actor.message(realm, round_id) for realm in realm_ids]
         worker = self.start_worker(work_here) if work_here and self._worker is None else None
         try:
-            group = dramatiq.group(messages, broker=self.broker).run()
+            dramatiq.group(messages, broker=self.broker).run()
             results: list[dict[str, Any]] = []
-            for message in group.messages:  # type: ignore[attr-defined]
+            for message in messages:
                 try:
                     results.append(
                         message.get_result(
@@ -170,6 +178,14 @@ class DramatiqEngine:
     def close(self) -> None:
         self.stop_worker()
         self.broker.close()
+
+
+def _no_result(job: Callable[..., Any]) -> Callable[..., None]:
+    def run(*args: Any) -> None:
+        job(*args)
+
+    run.__name__ = getattr(job, "__name__", "job")
+    return run
 
 
 def _retry_when(retries: int, exc: Exception) -> bool:

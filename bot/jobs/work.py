@@ -112,7 +112,8 @@ class Work:
 
     def _conditions(self, realm_id: str) -> None:
         """Connection-level alerts (lost, expiring, wrong identity) after the tokens changed."""
-        with self.s.store.lock(f"job:audit:{realm_id}", ttl=600, wait=5) as got:
+        ttl = max(3.0, self.s.settings.queue_heartbeat_seconds)
+        with self.s.store.lock(f"job:audit:{realm_id}", ttl=ttl, wait=5, renew=True) as got:
             if got:
                 self.s.auditor.connection_conditions(self.s.store.get_connection(realm_id))
                 self.s.alerts.flush(realm_id)

@@ -162,9 +162,12 @@ class Store(Protocol):
     def claimed(self, kind: str, key: str) -> bool:
         """Whether key was claimed (and its claim has not expired); reads only."""
 
-    def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> AbstractContextManager[bool]:
+    def lock(
+        self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False
+    ) -> AbstractContextManager[bool]:
         """Mutual exclusion across threads and processes. Yields whether it was acquired
-        within `wait` seconds; `ttl` bounds how long a crashed holder can block others.
+        within `wait` seconds; `ttl` bounds how long a crashed holder can block others, and with
+        `renew` the holder keeps renewing it while it runs (so `ttl` can be short).
         Raises StoreUnavailable when the lock cannot even be asked for."""
 
 

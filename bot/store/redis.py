@@ -57,6 +57,16 @@ redis.call('INCR', KEYS[5])
 """
 
 
+def _keep(lock: redis.lock.Lock, ttl: float, stop: threading.Event) -> None:
+    """Renew a held lock every third of its ttl until released: a long run keeps it, and a holder
+    that dies (SIGKILL, lost host) lets it go within one ttl."""
+    while not stop.wait(ttl / 3):
+        try:
+            lock.reacquire()
+        except (LockError, RedisError):
+            return
+
+
 def _why(store: RedisStore, exc: BaseException) -> str:
     return store.describe_error(exc)
 
@@ -288,15 +298,19 @@ class RedisStore:
         return bool(self._r.exists(self._k("claim", kind, key)))
 
     @contextmanager
-    def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> Iterator[bool]:
-        lock = self._r.lock(self._k("lock", name), timeout=ttl, blocking_timeout=wait)
+    def lock(self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False) -> Iterator[bool]:
+        lock = self._r.lock(self._k("lock", name), timeout=ttl, blocking_timeout=wait, thread_local=False)
         try:
             acquired = lock.acquire()
         except (ConnectionError, TimeoutError, BusyLoadingError) as exc:
             raise StoreUnavailable(self.describe_error(exc)) from None
+        stop = threading.Event()
+        if acquired and renew:
+            threading.Thread(target=_keep, args=(lock, ttl, stop), name=f"lock-{name}", daemon=True).start()
         try:
             yield acquired
         finally:
+            stop.set()
             if acquired:
                 try:
                     lock.release()

@@ -364,7 +364,7 @@ class SQLiteStore:
             return cur.rowcount == 1
 
     @contextmanager
-    def lock(self, name: str, *, ttl: float = 60, wait: float = 30) -> Iterator[bool]:
+    def lock(self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False) -> Iterator[bool]:
         # An OS file lock: released by the kernel if the holder dies, so `ttl` is not needed.
         # A new FileLock per use gives each caller its own descriptor, which is what makes
         # flock exclude threads of one process as well as other processes.

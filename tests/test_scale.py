@@ -1,0 +1,310 @@
+"""Many companies, several worker processes, one queue (issue 8): real `zqbo worker` processes
+on real Redis, Intuit/QBO emulated over HTTP; the emulator counts CDC calls per company.
+
+Rounds are made by the test, not by waiting 15 minutes: it sets every company's audit due now
+(what the passing of an interval does) and the workers' own leader hands them out.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+
+from bot.clock import SystemClock
+from bot.emulator import IntuitEmulator, SlackEmulator
+from bot.models import Connection, Identity
+from bot.standing import ranker
+from bot.store.crypto import TokenCipher
+from bot.store.redis import RedisStore
+from bot.store.sqlite import SQLiteStore
+from tests.conftest import DEDICATED, JANE, TEST_KEY, bot_env
+
+ZQBO = str(Path(sys.executable).parent / "zqbo")
+REDIS_DB = "redis://127.0.0.1:6379/13"  # these tests' own database, flushed around each
+MARK = "Zomentum payment"
+FAR = 4_000_000_000  # a due time far ahead (2096): nothing falls due by itself during a test
+
+
+def seed(intuit: IntuitEmulator, store, realms: list[str], offending: bool = False) -> None:
+    """Companies connected as the dedicated user, straight into the store (no browser)."""
+    clock = SystemClock()
+    for realm in realms:
+        intuit.add_company(realm, f"Company {realm}", users={DEDICATED: "9", JANE: "1"})
+        tokens = intuit.grant_directly(realm, DEDICATED)
+        now = clock.now()
+        store.save_connection(
+            Connection(
+                realm_id=realm,
+                company_name=f"Company {realm}",
+                access_token=tokens["access_token"],
+                refresh_token=tokens["refresh_token"],
+                access_expires_at=now + timedelta(seconds=tokens["expires_in"]),
+                refresh_expires_at=now + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
+                identity=Identity(email=DEDICATED, email_verified=True),
+                connected_at=now,
+            )
+        )
+        for kind in ("audit", "refresh"):
+            store.schedule_set(kind, realm, FAR)
+        if offending:
+            intuit.add_entry(realm, "Payment", by=JANE, private_note=MARK, doc_number=f"ZP-{realm[-4:]}")
+
+
+def cdc_per_realm(intuit: IntuitEmulator) -> Counter:
+    with intuit._lock:
+        return Counter(c.realm_id for c in intuit.calls if c.endpoint == "cdc" and c.status == 200)
+
+
+def force_round(store, realms: list[str]) -> None:
+    now = time.time() - 1
+    for realm in realms:
+        store.schedule_set("audit", realm, now)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+class Fleet:
+    def __init__(self, intuit: IntuitEmulator, slack: SlackEmulator, tmp_path: Path, **env: str) -> None:
+        self.env = {
+            **os.environ,
+            **bot_env(
+                intuit,
+                slack,
+                "http://127.0.0.1:9",
+                REDIS_URL=REDIS_DB,
+                ZQBO_MARKERS="PrivateNote~Zomentum",
+                ZQBO_DEDICATED_USER_ID="9",
+                ZQBO_DEDICATED_EMAIL=DEDICATED,
+                ZQBO_ALERT_CHANNEL="C0ALERTS",
+                ZQBO_SCHEDULER_TICK_SECONDS="0.5",
+                ZQBO_LEADER_LEASE_SECONDS="3",
+                ZQBO_QUEUE_HEARTBEAT_SECONDS="3",
+                ZQBO_LOG_LEVEL="WARNING",
+                **env,
+            ),
+        }
+        self.tmp_path = tmp_path
+        self.workers: list[subprocess.Popen] = []
+
+    def start(self, n: int, concurrency: int = 4) -> list[subprocess.Popen]:
+        for _ in range(n):
+            self.workers.append(
+                subprocess.Popen(
+                    [ZQBO, "worker", "--concurrency", str(concurrency)],
+                    env=self.env,
+                    cwd=self.tmp_path,
+                    stdout=subprocess.DEVNULL,
+                )
+            )
+        return self.workers
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+@pytest.fixture
+def world(tmp_path):
+    client = redis.Redis.from_url(REDIS_DB)
+    client.flushdb()
+    with IntuitEmulator(clock=SystemClock()) as intuit, SlackEmulator() as slack:
+        store = RedisStore(REDIS_DB, TokenCipher([TEST_KEY]), ranker=ranker(DEDICATED))
+        fleet = Fleet(intuit, slack, tmp_path)
+        try:
+            yield intuit, slack, store, fleet
+        finally:
+            fleet.stop()
+            store.close()
+            client.flushdb()
+            client.close()
+
+
+def test_two_workers_audit_every_company_exactly_once_per_round(world):
+    intuit, slack, store, fleet = world
+    realms = [f"71000000{i:04d}" for i in range(12)]
+    seed(intuit, store, realms)
+    fleet.start(2)
+    for round_no in range(1, 4):
+        force_round(store, realms)
+        wait_until(
+            lambda n=round_no: all(cdc_per_realm(intuit)[r] >= n for r in realms), 40, f"round {round_no}"
+        )
+        time.sleep(1.5)  # time for a duplicate to show up, if there were one
+        counts = cdc_per_realm(intuit)
+        assert {r: counts[r] for r in realms} == {r: round_no for r in realms}, f"round {round_no}"
+    assert intuit.count("discovery") <= 2  # once per worker process, not per call
+
+
+def test_a_killed_worker_s_companies_are_done_by_the_other_and_alerted_once(world):
+    intuit, slack, store, fleet = world
+    realms = [f"72000000{i:04d}" for i in range(16)]
+    seed(intuit, store, realms, offending=True)
+    intuit.set_latency(1.5, "cdc")  # long enough to kill a worker in the middle of its audits
+    victim, survivor = fleet.start(2, concurrency=4)
+    started = time.time()
+    force_round(store, realms)
+    wait_until(lambda: sum(cdc_in_flight(intuit).values()) >= 6, 20, "audits in flight")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(10)
+    wait_until(
+        lambda: all(
+            (c := store.last_check(r, "audit")) is not None and c.at.timestamp() >= started for r in realms
+        ),
+        60,
+        "every company audited by the surviving worker",
+    )
+    intuit.set_latency(0, "cdc")
+    wait_until(lambda: len(alert_messages(slack)) >= len(realms), 20, "every alert posted")
+    time.sleep(1)
+    per_company = Counter(m["text"].rsplit("— ", 1)[-1] for m in alert_messages(slack))
+    assert per_company == Counter({f"Company {r}": 1 for r in realms})  # each entry alerted once
+    assert survivor.poll() is None
+
+
+def cdc_in_flight(intuit: IntuitEmulator) -> dict[str, int]:
+    with intuit._lock:
+        return {realm: n for realm, n in intuit._in_flight.items() if n}
+
+
+def alert_messages(slack: SlackEmulator) -> list[dict]:
+    return [
+        m
+        for m in slack.messages("C0ALERTS")
+        if "thread_ts" not in m and "logged under a person" in m.get("text", "")
+    ]
+
+
+def test_killing_the_leader_hands_the_clock_over_without_skipping_or_doubling(world):
+    intuit, slack, store, fleet = world
+    realms = [f"73000000{i:04d}" for i in range(8)]
+    seed(intuit, store, realms)
+    workers = fleet.start(2)
+    wait_until(lambda: (store.get_doc("scheduler", "heartbeat") or {}).get("leader"), 20, "a leader")
+    force_round(store, realms)
+    wait_until(lambda: all(cdc_per_realm(intuit)[r] >= 1 for r in realms), 30, "round 1")
+    leader_pid = int(store.get_doc("scheduler", "heartbeat")["leader"].split(":")[1])
+    [leader] = [w for w in workers if w.pid == leader_pid]
+    os.kill(leader.pid, signal.SIGKILL)
+    leader.wait(10)
+    force_round(store, realms)  # round 2 falls due while nobody holds the lease
+    wait_until(lambda: all(cdc_per_realm(intuit)[r] >= 2 for r in realms), 30, "round 2 by the new leader")
+    time.sleep(1.5)
+    assert {r: cdc_per_realm(intuit)[r] for r in realms} == {r: 2 for r in realms}
+    beat = store.get_doc("scheduler", "heartbeat")
+    assert int(beat["leader"].split(":")[1]) != leader_pid
+
+
+def test_qbo_limits_hold_per_company_across_processes_under_a_burst(
+    intuit, slack, clock, redis_prefix, cipher
+):
+    """40 threads in two service graphs (two processes' worth) call one company at once: the
+    emulator never sees more than 10 of them in flight; another company is not held back."""
+    from bot.app import build_services
+    from tests.conftest import REALM, make_settings
+
+    settings = make_settings(intuit, slack)
+    graphs = [
+        build_services(settings, store=RedisStore(REDIS_URL_0, cipher, redis_prefix), clock=clock)
+        for _ in range(2)
+    ]
+    tokens = intuit.grant_directly(REALM, DEDICATED)
+    graphs[0].connections.record_grant(
+        REALM,
+        _token_set(tokens, clock),
+        identity=Identity(email=DEDICATED),
+    )
+    intuit.set_latency(0.3, "companyinfo")
+    errors: list[Exception] = []
+
+    def call(services) -> None:
+        try:
+            services.qbo.company_info(REALM)
+        except Exception as exc:  # pragma: no cover - the assertion below reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(graphs[i % 2],)) for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert 5 <= intuit.max_in_flight(REALM) <= 10
+    for g in graphs:
+        g.engine.close()
+
+
+REDIS_URL_0 = "redis://127.0.0.1:6379/0"
+
+
+def _token_set(tokens: dict, clock):
+    from bot.qbo.intuit import TokenSet
+
+    now = clock.now()
+    return TokenSet(
+        access_token=tokens["access_token"],
+        refresh_token=tokens["refresh_token"],
+        access_expires_at=now + timedelta(seconds=tokens["expires_in"]),
+        refresh_expires_at=now + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
+    )
+
+
+def test_zqbo_check_works_a_full_round_with_or_without_workers(world, tmp_path):
+    intuit, slack, store, fleet = world
+    realms = [f"74000000{i:04d}" for i in range(10)]
+    seed(intuit, store, realms)
+    alone = subprocess.run(
+        [ZQBO, "check"], env=fleet.env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert alone.returncode == 0, alone.stderr[-2000:]
+    assert "round done: 10 companies checked, 0 failed" in alone.stdout
+    assert "worked by this process" in alone.stdout
+    fleet.start(1)
+    wait_until(lambda: store.list_docs("workers"), 20, "a live worker")
+    helped = subprocess.run(
+        [ZQBO, "check"], env=fleet.env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert "round done: 10 companies checked, 0 failed" in helped.stdout
+    assert "worked by 1 worker process" in helped.stdout
+    assert {r: cdc_per_realm(intuit)[r] for r in realms} == {r: 2 for r in realms}
+
+
+def test_embedded_setup_runs_the_round_in_process_without_redis(tmp_path):
+    with IntuitEmulator(clock=SystemClock()) as intuit, SlackEmulator() as slack:
+        db = str(tmp_path / "zqbo.db")
+        store = SQLiteStore(db, TokenCipher([TEST_KEY]), ranker(DEDICATED))
+        realms = [f"75000000{i:04d}" for i in range(6)]
+        seed(intuit, store, realms)
+        env = {
+            **os.environ,
+            **bot_env(intuit, slack, "http://127.0.0.1:9", ZQBO_DB=db, ZQBO_DEDICATED_USER_ID="9"),
+        }
+        env.pop("REDIS_URL", None)
+        done = subprocess.run(
+            [ZQBO, "check"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "round done: 6 companies checked, 0 failed" in done.stdout
+        assert {r: cdc_per_realm(intuit)[r] for r in realms} == {r: 1 for r in realms}
+        store.close()
