@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -121,6 +123,7 @@ class AlertBook:
         render_resolved_note: Callable[[Alert], dict[str, Any]],
     ) -> None:
         self._store = store
+        self._memo = threading.local()
         self._slack = slack
         self._settings = settings
         self._clock = clock
@@ -135,9 +138,26 @@ class AlertBook:
     def all(self, realm_id: str | None = None) -> list[Alert]:
         """One company's alerts (open and resolved); every company's when realm_id is None."""
         realms = [realm_id] if realm_id is not None else self._store.realm_ids()
-        return [
-            Alert.from_doc(d) for realm in realms for d in self._store.list_docs(self._kind(realm)).values()
-        ]
+        return [alert for realm in realms for alert in self._book(realm).values()]
+
+    def _book(self, realm_id: str) -> dict[str, Alert]:
+        memo = getattr(self._memo, "books", None)
+        if memo is not None and realm_id in memo:
+            return memo[realm_id]
+        book = {fp: Alert.from_doc(d) for fp, d in self._store.list_docs(self._kind(realm_id)).items()}
+        if memo is not None:
+            memo[realm_id] = book
+        return book
+
+    @contextmanager
+    def working_on(self, realm_id: str) -> Iterator[None]:
+        """While one run (under the company's lock) works on a company, its alert book is read
+        once and kept in step with this run's own writes, instead of re-read by every step."""
+        self._memo.books = {}
+        try:
+            yield
+        finally:
+            self._memo.books = None
 
     def open_alerts(self, realm_id: str | None = None) -> list[Alert]:
         """Open alerts, oldest first: one company's, or every company that has any (the open index)."""
@@ -156,19 +176,31 @@ class AlertBook:
             )
             if realm_id is None:
                 return None
+        memo = getattr(self._memo, "books", None)
+        if memo is not None and realm_id in memo:
+            return memo[realm_id].get(fp)
         doc = self._store.get_doc(self._kind(realm_id), fp)
         return Alert.from_doc(doc) if doc else None
 
     def save(self, alert: Alert) -> None:
         self._store.put_doc(self._kind(alert.realm_id), alert.fingerprint, alert.to_doc())
+        memo = getattr(self._memo, "books", None)
+        if memo is not None and alert.realm_id in memo:
+            memo[alert.realm_id][alert.fingerprint] = alert
         self._reindex(alert.realm_id)
+
+    def _forget(self, realm_id: str, fp: str) -> None:
+        self._store.delete_doc(self._kind(realm_id), fp)
+        memo = getattr(self._memo, "books", None)
+        if memo is not None and realm_id in memo:
+            memo[realm_id].pop(fp, None)
 
     def _reindex(self, realm_id: str) -> None:
         """Keep the open index (which companies have open alerts, and which) in step."""
         open_fps = sorted(a.fingerprint for a in self.all(realm_id) if a.open)
         if open_fps:
             self._store.put_doc(OPEN_KIND, realm_id, {"fingerprints": open_fps})
-        elif self._store.get_doc(OPEN_KIND, realm_id) is not None:
+        else:
             self._store.delete_doc(OPEN_KIND, realm_id)
 
     # raising -----------------------------------------------------------------------------------
@@ -219,7 +251,7 @@ class AlertBook:
             alert.state, alert.resolved_at, alert.resolution = "resolved", iso(self._clock.now()), resolution
             if alert.kind in CONDITIONS:
                 # the condition may fire again later: archive this one under its own key
-                self._store.delete_doc(self._kind(realm_id), alert.fingerprint)
+                self._forget(realm_id, alert.fingerprint)
                 alert.fingerprint = fingerprint(alert.fingerprint, alert.resolved_at)
             self.save(alert)
             metrics.ALERTS.labels(kind=kind, event="resolved").inc()
@@ -303,7 +335,7 @@ class AlertBook:
         for alert in alerts:
             resolved = parse_iso(alert.resolved_at) if alert.resolved_at else None
             if not alert.open and resolved is not None and resolved < cutoff:
-                self._store.delete_doc(self._kind(alert.realm_id), alert.fingerprint)
+                self._forget(alert.realm_id, alert.fingerprint)
 
     def _post(self, alert: Alert) -> bool:
         channel = self._settings.alert_channel

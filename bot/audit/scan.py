@@ -31,7 +31,6 @@ log = logging.getLogger(__name__)
 
 CURSOR_KIND = "audit_cursor"
 DEDICATED_KIND = "dedicated_user"
-FAILURES_KIND = "audit_failures"
 CONFIG_KIND = "config"
 LOOKBACK = timedelta(days=30) - timedelta(minutes=5)  # CDC answers for the last 30 days only
 OVERLAP = timedelta(minutes=2)  # re-read a little: QBO's clock and commit order are not ours
@@ -144,7 +143,8 @@ class Auditor:
         with self._store.lock(f"job:audit:{realm_id}", ttl=ttl, wait=wait, renew=True) as got:
             if not got:
                 return AuditResult(realm_id, True, "another worker is checking this company", skipped=True)
-            result = self._run(realm_id)
+            with self._alerts.working_on(realm_id):
+                result = self._run(realm_id)
         metrics.AUDIT_RUNS.labels(outcome="ok" if result.ok else "failed").inc()
         log.info("audit %s (%s): %s", realm_id, trigger, result.summary)
         return result
@@ -158,16 +158,16 @@ class Auditor:
             state = conn.status.value if conn else "not connected"
             return self._record(AuditResult(realm_id, False, f"not checked: the connection is {state}"))
         now = self._clock.now()
-        cursor = self._store.get_doc(CURSOR_KIND, realm_id)
-        since = max(parse_iso(cursor["since"]) if cursor else now - LOOKBACK, now - LOOKBACK)
+        cursor = self._store.get_doc(CURSOR_KIND, realm_id) or {}
+        since = max(parse_iso(cursor.get("since")) or now - LOOKBACK, now - LOOKBACK)
         try:
-            scan, server_time, calls = self.fetch(realm_id, since)
+            scan, server_time, calls = self.fetch(realm_id, since, conn)
         except ConnectionLost as exc:  # not a failing check: the connection itself is gone
             self.connection_conditions(self._store.get_connection(realm_id))
             self._alerts.flush(realm_id)
             return self._record(AuditResult(realm_id, False, f"not checked: {exc}"))
         except QBOError as exc:
-            result = self._failed(conn, exc)
+            result = self._failed(conn, cursor, exc)
             self._alerts.flush(realm_id)
             return self._record(result)
         entries = list(scan.entries.values())
@@ -175,8 +175,8 @@ class Auditor:
         new_alerts, offending, known = self._alert(conn, entries, check_id=iso(now))
         # The alerts are queued (saved): only now may the window close.
         next_since = max(server_time - OVERLAP, since)
+        # The cursor also carries the count of failed checks in a row (0 now): one write.
         self._store.put_doc(CURSOR_KIND, realm_id, {"since": iso(next_since), "checked_at": iso(now)})
-        self._store.delete_doc(FAILURES_KIND, realm_id)
         self._alerts.resolve(A.CHECKS_FAILING, realm_id, "QuickBooks answers again")
         self._alerts.flush(realm_id)
         details: dict[str, str] = {}
@@ -210,10 +210,11 @@ class Auditor:
         )
         return result
 
-    def _failed(self, conn: Connection, exc: QBOError) -> AuditResult:
-        doc = self._store.get_doc(FAILURES_KIND, conn.realm_id) or {"count": 0}
-        count = int(doc["count"]) + 1
-        self._store.put_doc(FAILURES_KIND, conn.realm_id, {"count": count, "last": str(exc)})
+    def _failed(self, conn: Connection, cursor: dict[str, Any], exc: QBOError) -> AuditResult:
+        count = int(cursor.get("failures", 0)) + 1
+        self._store.put_doc(
+            CURSOR_KIND, conn.realm_id, {**cursor, "failures": count, "last_failure": str(exc)}
+        )
         if count >= FAILING_AFTER:
             self._alerts.raise_condition(
                 A.CHECKS_FAILING,
@@ -224,22 +225,28 @@ class Auditor:
         return AuditResult(conn.realm_id, False, f"check failed ({count} in a row): {exc}")
 
     # the CDC scan ----------------------------------------------------------------------------------
-    def fetch(self, realm_id: str, since: datetime) -> tuple[Scan, datetime, int]:
+    def fetch(
+        self, realm_id: str, since: datetime, conn: Connection | None = None
+    ) -> tuple[Scan, datetime, int]:
         """Every change since `since` for the audited entities: one CDC call when each entity has
         fewer than 1000 changes. CDC answers at most 1000 objects per entity and does not say which
         1000, so an entity with a full page is read again, completely, through the query API over
         the same window (ordered by LastUpdatedTime, paged)."""
         scan = Scan(self.markers())
-        body = self._cdc(realm_id, list(self._settings.entities), since)
+        body = self._cdc(realm_id, list(self._settings.entities), since, conn)
         calls = 1
         server_time = parse_iso(body.get("time")) or self._clock.now()
         for entity in scan.add_cdc(body):
             calls += self._page_query(realm_id, entity, since, server_time, scan)
         return scan, server_time, calls
 
-    def _cdc(self, realm_id: str, entities: list[str], since: datetime) -> dict[str, Any]:
+    def _cdc(
+        self, realm_id: str, entities: list[str], since: datetime, conn: Connection | None = None
+    ) -> dict[str, Any]:
         stamp = since.isoformat(timespec="seconds")
-        return self._qbo.call(realm_id, "cdc", lambda qb: qb.change_data_capture(",".join(entities), stamp))
+        return self._qbo.call(
+            realm_id, "cdc", lambda qb: qb.change_data_capture(",".join(entities), stamp), known=conn
+        )
 
     def _query(self, realm_id: str, entity: str, lo: datetime, hi: datetime, start: int) -> list[dict]:
         # A QBO query, not SQL: entity names are validated in Settings, the dates and numbers are ours.

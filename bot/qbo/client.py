@@ -29,6 +29,7 @@ from tenacity import (
 
 from bot import metrics
 from bot.config import Settings
+from bot.models import Connection
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.errors import AccessDenied, RequestRejected, TransientError
 from bot.qbo.http import LastResponse, TimeoutAdapter
@@ -90,8 +91,10 @@ class QBOClient:
             # requests-oauthlib refuses http:// unless told; only ever for a loopback emulator.
             os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
 
-    def _quickbooks(self, realm_id: str, force_refresh: bool) -> tuple[QuickBooks, LastResponse]:
-        conn = self._connections.valid(realm_id, force_refresh=force_refresh)
+    def _quickbooks(
+        self, realm_id: str, force_refresh: bool, known: Connection | None = None
+    ) -> tuple[QuickBooks, LastResponse]:
+        conn = self._connections.valid(realm_id, force_refresh=force_refresh, known=known)
         return self._build(realm_id, conn.access_token)
 
     def _session(self) -> tuple[OAuth2Session, LastResponse]:
@@ -120,10 +123,12 @@ class QBOClient:
         qb.session = session
         return qb, recorder
 
-    def _once(self, realm_id: str, operation: str, call: Callable[[QuickBooks], T]) -> T:
+    def _once(
+        self, realm_id: str, operation: str, call: Callable[[QuickBooks], T], known: Connection | None = None
+    ) -> T:
         force = False
         for _ in range(2):  # a 401 gets one forced refresh, then it is final
-            qb, recorder = self._quickbooks(realm_id, force)
+            qb, recorder = self._quickbooks(realm_id, force, None if force else known)
             try:
                 with self._limits.slot(realm_id):
                     return self._attempt(qb, recorder, operation, call)
@@ -161,11 +166,15 @@ class QBOClient:
         except requests.RequestException as exc:
             raise TransientError(f"QBO could not be reached for {operation}: {type(exc).__name__}") from None
 
-    def call(self, realm_id: str, operation: str, fn: Callable[[QuickBooks], T]) -> T:
+    def call(
+        self, realm_id: str, operation: str, fn: Callable[[QuickBooks], T], known: Connection | None = None
+    ) -> T:
+        """One QBO call for the company, retried on 429/5xx. `known`: the connection the caller
+        has just read, used as is while its access token is fresh (saves a store read)."""
         try:
             for attempt in self._retry.retrying():
                 with attempt:
-                    result = self._once(realm_id, operation, fn)
+                    result = self._once(realm_id, operation, fn, known)
         except Exception as exc:
             metrics.QBO_REQUESTS.labels(operation=operation, outcome=type(exc).__name__).inc()
             raise

@@ -143,12 +143,19 @@ class ConnectionManager:
     def _fresh(self, conn: Connection) -> bool:
         return conn.access_expires_at - self._clock.now() > REFRESH_AHEAD
 
-    def valid(self, realm_id: str, *, force_refresh: bool = False) -> Connection:
+    def valid(
+        self, realm_id: str, *, force_refresh: bool = False, known: Connection | None = None
+    ) -> Connection:
         """A connection whose access token is good for at least a few minutes.
 
         force_refresh is for a 401 on a token we believed valid: refresh unless another
-        caller has already done so since we read it.
+        caller has already done so since we read it. `known` is a connection the caller read a
+        moment ago: while its access token is fresh it is used without reading the store again
+        (an access token stays good until it ends, even after another process rotated).
         """
+        if known is not None and not force_refresh and known.status is ConnectionStatus.CONNECTED:
+            if self._fresh(known):
+                return known
         conn = self._usable(realm_id)
         if self._fresh(conn) and not force_refresh:
             return conn
