@@ -159,7 +159,7 @@ class DramatiqEngine:
             if worker is not None:
                 self.stop_worker()
 
-    def start_worker(self, concurrency: int, poll_ms: int = 1000) -> dramatiq.Worker:
+    def start_worker(self, concurrency: int, poll_ms: int = 100) -> dramatiq.Worker:
         """Consume the queue in this process; `poll_ms` bounds how long stopping takes."""
         self._worker = dramatiq.Worker(
             self.broker, queues={QUEUE}, worker_threads=max(1, concurrency), worker_timeout=poll_ms
