@@ -350,3 +350,13 @@ def test_reads_and_bookkeeping_do_not_move_the_marker(store):
     store.mark_seen("alerted:1", ["Payment:1"])
     store.claim_once("webhook", "ev1", 60)
     assert store.change_marker() == marker
+
+
+def test_a_round_tally_is_counted_and_dropped(store):
+    for realm in ("1", "2", "3"):
+        store.put_doc("round:check-x", realm, {"realm_id": realm, "ok": realm != "2"})
+    store.put_doc("round:check-y", "1", {"ok": True})
+    assert store.count_docs("round:check-x") == 3
+    store.drop_docs("round:check-x")
+    assert store.count_docs("round:check-x") == 0 and store.list_docs("round:check-x") == {}
+    assert store.count_docs("round:check-y") == 1

@@ -4,14 +4,15 @@
   `zqbo worker` processes (threads each). Late acknowledgement: a message is acked only when its
   job returns, and a dead worker's unacked messages are requeued once its heartbeat is older
   than ZQBO_QUEUE_HEARTBEAT_SECONDS. Failed jobs are retried with exponential backoff; a job
-  older than two check intervals is dropped (the next round has it). `run_round` uses Dramatiq's
-  groups and Redis results backend to wait for a whole round.
+  older than two check intervals is dropped (the next round has it). `run_round` waits for a
+  whole round through its tally in the store (each job reports there once).
 - `InlineEngine` (embedded): the same jobs on a bounded thread pool in this process, no broker.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -19,8 +20,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
-from dramatiq.results import Results
-from dramatiq.results.backends import RedisBackend as ResultsRedisBackend
 
 from bot import metrics
 from bot.jobs.work import BusyError, Work
@@ -93,6 +92,7 @@ class DramatiqEngine:
     name = "dramatiq"
 
     def __init__(self, settings: Settings, work: Work, namespace: str = "zqbo") -> None:
+        self._store = work.s.store
         heartbeat_ms = int(settings.queue_heartbeat_seconds * 1000)
         self.broker = RedisBroker(
             url=settings.redis_url,
@@ -102,8 +102,6 @@ class DramatiqEngine:
             # heartbeats (tests) look often, so their messages come back within the round.
             maintenance_chance=100_000 if heartbeat_ms < 30_000 else 1_000,
         )
-        self.results = ResultsRedisBackend(url=settings.redis_url, namespace=f"{namespace}:dramatiq-results")
-        self.broker.add_middleware(Results(backend=self.results, store_results=False, result_ttl=86_400_000))
         interval_ms = int(settings.check_interval.total_seconds() * 1000)
         options = {
             "broker": self.broker,
@@ -114,23 +112,15 @@ class DramatiqEngine:
             "time_limit": 15 * 60 * 1000,
             "retry_when": _retry_when,
         }
-        # Scheduled jobs keep no result; a round's jobs (zqbo check) do, for whoever waits on them.
-        self.actors: dict[str, dramatiq.Actor] = {}
-        self.round_actors: dict[str, dramatiq.Actor] = {}
-        for kind, job in work.jobs().items():
-            self.actors[kind] = dramatiq.actor(
+        self.actors: dict[str, dramatiq.Actor] = {
+            kind: dramatiq.actor(
                 _no_result(job),
                 actor_name=f"zqbo_{kind}",
                 max_age=2 * interval_ms,  # an old round is dropped: the next one has the company
                 **options,
             )
-            self.round_actors[kind] = dramatiq.actor(
-                job,
-                actor_name=f"zqbo_{kind}_round",
-                max_age=ROUND_TIMEOUT_SECONDS * 1000,
-                store_results=True,
-                **options,
-            )
+            for kind, job in work.jobs().items()
+        }
         self._worker: dramatiq.Worker | None = None
 
     def submit(self, kind: str, realm_id: str, round_id: str) -> None:
@@ -139,21 +129,19 @@ class DramatiqEngine:
     def run_round(
         self, kind: str, realm_ids: list[str], round_id: str, work_here: int = 0
     ) -> list[dict[str, Any]]:
-        actor = self.round_actors[kind]
-        messages = [actor.message(realm, round_id) for realm in realm_ids]
+        """Enqueue the job for every company and wait until each has reported to the round's
+        tally in the store (one write per job; the waiter reads a count, then the results once)."""
         worker = self.start_worker(work_here) if work_here and self._worker is None else None
+        tally = f"round:{round_id}"
         try:
-            dramatiq.group(messages, broker=self.broker).run()
-            results: list[dict[str, Any]] = []
-            for message in messages:
-                try:
-                    results.append(
-                        message.get_result(
-                            backend=self.results, block=True, timeout=ROUND_TIMEOUT_SECONDS * 1000
-                        )
-                    )
-                except dramatiq.results.ResultFailure as exc:
-                    results.append({"realm_id": message.args[0], "ok": False, "summary": str(exc)})
+            actor = self.actors[kind]
+            for realm in realm_ids:
+                actor.send_with_options(args=(realm, round_id), max_age=ROUND_TIMEOUT_SECONDS * 1000)
+            deadline = time.monotonic() + ROUND_TIMEOUT_SECONDS
+            while self._store.count_docs(tally) < len(set(realm_ids)) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            results = list(self._store.list_docs(tally).values())
+            self._store.drop_docs(tally)
             return results
         finally:
             if worker is not None:

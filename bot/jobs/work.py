@@ -27,6 +27,7 @@ REFRESH_BEFORE = timedelta(minutes=10)  # a company's refresh is due this long b
 RETRY_REFRESH = timedelta(minutes=5)  # after a refresh that could not be done
 PROBE_AT_RISK_AFTER = timedelta(minutes=5)  # a company whose check failed is probed again then
 DONE_KIND = "job-done"
+TALLIED = "check-"  # round ids of rounds whose results are tallied in the store
 
 
 class Work:
@@ -38,6 +39,11 @@ class Work:
 
     def run(self, kind: str, realm_id: str, round_id: str) -> dict[str, Any]:
         return self.jobs()[kind](realm_id, round_id)
+
+    def tally(self, round_id: str, result: dict[str, Any]) -> None:
+        """A round that someone waits for (`zqbo check`) counts its companies as they finish."""
+        if round_id.startswith(TALLIED):
+            self.s.store.put_doc(f"round:{round_id}", result["realm_id"], result)
 
     def _done(self, kind: str, realm_id: str, round_id: str) -> bool:
         if self.s.store.claimed(DONE_KIND, f"{kind}:{realm_id}:{round_id}"):
@@ -53,6 +59,19 @@ class Work:
     def audit(self, realm_id: str, round_id: str) -> dict[str, Any]:
         if self._done("audit", realm_id, round_id):
             return {"realm_id": realm_id, "ok": True, "summary": "already done", "duplicate": True}
+        try:
+            outcome = self._audit(realm_id, round_id)
+        except BusyError:
+            raise
+        except Exception as exc:
+            self.tally(
+                round_id, {"realm_id": realm_id, "ok": False, "summary": f"{type(exc).__name__}: {exc}"}
+            )
+            raise
+        self.tally(round_id, outcome)
+        return outcome
+
+    def _audit(self, realm_id: str, round_id: str) -> dict[str, Any]:
         result = self.s.auditor.run(realm_id, trigger=f"round {round_id}", wait=60)
         if result.skipped:  # another run held the company for a minute: let the queue retry
             metrics.JOBS.labels(kind="audit", outcome="busy").inc()

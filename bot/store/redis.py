@@ -214,6 +214,12 @@ class RedisStore:
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self._r.hgetall(self._k("doc", kind)).items()}
 
+    def count_docs(self, kind: str) -> int:
+        return int(self._r.hlen(self._k("doc", kind)))
+
+    def drop_docs(self, kind: str) -> None:
+        self._changed(lambda p: p.delete(self._k("doc", kind)))
+
     def overview(
         self,
         realm_doc_kinds: Sequence[str] = (),

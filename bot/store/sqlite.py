@@ -240,6 +240,13 @@ class SQLiteStore:
     def delete_doc(self, kind: str, key: str) -> None:
         self._delete(f"doc:{kind}", key)
 
+    def count_docs(self, kind: str) -> int:
+        return int(self._db.execute("SELECT count(*) FROM kv WHERE ns=?", (f"doc:{kind}",)).fetchone()[0])
+
+    def drop_docs(self, kind: str) -> None:
+        self._db.execute("DELETE FROM kv WHERE ns=?", (f"doc:{kind}",))
+        self._changes.bump()
+
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self._all(f"doc:{kind}").items()}
 
