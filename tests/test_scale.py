@@ -101,18 +101,33 @@ class Fleet:
         }
         self.tmp_path = tmp_path
         self.workers: list[subprocess.Popen] = []
+        self._logs: list = []
 
     def start(self, n: int, concurrency: int = 4) -> list[subprocess.Popen]:
         for _ in range(n):
+            log = open(self.tmp_path / f"worker-{len(self.workers)}.log", "w")
+            self._logs.append(log)
             self.workers.append(
                 subprocess.Popen(
                     [ZQBO, "worker", "--concurrency", str(concurrency)],
-                    env=self.env,
+                    env={**self.env, "ZQBO_LOG_LEVEL": os.environ.get("ZQBO_TEST_WORKER_LOG", "INFO")},
                     cwd=self.tmp_path,
                     stdout=subprocess.DEVNULL,
+                    stderr=log,
                 )
             )
         return self.workers
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- worker {i} (pid {w.pid})\n"
+            + "\n".join(
+                line
+                for line in (self.tmp_path / f"worker-{i}.log").read_text().splitlines()
+                if "apscheduler" not in line and "HTTP Request" not in line
+            )[-4000:]
+            for i, w in enumerate(self.workers)
+        )
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -123,6 +138,8 @@ class Fleet:
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        for log in self._logs:
+            log.close()
 
 
 @pytest.fixture
@@ -183,6 +200,17 @@ def test_a_killed_worker_s_companies_are_done_by_the_other_and_alerted_once(worl
     assert survivor.poll() is None
 
 
+def _queue_state() -> dict:
+    client = redis.Redis.from_url(REDIS_DB, decode_responses=True)
+    out = {}
+    for key in client.scan_iter("zqbo:*"):
+        kind = client.type(key)
+        size = {"list": client.llen, "hash": client.hlen, "set": client.scard, "zset": client.zcard}.get(kind)
+        if "dramatiq" in key or "claim" in key or "lock" in key:
+            out[key] = size(key) if size else client.pttl(key)
+    return out
+
+
 def cdc_in_flight(intuit: IntuitEmulator) -> dict[str, int]:
     with intuit._lock:
         return {realm: n for realm, n in intuit._in_flight.items() if n}
@@ -209,7 +237,27 @@ def test_killing_the_leader_hands_the_clock_over_without_skipping_or_doubling(wo
     os.kill(leader.pid, signal.SIGKILL)
     leader.wait(10)
     force_round(store, realms)  # round 2 falls due while nobody holds the lease
-    wait_until(lambda: all(cdc_per_realm(intuit)[r] >= 2 for r in realms), 30, "round 2 by the new leader")
+    try:
+        wait_until(
+            lambda: all(cdc_per_realm(intuit)[r] >= 2 for r in realms), 30, "round 2 by the new leader"
+        )
+    except AssertionError:
+        due = store.schedule_due("audit", time.time() + 10**6)
+        for w in workers:
+            if w.poll() is None:
+                dump = subprocess.run(
+                    [str(Path(sys.executable).parent / "py-spy"), "dump", "--pid", str(w.pid)],
+                    capture_output=True,
+                    text=True,
+                )
+                Path("/tmp/survivor-dump.txt").write_text(dump.stdout + dump.stderr)
+        raise AssertionError(
+            f"heartbeat {store.get_doc('scheduler', 'heartbeat')}, due {due[:3]}, "
+            f"cdc {dict(cdc_per_realm(intuit))}, workers {[w.poll() for w in workers]}, "
+            f"lease ttl {redis.Redis.from_url(REDIS_DB).pttl('zqbo:lease:scheduler')}, "
+            f"seen {store.list_docs('workers')}, now {time.time()}, "
+            f"queue {_queue_state()}\n{fleet.logs()}"
+        ) from None
     time.sleep(1.5)
     assert {r: cdc_per_realm(intuit)[r] for r in realms} == {r: 2 for r in realms}
     beat = store.get_doc("scheduler", "heartbeat")

@@ -161,7 +161,7 @@ class Clock:
         for kind in ("audit", "refresh", "probe"):
             for realm, at in self.s.store.schedule_due(kind, now, BATCH):
                 oldest_late = max(oldest_late, now - at)
-                self.engine.submit(kind, realm, f"{kind}-{at:.0f}")
+                self.engine.submit(kind, realm, f"{kind}-{at:.3f}")  # the exact due time: the round
                 handed += 1
                 if kind == "audit":
                     # the next round keeps the company's offset: one interval later (skipping

@@ -17,7 +17,6 @@ from dramatiq.rate_limits.backends import StubBackend
 from quickbooks import QuickBooks
 from quickbooks.exceptions import AuthorizationException, QuickbooksException
 from quickbooks.objects.company_info import CompanyInfo
-from requests_oauthlib import OAuth2Session
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -97,12 +96,12 @@ class QBOClient:
         conn = self._connections.valid(realm_id, force_refresh=force_refresh, known=known)
         return self._build(realm_id, conn.access_token)
 
-    def _session(self) -> tuple[OAuth2Session, LastResponse]:
+    def _session(self) -> tuple[BearerSession, LastResponse]:
         """One HTTP session per thread, reused for every company: connections are kept alive,
         and no AuthClient (with its discovery request) is built for a QBO call."""
         held = getattr(self._local, "session", None)
         if held is None:
-            session = OAuth2Session(self._settings.qbo_client_id)
+            session = BearerSession()
             recorder = LastResponse()
             session.hooks["response"].append(recorder)
             adapter = TimeoutAdapter(pool_maxsize=4)
@@ -119,7 +118,7 @@ class QBOClient:
         if self._settings.qbo_api_url:
             qb.api_url_v3 = qb.sandbox_api_url_v3 = self._settings.qbo_api_url
         session, recorder = self._session()
-        session.token = {"access_token": access_token, "token_type": "Bearer"}
+        session.access_token = access_token  # python-quickbooks sends it as the Bearer header
         qb.session = session
         return qb, recorder
 
@@ -214,6 +213,13 @@ class QBOClient:
                 info = once()
         metrics.QBO_REQUESTS.labels(operation="verify_grant", outcome="ok").inc()
         return str(info.CompanyName or "")
+
+
+class BearerSession(requests.Session):
+    """What python-quickbooks needs of a session: `request()` and the `access_token` it puts in
+    its Authorization header. (An OAuth2Session would re-parse every URL to add the same token.)"""
+
+    access_token = ""
 
 
 class _Unauthorized(Exception):

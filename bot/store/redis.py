@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -57,14 +58,44 @@ redis.call('INCR', KEYS[5])
 """
 
 
-def _keep(lock: redis.lock.Lock, ttl: float, stop: threading.Event) -> None:
-    """Renew a held lock every third of its ttl until released: a long run keeps it, and a holder
-    that dies (SIGKILL, lost host) lets it go within one ttl."""
-    while not stop.wait(ttl / 3):
-        try:
-            lock.reacquire()
-        except (LockError, RedisError):
-            return
+class _Renewer:
+    """One thread per process renews every lock held with `renew=True`, each about every third of
+    its ttl: a long run keeps its lock, and a holder that dies (SIGKILL, lost host) lets it go
+    within one ttl. (A thread per lock would cost a thread start per audit.)"""
+
+    def __init__(self) -> None:
+        self._held: dict[int, tuple[redis.lock.Lock, float, float]] = {}  # id -> lock, ttl, next
+        self._mutex = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, lock: redis.lock.Lock, ttl: float) -> None:
+        with self._mutex:
+            self._held[id(lock)] = (lock, ttl, time.monotonic() + ttl / 3)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="zqbo-lock-renewer", daemon=True)
+                self._thread.start()
+
+    def drop(self, lock: redis.lock.Lock) -> None:
+        with self._mutex:
+            self._held.pop(id(lock), None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(0.2)
+            now = time.monotonic()
+            with self._mutex:
+                due = [(key, lock, ttl) for key, (lock, ttl, at) in self._held.items() if at <= now]
+            for key, lock, ttl in due:
+                try:
+                    lock.reacquire()
+                except (LockError, RedisError):
+                    continue  # lost or Redis away: the run's release will say so
+                with self._mutex:
+                    if key in self._held:
+                        self._held[key] = (lock, ttl, now + ttl / 3)
+
+
+_RENEWER = _Renewer()
 
 
 def _why(store: RedisStore, exc: BaseException) -> str:
@@ -310,13 +341,13 @@ class RedisStore:
             acquired = lock.acquire()
         except (ConnectionError, TimeoutError, BusyLoadingError) as exc:
             raise StoreUnavailable(self.describe_error(exc)) from None
-        stop = threading.Event()
         if acquired and renew:
-            threading.Thread(target=_keep, args=(lock, ttl, stop), name=f"lock-{name}", daemon=True).start()
+            _RENEWER.hold(lock, ttl)
         try:
             yield acquired
         finally:
-            stop.set()
+            if acquired and renew:
+                _RENEWER.drop(lock)
             if acquired:
                 try:
                     lock.release()
