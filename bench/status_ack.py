@@ -39,8 +39,50 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def seed_companies(intuit: IntuitEmulator, env: dict[str, str], workdir: str, n: int) -> None:
+    """N more connected companies, straight into the store the bot will use (no browser)."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.models import Connection, Identity
+    from bot.standing import ranker
+    from bot.store.crypto import TokenCipher
+    from bot.store.redis import RedisStore
+    from bot.store.sqlite import SQLiteStore
+
+    cipher = TokenCipher([env["ZQBO_ENCRYPTION_KEY"]])
+    rank = ranker(DEDICATED)
+    if env.get("REDIS_URL"):
+        store = RedisStore(env["REDIS_URL"], cipher, ranker=rank)
+    else:
+        store = SQLiteStore(f"{workdir}/zqbo.db", cipher, rank)
+    now = datetime.now(UTC)
+    for i in range(n):
+        realm = f"9{i:015d}"
+        intuit.add_company(realm, f"Company {i}", users={DEDICATED: "9"})
+        tokens = intuit.grant_directly(realm, DEDICATED)
+        store.save_connection(
+            Connection(
+                realm_id=realm,
+                company_name=f"Company {i}",
+                access_token=tokens["access_token"],
+                refresh_token=tokens["refresh_token"],
+                access_expires_at=now + timedelta(seconds=tokens["expires_in"]),
+                refresh_expires_at=now + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
+                identity=Identity(email=DEDICATED, email_verified=True),
+                connected_at=now,
+            )
+        )
+    store.close()
+
+
 def start_bot(
-    intuit: IntuitEmulator, slack: SlackEmulator, port: int, workdir: str, redis: bool, reuse: float
+    intuit: IntuitEmulator,
+    slack: SlackEmulator,
+    port: int,
+    workdir: str,
+    redis: bool,
+    reuse: float,
+    companies: int = 0,
 ):
     env = {
         **os.environ,
@@ -64,7 +106,10 @@ def start_bot(
         import redis as redis_client
 
         redis_client.Redis.from_url(env["REDIS_URL"]).flushdb()  # db 15 is the benchmark's own
-        env["ZQBO_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+    env["ZQBO_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+    if companies:
+        seed_companies(intuit, env, workdir, companies)
+        print(f"seeded {companies:,} connected companies")
     zqbo = str(Path(sys.executable).parent / "zqbo")
     proc = subprocess.Popen([zqbo, "serve"], env=env, cwd=workdir)
     deadline = time.time() + 30
@@ -190,6 +235,12 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=2.0, help="QBO delay for the second run (s)")
     parser.add_argument("--redis", action="store_true", help="Redis store instead of SQLite")
     parser.add_argument(
+        "--companies",
+        type=int,
+        default=0,
+        help="connected companies seeded besides the one connected by OAuth",
+    )
+    parser.add_argument(
         "--probe-reuse",
         type=float,
         default=20.0,
@@ -201,7 +252,7 @@ def main() -> None:
     with IntuitEmulator() as intuit, SlackEmulator() as slack, tempfile.TemporaryDirectory() as workdir:
         intuit.seed_demo()
         port = free_port()
-        proc = start_bot(intuit, slack, port, workdir, args.redis, args.probe_reuse)
+        proc = start_bot(intuit, slack, port, workdir, args.redis, args.probe_reuse, args.companies)
         events = f"http://127.0.0.1:{port}/slack/events"
         try:
             connect_company(slack, intuit, events)
@@ -217,6 +268,9 @@ def main() -> None:
             report(f"QBO answering after {args.latency:g} s", slow, wall)
             probes = intuit.count("companyinfo")
             print(f"companyinfo calls reaching QBO during both runs: {probes} (probes are coalesced)")
+            with slack._lock:
+                updates = sum(len(r["posts"]) for r in slack._responses.values())
+            print(f"card updates after the ack (response_url posts): {updates}")
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections import OrderedDict
 
 from slack_sdk.errors import SlackApiError
 
@@ -31,6 +33,28 @@ log = logging.getLogger(__name__)
 THINKING = ":thinking_face:"
 
 
+class _RecentCards:
+    """The last few rendered status cards (per process), by what they were rendered from."""
+
+    def __init__(self, size: int = 16) -> None:
+        self._cards: OrderedDict[tuple, Message] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> Message | None:
+        with self._lock:
+            return self._cards.get(key)
+
+    def put(self, key: tuple, card: Message) -> None:
+        with self._lock:
+            self._cards[key] = card
+            while len(self._cards) > self._size:
+                self._cards.popitem(last=False)
+
+
+_CARDS = _RecentCards()
+
+
 def _refusal(text: str) -> Message:
     return blocks.notice(text, THINKING)
 
@@ -54,7 +78,21 @@ def status_ack(services: Services, can_follow_up: bool, realm: str = "") -> tupl
     fresh = {realm: services.prober.fresh(realm) for realm in live}
     probes = {realm: result for realm, result in fresh.items() if result is not None}
     stale = [realm for realm in live if realm not in probes] if can_follow_up else []
-    return blocks.status_card(report, probes, probing=bool(stale)), stale
+    # A burst of acks within one second, from unchanged store data and the same probe answers,
+    # shares one rendering (the card is a pure function of them; its relative times are whole
+    # seconds at most).
+    key = (
+        report.marker,
+        realm,
+        int(report.now.timestamp()),
+        tuple(sorted((r, id(p)) for r, p in probes.items())),
+        bool(stale),
+    )
+    card = _CARDS.get(key)
+    if card is None or not report.marker:
+        card = blocks.status_card(report, probes, probing=bool(stale))
+        _CARDS.put(key, card)
+    return card, stale
 
 
 def status_after_probe(services: Services, realms: list[str]) -> Message:

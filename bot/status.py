@@ -76,6 +76,7 @@ class StatusReport:
     alert_channel: str = ""
     alert_problem: str = ""  # why alerts cannot be posted, if they cannot
     counts: dict[str, int] = field(default_factory=dict)  # every company, by state label
+    marker: str = ""  # the store's change marker this report was built from
 
     @property
     def total(self) -> int:
@@ -156,6 +157,7 @@ def build_status(
         alert_channel=settings.alert_channel,
         alert_problem=str(problem.get("problem", "")) if problem else "",
         counts=dict(view.counts),
+        marker=view.marker,
     )
 
 

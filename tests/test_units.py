@@ -110,7 +110,11 @@ def test_states_from_stored_facts(tmp_path):
     states = {c.company_name: c.state for c in build_status(store, settings, clock).companies}
     assert states == {"Fine": State.CONNECTED, "Ending": State.EXPIRING, "Gone": State.LOST}
     text = render(blocks.status_card(build_status(store, settings, clock)).blocks)
-    assert "invalid_grant" in text and "/zqbo connect" in text
+    # several companies: a line each, problems first, with the way to fix them
+    assert text.index("Gone") < text.index("Ending") < text.index("Fine")
+    assert "lost — invalid_grant on refresh" in text and "Start guided reconnect" in text
+    one = render(blocks.status_card(build_status(store, settings, clock, realm="3")).blocks)
+    assert "invalid_grant" in one and "/zqbo connect" in one  # one company: every detail
 
 
 def test_redactor_masks_credentials_in_any_shape():

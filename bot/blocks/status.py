@@ -179,6 +179,51 @@ def _company_blocks(
     return blocks
 
 
+def _company_row(c: CompanyStatus, report: StatusReport, probe: CheckResult | None, probing: bool) -> Block:
+    """One company in a card that lists several: what stands out, and the way in for more."""
+    state = md("{}", c.state.value)
+    if c.wrong_identity:
+        state = Mrkdwn(":warning: *wrong identity*")
+    elif c.state in (State.LOST, State.DISCONNECTED) and c.reason:
+        state += md(" — {}", c.reason[:120])
+    who = c.identity_email or "identity unknown"
+    check = c.last_check
+    checked = (
+        md(
+            "{} last check {}",
+            Mrkdwn(":white_check_mark:" if check.ok else ":x:"),
+            relative(check.at, report.now),
+        )
+        if check
+        else Mrkdwn("not checked yet")
+    )
+    live = ""
+    if probing:
+        live = Mrkdwn(" · :hourglass_flowing_sand: asking QuickBooks")
+    elif probe is not None and not probe.ok:
+        live = md(" · :x: {}", probe.summary[:120])
+    alerts = (
+        md(" · *{} open alert{}*", c.open_alerts, "" if c.open_alerts == 1 else "s") if c.open_alerts else ""
+    )
+    text = md(
+        "{} *{}* · {} · {}\n{} · {}{}{}",
+        Mrkdwn(STATE_ICON[c.state]),
+        c.company_name or "Company name not known yet",
+        code(c.realm_id),
+        state,
+        who,
+        checked,
+        alerts,
+        live,
+    )
+    accessory = (
+        button("Start guided reconnect", "zqbo_reconnect", value=c.realm_id, style="primary")
+        if c.needs_reconnect and c.reconnect is None
+        else None
+    )
+    return section(text, accessory)
+
+
 def _never_connected() -> list[Block]:
     return [
         section(
@@ -225,9 +270,13 @@ def _card_blocks(
         head += md("\n{} companies: {}", f"{report.total:,}", _counts(report))
     blocks: list[Block] = [section(head)]
     shown = report.companies[:limit]
-    for company in shown:
-        blocks.append(DIVIDER)
-        blocks.extend(_company_blocks(company, report, probes.get(company.realm_id), probing))
+    blocks.append(DIVIDER)
+    if len(shown) == 1:  # one company (or the one asked for): every detail
+        blocks.extend(_company_blocks(shown[0], report, probes.get(shown[0].realm_id), probing))
+    else:  # several: a line each, problems first; the details one command away
+        for company in shown:
+            blocks.append(_company_row(company, report, probes.get(company.realm_id), probing))
+        blocks.append(context("Details for one company: `/zqbo status <realm>`."))
     if report.total > len(shown):
         blocks.append(
             context(
