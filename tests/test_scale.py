@@ -358,3 +358,27 @@ def test_embedded_setup_runs_the_round_in_process_without_redis(tmp_path):
         assert "round done: 6 companies checked, 0 failed" in done.stdout
         assert {r: cdc_per_realm(intuit)[r] for r in realms} == {r: 1 for r in realms}
         store.close()
+
+
+def test_doctor_shows_the_leader_and_the_workers_and_metrics_the_queue(world, tmp_path):
+    from prometheus_client import generate_latest
+
+    intuit, slack, store, fleet = world
+    seed(intuit, store, ["760000000001"])
+    fleet.start(2)
+    wait_until(lambda: len(store.list_docs("workers")) == 2, 20, "two live workers")
+    wait_until(lambda: (store.get_doc("scheduler", "heartbeat") or {}).get("leader"), 20, "a leader")
+    doctor = subprocess.run(
+        [ZQBO, "doctor"], env=fleet.env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    lines = {line.split(":")[0].split()[-1]: line for line in doctor.stdout.splitlines() if ":" in line}
+    assert lines["scheduler"].startswith("ok") and "leader " in lines["scheduler"]
+    assert lines["workers"].startswith("ok") and "2 live (8 jobs at once, dramatiq)" in lines["workers"]
+    text = generate_latest().decode()
+    for name in (
+        "zqbo_queue_depth",
+        "zqbo_jobs_total",
+        "zqbo_round_lag_seconds",
+        "zqbo_qbo_rate_limit_waits_total",
+    ):
+        assert name in text
