@@ -44,6 +44,8 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
 redis.call('INCR', KEYS[5])
 """
+_HSET_CHANGED_LUA = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return redis.call('INCR', KEYS[2])"
+_HDEL_CHANGED_LUA = "redis.call('HDEL', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])"
 _DELETE_CONNECTION_LUA = """
 redis.call('HDEL', KEYS[1], ARGV[1])
 local old = redis.call('HGET', KEYS[2], ARGV[1])
@@ -99,6 +101,7 @@ _RENEWER = _Renewer()
 
 
 def _why(store: RedisStore, exc: BaseException) -> str:
+    store._drop_thread_client()  # its socket is broken: the next call opens a fresh one
     return store.describe_error(exc)
 
 
@@ -127,6 +130,10 @@ class RedisStore:
         self._rank = ranker
         self._save_script = self._r.register_script(_SAVE_CONNECTION_LUA)
         self._delete_script = self._r.register_script(_DELETE_CONNECTION_LUA)
+        self._hset_script = self._r.register_script(_HSET_CHANGED_LUA)
+        self._hdel_script = self._r.register_script(_HDEL_CHANGED_LUA)
+        self._clients: list[redis.Redis] = []
+        self._clients_lock = threading.Lock()
 
     def _k(self, *parts: str) -> str:
         return ":".join((self._p, *parts))
@@ -162,6 +169,11 @@ class RedisStore:
         return not self.problem()
 
     def close(self) -> None:
+        with self._clients_lock:
+            clients, self._clients = self._clients, []
+        for client in clients:
+            client.close()
+        self._local = threading.local()
         self._r.close()
 
     def _changed(self, write: Callable[[Pipeline], object]) -> None:
@@ -171,19 +183,34 @@ class RedisStore:
         pipe.incr(self._k("generation"))
         pipe.execute()
 
-    def change_marker(self) -> str:
-        # Read on every status ack: a connection kept per thread skips the pool's checkout and
-        # its pre-use socket poll, so the ack costs one send and one receive.
+    def _hset_changed(self, key: str, field: str, value: str) -> None:
+        """HSET and the change marker bumped, atomically, in one call on this thread's connection."""
+        self._hset_script(keys=[key, self._k("generation")], args=[field, value], client=self._c)
+
+    def _hdel_changed(self, key: str, field: str) -> None:
+        self._hdel_script(keys=[key, self._k("generation")], args=[field], client=self._c)
+
+    @property
+    def _c(self) -> redis.Redis:
+        """This thread's own connection, for single commands on hot paths (status acks, audits):
+        it skips the pool's checkout and its pre-use socket poll, so a command costs one send and
+        one receive. (Pipelines and locks use the pool: a lock may be renewed from another thread.)"""
         client = getattr(self._local, "client", None)
         if client is None:
             client = redis.Redis(connection_pool=self._r.connection_pool, single_connection_client=True)
             self._local.client = client
-        try:
-            return str(client.get(self._k("generation")) or "0")
-        except (ConnectionError, TimeoutError):
-            self._local.client = None  # a fresh one next time, once Redis is back
+            with self._clients_lock:
+                self._clients.append(client)
+        return client
+
+    def _drop_thread_client(self) -> None:
+        client = getattr(self._local, "client", None)
+        self._local.client = None  # a fresh one next time, once Redis is back
+        if client is not None:
             client.close()
-            raise
+
+    def change_marker(self) -> str:
+        return str(self._c.get(self._k("generation")) or "0")
 
     def _index_keys(self) -> list[str]:
         return [
@@ -198,10 +225,12 @@ class RedisStore:
         text = codec.dump_connection(conn, self._cipher)
         state, rank = self._rank(conn)
         entry = json.dumps(asdict(IndexEntry(state, rank)))
-        self._save_script(keys=self._index_keys(), args=[conn.realm_id, text, entry, rank, state])
+        self._save_script(
+            keys=self._index_keys(), args=[conn.realm_id, text, entry, rank, state], client=self._c
+        )
 
     def get_connection(self, realm_id: str) -> Connection | None:
-        text = self._r.hget(self._k("connections"), realm_id)
+        text = self._c.hget(self._k("connections"), realm_id)
         return codec.load_connection(text, self._cipher) if text else None
 
     def list_connections(self) -> list[Connection]:
@@ -224,26 +253,24 @@ class RedisStore:
         return codec.load_state(text), bool(first)
 
     def record_check(self, result: CheckResult) -> None:
-        text = codec.dump_check(result)
-        self._changed(lambda p: p.hset(self._k("checks"), f"{result.realm_id}:{result.kind}", text))
+        self._hset_changed(self._k("checks"), f"{result.realm_id}:{result.kind}", codec.dump_check(result))
 
     def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
-        text = self._r.hget(self._k("checks"), f"{realm_id}:{kind}")
+        text = self._c.hget(self._k("checks"), f"{realm_id}:{kind}")
         return codec.load_check(text) if text else None
 
     def put_doc(self, kind: str, key: str, doc: dict[str, Any]) -> None:
-        text = json.dumps(doc)
-        self._changed(lambda p: p.hset(self._k("doc", kind), key, text))
+        self._hset_changed(self._k("doc", kind), key, json.dumps(doc))
 
     def get_doc(self, kind: str, key: str) -> dict[str, Any] | None:
-        text = self._r.hget(self._k("doc", kind), key)
+        text = self._c.hget(self._k("doc", kind), key)
         return json.loads(text) if text else None
 
     def delete_doc(self, kind: str, key: str) -> None:
-        self._changed(lambda p: p.hdel(self._k("doc", kind), key))
+        self._hdel_changed(self._k("doc", kind), key)
 
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
-        return {k: json.loads(v) for k, v in self._r.hgetall(self._k("doc", kind)).items()}
+        return {k: json.loads(v) for k, v in self._c.hgetall(self._k("doc", kind)).items()}
 
     def count_docs(self, kind: str) -> int:
         return int(self._r.hlen(self._k("doc", kind)))
@@ -298,10 +325,10 @@ class RedisStore:
         return sorted(self._r.hkeys(self._k("connections")))
 
     def schedule_set(self, kind: str, realm_id: str, at: float) -> None:
-        self._r.zadd(self._k("due", kind), {realm_id: at})
+        self._c.zadd(self._k("due", kind), {realm_id: at})
 
     def schedule_remove(self, kind: str, realm_id: str) -> None:
-        self._r.zrem(self._k("due", kind), realm_id)
+        self._c.zrem(self._k("due", kind), realm_id)
 
     def schedule_due(self, kind: str, until: float, limit: int = 1000) -> list[tuple[str, float]]:
         rows = self._r.zrangebyscore(self._k("due", kind), "-inf", until, start=0, num=limit, withscores=True)
@@ -324,15 +351,15 @@ class RedisStore:
         name = self._k("seen", kind)
         found: set[str] = set()
         for chunk in iter_chunks(keys, 5000):
-            flags = self._r.smismember(name, chunk)
+            flags = self._c.smismember(name, chunk)
             found.update(key for key, flag in zip(chunk, flags, strict=True) if flag)
         return found
 
     def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
-        return bool(self._r.set(self._k("claim", kind, key), "1", nx=True, ex=ttl_seconds))
+        return bool(self._c.set(self._k("claim", kind, key), "1", nx=True, ex=ttl_seconds))
 
     def claimed(self, kind: str, key: str) -> bool:
-        return bool(self._r.exists(self._k("claim", kind, key)))
+        return bool(self._c.exists(self._k("claim", kind, key)))
 
     @contextmanager
     def lock(self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False) -> Iterator[bool]:
