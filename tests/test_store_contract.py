@@ -360,3 +360,20 @@ def test_a_round_tally_is_counted_and_dropped(store):
     store.drop_docs("round:check-x")
     assert store.count_docs("round:check-x") == 0 and store.list_docs("round:check-x") == {}
     assert store.count_docs("round:check-y") == 1
+
+
+def test_each_workspace_has_its_own_index_and_list(store):
+    store.save_connection(make_connection("1", team_id="T1"))
+    store.save_connection(make_connection("2", team_id="T2"))
+    store.save_connection(make_connection("3", team_id="T1", status=ConnectionStatus.LOST))
+    assert store.realm_ids("T1") == ["1", "3"] and store.realm_ids("T2") == ["2"]
+    assert [c.realm_id for c in store.list_connections("T2")] == ["2"]
+    assert store.list_connections("T9") == [] and store.realm_ids() == ["1", "2", "3"]
+    view = store.overview(team="T1")
+    assert view.counts == {"lost": 1, "connected": 1} and [c.realm_id for c in view.connections] == ["3", "1"]
+    assert store.overview(team="T2").counts == {"connected": 1}
+    assert store.overview().counts == {"lost": 1, "connected": 2}
+    store.save_connection(make_connection("2", team_id="T1"))  # moved workspace: counted only there
+    assert store.overview(team="T2").counts == {} and store.overview(team="T1").total == 3
+    store.delete_connection("3")
+    assert store.overview(team="T1").counts == {"connected": 2} and store.realm_ids("T1") == ["1", "2"]

@@ -61,6 +61,7 @@ class IndexEntry:
 
     state: str  # what the company counts as: a State's value, or "wrong identity"
     rank: int  # lower first: lost, disconnected, wrong identity, expiring, connected
+    team: str = ""  # the Slack workspace the company belongs to
 
 
 @dataclass
@@ -103,7 +104,9 @@ class Store(Protocol):
     # removes it from the index and from every schedule.
     def save_connection(self, conn: Connection) -> None: ...
     def get_connection(self, realm_id: str) -> Connection | None: ...
-    def list_connections(self) -> list[Connection]: ...
+    def list_connections(self, team: str | None = None) -> list[Connection]:
+        """Every connection, or one Slack workspace's (by the connection's team_id)."""
+
     def delete_connection(self, realm_id: str) -> None: ...
 
     # OAuth states: put once, taken once.
@@ -131,15 +134,16 @@ class Store(Protocol):
         global_doc_kinds: Sequence[str] = (),
         limit: int = 8,
         realms: Sequence[str] | None = None,
+        team: str | None = None,
     ) -> Overview:
         """The status index's counts and its first `limit` companies (rank, then realm id) with
         their connection, latest checks and the documents of `realm_doc_kinds` keyed by their
         realm id; plus every document of `global_doc_kinds`. `realms` names the companies to show
-        instead of the index's head. A fixed number of round trips; only the shown connections
-        are decrypted."""
+        instead of the index's head; `team` narrows counts and head to one Slack workspace. A fixed
+        number of round trips; only the shown connections are decrypted."""
 
-    def realm_ids(self) -> list[str]:
-        """Every stored connection's realm id, without reading the connections."""
+    def realm_ids(self, team: str | None = None) -> list[str]:
+        """Every stored connection's realm id (or one workspace's), without reading them."""
 
     # Schedules: when each company is next due for a kind of job ("audit", "refresh").
     def schedule_set(self, kind: str, realm_id: str, at: float) -> None: ...

@@ -33,14 +33,15 @@ class OverviewCache:
         global_doc_kinds: Sequence[str] = (),
         limit: int = 8,
         realms: Sequence[str] | None = None,
+        team: str | None = None,
     ) -> Overview:
-        key = (tuple(realm_doc_kinds), tuple(global_doc_kinds), limit, tuple(realms or ()))
+        key = (tuple(realm_doc_kinds), tuple(global_doc_kinds), limit, tuple(realms or ()), team)
         with self._lock:
             hit = self._entries.get(key)
         if hit is not None and time.monotonic() - hit[0] < self._ttl:
             if self._store.change_marker() == hit[1].marker:
                 return hit[1]
-        view = self._store.overview(realm_doc_kinds, global_doc_kinds, limit, realms)
+        view = self._store.overview(realm_doc_kinds, global_doc_kinds, limit, realms, team)
         with self._lock:
             self._entries[key] = (time.monotonic(), view)
         return view

@@ -32,32 +32,47 @@ from bot.store.crypto import TokenCipher
 log = logging.getLogger(__name__)
 CHECK_KINDS = ("audit", "probe")
 # A connection, its status index entry, its state's count and the change marker move together.
-_SAVE_CONNECTION_LUA = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old then
-  local state = cjson.decode(old)['state']
-  if redis.call('HINCRBY', KEYS[4], state, -1) <= 0 then redis.call('HDEL', KEYS[4], state) end
+# A connection, its status index entry (globally and in its workspace's index), the counts by
+# state and the change marker move together. KEYS: connections, entries, rank, counts, marker;
+# ARGV: realm, record, entry, rank, state, team, the prefix of the per-workspace index keys.
+_UNINDEX_LUA = """
+local function unindex(realm)
+  local old = redis.call('HGET', KEYS[2], realm)
+  if not old then return end
+  local o = cjson.decode(old)
+  local team = o['team'] or ''
+  if redis.call('HINCRBY', KEYS[4], o['state'], -1) <= 0 then redis.call('HDEL', KEYS[4], o['state']) end
+  local tc = ARGV[7] .. 'counts:' .. team
+  if redis.call('HINCRBY', tc, o['state'], -1) <= 0 then redis.call('HDEL', tc, o['state']) end
+  redis.call('ZREM', ARGV[7] .. 'rank:' .. team, realm)
+  redis.call('ZREM', KEYS[3], realm)
+  redis.call('HDEL', KEYS[2], realm)
 end
+"""
+_SAVE_CONNECTION_LUA = (
+    _UNINDEX_LUA
+    + """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+unindex(ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+redis.call('ZADD', ARGV[7] .. 'rank:' .. ARGV[6], ARGV[4], ARGV[1])
+redis.call('HINCRBY', ARGV[7] .. 'counts:' .. ARGV[6], ARGV[5], 1)
 redis.call('INCR', KEYS[5])
 """
+)
 _HSET_CHANGED_LUA = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return redis.call('INCR', KEYS[2])"
 _HDEL_CHANGED_LUA = "redis.call('HDEL', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])"
-_DELETE_CONNECTION_LUA = """
+_DELETE_CONNECTION_LUA = (
+    _UNINDEX_LUA
+    + """
 redis.call('HDEL', KEYS[1], ARGV[1])
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-if old then
-  local state = cjson.decode(old)['state']
-  if redis.call('HINCRBY', KEYS[4], state, -1) <= 0 then redis.call('HDEL', KEYS[4], state) end
-  redis.call('HDEL', KEYS[2], ARGV[1])
-  redis.call('ZREM', KEYS[3], ARGV[1])
-end
+unindex(ARGV[1])
 for i = 6, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('INCR', KEYS[5])
 """
+)
 
 
 class _Renewer:
@@ -221,25 +236,41 @@ class RedisStore:
             self._k("generation"),
         ]
 
+    def _team_keys(self, team: str | None) -> tuple[str, str]:
+        """The rank and counts keys of the status index: every company's, or one workspace's."""
+        if team is None:
+            return self._k("status", "rank"), self._k("status", "counts")
+        return self._team_prefix() + f"rank:{team}", self._team_prefix() + f"counts:{team}"
+
+    def _team_prefix(self) -> str:
+        return self._k("status", "team") + ":"
+
     def save_connection(self, conn: Connection) -> None:
         text = codec.dump_connection(conn, self._cipher)
         state, rank = self._rank(conn)
-        entry = json.dumps(asdict(IndexEntry(state, rank)))
+        entry = json.dumps(asdict(IndexEntry(state, rank, conn.team_id)))
         self._save_script(
-            keys=self._index_keys(), args=[conn.realm_id, text, entry, rank, state], client=self._c
+            keys=self._index_keys(),
+            args=[conn.realm_id, text, entry, rank, state, conn.team_id, self._team_prefix()],
+            client=self._c,
         )
 
     def get_connection(self, realm_id: str) -> Connection | None:
         text = self._c.hget(self._k("connections"), realm_id)
         return codec.load_connection(text, self._cipher) if text else None
 
-    def list_connections(self) -> list[Connection]:
-        rows = self._r.hgetall(self._k("connections"))
-        return [codec.load_connection(rows[k], self._cipher) for k in sorted(rows)]
+    def list_connections(self, team: str | None = None) -> list[Connection]:
+        if team is None:
+            rows = self._r.hgetall(self._k("connections"))
+            return [codec.load_connection(rows[k], self._cipher) for k in sorted(rows)]
+        realms = self.realm_ids(team)
+        texts = self._r.hmget(self._k("connections"), realms) if realms else []
+        return [codec.load_connection(text, self._cipher) for text in texts if text]
 
     def delete_connection(self, realm_id: str) -> None:
         schedules = [self._k("due", kind) for kind in SCHEDULE_KINDS]
-        self._delete_script(keys=[*self._index_keys(), *schedules], args=[realm_id])
+        args = [realm_id, "", "", 0, "", "", self._team_prefix()]
+        self._delete_script(keys=[*self._index_keys(), *schedules], args=args)
 
     def put_oauth_state(self, state: OAuthState) -> None:
         self._r.set(self._k("oauth_state", state.state), codec.dump_state(state), ex=STATE_RETENTION_SECONDS)
@@ -284,12 +315,14 @@ class RedisStore:
         global_doc_kinds: Sequence[str] = (),
         limit: int = 8,
         realms: Sequence[str] | None = None,
+        team: str | None = None,
     ) -> Overview:
         # First trip (MULTI): the marker, the index's head and counts, the global documents.
+        rank_key, counts_key = self._team_keys(team)
         pipe = self._r.pipeline(transaction=True)
         pipe.get(self._k("generation"))
-        pipe.zrange(self._k("status", "rank"), 0, max(0, limit - 1))
-        pipe.hgetall(self._k("status", "counts"))
+        pipe.zrange(rank_key, 0, max(0, limit - 1))
+        pipe.hgetall(counts_key)
         for kind in global_doc_kinds:
             pipe.hgetall(self._k("doc", kind))
         marker, head, counts, *global_docs = pipe.execute()
@@ -321,8 +354,10 @@ class RedisStore:
             view.docs[kind] = {r: json.loads(text) for r, text in zip(realms, rows, strict=True) if text}
         return view
 
-    def realm_ids(self) -> list[str]:
-        return sorted(self._r.hkeys(self._k("connections")))
+    def realm_ids(self, team: str | None = None) -> list[str]:
+        if team is None:
+            return sorted(self._r.hkeys(self._k("connections")))
+        return sorted(self._r.zrange(self._team_keys(team)[0], 0, -1))
 
     def schedule_set(self, kind: str, realm_id: str, at: float) -> None:
         self._c.zadd(self._k("due", kind), {realm_id: at})

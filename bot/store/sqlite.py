@@ -38,9 +38,11 @@ CREATE TABLE IF NOT EXISTS kv (
 CREATE TABLE IF NOT EXISTS status_index (
     realm TEXT PRIMARY KEY,
     state TEXT NOT NULL,
-    rank INTEGER NOT NULL
+    rank INTEGER NOT NULL,
+    team TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS status_index_rank ON status_index (rank, realm);
+CREATE INDEX IF NOT EXISTS status_index_team ON status_index (team, rank, realm);
 CREATE TABLE IF NOT EXISTS schedule (
     kind TEXT NOT NULL,
     realm TEXT NOT NULL,
@@ -183,8 +185,8 @@ class SQLiteStore:
                 (conn.realm_id, text),
             )
             db.execute(
-                "INSERT OR REPLACE INTO status_index (realm, state, rank) VALUES (?,?,?)",
-                (conn.realm_id, state, rank),
+                "INSERT OR REPLACE INTO status_index (realm, state, rank, team) VALUES (?,?,?,?)",
+                (conn.realm_id, state, rank, conn.team_id),
             )
         self._changes.bump()
 
@@ -192,9 +194,13 @@ class SQLiteStore:
         text = self._get("connection", realm_id)
         return codec.load_connection(text, self._cipher) if text else None
 
-    def list_connections(self) -> list[Connection]:
-        rows = self._all("connection")
-        return [codec.load_connection(rows[k], self._cipher) for k in sorted(rows)]
+    def list_connections(self, team: str | None = None) -> list[Connection]:
+        if team is None:
+            rows = self._all("connection")
+            return [codec.load_connection(rows[k], self._cipher) for k in sorted(rows)]
+        realms = self.realm_ids(team)
+        rows = self._values_in(self._db, "connection", realms)
+        return [codec.load_connection(rows[r], self._cipher) for r in realms if r in rows]
 
     def delete_connection(self, realm_id: str) -> None:
         with self._tx() as db:
@@ -256,17 +262,25 @@ class SQLiteStore:
         global_doc_kinds: Sequence[str] = (),
         limit: int = 8,
         realms: Sequence[str] | None = None,
+        team: str | None = None,
     ) -> Overview:
         # The marker is read first: data read after it is at least as new, never older.
         marker = self.change_marker()
         db = self._db
         db.execute("BEGIN")  # one snapshot for the reads below
         try:
-            counts = dict(db.execute("SELECT state, count(*) FROM status_index GROUP BY state").fetchall())
+            where, params = ("WHERE team=?", (team,)) if team is not None else ("", ())
+            counts = dict(
+                db.execute(
+                    f"SELECT state, count(*) FROM status_index {where} GROUP BY state",  # noqa: S608
+                    params,
+                ).fetchall()
+            )
             if realms is None:
                 head = db.execute(
-                    "SELECT realm, state, rank FROM status_index ORDER BY rank, realm LIMIT ?",
-                    (max(0, limit),),
+                    f"SELECT realm, state, rank FROM status_index {where} "  # noqa: S608
+                    "ORDER BY rank, realm LIMIT ?",
+                    (*params, max(0, limit)),
                 ).fetchall()
             else:
                 marks = ",".join("?" * len(realms))
@@ -309,8 +323,11 @@ class SQLiteStore:
         ).fetchall()
         return dict(rows)
 
-    def realm_ids(self) -> list[str]:
-        return [r[0] for r in self._db.execute("SELECT key FROM kv WHERE ns='connection' ORDER BY key")]
+    def realm_ids(self, team: str | None = None) -> list[str]:
+        if team is None:
+            return [r[0] for r in self._db.execute("SELECT key FROM kv WHERE ns='connection' ORDER BY key")]
+        rows = self._db.execute("SELECT realm FROM status_index WHERE team=? ORDER BY realm", (team,))
+        return [r[0] for r in rows]
 
     def schedule_set(self, kind: str, realm_id: str, at: float) -> None:
         self._db.execute(
