@@ -90,6 +90,7 @@ class Overview:
 
 class Store(Protocol):
     backend: str
+    cipher: Any  # the TokenCipher sealing tokens at rest
 
     def ping(self) -> bool:
         """True when the backend answers."""

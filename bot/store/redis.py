@@ -180,6 +180,11 @@ class RedisStore:
             return f"Redis at {self.where} refused zqbo: {type(exc).__name__}"
         return ""
 
+    @property
+    def cipher(self) -> TokenCipher:
+        """What seals tokens at rest (also Slack bot tokens kept by the installation store)."""
+        return self._cipher
+
     def ping(self) -> bool:
         return not self.problem()
 

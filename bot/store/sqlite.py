@@ -166,6 +166,11 @@ class SQLiteStore:
             return _why(self, exc)
         return ""
 
+    @property
+    def cipher(self) -> TokenCipher:
+        """What seals tokens at rest (also Slack bot tokens kept by the installation store)."""
+        return self._cipher
+
     def ping(self) -> bool:
         return not self.problem()
 
