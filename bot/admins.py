@@ -1,10 +1,12 @@
-"""Who may change the QuickBooks connection: ZQBO_ADMINS, or else Slack's admins and owners."""
+"""Who may change the QuickBooks connection: the workspace's chosen admins (ZQBO_ADMINS, or the
+list set from Slack), or else Slack's admins and owners of that workspace."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -17,44 +19,63 @@ CACHE_SECONDS = 300.0
 
 
 class AdminPolicy:
-    """`ZQBO_ADMINS` when set (no Slack call), otherwise `users.info` `is_admin`/`is_owner`,
-    cached for a few minutes. When Slack cannot tell, the answer is no (fail closed)."""
+    """A workspace's admin list when it has one (no Slack call), otherwise `users.info`
+    `is_admin`/`is_owner` asked of that workspace, cached for a few minutes. When Slack cannot
+    tell, the answer is no (fail closed).
 
-    def __init__(self, admins: list[str], slack: WebClient, cache_seconds: float = CACHE_SECONDS) -> None:
-        self._admins = [a.strip() for a in admins if a.strip()]
-        self._slack = slack
+    `admins(scope)` gives a workspace's list; `client(scope)` a Web API client with its bot token
+    (short timeout: this runs while Slack waits for an ack)."""
+
+    def __init__(
+        self,
+        admins: Callable[[str], tuple[str, ...] | list[str]],
+        client: Callable[[str], WebClient],
+        cache_seconds: float = CACHE_SECONDS,
+    ) -> None:
+        self._admins = admins
+        self._client = client
         self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, bool]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
         self._lock = threading.Lock()
 
-    @property
-    def explicit(self) -> bool:
-        return bool(self._admins)
+    def listed(self, scope: str = "") -> list[str]:
+        return [a.strip() for a in self._admins(scope) if a.strip()]
 
-    def is_admin(self, user_id: str) -> bool:
+    def explicit(self, scope: str = "") -> bool:
+        return bool(self.listed(scope))
+
+    def is_admin(self, user_id: str, scope: str = "") -> bool:
         if not user_id:
             return False
-        if self._admins:
-            return user_id in self._admins
+        listed = self.listed(scope)
+        if listed:
+            return user_id in listed
+        key = (scope, user_id)
         with self._lock:
-            hit = self._cache.get(user_id)
+            hit = self._cache.get(key)
         if hit and time.monotonic() - hit[0] < self._cache_seconds:
             return hit[1]
         try:
-            user = self._slack.users_info(user=user_id)["user"]
+            user = self._client(scope).users_info(user=user_id)["user"]
         except SlackApiError as exc:
             log.warning("users.info failed for %s (%s): not an admin", user_id, exc.response.get("error"))
             return False
-        except Exception as exc:  # network: fail closed, do not cache
+        except Exception as exc:  # network, or the workspace is not installed: fail closed, no cache
             log.warning("users.info failed for %s (%s): not an admin", user_id, type(exc).__name__)
             return False
         allowed = bool(user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
         with self._lock:
-            self._cache[user_id] = (time.monotonic(), allowed)
+            self._cache[key] = (time.monotonic(), allowed)
         return allowed
 
-    def who(self) -> Mrkdwn:
+    def forget(self, scope: str) -> None:
+        with self._lock:
+            for key in [k for k in self._cache if k[0] == scope]:
+                del self._cache[key]
+
+    def who(self, scope: str = "") -> Mrkdwn:
         """Slack mrkdwn naming who may act, for refusals."""
-        if self._admins:
-            return mentions(self._admins)
-        return Mrkdwn("Slack workspace admins and owners (set ZQBO_ADMINS to choose who)")
+        listed = self.listed(scope)
+        if listed:
+            return mentions(listed)
+        return Mrkdwn("Slack workspace admins and owners (an admin can choose who in zqbo's Settings)")

@@ -23,15 +23,15 @@ from slack_sdk.errors import SlackApiError
 
 from bot import metrics
 from bot.clock import Clock, iso, parse_iso
-from bot.config import Settings
 from bot.store.base import Store
+from bot.tenancy.workspaces import NotInstalled, Workspaces
 
 log = logging.getLogger(__name__)
 
 ALERT_KIND = "alert"  # documents of kind "alert:{realm}", keyed by fingerprint: one hash per company
 OPEN_KIND = "open_alerts"  # realm -> {"fingerprints": [...]}: which companies have open alerts
 MUTE_KIND = "mute"
-CHANNEL_PROBLEM = ("alert_channel", "problem")
+CHANNEL_PROBLEM_KIND = "alert_channel"
 METADATA_EVENT = "zqbo_alert"
 HISTORY_MARGIN = timedelta(minutes=5)  # Slack's ts and our clock need not agree to the second
 HISTORY_PAGES = 10  # at 200 messages a page: how far back an attempted post is looked for
@@ -116,16 +116,14 @@ class AlertBook:
     def __init__(
         self,
         store: Store,
-        slack: WebClient,
-        settings: Settings,
+        workspaces: Workspaces,
         clock: Clock,
         render: Callable[[Alert], dict[str, Any]],
         render_resolved_note: Callable[[Alert], dict[str, Any]],
     ) -> None:
         self._store = store
         self._memo = threading.local()
-        self._slack = slack
-        self._settings = settings
+        self._workspaces = workspaces
         self._clock = clock
         self._render = render
         self._render_note = render_resolved_note
@@ -159,18 +157,28 @@ class AlertBook:
         finally:
             self._memo.books = None
 
-    def open_alerts(self, realm_id: str | None = None) -> list[Alert]:
-        """Open alerts, oldest first: one company's, or every company that has any (the open index)."""
-        realms = [realm_id] if realm_id is not None else sorted(self._store.list_docs(OPEN_KIND))
+    def open_alerts(self, realm_id: str | None = None, scope: str | None = None) -> list[Alert]:
+        """Open alerts, oldest first: one company's, or every company with any (the open index) —
+        of one workspace when `scope` is given."""
+        if realm_id is not None:
+            realms = [realm_id]
+        else:
+            realms = sorted(self._store.list_docs(OPEN_KIND))
+            if scope is not None:
+                mine = set(self._workspaces.realms(scope))
+                realms = [r for r in realms if r in mine]
         return sorted((a for realm in realms for a in self.all(realm) if a.open), key=lambda a: a.created_at)
 
-    def get(self, fp: str, realm_id: str | None = None) -> Alert | None:
-        if realm_id is None:  # a button carries only the fingerprint: it is an open alert's
+    def get(self, fp: str, realm_id: str | None = None, scope: str | None = None) -> Alert | None:
+        """An alert by fingerprint; a button carries only that, so it is looked for among the open
+        alerts — of the pressing workspace's companies only, when `scope` is given."""
+        if realm_id is None:
             realm_id = next(
                 (
                     r
                     for r, doc in self._store.list_docs(OPEN_KIND).items()
                     if fp in doc.get("fingerprints", [])
+                    and (scope is None or self._workspaces.owns(scope, r))
                 ),
                 None,
             )
@@ -262,26 +270,30 @@ class AlertBook:
 
     def _post_resolution(self, alert: Alert) -> None:
         try:
-            self._slack.chat_update(channel=alert.channel, ts=alert.ts, **self._render(alert))
-            self._slack.chat_postMessage(
-                channel=alert.channel, thread_ts=alert.ts, **self._render_note(alert)
-            )
+            slack = self._client(alert.realm_id)
+            slack.chat_update(channel=alert.channel, ts=alert.ts, **self._render(alert))
+            slack.chat_postMessage(channel=alert.channel, thread_ts=alert.ts, **self._render_note(alert))
         except SlackApiError as exc:
             log.error(
                 "could not mark alert %s resolved in Slack: %s", alert.fingerprint, exc.response.get("error")
             )
 
     # acknowledging and muting --------------------------------------------------------------------
-    def acknowledge(self, fp: str, user_id: str) -> Alert | None:
-        alert = self.get(fp)
+    def acknowledge(self, fp: str, user_id: str, scope: str | None = None) -> Alert | None:
+        alert = self.get(fp, scope=scope)
         if alert is None:
             return None
         if not alert.acked_by:
             alert.acked_by, alert.acked_at = user_id, iso(self._clock.now())
             self.save(alert)
             if alert.ts:
-                self._slack.chat_update(channel=alert.channel, ts=alert.ts, **self._render(alert))
+                self._client(alert.realm_id).chat_update(
+                    channel=alert.channel, ts=alert.ts, **self._render(alert)
+                )
         return alert
+
+    def _client(self, realm_id: str) -> WebClient:
+        return self._workspaces.client(self._workspaces.owner(realm_id) or "")
 
     def mute(self, kind: str, realm_id: str, hours: float, by: str) -> datetime:
         until = self._clock.now() + timedelta(hours=hours)
@@ -298,12 +310,15 @@ class AlertBook:
         until = parse_iso(doc.get("until")) if doc else None
         return until if until and until > self._clock.now() else None
 
-    def mutes(self) -> dict[str, dict[str, Any]]:
+    def mutes(self, scope: str | None = None) -> dict[str, dict[str, Any]]:
         now = self._clock.now()
+        mine = set(self._workspaces.realms(scope)) if scope is not None else None
         return {
             k: v
             for k, v in self._store.list_docs(MUTE_KIND).items()
-            if (until := parse_iso(v.get("until"))) is not None and until > now
+            if (until := parse_iso(v.get("until"))) is not None
+            and until > now
+            and (mine is None or k.split(":", 1)[0] in mine)
         }
 
     # posting: the queue drains here ------------------------------------------------------------
@@ -338,22 +353,32 @@ class AlertBook:
                 self._forget(alert.realm_id, alert.fingerprint)
 
     def _post(self, alert: Alert) -> bool:
-        channel = self._settings.alert_channel
+        scope = self._workspaces.owner(alert.realm_id) or ""
+        channel = self._workspaces.get(scope).alert_channel
         if not channel:
-            self._channel_problem("ZQBO_ALERT_CHANNEL is not set")
+            self._channel_problem(
+                scope,
+                "no alert channel is chosen yet (`/zqbo config channel #channel`, or Settings in zqbo's "
+                "App Home); alerts wait until one is"
+                if self._workspaces.multi
+                else "ZQBO_ALERT_CHANNEL is not set",
+            )
+            return False
+        try:
+            slack = self._workspaces.client(scope)
+        except NotInstalled:
+            self._channel_problem(scope, "zqbo is not installed in this workspace any more")
             return False
         if alert.post_attempt_at and self._already_posted(alert):
             return True
         alert.post_attempt_at, alert.channel = iso(self._clock.now()) or "", channel
         self.save(alert)  # before the post: a lost answer is looked for, not re-posted blindly
         try:
-            result = self._slack.chat_postMessage(
-                channel=channel, metadata=alert.metadata(), **self._render(alert)
-            )
+            result = slack.chat_postMessage(channel=channel, metadata=alert.metadata(), **self._render(alert))
         except SlackApiError as exc:
             error = str(exc.response.get("error", "") or f"HTTP {exc.response.status_code}")
             hint = " (invite @zqbo to the channel)" if error == "not_in_channel" else ""
-            self._channel_problem(f"Slack refused to post in {channel}: {error}{hint}")
+            self._channel_problem(scope, f"Slack refused to post in {channel}: {error}{hint}")
             return False
         self._posted(alert, str(result["channel"]), str(result["ts"]))
         metrics.ALERTS.labels(kind=alert.kind, event="posted").inc()
@@ -362,21 +387,24 @@ class AlertBook:
     def _posted(self, alert: Alert, channel: str, ts: str) -> None:
         alert.posted, alert.channel, alert.ts = True, channel, ts
         self.save(alert)
-        self._store.delete_doc(*CHANNEL_PROBLEM)
+        self._store.delete_doc(
+            CHANNEL_PROBLEM_KIND, problem_key(self._workspaces.owner(alert.realm_id) or "")
+        )
 
     def _already_posted(self, alert: Alert) -> bool:
         """Did an earlier attempt reach the channel? Slack's history, read with message metadata,
         answers. When it cannot be read (scope missing, Slack down) the alert is posted again:
         a duplicate is better than a lost alert."""
         attempt = parse_iso(alert.post_attempt_at)
-        channel = alert.channel or self._settings.alert_channel
+        channel = alert.channel or self._workspaces.for_realm(alert.realm_id).alert_channel
         if attempt is None or not channel:
             return False
+        slack = self._client(alert.realm_id)
         oldest = f"{(attempt - HISTORY_MARGIN).timestamp():.6f}"
         cursor = None
         try:
             for _ in range(HISTORY_PAGES):
-                page = self._slack.conversations_history(
+                page = slack.conversations_history(
                     channel=channel, oldest=oldest, limit=200, include_all_metadata=True, cursor=cursor
                 )
                 for message in page.get("messages") or []:
@@ -404,10 +432,17 @@ class AlertBook:
             )
         return False
 
-    def _channel_problem(self, problem: str) -> None:
-        log.error("alerts cannot be posted: %s", problem)
-        self._store.put_doc(*CHANNEL_PROBLEM, {"problem": problem, "at": iso(self._clock.now())})
+    def _channel_problem(self, scope: str, problem: str) -> None:
+        log.error("alerts cannot be posted%s: %s", f" for workspace {scope}" if scope else "", problem)
+        self._store.put_doc(
+            CHANNEL_PROBLEM_KIND, problem_key(scope), {"problem": problem, "at": iso(self._clock.now())}
+        )
 
-    def channel_problem(self) -> str:
-        doc = self._store.get_doc(*CHANNEL_PROBLEM)
+    def channel_problem(self, scope: str = "") -> str:
+        doc = self._store.get_doc(CHANNEL_PROBLEM_KIND, problem_key(scope))
         return str(doc.get("problem", "")) if doc else ""
+
+
+def problem_key(scope: str) -> str:
+    """Where a workspace's "alerts cannot be posted" note is kept (doc kind `alert_channel`)."""
+    return f"problem:{scope}" if scope else "problem"

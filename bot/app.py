@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dramatiq.rate_limits import RateLimiterBackend
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
 from flask import Flask
-from slack_bolt import App
+from slack_bolt import App, BoltResponse
+from slack_bolt.authorization.authorize import InstallationStoreAuthorize
+from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs
+from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
     ConnectionErrorRetryHandler,
     RateLimitErrorRetryHandler,
 )
+from slack_sdk.oauth.token_rotation import TokenRotator
 
 from bot import blocks
 from bot.admins import AdminPolicy
@@ -32,6 +36,8 @@ from bot.qbo.limits import RealmLimits
 from bot.reconnect import ReconnectService
 from bot.redact import remember
 from bot.services import Services
+from bot.tenancy.installations import StoreInstallations, StoreInstallStates
+from bot.tenancy.workspaces import NotInstalled, Workspaces
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
@@ -50,10 +56,15 @@ def rate_limit_backend(settings: Settings) -> RateLimiterBackend:
     return StubBackend()
 
 
-def slack_client(settings: Settings) -> WebClient:
-    """The one Slack retry policy: slack_sdk's own handlers for 429 and connection errors."""
+def _token(settings: Settings) -> str | None:
+    return settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+
+
+def slack_client(settings: Settings, token: str | None = None) -> WebClient:
+    """The one Slack retry policy: slack_sdk's own handlers for 429 and connection errors. With
+    many workspaces each gets a client with its own token (and Bolt one with none)."""
     return WebClient(
-        token=settings.slack_bot_token.get_secret_value(),
+        token=token or _token(settings),
         base_url=settings.slack_api_url,
         timeout=10,
         retry_handlers=[
@@ -63,11 +74,11 @@ def slack_client(settings: Settings) -> WebClient:
     )
 
 
-def slack_quick_client(settings: Settings) -> WebClient:
+def slack_quick_client(settings: Settings, token: str | None = None) -> WebClient:
     """For lookups made while Slack waits for our ack (users.info): short timeout, no
     rate-limit sleeps; a failure there is answered, not retried."""
     return WebClient(
-        token=settings.slack_bot_token.get_secret_value(),
+        token=token or _token(settings),
         base_url=settings.slack_api_url,
         timeout=2,
         retry_handlers=[ConnectionErrorRetryHandler(max_retry_count=1)],
@@ -83,7 +94,8 @@ def build_services(
     probe_reuse_seconds: float | None = None,
 ) -> Services:
     remember(
-        settings.slack_bot_token.get_secret_value(),
+        _token(settings),
+        settings.slack_client_secret.get_secret_value() if settings.slack_client_secret else None,
         settings.slack_signing_secret.get_secret_value(),
         settings.qbo_client_secret.get_secret_value(),
         settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
@@ -104,15 +116,52 @@ def build_services(
     reuse = settings.probe_reuse_seconds if probe_reuse_seconds is None else probe_reuse_seconds
     prober = Prober(qbo, connections, store, clock, reuse_seconds=reuse)
     slack = slack_client(settings)
-    admins = AdminPolicy(settings.admins, slack_quick_client(settings))
+    installations = None
+    if settings.multi_workspace:
+        rotator = TokenRotator(
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),  # type: ignore[union-attr]
+            client=slack,
+        )
+        installations = StoreInstallations(store, store.cipher, rotator)
+    workspaces = Workspaces(
+        settings,
+        store,
+        default_client=slack,
+        client_for_token=lambda token: slack_client(settings, token),
+        bot_token=installations.bot_token if installations else None,
+    )
+    quick = slack_quick_client(settings)
+
+    def quick_client(scope: str) -> WebClient:
+        if not workspaces.multi:
+            return quick
+        token = installations.bot_token(scope) if installations else None
+        if not token:
+            raise NotInstalled(scope)
+        return slack_quick_client(settings, token)
+
+    admins = AdminPolicy(lambda scope: workspaces.get(scope).admins, quick_client)
+
+    def state_scope(state: OAuthState) -> str:
+        return state.team_id if workspaces.multi else ""
 
     def gate(state: OAuthState) -> Outcome | None:
-        """Tokens are stored only for an admin's link, and only for a checklist's newest link."""
-        if not admins.is_admin(state.slack_user_id):
+        """Tokens are stored only for an admin's link, only for a checklist's newest link, and
+        only while the link's workspace still has zqbo installed."""
+        scope = state_scope(state)
+        if workspaces.multi and (installations is None or installations.find_scope(scope) is None):
+            return Outcome.UNINSTALLED
+        if not admins.is_admin(state.slack_user_id, scope):
             return Outcome.NOT_ADMIN
         if state.purpose == "reconnect" and not reconnect.link_is_current(state):
             return Outcome.REPLACED
         return None
+
+    def taken(state: OAuthState, realm_id: str) -> bool:
+        """A company another workspace connected is that workspace's."""
+        owner = workspaces.owner(realm_id) if workspaces.multi else None
+        return owner is not None and owner != state_scope(state)
 
     oauth = OAuthFlow(
         store,
@@ -121,27 +170,29 @@ def build_services(
         verify_company=qbo.verify_grant,
         clock=clock,
         gate=gate,
+        taken=taken,
     )
     reconnect = ReconnectService(
         store,
         connections,
         oauth,
-        slack,
-        settings,
+        workspaces,
         clock,
         render=lambda checklist, conn: blocks.checklist_message(
-            checklist, conn, settings.dedicated_email, clock.now()
+            checklist,
+            conn,
+            checklist.expected_email or workspaces.get(checklist.scope).dedicated_email,
+            clock.now(),
         ).as_kwargs(),
     )
     alerts = AlertBook(
         store,
-        slack,
-        settings,
+        workspaces,
         clock,
         render=lambda alert: blocks.alert_message(alert).as_kwargs(),
         render_resolved_note=lambda alert: blocks.alert_resolved_note(alert).as_kwargs(),
     )
-    auditor = Auditor(store, qbo, alerts, reconnect, settings, clock)
+    auditor = Auditor(store, qbo, alerts, reconnect, settings, clock, workspaces)
     background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="zqbo-bg")
     after_ack = ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-after-ack")
     services = Services(
@@ -160,6 +211,8 @@ def build_services(
         reconnect,
         alerts,
         auditor,
+        workspaces,
+        installations,
     )
     services.engine = build_engine(services)
     return services
@@ -185,22 +238,75 @@ class _TokenGivenTwice(logging.Filter):
 
 
 def create_bolt_app(services: Services) -> App:
-    from handlers import actions, commands, events
+    from handlers import actions, commands, events, setup
 
     logging.getLogger("slack_bolt.App").addFilter(_TokenGivenTwice())
+    settings = services.settings
     app = App(
         client=services.slack,
-        signing_secret=services.settings.slack_signing_secret.get_secret_value(),
+        signing_secret=settings.slack_signing_secret.get_secret_value(),
         # The ack is answered inline and the slow part runs as a lazy listener after it.
         process_before_response=True,
         token_verification_enabled=False,
         # Lazy work (probes, links, DMs) waits on Intuit and QBO: more room than Bolt's 5 threads.
         listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-lazy"),
+        **(_oauth(services) if settings.multi_workspace else {}),
     )
     commands.register(app, services)
     actions.register(app, services)
     events.register(app, services)
+    setup.register(app, services)
     return app
+
+
+SCOPES = [
+    "commands",
+    "chat:write",
+    "im:write",
+    "users:read",
+    "channels:history",
+    "groups:history",
+]
+
+
+def _oauth(services: Services) -> dict[str, Any]:
+    """Bolt's own "Add to Slack" (install page, state cookie, oauth.v2.access, token rotation),
+    kept in zqbo's store. Each request's bot token is found with one store read (`find_bot`);
+    Bolt's `auth.test` answer is cached per token."""
+    from handlers.setup import installed
+
+    settings, installations = services.settings, services.installations
+    assert installations is not None
+    secret = settings.slack_client_secret.get_secret_value()  # type: ignore[union-attr]
+    oauth_settings = OAuthSettings(
+        client_id=settings.slack_client_id,
+        client_secret=secret,
+        scopes=SCOPES,
+        installation_store=installations,
+        installation_store_bot_only=True,
+        state_store=StoreInstallStates(services.store, services.clock),
+        authorization_url=settings.slack_authorize_url,
+        callback_options=CallbackOptions(
+            success=lambda args: installed(services, args),
+            failure=_install_failed,
+        ),
+    )
+    authorize = InstallationStoreAuthorize(
+        installation_store=installations,
+        client_id=settings.slack_client_id,
+        client_secret=secret,
+        bot_only=True,
+        cache_enabled=True,
+        client=services.slack,
+        logger=logging.getLogger("zqbo.authorize"),
+    )
+    return {"oauth_settings": oauth_settings, "authorize": authorize, "installation_store": installations}
+
+
+def _install_failed(args: FailureArgs) -> BoltResponse:
+    """Bolt's own failure page, with the reason in the log (never a token)."""
+    log.warning("Slack install failed: %s (%s)", args.reason, type(args.error).__name__ if args.error else "")
+    return args.default.failure(args)
 
 
 def create_web_app(services: Services, bolt_app: App | None = None) -> Flask:
@@ -211,7 +317,12 @@ def create_web_app(services: Services, bolt_app: App | None = None) -> Flask:
     # Every body zqbo accepts is small (Slack's requests, Intuit's notifications): refuse more
     # than 1 MB with 413 before reading or parsing it.
     web.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    slack_http.register(web, bolt_app, services.settings.slack_signing_secret.get_secret_value())
+    slack_http.register(
+        web,
+        bolt_app,
+        services.settings.slack_signing_secret.get_secret_value(),
+        install_routes=services.settings.multi_workspace,
+    )
     oauth.register(web, services)
     health.register(web, services)
     webhooks.register(web, services)

@@ -125,8 +125,22 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
-    slack_bot_token: SecretStr = _env("SLACK_BOT_TOKEN")
+    # One workspace: its bot token. Many workspaces ("Add to Slack"): the app's client id and secret
+    # instead, and each workspace's bot token comes from its installation.
+    slack_bot_token: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
     slack_signing_secret: SecretStr = _env("SLACK_SIGNING_SECRET")
+    slack_client_id: str = Field(
+        default="", validation_alias=AliasChoices("SLACK_CLIENT_ID", "slack_client_id")
+    )
+    slack_client_secret: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("SLACK_CLIENT_SECRET", "slack_client_secret")
+    )
+    slack_authorize_url: str = Field(
+        default="https://slack.com/oauth/v2/authorize",
+        validation_alias=AliasChoices("SLACK_AUTHORIZE_URL", "slack_authorize_url"),
+    )
     slack_app_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
     )
@@ -268,6 +282,11 @@ class Settings(BaseSettings):
     def _redirect_uri(cls, value: str) -> str:
         return check_http_url(value, "https://zqbo.example.com/qbo/callback") if value else value
 
+    @field_validator("slack_authorize_url")
+    @classmethod
+    def _authorize_url(cls, value: str) -> str:
+        return check_http_url(value, "https://slack.com/oauth/v2/authorize")
+
     @field_validator("slack_api_url")
     @classmethod
     def _slack_url(cls, value: str) -> str:
@@ -318,6 +337,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _derived(self) -> Settings:
+        if self.slack_bot_token is not None and not self.slack_bot_token.get_secret_value().strip():
+            self.slack_bot_token = None
+        if self.slack_bot_token is None and not self.multi_workspace:
+            raise ValueError(
+                "SLACK_BOT_TOKEN is not set: give the bot token (one workspace), or SLACK_CLIENT_ID and "
+                "SLACK_CLIENT_SECRET (many workspaces, installed with Add to Slack)"
+            )
         self.public_url = self.public_url.rstrip("/")
         if not self.slack_api_url.endswith("/"):
             self.slack_api_url += "/"
@@ -334,6 +360,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def multi_workspace(self) -> bool:
+        """Installed in many workspaces with "Add to Slack": the app's OAuth credentials are set and
+        no single workspace's bot token is."""
+        secret = self.slack_client_secret.get_secret_value() if self.slack_client_secret else ""
+        return bool(self.slack_client_id and secret and self.slack_bot_token is None)
+
+    @property
     def encryption_keys(self) -> list[str]:
         return _split(self.encryption_key.get_secret_value()) if self.encryption_key else []
 
@@ -341,6 +374,33 @@ class Settings(BaseSettings):
     def qbo_api_is_local_http(self) -> bool:
         url = urlparse(self.qbo_api_url)
         return url.scheme == "http" and url.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+class _SlackCredentials(BaseSettings):
+    """Just how zqbo talks to Slack, read the way Settings reads it: to name a missing token among
+    the other problems (Settings checks it only once every field is valid)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+    slack_bot_token: str = Field(
+        default="", validation_alias=AliasChoices("SLACK_BOT_TOKEN", "slack_bot_token")
+    )
+    slack_client_id: str = Field(
+        default="", validation_alias=AliasChoices("SLACK_CLIENT_ID", "slack_client_id")
+    )
+    slack_client_secret: str = Field(
+        default="", validation_alias=AliasChoices("SLACK_CLIENT_SECRET", "slack_client_secret")
+    )
+
+
+def _slack_credentials(overrides: dict[str, object]) -> bool:
+    wanted = {"_env_file", "slack_bot_token", "slack_client_id", "slack_client_secret"}
+    try:
+        creds = _SlackCredentials(**{k: v for k, v in overrides.items() if k in wanted})  # type: ignore[arg-type]
+    except ValidationError:
+        return True  # a wrong type is reported by Settings itself
+    return bool(creds.slack_bot_token.strip() or (creds.slack_client_id and creds.slack_client_secret))
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -356,4 +416,6 @@ def load_settings(**overrides: object) -> Settings:
             else:
                 msg = str(err["msg"]).removeprefix("Value error, ")
                 problems.append(f"{name} is invalid: {msg}" if err["loc"] else msg)
+        if not any(p.startswith("SLACK_BOT_TOKEN") for p in problems) and not _slack_credentials(overrides):
+            problems.insert(0, "SLACK_BOT_TOKEN is not set")
         raise ConfigError("zqbo cannot start: " + "; ".join(problems)) from None

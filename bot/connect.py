@@ -36,6 +36,8 @@ class Outcome(StrEnum):
     NOT_ADMIN = "not_admin"  # the link's Slack user may not change the connection
     REPLACED = "replaced"  # a newer link was issued for the same checklist
     WRONG_COMPANY = "wrong_company"  # the token does not open the company the callback named
+    TAKEN = "taken"  # the company is linked to zqbo from another Slack workspace
+    UNINSTALLED = "uninstalled"  # the link's Slack workspace removed zqbo since
 
 
 _OUTCOME_TEXT = {
@@ -51,6 +53,12 @@ _OUTCOME_TEXT = {
     Outcome.WRONG_COMPANY: (
         "Intuit did not grant access to the QuickBooks company this link came back with, so "
         "nothing was connected. Start again and pick the company on Intuit's screen."
+    ),
+    Outcome.UNINSTALLED: "zqbo was removed from this link's Slack workspace, so nothing was connected.",
+    # Says nothing about which workspace, who, or what it holds.
+    Outcome.TAKEN: (
+        "This QuickBooks company is already linked to zqbo from another Slack workspace, so nothing "
+        "was connected here."
     ),
 }
 
@@ -86,6 +94,7 @@ class OAuthFlow:
         verify_company: Callable[[str, str], str],
         clock: Clock,
         gate: Callable[[OAuthState], Outcome | None] | None = None,
+        taken: Callable[[OAuthState, str], bool] | None = None,
     ) -> None:
         self._store = store
         self._intuit = intuit
@@ -96,12 +105,15 @@ class OAuthFlow:
         # Checked after the state is taken and before the code is exchanged: an Outcome
         # here stops the flow with nothing stored (e.g. not an admin, link replaced).
         self._gate = gate
+        # (state, realm id) -> True when the company belongs to another workspace than the link's.
+        self._taken = taken
 
     def start(
         self,
         slack_user_id: str,
         team_id: str,
         *,
+        scope: str = "",
         channel_id: str = "",
         purpose: str = "connect",
         checklist: str = "",
@@ -110,7 +122,7 @@ class OAuthFlow:
         state = OAuthState(
             state=secrets.token_urlsafe(32),
             slack_user_id=slack_user_id,
-            team_id=team_id,
+            team_id=scope or team_id,  # whose the company will be: the workspace (or org) scope
             created_at=now,
             expires_at=now + STATE_TTL,
             purpose=purpose,
@@ -144,6 +156,10 @@ class OAuthFlow:
         code, realm_id = query.get("code", ""), query.get("realmId", "")
         if not code or not REALM_ID.fullmatch(realm_id):
             return CallbackResult(Outcome.BAD_CODE, record, detail="the callback had no code or company id")
+        # Another workspace's company: refused before the code is exchanged, so its grant at
+        # Intuit is never touched (revoking any grant of the company would disconnect the owner).
+        if self._taken is not None and self._taken(record, realm_id):
+            return CallbackResult(Outcome.TAKEN, record)
         try:
             tokens = self._intuit.exchange_code(code, realm_id)
         except InvalidGrant:
@@ -171,14 +187,20 @@ class OAuthFlow:
         except QBOError as exc:  # the connection works; who authorised it shows as unknown
             log.warning("userinfo failed for realm %s: %s", realm_id, exc)
         try:
-            conn = self._connections.record_grant(
-                realm_id,
-                tokens,
-                identity=identity,
-                company_name=company_name,
-                slack_user_id=record.slack_user_id,
-                team_id=record.team_id,
-            )
+            with self._store.lock(f"realm-owner:{realm_id}", ttl=30, wait=10):
+                if self._taken is not None and self._taken(record, realm_id):
+                    # Taken meanwhile by another workspace: its grant is the live one; revoking this
+                    # one would disconnect it too, so this grant is dropped, not revoked.
+                    log.warning("realm %s was linked from another workspace during this callback", realm_id)
+                    return CallbackResult(Outcome.TAKEN, record)
+                conn = self._connections.record_grant(
+                    realm_id,
+                    tokens,
+                    identity=identity,
+                    company_name=company_name,
+                    slack_user_id=record.slack_user_id,
+                    team_id=record.team_id,
+                )
         except StoreUnavailable:
             self._discard(tokens)  # a grant zqbo could not keep must not stay alive at Intuit
             raise

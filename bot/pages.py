@@ -59,7 +59,9 @@ def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, st
         return 200, page("QuickBooks connected", body + back, "ok")
     what = escape(callback_problem_text(result))
     ref = f" Reference <code>{escape(result.error_id)}</code>." if result.error_id else ""
-    if result.outcome is Outcome.NOT_ADMIN:
+    if result.outcome is Outcome.TAKEN:
+        todo = "<p>Nothing was stored here.</p>"
+    elif result.outcome is Outcome.NOT_ADMIN:
         todo = "<p>Nothing was stored. Ask a zqbo admin to connect QuickBooks.</p>"
     elif reconnecting:
         todo = (
@@ -72,13 +74,23 @@ def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, st
         Outcome.DECLINED: 200,
         Outcome.NOT_ADMIN: 403,
         Outcome.WRONG_COMPANY: 403,
+        Outcome.TAKEN: 409,
+        Outcome.UNINSTALLED: 410,
     }.get(result.outcome, 400)
     return status, page("QuickBooks was not connected", f"<p>{what}{ref}</p>{todo}", "bad")
 
 
-def reconnect_page(connections: list[Connection], now: datetime) -> str:
+def reconnect_page(connections: list[Connection] | None, now: datetime) -> str:
     """Intuit's required "Reconnect URL". Anyone can open it, so it says only whether QuickBooks
-    is connected — no company, realm, identity or token — and how to reconnect from Slack."""
+    is connected — no company, realm, identity or token — and how to reconnect from Slack. With
+    many workspaces (`connections` None) it says only how to reconnect."""
+    how = (
+        "<p>To reconnect, a zqbo admin runs <code>/zqbo reconnect</code> in Slack. zqbo then "
+        "walks them through it in a direct message: create the dedicated integration user "
+        "(Company admin), disconnect the old connection, and sign in to Intuit as that user.</p>"
+    )
+    if connections is None:
+        return page("Reconnect QuickBooks from Slack", how, "ok")
     healthy = [c for c in connections if connection_state(c, now) in (State.CONNECTED, State.EXPIRING)]
     if connections and len(healthy) == len(connections):
         title, tone = "QuickBooks is connected", "ok"
@@ -89,9 +101,4 @@ def reconnect_page(connections: list[Connection], now: datetime) -> str:
     else:
         title, tone = "QuickBooks is not connected yet", "warn"
         state = "<p>zqbo has no QuickBooks connection yet.</p>"
-    how = (
-        "<p>To reconnect, a zqbo admin runs <code>/zqbo reconnect</code> in Slack. zqbo then "
-        "walks them through it in a direct message: create the dedicated integration user "
-        "(Company admin), disconnect the old connection, and sign in to Intuit as that user.</p>"
-    )
     return page(title, state + how, tone)

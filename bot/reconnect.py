@@ -16,23 +16,28 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from slack_sdk import WebClient
-
 from bot import metrics
 from bot.clock import Clock, iso
-from bot.config import Settings
 from bot.connect import REALM_ID, CallbackResult, OAuthFlow, Outcome, describe_outcome
 from bot.models import Connection, ConnectionStatus, OAuthState
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.errors import NotConnected, TransientError
 from bot.status import is_dedicated
 from bot.store.base import Store
+from bot.tenancy.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
 DOC_KIND = "reconnect"
 LEARNING_KIND = "dedicated_learning"  # read by the entry audit: who to expect, since when
 NEW = "new"  # key of a checklist started while no company is connected
+
+
+def new_key(scope: str = "") -> str:
+    """Where a workspace's checklist for its first company is kept until the company is known."""
+    return f"{NEW}:{scope}" if scope else NEW
+
+
 STEPS = ("user", "disconnect", "reconnect", "identity", "first_entry")
 
 # step states
@@ -73,6 +78,7 @@ class Checklist:
     ended_by: str = ""
     ended_at: str = ""
     reconnected_at: str = ""
+    scope: str = ""  # the workspace it belongs to ("" with one workspace)
     steps: dict[str, Step] = field(default_factory=lambda: {name: Step() for name in STEPS})
 
     def step(self, name: str) -> Step:
@@ -107,16 +113,14 @@ class ReconnectService:
         store: Store,
         connections: ConnectionManager,
         oauth: OAuthFlow,
-        slack: WebClient,
-        settings: Settings,
+        workspaces: Workspaces,
         clock: Clock,
         render: Callable[[Checklist, Connection | None], dict[str, Any]],
     ) -> None:
         self._store = store
         self._connections = connections
         self._oauth = oauth
-        self._slack = slack
-        self._settings = settings
+        self._workspaces = workspaces
         self._clock = clock
         self._render = render  # blocks.checklist_message(...).as_kwargs(), bound by the app
 
@@ -136,9 +140,11 @@ class ReconnectService:
         return self._store.lock(f"reconnect:{key}", ttl=120, wait=30)
 
     # starting ----------------------------------------------------------------------------------
-    def resolve_realm(self, realm_arg: str = "") -> tuple[str, Connection | None]:
-        """Which company a command means: the one given, the only one, or none connected yet."""
-        connections = self._store.list_connections()
+    def resolve_realm(self, realm_arg: str = "", scope: str = "") -> tuple[str, Connection | None]:
+        """Which of the workspace's companies a command means: the one given, the only one, or
+        none connected yet (then the key of its first-company checklist). Another workspace's
+        company is answered exactly like a company nobody connected."""
+        connections = self._store.list_connections(self._workspaces.team_filter(scope))
         if realm_arg:
             for conn in connections:
                 if conn.realm_id == realm_arg:
@@ -153,26 +159,27 @@ class ReconnectService:
                 known += f" and {len(connections) - 10} more"
             raise ReconnectError(f"No connected company has realm id `{realm_arg}` (known: {known}).")
         if not connections:
-            return NEW, None
+            return new_key(scope), None
         if len(connections) == 1:
             return connections[0].realm_id, connections[0]
         choices = "\n".join(f"• {c.realm_id} — {c.company_name}" for c in connections[:20])
         more = f"\n…and {len(connections) - 20} more (`/zqbo status`)" if len(connections) > 20 else ""
         raise ReconnectError(f"zqbo watches several companies; say which one (realm id):\n{choices}{more}")
 
-    def start(self, user_id: str, team_id: str, realm_arg: str = "") -> Checklist:
-        key, conn = self.resolve_realm(realm_arg)
+    def start(self, user_id: str, team_id: str, realm_arg: str = "", scope: str = "") -> Checklist:
+        key, conn = self.resolve_realm(realm_arg, scope)
         now = iso(self._clock.now())
         with self._lock(key):
             previous = self.get(key)
             checklist = Checklist(
                 key=key,
-                realm_id="" if key == NEW else key,
+                realm_id="" if conn is None else key,
                 company_name=conn.company_name if conn else "",
                 team_id=team_id,
                 started_by=user_id,
                 started_at=now,
-                expected_email=self._settings.dedicated_email,
+                expected_email=self._workspaces.get(scope).dedicated_email,
+                scope=scope,
             )
             disconnect = checklist.step("disconnect")
             if conn is None or conn.status is not ConnectionStatus.CONNECTED:
@@ -185,8 +192,9 @@ class ReconnectService:
             if previous is not None and previous.active:
                 self._end(previous, SUPERSEDED, user_id)
             self._save(checklist)
-            channel = self._slack.conversations_open(users=user_id)["channel"]["id"]
-            posted = self._slack.chat_postMessage(channel=channel, **self._render(checklist, conn))
+            slack = self._workspaces.client(scope)
+            channel = slack.conversations_open(users=user_id)["channel"]["id"]
+            posted = slack.chat_postMessage(channel=channel, **self._render(checklist, conn))
             checklist.channel, checklist.ts = channel, posted["ts"]
             self._save(checklist)
         metrics.RECONNECT_STEPS.labels(step="start", outcome="ok").inc()
@@ -199,7 +207,7 @@ class ReconnectService:
         self._update_message(checklist)
 
     # acting on a step --------------------------------------------------------------------------
-    def act(self, key: str, action: str, user_id: str) -> Checklist:
+    def act(self, key: str, action: str, user_id: str, scope: str = "") -> Checklist:
         handlers: dict[str, Callable[[Checklist, str], None]] = {
             "user_done": self._user_done,
             "disconnect": self._disconnect,
@@ -209,7 +217,7 @@ class ReconnectService:
         }
         with self._lock(key):
             checklist = self.get(key)
-            if checklist is None:
+            if checklist is None or checklist.scope != scope:  # another workspace's: not there
                 raise ReconnectError("That checklist no longer exists. Run `/zqbo reconnect` to start again.")
             if not checklist.active:
                 raise ReconnectError(
@@ -257,6 +265,7 @@ class ReconnectService:
         url, state = self._oauth.start(
             user_id,
             checklist.team_id,
+            scope=checklist.scope,
             channel_id=checklist.channel,
             purpose="reconnect",
             checklist=checklist.key,
@@ -319,9 +328,9 @@ class ReconnectService:
                 self._update_message(checklist)
                 return checklist
             conn = result.connection
-            if checklist.key == NEW:  # the company is known now: file the checklist under it
+            if checklist.key == new_key(checklist.scope):  # the company is known: file it under it
                 with self._lock(conn.realm_id):
-                    self._store.delete_doc(DOC_KIND, NEW)
+                    self._store.delete_doc(DOC_KIND, checklist.key)
                     checklist.key = checklist.realm_id = conn.realm_id
             checklist.company_name = conn.company_name
             step.state, step.at, step.note = DONE, now, ""
@@ -334,7 +343,7 @@ class ReconnectService:
     def _check_identity(self, checklist: Checklist, conn: Connection, now: str) -> None:
         step = checklist.step("identity")
         step.at, step.email = now, conn.identity.email
-        expected = checklist.expected_email or self._settings.dedicated_email
+        expected = checklist.expected_email or self._workspaces.get(checklist.scope).dedicated_email
         verdict = is_dedicated(conn.identity.email, expected)
         if verdict is None:
             step.state = UNKNOWN
@@ -376,4 +385,6 @@ class ReconnectService:
         if not checklist.channel or not checklist.ts:
             return
         conn = self._store.get_connection(checklist.realm_id) if checklist.realm_id else None
-        self._slack.chat_update(channel=checklist.channel, ts=checklist.ts, **self._render(checklist, conn))
+        self._workspaces.client(checklist.scope).chat_update(
+            channel=checklist.channel, ts=checklist.ts, **self._render(checklist, conn)
+        )

@@ -21,6 +21,8 @@ from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
 from bot.reconnect import ReconnectService
 from bot.store import Store
+from bot.tenancy.installations import StoreInstallations
+from bot.tenancy.workspaces import Workspaces
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
@@ -45,5 +47,7 @@ class Services:
     reconnect: ReconnectService
     alerts: AlertBook
     auditor: Auditor
+    workspaces: Workspaces
+    installations: StoreInstallations | None  # Slack installations, with many workspaces
     # Where per-company jobs run (Dramatiq on Redis, or a thread pool here); set by build_services.
     engine: Engine = None  # type: ignore[assignment]

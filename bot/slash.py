@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.alerts import KINDS, MUTE_NAMES
-from bot.audit.markers import MarkerError, parse_markers
+from bot.audit.markers import parse_markers
 from bot.blocks import Message, code, md, mention
 from bot.blocks.status import MAX_COMPANIES_ON_CARD
 from bot.commands import (
@@ -24,9 +24,10 @@ from bot.commands import (
 from bot.connect import REALM_ID
 from bot.models import CheckResult, ConnectionStatus
 from bot.qbo.errors import NotConnected, QBOError, TransientError
-from bot.reconnect import NEW, ReconnectError
+from bot.reconnect import ReconnectError
 from bot.services import Services
-from bot.status import State, build_status
+from bot.status import State, StatusReport, build_status
+from bot.tenancy.workspaces import SettingError, parse_setting
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +63,32 @@ def _refusal(text: str) -> Message:
 # --- status ---------------------------------------------------------------------------------
 
 
-def status_ack(services: Services, can_follow_up: bool, realm: str = "") -> tuple[Message, list[str]]:
-    """The card from stored state (every company, problems first; or the one named), and the
-    companies on it that a live probe should ask after the ack."""
+def workspace_report(
+    services: Services, scope: str, realm: str | None = None, limit: int | None = None
+) -> StatusReport:
+    """The status report of one workspace's companies, with that workspace's settings."""
+    workspaces = services.workspaces
+    config = workspaces.get(scope) if workspaces.multi else services.settings
+    extra = {"limit": limit} if limit else {}
+    return build_status(
+        services.store, config, services.clock, realm=realm, team=workspaces.team_filter(scope), **extra
+    )
+
+
+def status_ack(
+    services: Services, can_follow_up: bool, realm: str = "", scope: str = ""
+) -> tuple[Message, list[str]]:
+    """The card from stored state (the workspace's companies, problems first; or the one named),
+    and the companies on it that a live probe should ask after the ack."""
     if realm:
         if not REALM_ID.fullmatch(realm):
             return _refusal("A realm id is the company's number in QuickBooks (digits only)."), []
-        report = build_status(services.store, services.settings, services.clock, realm=realm)
-        if not report.companies:
+        mine = not services.workspaces.multi or services.workspaces.owns(scope, realm)
+        report = workspace_report(services, scope, realm=realm) if mine else None
+        if report is None or not report.companies:  # another workspace's: as if nobody had it
             return _refusal(f"No connected company has realm id `{realm}`."), []
     else:
-        report = build_status(services.store, services.settings, services.clock)
+        report = workspace_report(services, scope)
     shown = report.companies[:MAX_COMPANIES_ON_CARD]
     live = [c.realm_id for c in shown if c.state in (State.CONNECTED, State.EXPIRING)]
     fresh = {realm: services.prober.fresh(realm) for realm in live}
@@ -83,6 +99,7 @@ def status_ack(services: Services, can_follow_up: bool, realm: str = "") -> tupl
     # seconds at most).
     key = (
         report.marker,
+        scope,
         realm,
         int(report.now.timestamp()),
         tuple(sorted((r, id(p)) for r, p in probes.items())),
@@ -95,26 +112,26 @@ def status_ack(services: Services, can_follow_up: bool, realm: str = "") -> tupl
     return card, stale
 
 
-def status_after_probe(services: Services, realms: list[str]) -> Message:
+def status_after_probe(services: Services, realms: list[str], scope: str = "") -> Message:
     """The card again once QBO answered for `realms` (probes are coalesced: one per company in
     flight, and a fresh answer is reused)."""
     probes: dict[str, CheckResult] = {realm: services.prober.probe(realm) for realm in realms}
-    report = build_status(services.store, services.settings, services.clock)  # a probe may change it
+    report = workspace_report(services, scope)  # a probe may change it
     return blocks.status_card(report, probes)
 
 
 # --- connecting -----------------------------------------------------------------------------
 
 
-def connect_link(services: Services, user_id: str, team_id: str, channel_id: str) -> Message:
-    url, state = services.oauth.start(user_id, team_id, channel_id=channel_id)
-    return blocks.connect_link(url, state.expires_at, services.settings.dedicated_email)
+def connect_link(services: Services, user_id: str, team_id: str, channel_id: str, scope: str = "") -> Message:
+    url, state = services.oauth.start(user_id, team_id, scope=scope, channel_id=channel_id)
+    return blocks.connect_link(url, state.expires_at, services.workspaces.get(scope).dedicated_email)
 
 
-def start_reconnect(services: Services, user_id: str, team_id: str, realm: str) -> Message:
+def start_reconnect(services: Services, user_id: str, team_id: str, realm: str, scope: str = "") -> Message:
     """Open the checklist DM; the answer says where it is."""
     try:
-        checklist = services.reconnect.start(user_id, team_id, realm)
+        checklist = services.reconnect.start(user_id, team_id, realm, scope=scope)
     except ReconnectError as exc:
         return _refusal(str(exc))
     except SlackApiError as exc:
@@ -130,16 +147,23 @@ def start_reconnect(services: Services, user_id: str, team_id: str, realm: str) 
     )
 
 
-def _realm(services: Services, args: tuple[str, ...]) -> str:
-    realm, conn = services.reconnect.resolve_realm(args[0] if args else "")
-    if conn is None or realm == NEW:
+def _realm(services: Services, args: tuple[str, ...], scope: str) -> str:
+    realm, conn = services.reconnect.resolve_realm(args[0] if args else "", scope)
+    if conn is None:
         raise ReconnectError("No QuickBooks company is connected yet: `/zqbo reconnect` sets one up.")
     return realm
 
 
-def disconnect_prompt(services: Services, args: tuple[str, ...]) -> Message:
+def _mine(services: Services, scope: str, realm: str) -> bool:
+    """Whether a company named by a button (a value anyone could have copied) is the workspace's."""
+    if not realm or services.store.get_connection(realm) is None:
+        return False
+    return not services.workspaces.multi or services.workspaces.owns(scope, realm)
+
+
+def disconnect_prompt(services: Services, args: tuple[str, ...], scope: str = "") -> Message:
     try:
-        realm, conn = services.reconnect.resolve_realm(args[0] if args else "")
+        realm, conn = services.reconnect.resolve_realm(args[0] if args else "", scope)
     except ReconnectError as exc:
         return _refusal(str(exc))
     if conn is None or conn.status is not ConnectionStatus.CONNECTED:
@@ -148,8 +172,8 @@ def disconnect_prompt(services: Services, args: tuple[str, ...]) -> Message:
     return blocks.disconnect_prompt(conn)
 
 
-def disconnect(services: Services, realm: str, user_id: str) -> Message:
-    conn = services.connections.get(realm) if realm else None
+def disconnect(services: Services, realm: str, user_id: str, scope: str = "") -> Message:
+    conn = services.connections.get(realm) if _mine(services, scope, realm) else None
     if conn is None:
         return blocks.notice("Nothing to disconnect: not connected.")
     try:
@@ -164,9 +188,9 @@ def disconnect(services: Services, realm: str, user_id: str) -> Message:
 # --- the audit ------------------------------------------------------------------------------
 
 
-def run_check(services: Services, args: tuple[str, ...]) -> Message:
+def run_check(services: Services, args: tuple[str, ...], scope: str = "") -> Message:
     try:
-        realms = [_realm(services, args)] if args else [c.realm_id for c in services.store.list_connections()]
+        realms = [_realm(services, args, scope)] if args else services.workspaces.realms(scope)
     except ReconnectError as exc:
         return _refusal(str(exc))
     if not realms:
@@ -175,9 +199,9 @@ def run_check(services: Services, args: tuple[str, ...]) -> Message:
     return blocks.check_results(results)
 
 
-def list_users(services: Services, args: tuple[str, ...]) -> Message:
+def list_users(services: Services, args: tuple[str, ...], scope: str = "") -> Message:
     try:
-        realm = _realm(services, args)
+        realm = _realm(services, args, scope)
     except ReconnectError as exc:
         return _refusal(str(exc))
     try:
@@ -188,9 +212,12 @@ def list_users(services: Services, args: tuple[str, ...]) -> Message:
     return blocks.users_table(stats, dedicated_id, source)
 
 
-def alerts(services: Services) -> Message:
+def alerts(services: Services, scope: str = "") -> Message:
+    mine = scope if services.workspaces.multi else None
     return blocks.alerts_list(
-        services.alerts.open_alerts(), services.alerts.mutes(), services.alerts.channel_problem()
+        services.alerts.open_alerts(scope=mine),
+        services.alerts.mutes(mine),
+        services.alerts.channel_problem(scope),
     )
 
 
@@ -202,7 +229,7 @@ def _mute_usage() -> Message:
     )
 
 
-def mute(services: Services, name: str, args: tuple[str, ...], user_id: str) -> Message:
+def mute(services: Services, name: str, args: tuple[str, ...], user_id: str, scope: str = "") -> Message:
     if not args or args[0].lower() not in MUTE_NAMES:
         return _mute_usage()
     kind_name, kind = args[0].lower(), MUTE_NAMES[args[0].lower()]
@@ -210,13 +237,13 @@ def mute(services: Services, name: str, args: tuple[str, ...], user_id: str) -> 
     duration = MUTE_DEFAULT
     try:
         if name == "mute" and rest:
-            connected = {c.realm_id for c in services.store.list_connections()}
+            connected = set(services.workspaces.realms(scope))
             # `mute entries 12` is hours; `mute entries <realm>` a company; `mute entries 12 <realm>` both
             if len(rest) >= 2 or (rest[0] not in connected and looks_like_duration(rest[0])):
                 duration = parse_duration(rest.pop(0))
         if len(rest) > 1:
             return _mute_usage()
-        realm = _realm(services, tuple(rest))
+        realm = _realm(services, tuple(rest), scope)
     except (CommandError, ReconnectError) as exc:
         return _refusal(str(exc))
     if name == "unmute":
@@ -229,11 +256,12 @@ def mute(services: Services, name: str, args: tuple[str, ...], user_id: str) -> 
     )
 
 
-def mute_button(services: Services, value: str, user_id: str) -> tuple[Message, bool]:
-    """The Mute 24h button on an alert: its value names a known kind and a connected company,
-    or nothing is stored (a tampered or stale button). True when the mute is to be announced."""
+def mute_button(services: Services, value: str, user_id: str, scope: str = "") -> tuple[Message, bool]:
+    """The Mute 24h button on an alert: its value names a known kind and one of the workspace's
+    companies, or nothing is stored (a tampered, copied or stale button). True when the mute is
+    to be announced."""
     kind, _, realm = value.partition("|")
-    if kind not in KINDS or not realm or services.store.get_connection(realm) is None:
+    if kind not in KINDS or not _mine(services, scope, realm):
         return _refusal("That button no longer matches a company zqbo watches; nothing was muted."), False
     until = services.alerts.mute(kind, realm, MUTE_DEFAULT.total_seconds() / 3600, user_id)
     message = blocks.notice(
@@ -248,39 +276,71 @@ def mute_button(services: Services, value: str, user_id: str) -> tuple[Message, 
     return message, True
 
 
-def confirm_dedicated(services: Services, realm: str, user_id: str) -> Message:
-    doc = services.auditor.confirm_dedicated(realm, user_id) if realm else None
+def confirm_dedicated(services: Services, realm: str, user_id: str, scope: str = "") -> Message:
+    doc = services.auditor.confirm_dedicated(realm, user_id) if _mine(services, scope, realm) else None
     if not doc:
         return blocks.notice("There is no learned id to confirm any more.")
     return blocks.notice(md("Dedicated QBO user id {} confirmed by {}.", code(doc["id"]), mention(user_id)))
 
 
-def configure(services: Services, raw: str, user_id: str) -> Message:
+# --- settings -------------------------------------------------------------------------------
+
+# `/zqbo config <word> <value>` -> the workspace setting it changes
+CONFIG_WORDS = {
+    "channel": "alert_channel",
+    "email": "dedicated_email",
+    "admins": "admins",
+    "interval": "check_interval",
+    "markers": "markers",
+}
+ENV_OF = {
+    "alert_channel": "ZQBO_ALERT_CHANNEL",
+    "dedicated_email": "ZQBO_DEDICATED_EMAIL",
+    "admins": "ZQBO_ADMINS",
+    "check_interval": "ZQBO_CHECK_INTERVAL",
+}
+CONFIG_USAGE = (
+    "Usage: `/zqbo config channel #channel`, `/zqbo config email <address>`, "
+    "`/zqbo config admins @a @b`, `/zqbo config interval 15m`, `/zqbo config markers <rules>` or "
+    "`/zqbo config dedicated-user <id> [realm]`."
+)
+
+
+def configure(services: Services, raw: str, user_id: str, scope: str = "") -> Message:
     parts = raw.split(None, 2)
     what = parts[1].lower() if len(parts) > 1 else ""
     rest = parts[2].strip() if len(parts) > 2 else ""
-    if what == "markers" and rest:
+    workspaces = services.workspaces
+    if what in CONFIG_WORDS and rest:
+        name = CONFIG_WORDS[what]
+        if not workspaces.multi and name in ENV_OF:  # one workspace: the environment decides
+            return blocks.notice(
+                md("This zqbo is set up by its environment: change {} where it runs.", code(ENV_OF[name])),
+                ":thinking_face:",
+            )
         try:
-            markers = parse_markers(rest)
-        except MarkerError as exc:
-            return blocks.notice(f"Not saved: {exc}", ":x:")
-        services.store.put_doc("config", "markers", {"rules": rest, "by": user_id})
-        return blocks.notice(
-            "Markers saved: " + "; ".join(m.describe() for m in markers), ":white_check_mark:"
-        )
+            value = parse_setting(name, rest)
+        except SettingError as exc:
+            return blocks.notice(str(exc), ":x:")
+        workspace = workspaces.update(scope, user_id, **{name: value})
+        return blocks.setting_saved(name, workspace, parse_markers(workspace.markers))
     if what == "dedicated-user" and rest:
         words = rest.split()
         try:
             user = parse_qbo_user_id(words[0])
             if len(words) > 2:
                 raise CommandError("Usage: `/zqbo config dedicated-user <id> [realm]`.")
-            realm = _realm(services, tuple(words[1:]))
+            realm = _realm(services, tuple(words[1:]), scope)
         except (CommandError, ReconnectError) as exc:
             return blocks.notice(str(exc), ":x:")
         services.auditor.pin_dedicated(realm, user, user_id)
         return blocks.notice(f"Dedicated QBO user id for `{realm}` set to `{user}`.", ":white_check_mark:")
     if what:
-        return _refusal(
-            "Usage: `/zqbo config markers <rules>` or `/zqbo config dedicated-user <id> [realm]`."
-        )
-    return blocks.config_summary(services.auditor.markers(), services.settings)
+        return _refusal(CONFIG_USAGE if workspaces.multi else USAGE_ONE_WORKSPACE)
+    workspace = workspaces.get(scope, fresh=True)
+    return blocks.config_summary(
+        parse_markers(workspace.markers), services.settings, workspace, workspaces.multi
+    )
+
+
+USAGE_ONE_WORKSPACE = "Usage: `/zqbo config markers <rules>` or `/zqbo config dedicated-user <id> [realm]`."

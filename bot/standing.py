@@ -51,14 +51,16 @@ def wrong_identity(conn: Connection, dedicated_email: str, state: State) -> bool
 
 
 def ranker(
-    dedicated_email: str, now: Callable[[], datetime] | None = None
+    dedicated_email: str | Callable[[Connection], str], now: Callable[[], datetime] | None = None
 ) -> Callable[[Connection], tuple[str, int]]:
-    """(what to count the company as, its rank) for the store's status index."""
+    """(what to count the company as, its rank) for the store's status index. The dedicated email
+    is one for all, or a function of the company (each workspace has its own)."""
 
     def rank(conn: Connection) -> tuple[str, int]:
         moment = now() if now else datetime.now(UTC)
         state = connection_state(conn, moment)
-        label = WRONG_IDENTITY if wrong_identity(conn, dedicated_email, state) else state.value
+        email = dedicated_email(conn) if callable(dedicated_email) else dedicated_email
+        label = WRONG_IDENTITY if wrong_identity(conn, email, state) else state.value
         return label, RANK.get(label, RANK[State.CONNECTED])  # type: ignore[call-overload]
 
     return rank

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from bot.clock import Clock, parse_iso
 from bot.config import Settings
@@ -16,6 +17,9 @@ from bot.standing import (  # noqa: F401 - re-exported for callers
     is_dedicated,
 )
 from bot.store.base import Store
+
+if TYPE_CHECKING:
+    from bot.tenancy.workspaces import Workspace
 
 MAX_COMPANIES_SHOWN = 8
 
@@ -77,6 +81,7 @@ class StatusReport:
     alert_problem: str = ""  # why alerts cannot be posted, if they cannot
     counts: dict[str, int] = field(default_factory=dict)  # every company, by state label
     marker: str = ""  # the store's change marker this report was built from
+    scope: str = ""  # the workspace's, when zqbo serves many ("" with one)
 
     @property
     def total(self) -> int:
@@ -94,22 +99,26 @@ def scheduler_heartbeat(store: Store) -> datetime | None:
 
 def build_status(
     store: Store,
-    settings: Settings,
+    settings: Settings | Workspace,
     clock: Clock,
     limit: int = MAX_COMPANIES_SHOWN,
     realm: str | None = None,
+    team: str | None = None,
 ) -> StatusReport:
     """The status report from stored state only: counts from the status index, details for the
-    first `limit` companies (problems first). A fixed number of store round trips whatever the
-    number of companies; no Intuit or QBO call."""
+    first `limit` companies (problems first) — of one workspace's companies when `team` is given,
+    with that workspace's settings (a `Workspace`). A fixed number of store round trips whatever
+    the number of companies; no Intuit or QBO call."""
     now = clock.now()
+    scope = getattr(settings, "scope", "")
     view = store.overview(
         realm_doc_kinds=("reconnect", "dedicated_user", "open_alerts"),
         global_doc_kinds=("scheduler", "alert_channel"),
         limit=limit,
         realms=[realm] if realm else None,
+        team=team,
     )
-    problem = view.doc("alert_channel", "problem")
+    problem = view.doc("alert_channel", f"problem:{scope}" if scope else "problem")
     beat = view.doc("scheduler", "heartbeat")
     heartbeat = parse_iso(beat.get("at")) if beat else None
     companies = []
@@ -120,7 +129,9 @@ def build_status(
             next_check = (last_check.at if last_check else heartbeat) + settings.check_interval
         state = connection_state(conn, now)
         dedicated = view.doc("dedicated_user", conn.realm_id) or {}
-        if settings.dedicated_user_id:
+        # One workspace: ZQBO_DEDICATED_USER_ID wins. Many: the company's own id does (QBO ids differ
+        # from one company to the next) and the environment's is only a default.
+        if settings.dedicated_user_id and (not scope or not dedicated):
             dedicated_id, source = settings.dedicated_user_id, "pinned"
         else:
             dedicated_id, source = str(dedicated.get("id", "")), str(dedicated.get("source", "unknown"))
@@ -158,6 +169,7 @@ def build_status(
         alert_problem=str(problem.get("problem", "")) if problem else "",
         counts=dict(view.counts),
         marker=view.marker,
+        scope=scope,
     )
 
 

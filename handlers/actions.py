@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot import blocks, slash
 from bot.connect import new_error_id
@@ -24,7 +24,8 @@ CHECKLIST_ACTIONS = {
     "zqbo_rc_retry": "retry",
     "zqbo_rc_cancel": "cancel",
 }
-Work = Callable[[dict[str, Any]], "blocks.Message | None"]
+# (body, scope) -> the answer: every button acts only on the pressing workspace's data
+Work = Callable[[dict[str, Any], str], "blocks.Message | None"]
 
 
 def _who(body: dict[str, Any]) -> tuple[str, str]:
@@ -75,61 +76,64 @@ def register(app: App, services: Services) -> None:
     def admin_only(what: str, work: Work, in_place: bool = False):
         """A button that changes the connection: refused, politely and privately, for non-admins."""
 
-        def listener(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+        def listener(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
             ack()
             user_id, _ = _who(body)
+            scope = services.workspaces.scope_of(context)
 
             def guarded() -> blocks.Message | None:
-                if not services.admins.is_admin(user_id):
-                    return blocks.not_allowed(what, services.admins.who())
-                return work(body)
+                if not services.admins.is_admin(user_id, scope):
+                    return blocks.not_allowed(what, services.admins.who(scope))
+                return work(body, scope)
 
             later(what, respond, guarded, in_place)
 
         return listener
 
-    def connect(body: dict[str, Any]) -> blocks.Message:
+    def connect(body: dict[str, Any], scope: str) -> blocks.Message:
         user_id, team_id = _who(body)
-        return slash.connect_link(services, user_id, team_id, _channel(body))
+        return slash.connect_link(services, user_id, team_id, _channel(body), scope)
 
-    def reconnect(body: dict[str, Any]) -> blocks.Message:
+    def reconnect(body: dict[str, Any], scope: str) -> blocks.Message:
         user_id, team_id = _who(body)
-        return slash.start_reconnect(services, user_id, team_id, _value(body))
+        return slash.start_reconnect(services, user_id, team_id, _value(body), scope)
 
-    def disconnect(body: dict[str, Any]) -> blocks.Message:
+    def disconnect(body: dict[str, Any], scope: str) -> blocks.Message:
         user_id, _ = _who(body)
-        return slash.disconnect(services, _value(body), user_id)
+        return slash.disconnect(services, _value(body), user_id, scope)
 
     def checklist_step(action: str) -> Work:
-        def work(body: dict[str, Any]) -> blocks.Message | None:
+        def work(body: dict[str, Any], scope: str) -> blocks.Message | None:
             user_id, _ = _who(body)
             try:
-                services.reconnect.act(_value(body), action, user_id)
+                services.reconnect.act(_value(body), action, user_id, scope)
             except ReconnectError as exc:
                 return blocks.notice(str(exc), ":thinking_face:")
             return None  # the checklist message itself was updated
 
         return work
 
-    def acknowledge(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
-        """Anyone in the alert channel may say they are on it."""
+    def acknowledge(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        """Anyone in the alert channel may say they are on it (their workspace's alerts only)."""
         ack()
         user_id, _ = _who(body)
+        scope = services.workspaces.scope_of(context)
 
         def work() -> None:
-            services.alerts.acknowledge(_value(body), user_id)
+            services.alerts.acknowledge(_value(body), user_id, scope if services.workspaces.multi else None)
 
         later("acknowledge", respond, work, in_place=False)
 
-    def mute(ack: Ack, body: dict[str, Any], respond: Respond) -> None:
+    def mute(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
         """Admins only; a mute is news for the whole alert channel, a refusal is private."""
         ack()
         user_id, _ = _who(body)
+        scope = services.workspaces.scope_of(context)
 
         def work() -> blocks.Message | None:
-            if not services.admins.is_admin(user_id):
-                return blocks.not_allowed("mute alerts", services.admins.who())
-            message, announce = slash.mute_button(services, _value(body), user_id)
+            if not services.admins.is_admin(user_id, scope):
+                return blocks.not_allowed("mute alerts", services.admins.who(scope))
+            message, announce = slash.mute_button(services, _value(body), user_id, scope)
             if not announce:
                 return message
             respond(response_type="in_channel", replace_original=False, **message.as_kwargs())
@@ -137,9 +141,9 @@ def register(app: App, services: Services) -> None:
 
         later("mute", respond, work, in_place=False)
 
-    def confirm_dedicated(body: dict[str, Any]) -> blocks.Message:
+    def confirm_dedicated(body: dict[str, Any], scope: str) -> blocks.Message:
         user_id, _ = _who(body)
-        return slash.confirm_dedicated(services, _value(body), user_id)
+        return slash.confirm_dedicated(services, _value(body), user_id, scope)
 
     def ack_only(ack: Ack) -> None:
         ack()  # URL buttons still send an interaction; acking spares the user a warning icon

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt import Ack, App, Respond
+from slack_bolt import Ack, App, BoltContext, Respond
 
 from bot import blocks, metrics, slash
 from bot.commands import ADMIN_ONLY, TOO_LONG, parse, too_long_sentence
@@ -30,10 +30,10 @@ NO_RESPONSE_URL = (
 
 
 def register(app: App, services: Services) -> None:
-    def zqbo_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def zqbo_command(ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
         """Answer from stored state at once; what needs Intuit, QBO or a DM runs after."""
         try:
-            after = answer(services, ack, command)
+            after = answer(services, ack, command, services.workspaces.scope_of(context))
         except StoreUnavailable as exc:
             error_id = new_error_id()
             log.error("/zqbo answered without the store [%s]: %s", error_id, exc)
@@ -45,8 +45,11 @@ def register(app: App, services: Services) -> None:
     app.command("/zqbo")(zqbo_command)
 
 
-def answer(services: Services, ack: Ack, command: dict[str, Any]) -> Callable[[Respond], None] | None:
-    """Ack the command; return the work to do after the ack, if any."""
+def answer(
+    services: Services, ack: Ack, command: dict[str, Any], scope: str = ""
+) -> Callable[[Respond], None] | None:
+    """Ack the command; return the work to do after the ack, if any. Everything it reads or
+    changes is the workspace's (`scope`)."""
     text = command.get("text") or ""
     cmd = parse(text)
     metrics.SLACK_COMMANDS.labels(subcommand=cmd.name if cmd.name != TOO_LONG else "unknown").inc()
@@ -59,38 +62,40 @@ def answer(services: Services, ack: Ack, command: dict[str, Any]) -> Callable[[R
     if cmd.name == TOO_LONG:
         reply(blocks.notice(too_long_sentence(len(text)), ":thinking_face:"))
         return None
-    if cmd.name in ADMIN_ONLY and not services.admins.is_admin(user_id):
-        reply(blocks.not_allowed(ADMIN_ONLY[cmd.name], services.admins.who()))
+    if cmd.name in ADMIN_ONLY and not services.admins.is_admin(user_id, scope):
+        reply(blocks.not_allowed(ADMIN_ONLY[cmd.name], services.admins.who(scope)))
         return None
     if cmd.name in FOLLOW_UP and not can_follow_up:
         reply(blocks.notice(NO_RESPONSE_URL, ":thinking_face:"))
         return None
     if cmd.name == "status":
-        card, stale = slash.status_ack(services, can_follow_up, cmd.args[0] if cmd.args else "")
+        card, stale = slash.status_ack(services, can_follow_up, cmd.args[0] if cmd.args else "", scope)
         reply(card)
-        return (
-            (lambda respond: _replace(respond, slash.status_after_probe(services, stale))) if stale else None
-        )
+        if not stale:
+            return None
+        return lambda respond: _replace(respond, slash.status_after_probe(services, stale, scope))
     if cmd.name in FOLLOW_UP:
         reply(FOLLOW_UP[cmd.name]())
         work: dict[str, Callable[[], blocks.Message | None]] = {
-            "connect": lambda: slash.connect_link(services, user_id, team_id, command.get("channel_id", "")),
-            "reconnect": lambda: slash.start_reconnect(
-                services, user_id, team_id, cmd.args[0] if cmd.args else ""
+            "connect": lambda: slash.connect_link(
+                services, user_id, team_id, command.get("channel_id", ""), scope
             ),
-            "check": lambda: slash.run_check(services, cmd.args),
-            "users": lambda: slash.list_users(services, cmd.args),
+            "reconnect": lambda: slash.start_reconnect(
+                services, user_id, team_id, cmd.args[0] if cmd.args else "", scope
+            ),
+            "check": lambda: slash.run_check(services, cmd.args, scope),
+            "users": lambda: slash.list_users(services, cmd.args, scope),
         }
         job = work[cmd.name]
         return lambda respond: _replace(respond, job())
     if cmd.name == "disconnect":
-        reply(slash.disconnect_prompt(services, cmd.args))
+        reply(slash.disconnect_prompt(services, cmd.args, scope))
     elif cmd.name == "alerts":
-        reply(slash.alerts(services))
+        reply(slash.alerts(services, scope))
     elif cmd.name in ("mute", "unmute"):
-        reply(slash.mute(services, cmd.name, cmd.args, user_id))
+        reply(slash.mute(services, cmd.name, cmd.args, user_id, scope))
     elif cmd.name == "config":
-        reply(slash.configure(services, cmd.raw, user_id))
+        reply(slash.configure(services, cmd.raw, user_id, scope))
     elif cmd.name == "help":
         reply(blocks.help_message())
     else:

@@ -25,14 +25,24 @@ def register(web: Flask, services: Services) -> None:
             services.background.submit(update_checklist, services, result)
         else:
             services.background.submit(notify_user, services, result)
-        status, html = callback_page(result, services.settings.dedicated_email)
+        status, html = callback_page(result, _dedicated_email(services, result))
         return _html(status, html)
 
     @web.get("/qbo/reconnect")
     def qbo_reconnect() -> Response:
-        """The "Reconnect URL" registered with Intuit: state only, nothing identifying."""
+        """The "Reconnect URL" registered with Intuit: state only, nothing identifying. Serving
+        many workspaces, it cannot know whose company the visitor means, so it says only how
+        to reconnect — nothing about any workspace's connections."""
+        if services.workspaces.multi:
+            return _html(200, reconnect_page(None, services.clock.now()))
         connections = services.store.list_connections()
         return _html(200, reconnect_page(connections, services.clock.now()))
+
+
+def _dedicated_email(services: Services, result: CallbackResult) -> str:
+    if result.state is None:
+        return ""
+    return services.workspaces.get(result.state.team_id if services.workspaces.multi else "").dedicated_email
 
 
 def _html(status: int, html: str) -> Response:
@@ -56,12 +66,13 @@ def notify_user(services: Services, result: CallbackResult) -> None:
     if result.state is None:
         return  # unknown or missing state: we do not know who this is
     if result.ok and result.connection is not None:
-        message = blocks.dm_connected(result.connection, services.settings.dedicated_email)
+        message = blocks.dm_connected(result.connection, _dedicated_email(services, result))
     else:
         message = blocks.dm_callback_problem(result)
     try:
-        channel = services.slack.conversations_open(users=result.state.slack_user_id)["channel"]["id"]
-        services.slack.chat_postMessage(channel=channel, **message.as_kwargs())
+        slack = services.workspaces.client(result.state.team_id if services.workspaces.multi else "")
+        channel = slack.conversations_open(users=result.state.slack_user_id)["channel"]["id"]
+        slack.chat_postMessage(channel=channel, **message.as_kwargs())
     except SlackApiError as exc:
         log.error(
             "could not DM %s about the QBO callback: %s",

@@ -96,9 +96,19 @@ def malformed(body: bytes, content_type: str) -> str:
     return shape_problem(payload)
 
 
-def register(web: Flask, bolt_app: App, signing_secret: str) -> None:
+def register(web: Flask, bolt_app: App, signing_secret: str, install_routes: bool = False) -> None:
     handler = SlackRequestHandler(bolt_app)
     verifier = SignatureVerifier(signing_secret)
+
+    if install_routes:  # many workspaces: Bolt's "Add to Slack" page and its OAuth redirect
+
+        @web.get("/slack/install")
+        def slack_install() -> Response:
+            return handler.handle(request)
+
+        @web.get("/slack/oauth_redirect")
+        def slack_oauth_redirect() -> Response:
+            return handler.handle(request)
 
     @web.post("/slack/events")
     def slack_events() -> Response:

@@ -26,12 +26,12 @@ from bot.qbo.errors import ConnectionLost, QBOError
 from bot.reconnect import LEARNING_KIND, ReconnectService
 from bot.status import REFRESH_EXPIRY_WARNING, is_dedicated
 from bot.store.base import Store
+from bot.tenancy.workspaces import Workspaces
 
 log = logging.getLogger(__name__)
 
 CURSOR_KIND = "audit_cursor"
 DEDICATED_KIND = "dedicated_user"
-CONFIG_KIND = "config"
 LOOKBACK = timedelta(days=30) - timedelta(minutes=5)  # CDC answers for the last 30 days only
 OVERLAP = timedelta(minutes=2)  # re-read a little: QBO's clock and commit order are not ours
 PAGE_LIMIT = 1000
@@ -91,6 +91,7 @@ class Auditor:
         reconnect: ReconnectService,
         settings: Settings,
         clock: Clock,
+        workspaces: Workspaces,
     ) -> None:
         self._store = store
         self._qbo = qbo
@@ -98,18 +99,25 @@ class Auditor:
         self._reconnect = reconnect
         self._settings = settings
         self._clock = clock
+        self._workspaces = workspaces
 
     # configuration -----------------------------------------------------------------------------
-    def markers(self) -> list[Marker]:
-        doc = self._store.get_doc(CONFIG_KIND, "markers")
-        return parse_markers(doc["rules"] if doc else self._settings.markers)
+    def markers(self, realm_id: str | None = None, scope: str | None = None) -> list[Marker]:
+        """The rules that recognise the integration's entries: the company's workspace's."""
+        workspace = self._workspaces.for_realm(realm_id) if realm_id else self._workspaces.get(scope or "")
+        return parse_markers(workspace.markers)
 
     def dedicated(self, realm_id: str) -> tuple[str, dict[str, Any]]:
-        """The dedicated QBO user id and where it came from (pinned / learned / confirmed)."""
-        if self._settings.dedicated_user_id:
-            return self._settings.dedicated_user_id, {"source": "pinned (ZQBO_DEDICATED_USER_ID)"}
+        """The dedicated QBO user id and where it came from (pinned / learned / confirmed). With one
+        workspace ZQBO_DEDICATED_USER_ID wins; with many, a company's own id does (QBO user ids
+        differ from one company to the next) and the environment's is only a default."""
+        pinned = self._workspaces.for_realm(realm_id).dedicated_user_id
+        if pinned and not self._workspaces.multi:
+            return pinned, {"source": "pinned (ZQBO_DEDICATED_USER_ID)"}
         doc = self._store.get_doc(DEDICATED_KIND, realm_id)
-        return (str(doc["id"]), doc) if doc else ("", {})
+        if doc:
+            return str(doc["id"]), doc
+        return (pinned, {"source": "pinned (ZQBO_DEDICATED_USER_ID)"}) if pinned else ("", {})
 
     def pin_dedicated(self, realm_id: str, user_id: str, by: str) -> None:
         doc = {"id": user_id, "source": "pinned", "by": by, "at": iso(self._clock.now())}
@@ -232,7 +240,8 @@ class Auditor:
         fewer than 1000 changes. CDC answers at most 1000 objects per entity and does not say which
         1000, so an entity with a full page is read again, completely, through the query API over
         the same window (ordered by LastUpdatedTime, paged)."""
-        scan = Scan(self.markers())
+        workspace = self._workspaces.for_connection(conn) if conn else self._workspaces.for_realm(realm_id)
+        scan = Scan(parse_markers(workspace.markers))
         body = self._cdc(realm_id, list(self._settings.entities), since, conn)
         calls = 1
         server_time = parse_iso(body.get("time")) or self._clock.now()
@@ -371,14 +380,14 @@ class Auditor:
             self._alerts.resolve(A.LOST, realm, "the connection works again")
         if conn.status is not ConnectionStatus.CONNECTED:
             return
-        dedicated = is_dedicated(conn.identity.email, self._settings.dedicated_email)
+        dedicated_email = self._workspaces.for_connection(conn).dedicated_email
+        dedicated = is_dedicated(conn.identity.email, dedicated_email)
         if dedicated is False:
             self._alerts.raise_condition(
                 A.WRONG_IDENTITY,
                 realm,
                 company,
-                f"authorised as {conn.identity.email or 'an unknown identity'}, "
-                f"not {self._settings.dedicated_email}",
+                f"authorised as {conn.identity.email or 'an unknown identity'}, not {dedicated_email}",
             )
         elif dedicated:
             self._alerts.resolve(A.WRONG_IDENTITY, realm, f"reconnected as {conn.identity.email}")

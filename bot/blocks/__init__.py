@@ -8,7 +8,6 @@ from bot.blocks.alerts import ALERT_TITLES, alert_message, alert_resolved_note, 
 from bot.blocks.answers import (
     callback_problem_text,
     check_results,
-    config_summary,
     connect_link,
     connect_preparing,
     disconnect_done,
@@ -34,6 +33,14 @@ from bot.blocks.message import (
     mentions,
     notice,
     when,
+)
+from bot.blocks.setup import (
+    config_summary,
+    setting_saved,
+    settings_modal,
+    setup_blocks,
+    submitted_values,
+    welcome_dm,
 )
 from bot.blocks.status import home, status_card
 
@@ -66,8 +73,13 @@ __all__ = [
     "mentions",
     "not_allowed",
     "notice",
+    "setting_saved",
+    "settings_modal",
+    "setup_blocks",
     "status_card",
     "store_unavailable",
+    "submitted_values",
     "users_table",
+    "welcome_dm",
     "when",
 ]

@@ -262,28 +262,3 @@ def users_table(stats: dict[str, dict[str, int]], dedicated_id: str, source: dic
             context(tail),
         ],
     )
-
-
-def config_summary(markers: list[Any], settings: Any) -> Message:
-    rules = Mrkdwn("\n").join(md("• {}", m.describe()) for m in markers) or Mrkdwn(
-        "_none: every entry counts as manual_"
-    )
-    return Message(
-        "zqbo config",
-        [
-            section(
-                md(
-                    "*Markers* (an entry matching any is the integration's):\n{}\n"
-                    "*Entities audited:* {}\n*Check interval:* {} min · *Alert channel:* {}",
-                    rules,
-                    ", ".join(settings.entities),
-                    int(settings.check_interval.total_seconds() // 60),
-                    settings.alert_channel or "not set",
-                )
-            ),
-            context(
-                "Change with `/zqbo config markers PrivateNote~Zomentum; DocNumber^ZP-` or "
-                "`/zqbo config dedicated-user <id> [realm]`."
-            ),
-        ],
-    )

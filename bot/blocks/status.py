@@ -289,6 +289,17 @@ def _card_blocks(
         )
     if report.alert_problem:
         blocks.append(section(md(":warning: *Alerts cannot be posted:* {}", report.alert_problem)))
+    elif not report.alert_channel and report.scope:
+        waiting = sum(c.open_alerts for c in report.companies)
+        blocks.append(
+            section(
+                md(
+                    ":warning: *No alert channel chosen yet:* {}alerts wait until one is "
+                    "(`/zqbo config channel #channel`, or Settings in zqbo's App Home).",
+                    f"{waiting:,} " if waiting else "",
+                )
+            )
+        )
     elif not report.alert_channel:
         blocks.append(context(":warning: ZQBO_ALERT_CHANNEL is not set: alerts have nowhere to go."))
     return blocks
@@ -300,6 +311,7 @@ def status_card(
     return Message(summary(report), _card_blocks(report, probes or {}, probing, MAX_COMPANIES_ON_CARD))
 
 
-def home(report: StatusReport) -> dict[str, Any]:
-    """The App Home tab: the same card (Home views take up to 100 blocks, so more companies)."""
-    return home_view(_card_blocks(report, {}, False, MAX_COMPANIES_ON_HOME))
+def home(report: StatusReport, setup: list[Block] | None = None) -> dict[str, Any]:
+    """The App Home tab: the same card (Home views take up to 100 blocks, so more companies),
+    after the workspace's setup state when zqbo serves many workspaces."""
+    return home_view([*(setup or []), *_card_blocks(report, {}, False, MAX_COMPANIES_ON_HOME)])

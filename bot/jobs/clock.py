@@ -166,13 +166,19 @@ class Clock:
                 if kind == "audit":
                     # the next round keeps the company's offset: one interval later (skipping
                     # rounds that passed while nothing ran)
-                    skipped = max(0, int((now - at) // interval))
-                    self.s.store.schedule_set(kind, realm, at + (skipped + 1) * interval)
+                    every = self._interval(realm, interval)
+                    skipped = max(0, int((now - at) // every))
+                    self.s.store.schedule_set(kind, realm, at + (skipped + 1) * every)
                 else:  # one-shot: the job sets the next one
                     self.s.store.schedule_remove(kind, realm)
         metrics.ROUND_LAG.set(oldest_late)
         metrics.JOBS_HANDED_OUT.inc(handed)
         return handed
+
+    def _interval(self, realm: str, default: float) -> float:
+        """A company's check interval: its workspace's own, when zqbo serves many."""
+        workspaces = self.s.workspaces
+        return workspaces.for_realm(realm).check_interval.total_seconds() if workspaces.multi else default
 
     def _prune_workers(self) -> None:
         cutoff = self.s.clock.now().timestamp() - 3600

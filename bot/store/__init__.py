@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from bot.config import Settings
+from bot.models import Connection
 from bot.standing import ranker
 from bot.store.base import Store
 from bot.store.crypto import TokenCipher, create_key_file, new_key, read_key_file
 
 
 def open_store(settings: Settings, *, redis_prefix: str = "zqbo") -> Store:
-    rank = ranker(settings.dedicated_email)  # the status index counts wrong identities as such
+    # The status index counts wrong identities as such: against the one dedicated email, or with
+    # many workspaces against the company's workspace's own (its settings document, if it set one).
+    opened: list[Store] = []
+
+    def workspace_email(conn: Connection) -> str:
+        doc = opened[0].get_doc("workspace", conn.team_id) if opened and conn.team_id else None
+        return str(doc.get("dedicated_email", settings.dedicated_email)) if doc else settings.dedicated_email
+
+    rank = ranker(workspace_email if settings.multi_workspace else settings.dedicated_email)
+    store = _open(settings, redis_prefix, rank)
+    opened.append(store)
+    return store
+
+
+def _open(settings: Settings, redis_prefix: str, rank: Callable[[Connection], tuple[str, int]]) -> Store:
     if settings.redis_url:
         from bot.store.redis import RedisStore
 

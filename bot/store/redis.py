@@ -291,6 +291,11 @@ class RedisStore:
     def record_check(self, result: CheckResult) -> None:
         self._hset_changed(self._k("checks"), f"{result.realm_id}:{result.kind}", codec.dump_check(result))
 
+    def delete_checks(self, realm_id: str) -> None:
+        fields = [f for f, _ in self._r.hscan_iter(self._k("checks"), match=f"{realm_id}:*", count=500)]
+        for field in fields:
+            self._hdel_changed(self._k("checks"), field)
+
     def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
         text = self._c.hget(self._k("checks"), f"{realm_id}:{kind}")
         return codec.load_check(text) if text else None

@@ -237,6 +237,11 @@ class SQLiteStore:
     def record_check(self, result: CheckResult) -> None:
         self._put("check", f"{result.realm_id}:{result.kind}", codec.dump_check(result))
 
+    def delete_checks(self, realm_id: str) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM kv WHERE ns='check' AND key LIKE ?", (f"{realm_id}:%",))
+        self._changes.bump()
+
     def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
         text = self._get("check", f"{realm_id}:{kind}")
         return codec.load_check(text) if text else None

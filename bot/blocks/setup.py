@@ -1,0 +1,254 @@
+"""Setting zqbo up from Slack: the welcome DM, App Home's setup state, the Settings modal, and
+what `/zqbo config` answers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from bot.blocks.message import (
+    DIVIDER,
+    Block,
+    Message,
+    Mrkdwn,
+    actions,
+    button,
+    code,
+    context,
+    cut,
+    md,
+    mention,
+    mentions,
+    section,
+)
+
+SETTINGS_CALLBACK = "zqbo_settings"
+OPEN_SETTINGS = "zqbo_open_settings"
+# block ids of the Settings modal (the errors of `response_action: errors` name them)
+FIELDS = {
+    "alert_channel": "settings_channel",
+    "dedicated_email": "settings_email",
+    "admins": "settings_admins",
+    "check_interval": "settings_interval",
+    "markers": "settings_markers",
+}
+ACTION = "value"  # every input's action id (a block holds one)
+SETTING_NAMES = {
+    "alert_channel": "Alert channel",
+    "dedicated_email": "Dedicated email",
+    "admins": "zqbo admins",
+    "check_interval": "Check interval",
+    "markers": "Markers",
+}
+
+
+def _minutes(interval: timedelta) -> str:
+    seconds = int(interval.total_seconds())
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds // 60}m"
+
+
+def _rules(markers: list[Any]) -> Mrkdwn:
+    return Mrkdwn("\n").join(md("• {}", m.describe()) for m in markers) or Mrkdwn(
+        "_none: every entry counts as manual_"
+    )
+
+
+def config_summary(markers: list[Any], settings: Any, workspace: Any, multi: bool) -> Message:
+    """`/zqbo config`: every setting and where it comes from."""
+    channel = md("<#{}>", workspace.alert_channel) if workspace.alert_channel else Mrkdwn("_not set_")
+    admins = mentions(workspace.admins) if workspace.admins else Mrkdwn("_Slack admins and owners_")
+    lines = md(
+        "*Markers* (an entry matching any is the integration's):\n{}\n"
+        "*Entities audited:* {}\n*Check interval:* {} · *Alert channel:* {}\n"
+        "*Dedicated email:* {} · *Admins:* {}",
+        _rules(markers),
+        ", ".join(settings.entities),
+        _minutes(workspace.check_interval),
+        channel,
+        workspace.dedicated_email or "not set",
+        admins,
+    )
+    how = (
+        "Change with `/zqbo config channel #channel`, `email <address>`, `admins @a @b`, "
+        "`interval 15m`, `markers PrivateNote~Zomentum; DocNumber^ZP-` or `dedicated-user <id> [realm]`, "
+        "or with *Settings* in zqbo's App Home."
+        if multi
+        else "Change with `/zqbo config markers PrivateNote~Zomentum; DocNumber^ZP-` or "
+        "`/zqbo config dedicated-user <id> [realm]`; the rest is set in zqbo's environment."
+    )
+    return Message("zqbo config", [section(lines), context(how)])
+
+
+def setting_saved(name: str, workspace: Any, markers: list[Any]) -> Message:
+    value: Any = getattr(workspace, name)
+    if name == "alert_channel":
+        shown = md("<#{}> (invite @zqbo there if it is not a member yet)", value)
+    elif name == "admins":
+        shown = mentions(value)
+    elif name == "check_interval":
+        shown = Mrkdwn(_minutes(value))
+    elif name == "markers":
+        shown = Mrkdwn("\n") + _rules(markers)
+    else:
+        shown = code(value)
+    return Message(
+        f"{SETTING_NAMES[name]} saved",
+        [section(md(":white_check_mark: *{}* saved: {}", SETTING_NAMES[name], shown))],
+    )
+
+
+def welcome_dm(installer: str) -> Message:
+    """What the person who installed zqbo gets first."""
+    return Message(
+        "zqbo is installed: set it up",
+        [
+            section(
+                md(
+                    ":wave: Thanks for adding zqbo, {}. It watches your QuickBooks Online connection "
+                    "and tells a channel when automated entries stop coming from your dedicated "
+                    "integration user.\n*Three things to set up:* the alert channel, the dedicated "
+                    "user's email, and who may change the connection. Then `/zqbo connect`.",
+                    mention(installer),
+                )
+            ),
+            actions(button("Set up zqbo", OPEN_SETTINGS, style="primary")),
+        ],
+    )
+
+
+def setup_blocks(workspace: Any, connected: int) -> list[Block]:
+    """App Home's setup state: what is done, what is missing, and the Settings button."""
+
+    def item(done: bool, text: Mrkdwn) -> Mrkdwn:
+        return Mrkdwn(":white_check_mark: " if done else ":white_circle: ") + text
+
+    channel = workspace.alert_channel
+    rows = [
+        item(
+            bool(channel),
+            md("Alert channel: <#{}>", channel)
+            if channel
+            else Mrkdwn("Alert channel: not chosen — alerts wait until one is"),
+        ),
+        item(
+            bool(workspace.dedicated_email),
+            md("Dedicated integration user: {}", workspace.dedicated_email)
+            if workspace.dedicated_email
+            else Mrkdwn("Dedicated integration user's email: not set"),
+        ),
+        item(
+            bool(workspace.admins),
+            md("Admins: {}", mentions(workspace.admins))
+            if workspace.admins
+            else Mrkdwn("Admins: Slack workspace admins and owners"),
+        ),
+        item(
+            connected > 0,
+            md(
+                "QuickBooks: {} connected",
+                f"{connected:,} company" if connected == 1 else f"{connected:,} companies",
+            )
+            if connected
+            else Mrkdwn("QuickBooks: not connected — `/zqbo connect`"),
+        ),
+    ]
+    return [
+        section(Mrkdwn("*Setup*\n") + Mrkdwn("\n").join(rows), button("Settings", OPEN_SETTINGS)),
+        DIVIDER,
+    ]
+
+
+def _input(block_id: str, label: str, element: Block, hint: str = "", optional: bool = True) -> Block:
+    block: Block = {
+        "type": "input",
+        "block_id": block_id,
+        "label": {"type": "plain_text", "text": label},
+        "element": element,
+        "optional": optional,
+    }
+    if hint:
+        block["hint"] = {"type": "plain_text", "text": hint}
+    return block
+
+
+def _text_input(value: str, placeholder: str, multiline: bool = False, max_length: int = 3000) -> Block:
+    element: Block = {
+        "type": "plain_text_input",
+        "action_id": ACTION,
+        "placeholder": {"type": "plain_text", "text": placeholder},
+        "multiline": multiline,
+        "max_length": max_length,
+    }
+    if value:
+        element["initial_value"] = cut(value, max_length)
+    return element
+
+
+def settings_modal(workspace: Any) -> dict[str, Any]:
+    """The Settings modal. Its fields are validated on submit; mistakes come back inline."""
+    channel: Block = {
+        "type": "conversations_select",
+        "action_id": ACTION,
+        "placeholder": {"type": "plain_text", "text": "Pick a channel"},
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+    }
+    if workspace.alert_channel:
+        channel["initial_conversation"] = workspace.alert_channel
+    admins: Block = {
+        "type": "multi_users_select",
+        "action_id": ACTION,
+        "placeholder": {"type": "plain_text", "text": "Slack admins and owners if empty"},
+        "max_selected_items": 50,
+    }
+    if workspace.admins:
+        admins["initial_users"] = list(workspace.admins)
+    return {
+        "type": "modal",
+        "callback_id": SETTINGS_CALLBACK,
+        "title": {"type": "plain_text", "text": "zqbo settings"},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            _input(FIELDS["alert_channel"], "Alert channel", channel, "Invite @zqbo to it.", optional=False),
+            _input(
+                FIELDS["dedicated_email"],
+                "Dedicated integration user's email",
+                _text_input(workspace.dedicated_email, "integrations@yourcompany.com", max_length=254),
+                "The Intuit user the payments integration should post as.",
+            ),
+            _input(FIELDS["admins"], "Who may change the QuickBooks connection", admins),
+            _input(
+                FIELDS["check_interval"],
+                "Check interval",
+                _text_input(_minutes(workspace.check_interval), "15m", max_length=12),
+                "From 1m to 24h.",
+            ),
+            _input(
+                FIELDS["markers"],
+                "Markers of the integration's entries",
+                _text_input(
+                    workspace.markers, "PrivateNote~Zomentum; DocNumber^ZP-", multiline=True, max_length=2000
+                ),
+                "field~contains, field=equals, field^starts with; separated by ;",
+            ),
+        ],
+    }
+
+
+def submitted_values(view: dict[str, Any]) -> dict[str, str | list[str]]:
+    """What was typed or picked in the Settings modal, by setting name (absent: left empty)."""
+    state = view.get("state") if isinstance(view.get("state"), dict) else {}
+    values = state.get("values") if isinstance(state.get("values"), dict) else {}
+    out: dict[str, str | list[str]] = {}
+    for name, block_id in FIELDS.items():
+        field = (values.get(block_id) or {}).get(ACTION) if isinstance(values.get(block_id), dict) else None
+        if not isinstance(field, dict):
+            continue
+        if field.get("type") == "conversations_select":
+            out[name] = str(field.get("selected_conversation") or "")
+        elif field.get("type") == "multi_users_select":
+            users = field.get("selected_users")
+            out[name] = [str(u) for u in users] if isinstance(users, list) else []
+        else:
+            out[name] = str(field.get("value") or "")
+    return out

@@ -1,0 +1,177 @@
+"""Bolt's OAuth install ("Add to Slack"), kept in zqbo's own store.
+
+Adapters to slack_sdk's `InstallationStore` and `OAuthStateStore` interfaces — Bolt does the OAuth
+itself (install page, state cookie, `oauth.v2.access`, `auth.test`, token rotation). One document
+per workspace (or per org, for an org-wide install); the tokens in it are sealed with the same
+cipher as QBO tokens, so a store dump never holds a usable bot token.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import datetime, timedelta
+from typing import Any
+
+from slack_sdk.oauth.installation_store import Bot, Installation, InstallationStore
+from slack_sdk.oauth.state_store import OAuthStateStore
+from slack_sdk.oauth.token_rotation import TokenRotator
+
+from bot.clock import Clock
+from bot.models import OAuthState
+from bot.store.base import Store
+from bot.store.crypto import TokenCipher
+
+log = logging.getLogger(__name__)
+
+INSTALL_KIND = "slack_installation"
+SECRET_FIELDS = ("bot_token", "bot_refresh_token", "user_token", "user_refresh_token")
+STATE_TTL = timedelta(minutes=10)
+ROTATE_MINUTES_BEFORE = 120  # as Bolt's default: refresh a rotating bot token 2 h before it ends
+
+
+def install_key(enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None) -> str:
+    """An org-wide install is one installation for every workspace of the org."""
+    if is_enterprise_install and enterprise_id:
+        return f"E:{enterprise_id}"
+    return f"T:{team_id or ''}"
+
+
+def _jsonable(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+class StoreInstallations(InstallationStore):
+    def __init__(self, store: Store, cipher: TokenCipher, rotator: TokenRotator | None = None) -> None:
+        self._store = store
+        self._cipher = cipher
+        self._rotator = rotator  # Slack token rotation, for tokens used outside a request
+
+    @property
+    def logger(self) -> logging.Logger:
+        return log
+
+    def save(self, installation: Installation) -> None:
+        doc = {k: _jsonable(v) for k, v in installation.to_dict_for_copying().items()}
+        for name in SECRET_FIELDS:
+            if doc.get(name):
+                doc[name] = self._cipher.encrypt(doc[name])
+        key = install_key(
+            installation.enterprise_id, installation.team_id, installation.is_enterprise_install
+        )
+        self._store.put_doc(INSTALL_KIND, key, doc)
+
+    def save_bot(self, bot: Bot) -> None:  # Bolt saves whole installations; a bot alone is one too
+        installation = self.find_installation(
+            enterprise_id=bot.enterprise_id,
+            team_id=bot.team_id,
+            is_enterprise_install=bot.is_enterprise_install,
+        )
+        if installation is not None:
+            installation.bot_token, installation.bot_refresh_token = bot.bot_token, bot.bot_refresh_token
+            installation.bot_token_expires_at = bot.bot_token_expires_at
+            self.save(installation)
+
+    def find_installation(
+        self,
+        *,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None = None,
+        is_enterprise_install: bool | None = False,
+    ) -> Installation | None:
+        doc = self._store.get_doc(INSTALL_KIND, install_key(enterprise_id, team_id, is_enterprise_install))
+        if doc is None and enterprise_id:  # a request from one workspace of an org-wide install
+            doc = self._store.get_doc(INSTALL_KIND, install_key(enterprise_id, team_id, True))
+        if doc is None:
+            return None
+        doc = dict(doc)
+        for name in SECRET_FIELDS:
+            if doc.get(name):
+                try:
+                    doc[name] = self._cipher.decrypt(doc[name])
+                except ValueError:
+                    log.error(
+                        "the Slack installation for %s cannot be decrypted with ZQBO_ENCRYPTION_KEY", team_id
+                    )
+                    return None
+        return Installation(**doc)
+
+    def find_bot(
+        self,
+        *,
+        enterprise_id: str | None,
+        team_id: str | None,
+        is_enterprise_install: bool | None = False,
+    ) -> Bot | None:
+        installation = self.find_installation(
+            enterprise_id=enterprise_id, team_id=team_id, is_enterprise_install=is_enterprise_install
+        )
+        return installation.to_bot() if installation and installation.bot_token else None
+
+    def delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
+        self.delete_installation(enterprise_id=enterprise_id, team_id=team_id)
+
+    def delete_installation(
+        self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None
+    ) -> None:
+        for is_org in (False, True):
+            self._store.delete_doc(INSTALL_KIND, install_key(enterprise_id, team_id, is_org))
+
+    def find_scope(self, scope: str) -> Bot | None:
+        """The bot of a scope: a workspace (T…) or an org-wide install (E…)."""
+        if scope.startswith("E"):
+            return self.find_bot(enterprise_id=scope, team_id=None, is_enterprise_install=True)
+        return self.find_bot(enterprise_id=None, team_id=scope)
+
+    def bot_token(self, scope: str) -> str | None:
+        """The bot token of a workspace, for work done outside a request (alerts, checklists).
+        A rotating token about to expire is refreshed first (Bolt does the same for requests),
+        under a lock so two processes do not spend the same refresh token."""
+        bot = self.find_scope(scope)
+        if bot is None:
+            return None
+        if self._rotator is not None and bot.bot_refresh_token:
+            with self._store.lock(f"slack-rotate:{scope}", ttl=30, wait=10):
+                bot = self.find_scope(scope) or bot
+                fresh = self._rotator.perform_bot_token_rotation(
+                    bot=bot, minutes_before_expiration=ROTATE_MINUTES_BEFORE
+                )
+                if fresh is not None:
+                    self.save_bot(fresh)
+                    bot = fresh
+        return bot.bot_token
+
+    def installed(self) -> list[str]:
+        return [key.split(":", 1)[1] for key in self._store.list_docs(INSTALL_KIND)]
+
+
+class StoreInstallStates(OAuthStateStore):
+    """The `state` of an "Add to Slack" link: issued once, consumed once, for ten minutes."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    @property
+    def logger(self) -> logging.Logger:
+        return log
+
+    def issue(self, *args: Any, **kwargs: Any) -> str:
+        now = self._clock.now()
+        state = OAuthState(
+            state=secrets.token_urlsafe(32),
+            slack_user_id="",
+            team_id="",
+            created_at=now,
+            expires_at=now + STATE_TTL,
+            purpose="slack_install",
+        )
+        self._store.put_oauth_state(state)
+        return state.state
+
+    def consume(self, state: str) -> bool:
+        record, first = self._store.take_oauth_state(state)
+        return bool(
+            record and first and record.purpose == "slack_install" and self._clock.now() < record.expires_at
+        )

@@ -1,0 +1,81 @@
+"""A workspace removes zqbo (`app_uninstalled`, or its bot token revoked): nothing of it stays.
+
+Its QuickBooks grants are revoked at Intuit (zqbo will never use them again, and a live grant
+nobody watches is a risk), then every company, checklist, alert, mute, cursor, check result and
+schedule of it is deleted, its settings and its installation too. A reinstall starts clean.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from bot.alerts import ALERT_KIND, MUTE_KIND, OPEN_KIND, problem_key
+from bot.audit.scan import CURSOR_KIND, DEDICATED_KIND
+from bot.models import ConnectionStatus
+from bot.qbo.errors import QBOError
+from bot.reconnect import DOC_KIND, LEARNING_KIND, new_key
+from bot.services import Services
+from bot.tenancy.workspaces import SETTINGS_KIND
+
+log = logging.getLogger(__name__)
+
+REALM_DOC_KINDS = (OPEN_KIND, DOC_KIND, LEARNING_KIND, CURSOR_KIND, DEDICATED_KIND)
+
+
+@dataclass
+class Forgotten:
+    companies: int = 0
+    revoked: int = 0
+    not_revoked: int = 0  # Intuit did not answer; the grant was deleted here all the same
+
+
+def forget_workspace(
+    services: Services, scope: str, enterprise_id: str | None, team_id: str | None
+) -> Forgotten:
+    """Delete everything of one workspace (or org-wide install). Safe to run twice."""
+    store, done = services.store, Forgotten()
+    if not scope:
+        raise ValueError(
+            "forget_workspace needs a workspace: with one workspace there is nothing to uninstall"
+        )
+    mutes = store.list_docs(MUTE_KIND)
+    for realm in store.realm_ids(scope):
+        with store.lock(f"refresh:{realm}", ttl=60, wait=30):
+            conn = store.get_connection(realm)
+            if conn is None or conn.team_id != scope:
+                continue
+            try:
+                if conn.status is not ConnectionStatus.DISCONNECTED:  # a disconnect revoked it already
+                    services.intuit.revoke(conn.refresh_token)
+                    done.revoked += 1
+            except QBOError as exc:
+                done.not_revoked += 1
+                log.warning(
+                    "uninstall: Intuit did not revoke realm %s's grant (%s); deleted here", realm, exc
+                )
+            store.drop_docs(f"{ALERT_KIND}:{realm}")
+            for kind in REALM_DOC_KINDS:
+                store.delete_doc(kind, realm)
+            for key in [k for k in mutes if k.split(":", 1)[0] == realm]:
+                store.delete_doc(MUTE_KIND, key)
+            store.delete_checks(realm)
+            store.delete_connection(realm)  # and its status index entry and schedules
+            done.companies += 1
+    store.delete_doc(DOC_KIND, new_key(scope))
+    store.delete_doc(SETTINGS_KIND, scope)
+    store.delete_doc("alert_channel", problem_key(scope))
+    if services.installations is not None:
+        services.installations.delete_installation(enterprise_id=enterprise_id, team_id=team_id)
+        if enterprise_id:
+            services.installations.delete_installation(enterprise_id=enterprise_id, team_id=None)
+    services.workspaces.forget(scope)
+    services.admins.forget(scope)
+    log.info(
+        "workspace %s uninstalled zqbo: %d companies deleted (%d grants revoked at Intuit, %d not)",
+        scope,
+        done.companies,
+        done.revoked,
+        done.not_revoked,
+    )
+    return done

@@ -1,0 +1,264 @@
+"""Slack workspaces: whose data is whose, each one's settings and bot token.
+
+One workspace (SLACK_BOT_TOKEN): everything belongs to the one scope "", configured by the
+environment, as zqbo always was. Many workspaces (installed with "Add to Slack"): every company
+(QBO realm) belongs to the workspace that connected it (`Connection.team_id`), every setting is
+the workspace's own (stored; the environment's values are defaults until it changes them), and
+each workspace is answered with its own bot token. Code that acts for a workspace asks this
+module which companies are its — nothing else decides that.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.audit.markers import MarkerError, parse_markers
+from bot.config import Settings, parse_interval
+from bot.models import Connection
+from bot.store.base import Store
+
+log = logging.getLogger(__name__)
+
+SETTINGS_KIND = "workspace"  # documents keyed by scope: the settings a workspace chose
+SETTABLE = ("alert_channel", "dedicated_email", "admins", "markers", "check_interval")
+CLIENT_CACHE_SECONDS = 60.0
+LEGACY_MARKERS = ("config", "markers")  # where one workspace's markers were kept before
+SETTINGS_CACHE_SECONDS = 2.0  # another process's settings change shows within this (own at once)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One workspace's view of zqbo's settings: the environment's, overridden by its own."""
+
+    scope: str  # "" with one workspace; the Slack team (or org) id with many
+    alert_channel: str = ""
+    dedicated_email: str = ""
+    admins: tuple[str, ...] = ()
+    markers: str = ""
+    check_interval: timedelta = timedelta(minutes=15)
+    dedicated_user_id: str = ""  # pinned for every company (ZQBO_DEDICATED_USER_ID)
+    changed: dict[str, Any] = field(default_factory=dict)  # what the workspace set itself
+
+    @property
+    def configured(self) -> bool:
+        """Ready to alert: it has somewhere to post."""
+        return bool(self.alert_channel)
+
+
+class Workspaces:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        default_client: WebClient,
+        client_for_token: Callable[[str], WebClient],
+        bot_token: Callable[[str], str | None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._default = default_client
+        self._client_for_token = client_for_token
+        self._bot_token = bot_token  # scope -> the installation's bot token (many workspaces)
+        self._clients: dict[str, tuple[float, str, WebClient]] = {}
+        self._settings_cache: dict[str, tuple[float, Workspace]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def multi(self) -> bool:
+        return self._settings.multi_workspace
+
+    def scope(self, team_id: str) -> str:
+        """The scope a Slack request acts in: its workspace's, or the one scope ""."""
+        return team_id if self.multi else ""
+
+    def scope_of(self, context: Any) -> str:
+        """The scope of a Bolt request (its `context`): the org for an org-wide install, else the
+        workspace — "" with one workspace."""
+        if not self.multi:
+            return ""
+        if context.get("is_enterprise_install") and context.get("enterprise_id"):
+            return str(context["enterprise_id"])
+        return str(context.get("team_id") or "")
+
+    def team_filter(self, scope: str) -> str | None:
+        """What to pass the store to see exactly this scope's companies (None: all of them)."""
+        return scope if self.multi else None
+
+    # settings ------------------------------------------------------------------------------------
+    def defaults(self, scope: str) -> Workspace:
+        s = self._settings
+        return Workspace(
+            scope=scope,
+            alert_channel=s.alert_channel,
+            dedicated_email=s.dedicated_email,
+            admins=tuple(s.admins),
+            markers=s.markers,
+            check_interval=s.check_interval,
+            dedicated_user_id=s.dedicated_user_id,
+        )
+
+    def get(self, scope: str, fresh: bool = False) -> Workspace:
+        """A workspace's settings; read at most every couple of seconds unless `fresh` (what a
+        person is shown as its settings is always read from the store)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._settings_cache.get(scope)
+        if hit and not fresh and now - hit[0] < SETTINGS_CACHE_SECONDS:
+            return hit[1]
+        doc = self._store.get_doc(SETTINGS_KIND, scope) or {}
+        if not scope and "markers" not in doc:  # set with `/zqbo config markers` before workspaces
+            legacy = self._store.get_doc(*LEGACY_MARKERS)
+            if legacy and legacy.get("rules"):
+                doc = {**doc, "markers": legacy["rules"]}
+        workspace = self._apply(self.defaults(scope), doc)
+        with self._lock:
+            self._settings_cache[scope] = (now, workspace)
+        return workspace
+
+    @staticmethod
+    def _apply(base: Workspace, doc: dict[str, Any]) -> Workspace:
+        changes: dict[str, Any] = {}
+        for name in SETTABLE:
+            if name not in doc:
+                continue
+            value = doc[name]
+            if name == "admins":
+                value = tuple(value)
+            elif name == "check_interval":
+                value = parse_interval(value)
+            changes[name] = value
+        return replace(base, **changes, changed={k: doc[k] for k in SETTABLE if k in doc})
+
+    def update(self, scope: str, by: str, **changes: Any) -> Workspace:
+        """Save a workspace's own values (already validated by the caller)."""
+        doc = dict(self._store.get_doc(SETTINGS_KIND, scope) or {})
+        for name, value in changes.items():
+            if name not in SETTABLE:
+                raise ValueError(f"{name} is not a workspace setting")
+            if name == "check_interval" and isinstance(value, timedelta):
+                value = f"{int(value.total_seconds())}s"
+            if name == "admins":
+                value = list(value)
+            doc[name] = value
+        doc["changed_by"] = by
+        self._store.put_doc(SETTINGS_KIND, scope, doc)
+        with self._lock:
+            self._settings_cache.pop(scope, None)
+        return self.get(scope)
+
+    # whose is it ------------------------------------------------------------------------------
+    def owner(self, realm_id: str) -> str | None:
+        """The scope a company belongs to; None when no workspace has connected it."""
+        conn = self._store.get_connection(realm_id)
+        if conn is None:
+            return None
+        return conn.team_id if self.multi else ""
+
+    def owns(self, scope: str, realm_id: str) -> bool:
+        return bool(realm_id) and self.owner(realm_id) == scope
+
+    def for_realm(self, realm_id: str) -> Workspace:
+        return self.get(self.owner(realm_id) or "") if self.multi else self.get("")
+
+    def for_connection(self, conn: Connection) -> Workspace:
+        """The workspace of a connection in hand (no store read for whose it is)."""
+        return self.get(conn.team_id if self.multi else "")
+
+    def realms(self, scope: str) -> list[str]:
+        return self._store.realm_ids(self.team_filter(scope))
+
+    # Slack ------------------------------------------------------------------------------------
+    def client(self, scope: str) -> WebClient:
+        """A Web API client with the workspace's own bot token."""
+        if not self.multi:
+            return self._default
+        now = time.monotonic()
+        with self._lock:
+            hit = self._clients.get(scope)
+        if hit and now - hit[0] < CLIENT_CACHE_SECONDS:
+            return hit[2]
+        token = self._bot_token(scope) if self._bot_token else None
+        if not token:
+            raise NotInstalled(scope)
+        if hit and hit[1] == token:
+            client = hit[2]
+        else:
+            client = self._client_for_token(token)
+        with self._lock:
+            self._clients[scope] = (now, token, client)
+        return client
+
+    def client_for(self, token: str) -> WebClient:
+        """A client with a given bot token (one just issued by an install)."""
+        return self._client_for_token(token)
+
+    def forget(self, scope: str) -> None:
+        """Drop what this process keeps of a workspace (its client, its settings)."""
+        with self._lock:
+            self._clients.pop(scope, None)
+            self._settings_cache.pop(scope, None)
+
+
+class NotInstalled(Exception):
+    """The workspace has no installation (never installed, or uninstalled)."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"zqbo is not installed in workspace {scope}")
+        self.scope = scope
+
+
+# What a workspace may type for each setting (from `/zqbo config …` or the Settings modal) ------
+CHANNEL = re.compile(r"<#([CG][A-Z0-9]{2,20})(?:\|[^>]*)?>|([CG][A-Z0-9]{2,20})")
+USER = re.compile(r"<@([UW][A-Z0-9]{2,20})(?:\|[^>]*)?>|([UW][A-Z0-9]{2,20})")
+EMAIL = re.compile(r"[^@\s<>]{1,64}@[^@\s<>.]+(\.[^@\s<>.]+)+")
+MAX_ADMINS = 50
+
+
+class SettingError(ValueError):
+    """A value a workspace typed that zqbo will not keep; the message says what to type."""
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """The stored value of a setting from what a person typed, or SettingError saying why not."""
+    text = text.strip()
+    if name == "alert_channel":
+        match = CHANNEL.fullmatch(text)
+        if not match:
+            raise SettingError("Name a channel: `/zqbo config channel #qbo-alerts` (or its id, C…).")
+        return match.group(1) or match.group(2)
+    if name == "dedicated_email":
+        if len(text) > 254 or not EMAIL.fullmatch(text):
+            raise SettingError("Give the dedicated integration user's email address (name@company.com).")
+        return text.lower()
+    if name == "admins":
+        words = text.replace(",", " ").split()
+        ids = []
+        for word in words:
+            match = USER.fullmatch(word)
+            if not match:
+                raise SettingError("Name admins as Slack mentions: `/zqbo config admins @ana @olu`.")
+            ids.append(match.group(1) or match.group(2))
+        if len(ids) > MAX_ADMINS:
+            raise SettingError(f"At most {MAX_ADMINS} admins.")
+        return list(dict.fromkeys(ids))
+    if name == "check_interval":
+        try:
+            return parse_interval(text)
+        except ValueError as exc:
+            raise SettingError(f"Not saved: {exc}.") from None
+    if name == "markers":
+        try:
+            parse_markers(text)
+        except MarkerError as exc:
+            raise SettingError(f"Not saved: {exc}") from None
+        return text
+    raise SettingError(f"{name} is not a setting")

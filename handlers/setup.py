@@ -1,0 +1,133 @@
+"""Setting a workspace up: the "Add to Slack" success, the welcome DM, the Settings modal, and
+uninstalling (`app_uninstalled`, `tokens_revoked`)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, BoltContext, BoltResponse
+from slack_bolt.oauth.callback_options import SuccessArgs
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot import blocks
+from bot.blocks.setup import FIELDS, OPEN_SETTINGS, SETTINGS_CALLBACK
+from bot.services import Services
+from bot.tenancy.installations import install_key
+from bot.tenancy.uninstall import forget_workspace
+from bot.tenancy.workspaces import SettingError, parse_setting
+
+log = logging.getLogger(__name__)
+
+NOT_ADMIN_FIELD = "Only zqbo admins may change these settings."
+
+
+def installed(services: Services, args: SuccessArgs) -> BoltResponse:
+    """Bolt stored the installation: greet the installer with a way to set zqbo up."""
+    installation = args.installation
+    scope = install_key(installation.enterprise_id, installation.team_id, installation.is_enterprise_install)
+    scope = scope.split(":", 1)[1]
+    services.workspaces.forget(scope)  # a reinstall: new token, fresh settings cache
+    services.admins.forget(scope)
+    if installation.bot_token and installation.user_id:
+        client = services.workspaces.client_for(installation.bot_token)
+        services.background.submit(_welcome, client, installation.user_id)
+    log.info("zqbo installed in workspace %s", scope)
+    return args.default.success(args)
+
+
+def _welcome(client: WebClient, user_id: str) -> None:
+    try:
+        channel = client.conversations_open(users=user_id)["channel"]["id"]
+        client.chat_postMessage(channel=channel, **blocks.welcome_dm(user_id).as_kwargs())
+    except SlackApiError as exc:
+        log.warning("could not send the welcome DM to %s: %s", user_id, exc.response.get("error"))
+    except Exception:
+        log.exception("could not send the welcome DM to %s", user_id)
+
+
+def register(app: App, services: Services) -> None:
+    workspaces = services.workspaces
+
+    def open_settings(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        ack()
+        user = body.get("user") if isinstance(body.get("user"), dict) else {}
+        user_id, scope = str(user.get("id", "")), workspaces.scope_of(context)
+        if not workspaces.multi:
+            _say(client, body, "This zqbo is set up by its environment (ZQBO_ALERT_CHANNEL and the rest).")
+            return
+        if not services.admins.is_admin(user_id, scope):
+            _say(client, body, f"Only zqbo admins may change its settings: {services.admins.who(scope)}.")
+            return
+        try:
+            client.views_open(
+                trigger_id=str(body.get("trigger_id", "")),
+                view=blocks.settings_modal(workspaces.get(scope, fresh=True)),
+            )
+        except SlackApiError as exc:
+            log.warning("could not open the Settings modal: %s", exc.response.get("error"))
+
+    def save_settings(ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext) -> None:
+        """Validated field by field; mistakes go back into the modal next to the field."""
+        user = body.get("user") if isinstance(body.get("user"), dict) else {}
+        user_id, scope = str(user.get("id", "")), workspaces.scope_of(context)
+        if not workspaces.multi or not services.admins.is_admin(user_id, scope):
+            ack(response_action="errors", errors={FIELDS["alert_channel"]: NOT_ADMIN_FIELD})
+            return
+        values, errors = {}, {}
+        for name, raw in blocks.submitted_values(view).items():
+            if isinstance(raw, list):  # admins: picked, not typed
+                values[name] = raw[:50]
+                continue
+            if not raw.strip():
+                if name == "alert_channel":
+                    errors[FIELDS[name]] = "Pick the channel where alerts go."
+                elif name == "check_interval":
+                    errors[FIELDS[name]] = "Give an interval from 1m to 24h, e.g. 15m."
+                else:
+                    values[name] = ""  # emptied: not set
+                continue
+            try:
+                values[name] = parse_setting(name, raw)
+            except SettingError as exc:
+                errors[FIELDS[name]] = str(exc)[:150]
+        if errors:
+            ack(response_action="errors", errors=errors)
+            return
+        ack()
+        workspaces.update(scope, user_id, **values)
+        services.admins.forget(scope)
+        log.info("workspace %s settings changed by %s: %s", scope, user_id, ", ".join(sorted(values)))
+
+    def gone(context: BoltContext) -> None:
+        """Acked at once by Bolt; the clean-up runs after."""
+
+    def forget(event: dict[str, Any], context: BoltContext) -> None:
+        if event.get("type") == "tokens_revoked" and not (event.get("tokens") or {}).get("bot"):
+            return  # only user tokens: zqbo has none, nothing of it changed
+        scope = workspaces.scope_of(context)
+        if not scope:
+            return
+        forget_workspace(services, scope, context.enterprise_id, context.team_id)
+
+    app.action(OPEN_SETTINGS)(open_settings)
+    app.view(SETTINGS_CALLBACK)(save_settings)
+    app.event("app_uninstalled")(ack=gone, lazy=[forget])
+    app.event("tokens_revoked")(ack=gone, lazy=[forget])
+
+
+def _say(client: WebClient, body: dict[str, Any], text: str) -> None:
+    """A private answer where the button was (a DM or App Home has no response_url)."""
+    user = body.get("user") if isinstance(body.get("user"), dict) else {}
+    channel = body.get("channel") if isinstance(body.get("channel"), dict) else {}
+    try:
+        if channel.get("id"):
+            client.chat_postEphemeral(
+                channel=channel["id"], user=user.get("id", ""), **blocks.notice(text).as_kwargs()
+            )
+        else:
+            dm = client.conversations_open(users=user.get("id", ""))["channel"]["id"]
+            client.chat_postMessage(channel=dm, **blocks.notice(text).as_kwargs())
+    except SlackApiError as exc:
+        log.warning("could not answer the Settings button: %s", exc.response.get("error"))
