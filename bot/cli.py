@@ -247,7 +247,12 @@ def socket() -> None:
 
 @main.command()
 @click.option("--public-url", envvar="ZQBO_PUBLIC_URL", required=True, help="Defaults to ZQBO_PUBLIC_URL.")
-def manifest(public_url: str) -> None:
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="For one zqbo serving many workspaces: the OAuth redirect URL, uninstall events, org installs.",
+)
+def manifest(public_url: str, distributed: bool) -> None:
     """Print app_manifest.yml with your public URL filled in."""
     from pathlib import Path
 
@@ -256,7 +261,32 @@ def manifest(public_url: str) -> None:
     except ValueError as exc:
         raise click.ClickException(f"--public-url (ZQBO_PUBLIC_URL) is invalid: {exc}") from None
     text = (Path(__file__).resolve().parent.parent / "app_manifest.yml").read_text()
+    if distributed:
+        text = distributed_manifest(text)
     click.echo(text.replace("https://zqbo.example.com", public_url.rstrip("/")), nl=False)
+
+
+def distributed_manifest(text: str) -> str:
+    """The manifest of an app installed with "Add to Slack": Bolt's redirect URL, the events that
+    say a workspace removed zqbo, and org-wide installs (comments kept, so it is edited as text)."""
+    edits = [
+        (
+            "oauth_config:\n",
+            "oauth_config:\n  redirect_urls:\n    - https://zqbo.example.com/slack/oauth_redirect\n",
+        ),
+        (
+            "      - app_home_opened\n",
+            "      - app_home_opened\n"
+            "      # A workspace removed zqbo: everything of it is deleted, its QuickBooks grants revoked.\n"
+            "      - app_uninstalled\n      - tokens_revoked\n",
+        ),
+        ("  org_deploy_enabled: false\n", "  org_deploy_enabled: true\n"),
+    ]
+    for old, new in edits:
+        if old not in text:
+            raise click.ClickException(f"app_manifest.yml has changed: cannot find {old.strip()!r}")
+        text = text.replace(old, new, 1)
+    return text
 
 
 @main.command()

@@ -146,3 +146,23 @@ def test_info_logging_leaves_out_apschedulers_job_chatter():
     info = log("INFO")
     assert "zqbo's own line" in info and "Adding job tentatively" not in info
     assert "Adding job tentatively" in log("DEBUG")
+
+
+def test_distributed_manifest_is_an_app_many_workspaces_can_install(tmp_path):
+    import yaml
+
+    from bot.app import SCOPES
+
+    done = zqbo(tmp_path, "manifest", "--distributed", "--public-url", "https://zqbo.vendor.example/")
+    assert done.returncode == 0, done.stderr
+    manifest = yaml.safe_load(done.stdout)
+    assert manifest["oauth_config"]["redirect_urls"] == ["https://zqbo.vendor.example/slack/oauth_redirect"]
+    assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(SCOPES)  # what Bolt asks for
+    events = manifest["settings"]["event_subscriptions"]
+    assert set(events["bot_events"]) == {"app_home_opened", "app_uninstalled", "tokens_revoked"}
+    assert events["request_url"] == "https://zqbo.vendor.example/slack/events"
+    assert manifest["settings"]["org_deploy_enabled"] is True
+    # the single-workspace manifest stays as it was: no redirect, no uninstall events
+    single = yaml.safe_load(zqbo(tmp_path, "manifest", "--public-url", "https://a.example").stdout)
+    assert "redirect_urls" not in single["oauth_config"]
+    assert single["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]

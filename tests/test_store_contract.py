@@ -133,6 +133,18 @@ def test_docs_put_get_list_delete(store):
     assert store.list_docs("other") == {}
 
 
+def test_deleting_a_companys_checks_leaves_other_companies_checks(store):
+    for realm in ("123", "1234", "77"):
+        store.record_check(CheckResult(realm, "probe", NOW, True, "ok"))
+        store.record_check(CheckResult(realm, "audit", NOW, True, "clean"))
+    marker = store.change_marker()
+    store.delete_checks("123")
+    assert store.last_check("123", "probe") is None and store.last_check("123", "audit") is None
+    assert store.last_check("1234", "probe") is not None  # a realm id that starts the same
+    assert store.last_check("77", "audit") is not None
+    assert store.change_marker() != marker  # status shows checks: a cached card is stale now
+
+
 def test_overview_reads_the_index_head_with_its_checks_and_docs(store):
     from bot.standing import ranker
 
