@@ -314,8 +314,17 @@ def doctor() -> None:
     problem = services.store.problem()
     report("store", not problem, problem or f"{services.store.backend} answers")
     try:
-        auth = services.slack.auth_test()
-        report("slack", True, f"bot {auth.get('user')} in {auth.get('team')}")
+        if settings.multi_workspace:  # no token of its own: each workspace's comes with its install
+            installed = services.installations.installed() if services.installations and not problem else []
+            report(
+                "slack",
+                True,
+                f"many workspaces (Add to Slack at {settings.public_url}/slack/install): "
+                f"{len(installed)} installed",
+            )
+        else:
+            auth = services.slack.auth_test()
+            report("slack", True, f"bot {auth.get('user')} in {auth.get('team')}")
     except SlackApiError as exc:
         report("slack", False, f"Slack refused SLACK_BOT_TOKEN: {exc.response.get('error')}")
     except Exception as exc:
@@ -341,14 +350,19 @@ def doctor() -> None:
             bool(workers) or not settings.redis_url,
             f"{len(workers)} live ({threads} jobs at once, {engine}); queue depth {services.engine.depth()}",
         )
-    report(
-        "alert channel", bool(settings.alert_channel), settings.alert_channel or "ZQBO_ALERT_CHANNEL not set"
-    )
-    report(
-        "dedicated user",
-        bool(settings.dedicated_email),
-        settings.dedicated_email or "ZQBO_DEDICATED_EMAIL not set",
-    )
+    if settings.multi_workspace:  # each workspace chooses its own in Slack; these are defaults
+        click.echo("ok   settings: each workspace sets its channel, dedicated email and admins in Slack")
+    else:
+        report(
+            "alert channel",
+            bool(settings.alert_channel),
+            settings.alert_channel or "ZQBO_ALERT_CHANNEL not set",
+        )
+        report(
+            "dedicated user",
+            bool(settings.dedicated_email),
+            settings.dedicated_email or "ZQBO_DEDICATED_EMAIL not set",
+        )
     sys.exit(0 if ok else 1)
 
 
