@@ -1,6 +1,6 @@
 """The Slack emulator as many workspaces: OAuth v2 install (driven by a real Bolt app with
 OAuthSettings and by slack_sdk), tokens scoped to their team or organisation, rotation, revocation
-and uninstall. Everything goes over real HTTP."""
+and uninstall, modals and view submissions. Everything goes over real HTTP."""
 
 from __future__ import annotations
 
@@ -529,3 +529,148 @@ def test_token_rotation_refreshes_a_pair_and_tokens_expire():
             **credentials, grant_type="refresh_token", refresh_token=fresh["refresh_token"]
         )
         assert web(slack, newer["access_token"]).auth_test()["team_id"] == "T0BETA"
+
+
+# modals ----------------------------------------------------------------------------------------------
+def modal(title: str = "Connect QuickBooks", **extra: Any) -> dict[str, Any]:
+    option = {"text": {"type": "plain_text", "text": "Daily"}, "value": "daily"}
+    label = {"type": "plain_text", "text": "Where"}
+    return {
+        "type": "modal",
+        "callback_id": "zqbo_setup",
+        "private_metadata": json.dumps({"realm": "9130"}),
+        "title": {"type": "plain_text", "text": title},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "channel",
+                "label": label,
+                "element": {"type": "conversations_select", "action_id": "pick_channel"},
+            },
+            {
+                "type": "input",
+                "block_id": "admins",
+                "label": label,
+                "element": {"type": "multi_users_select", "action_id": "pick_admins"},
+            },
+            {
+                "type": "input",
+                "block_id": "note",
+                "optional": True,
+                "label": label,
+                "element": {"type": "plain_text_input", "action_id": "note_text", "multiline": True},
+            },
+            {
+                "type": "input",
+                "block_id": "cadence",
+                "label": label,
+                "element": {"type": "static_select", "action_id": "pick_cadence", "options": [option]},
+            },
+        ],
+        **extra,
+    }
+
+
+def test_views_open_refuses_a_bad_modal_and_keeps_a_good_one(slack):
+    client = web(slack, slack.bot_token)
+    trigger = slack.new_trigger_id("U0STAFF")
+    with pytest.raises(SlackApiError) as err:
+        client.views_open(trigger_id=trigger, view=modal(title="A title longer than 24 chars"))
+    assert err.value.response["error"] == "invalid_arguments"
+    assert "/view/title/text" in err.value.response["response_metadata"]["messages"][0]
+    bad_input = modal()
+    bad_input["blocks"][0]["element"] = {"type": "button", "action_id": "x", "text": label_text("no")}
+    assert api_error(client.views_open, trigger_id=trigger, view=bad_input) == "invalid_blocks"
+    no_submit = modal()
+    del no_submit["submit"]
+    assert api_error(client.views_open, trigger_id=trigger, view=no_submit) == "invalid_arguments"
+    assert api_error(client.views_open, trigger_id="1.2.made-up", view=modal()) == "invalid_trigger_id"
+
+    opened = client.views_open(trigger_id=trigger, view=modal(external_id="setup-1"))["view"]
+    assert slack.open_views[opened["id"]]["team_id"] == "T0EMU"
+    assert slack.open_views[opened["id"]]["user"] == "U0STAFF" and "user" not in opened
+    assert opened["callback_id"] == "zqbo_setup" and opened["state"] == {"values": {}}
+    assert api_error(client.views_open, trigger_id=trigger, view=modal()) == "exchanged_trigger_id"
+
+    step2 = modal(title="Step 2", external_id="setup-1")
+    updated = client.views_update(view_id=opened["id"], view=step2, hash=opened["hash"])["view"]
+    assert updated["title"]["text"] == "Step 2" and updated["hash"] != opened["hash"]
+    assert (
+        api_error(client.views_update, view_id=opened["id"], view=modal(), hash=opened["hash"])
+        == "hash_conflict"
+    )
+    assert client.views_update(external_id="setup-1", view=modal(title="Step 3"))["ok"]
+    assert (
+        api_error(client.views_update, view_id=opened["id"], view=modal(title="x" * 25))
+        == "invalid_arguments"
+    )
+    assert slack.open_views[opened["id"]]["title"]["text"] == "Step 3"
+
+    add_beta(slack)
+    beta = web(slack, exchange(slack, approve(slack, team_id="T0BETA"))["access_token"])
+    assert api_error(beta.views_update, view_id=opened["id"], view=modal()) == "not_found"
+    assert api_error(beta.views_open, trigger_id=slack.new_trigger_id(), view=modal()) == "invalid_trigger_id"
+
+
+def test_trigger_ids_expire_after_three_seconds():
+    clock = FakeClock()
+    with SlackEmulator(clock=clock) as slack:
+        client = web(slack, slack.bot_token)
+        late, in_time = slack.new_trigger_id(), slack.new_trigger_id()
+        clock.advance(seconds=3)
+        assert client.views_open(trigger_id=in_time, view=modal())["ok"]
+        clock.advance(seconds=1)
+        assert api_error(client.views_open, trigger_id=late, view=modal()) == "expired_trigger_id"
+
+
+def label_text(text: str) -> dict[str, str]:
+    return {"type": "plain_text", "text": text}
+
+
+def test_view_submission_payload_and_response_actions(slack, receiver):
+    opened = web(slack, slack.bot_token).views_open(trigger_id=slack.new_trigger_id(), view=modal())["view"]
+    values = {"pick_channel": "C0ALERTS", "pick_admins": ["U0ADMIN", "U0OWNER"], "pick_cadence": "daily"}
+    receiver.reply = (json.dumps({"response_action": "errors", "errors": {"channel": "Pick a channel"}}), 200)
+    resp = slack.send_view_submission(receiver.url, opened["id"], values)
+    assert resp.status_code == 200 and resp.json()["response_action"] == "errors"
+    [payload] = receiver.received
+    assert payload["type"] == "view_submission" and payload["api_app_id"] == "A0ZQBO"
+    assert payload["team"]["id"] == "T0EMU" and payload["user"] == {
+        "id": "U0ADMIN",
+        "username": "ana",
+        "name": "ana",
+        "team_id": "T0EMU",
+    }
+    assert (
+        payload["trigger_id"] and payload["is_enterprise_install"] is False and payload["enterprise"] is None
+    )
+    view = payload["view"]
+    assert view["id"] == opened["id"] and view["callback_id"] == "zqbo_setup" and view["team_id"] == "T0EMU"
+    assert "user" not in view
+    assert json.loads(view["private_metadata"]) == {"realm": "9130"}
+    assert view["state"]["values"] == {
+        "channel": {"pick_channel": {"type": "conversations_select", "selected_conversation": "C0ALERTS"}},
+        "admins": {"pick_admins": {"type": "multi_users_select", "selected_users": ["U0ADMIN", "U0OWNER"]}},
+        "note": {"note_text": {"type": "plain_text_input", "value": None}},
+        "cadence": {
+            "pick_cadence": {
+                "type": "static_select",
+                "selected_option": {"text": {"type": "plain_text", "text": "Daily"}, "value": "daily"},
+            }
+        },
+    }
+    assert opened["id"] in slack.open_views  # errors keep the modal open
+
+    receiver.reply = (json.dumps({"response_action": "update", "view": modal(title="x" * 30)}), 200)
+    slack.send_view_submission(receiver.url, opened["id"], values)
+    assert [c.error for c in slack.refused_calls()] == ["invalid_arguments"]
+
+    receiver.reply = ("", 200)
+    slack.send_view_submission(receiver.url, opened["id"], {**values, "note_text": "thanks"})
+    assert receiver.received[-1]["view"]["state"]["values"]["note"]["note_text"]["value"] == "thanks"
+    assert opened["id"] not in slack.open_views  # an empty 200 closes it
+
+    with pytest.raises(ValueError, match="no input"):
+        slack.send_view_submission(receiver.url, modal(), {"nope": "x"})

@@ -4,11 +4,11 @@ client side that signs slash commands, button presses and events the way Slack d
 Shapes follow ../shared/API_FACTS.md: errors are HTTP 200 `{"ok": false, "error": ...}`, rate
 limits HTTP 429 with `Retry-After`; every call is recorded (including refused ones) so tests can
 assert what the bot really sent. Slack's message limits are enforced on chat.postMessage,
-chat.update, chat.postEphemeral, views.publish and response_url posts (top-level
-text, block count, every block through slack_sdk's Block Kit models plus the per-element limits
-slack_sdk does not check: slack_blockkit.py), so a card that Slack would refuse fails here too.
-Messages keep their text exactly as sent and may carry metadata, read back with
-conversations.history.
+chat.update, chat.postEphemeral, views.publish and response_url posts, and a modal's on
+views.open, views.update and a view submission's response_action (top-level text, block count,
+every block through slack_sdk's Block Kit models plus the per-element limits slack_sdk does not
+check: slack_blockkit.py), so a card that Slack would refuse fails here too. Messages keep their
+text exactly as sent and may carry metadata, read back with conversations.history.
 
 Many workspaces (slack_tenancy.py): teams, Enterprise Grid organisations, and the app installed
 in them through OAuth v2 (the consent page at /oauth/v2/authorize, oauth.v2.access, token
@@ -46,6 +46,8 @@ from bot.emulator.slack_blockkit import (
     MessageRefusal,
     block_kit_problems,
     check_message,
+    check_modal,
+    submission_state,
 )
 from bot.emulator.slack_tenancy import APP_ID, Grant, Team, Workspaces
 
@@ -58,6 +60,7 @@ HOLD_TIMEOUT = 60.0
 # The bot scopes of app_manifest.yml: what the preinstalled token of T0EMU carries.
 DEFAULT_SCOPES = "commands,chat:write,im:write,users:read,channels:history,groups:history"
 NO_TOKEN_METHODS = frozenset({"oauth.v2.access"})
+TRIGGER_LIFETIME = 3.0  # seconds a trigger_id can open a modal
 
 __all__ = ["BAD_MESSAGE_ERRORS", "MessageRefusal", "SlackEmulator", "block_kit_problems", "check_message"]
 
@@ -142,6 +145,8 @@ class SlackEmulator(EmulatorServer):
         self.users: dict[str, SlackUser] = {}
         self.channels: dict[str, Channel] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
+        self.open_views: dict[str, dict[str, Any]] = {}
+        self._triggers: dict[str, dict[str, Any]] = {}
         self._responses: dict[str, dict[str, Any]] = {}
         self._refused_responses: list[dict[str, Any]] = []
         self._ts = itertools.count(1)
@@ -346,6 +351,14 @@ class SlackEmulator(EmulatorServer):
                 "is_enterprise_install": self.workspaces.org_installed(team_id),
             }
 
+    def new_trigger_id(self, user_id: str = "U0ADMIN", team_id: str = TEAM_ID) -> str:
+        """A trigger_id as Slack sends with a command or an interaction: views.open takes it once,
+        within 3 seconds (of the emulator's clock)."""
+        trigger_id = f"{next(self._ts)}.{int(time.time())}.{uuid.uuid4().hex[:16]}"
+        with self._lock:
+            self._triggers[trigger_id] = {"user_id": user_id, "team_id": team_id, "at": self.clock.now()}
+        return trigger_id
+
     def send_command(
         self,
         bot_url: str,
@@ -384,7 +397,7 @@ class SlackEmulator(EmulatorServer):
                 "api_app_id": APP_ID,
                 "is_enterprise_install": "true" if who["is_enterprise_install"] else "false",
                 "response_url": response_url,
-                "trigger_id": f"{next(self._ts)}.{int(time.time())}.emu",
+                "trigger_id": self.new_trigger_id(user_id, team_id),
             }
         )
         body = urlencode(form).encode()
@@ -392,7 +405,8 @@ class SlackEmulator(EmulatorServer):
         return resp, response_url
 
     def _interaction_fields(self, team_id: str, enterprise_id: str | None, user_id: str) -> dict[str, Any]:
-        """The team, user and enterprise keys of an interactivity payload."""
+        """The team, user and enterprise keys of an interactivity payload (block_actions,
+        view_submission)."""
         who = self._team_fields(team_id, enterprise_id)
         user = self.users.get(user_id)
         team: dict[str, Any] = {"id": team_id, "domain": who["domain"]}
@@ -458,7 +472,7 @@ class SlackEmulator(EmulatorServer):
             **self._interaction_fields(team_id, enterprise_id, user_id),
             "api_app_id": APP_ID,
             "token": "legacy-verification-token",
-            "trigger_id": f"{next(self._ts)}.{int(time.time())}.emu",
+            "trigger_id": self.new_trigger_id(user_id, team_id),
             "channel": {"id": channel},
             "container": {"type": "message", "message_ts": message.get("ts", ""), "channel_id": channel},
             "message": message,
@@ -531,6 +545,89 @@ class SlackEmulator(EmulatorServer):
             ],
             "is_ext_shared_channel": False,
         }
+
+    def send_view_submission(
+        self,
+        bot_url: str,
+        view_id_or_view: str | dict[str, Any],
+        values: dict[str, Any],
+        *,
+        user_id: str = "U0ADMIN",
+        team_id: str = TEAM_ID,
+    ) -> requests.Response:
+        """Press Submit on a modal (an open view's id, or a view), its inputs holding `values`
+        (action_id -> a string, user/conversation id, list of ids, or an option's value). Returns
+        the bot's answer; what it asks for (errors, update, push, clear, or nothing: close) is
+        applied to open_views, and a view Slack would refuse is recorded as a refused call."""
+        if isinstance(view_id_or_view, str):
+            with self._lock:
+                view = self.open_views.get(view_id_or_view)
+            if view is None:
+                raise AssertionError(f"no open view {view_id_or_view!r}")
+        else:
+            view = {"id": f"V{uuid.uuid4().hex[:10].upper()}", "team_id": team_id, **view_id_or_view}
+        submitted = {
+            **{k: v for k, v in json.loads(json.dumps(view)).items() if k != "user"},
+            "state": {"values": submission_state(view, values)},
+            "app_installed_team_id": view.get("app_installed_team_id", team_id),
+        }
+        payload = {
+            "type": "view_submission",
+            **self._interaction_fields(team_id, None, user_id),
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "trigger_id": self.new_trigger_id(user_id, team_id),
+            "view": submitted,
+            "response_urls": [],
+        }
+        resp = self.send_action(bot_url, payload)
+        self._apply_response_action(view, resp)
+        return resp
+
+    def _apply_response_action(self, view: dict[str, Any], resp: requests.Response) -> None:
+        if resp.status_code != 200:
+            return  # Slack shows the user an error and keeps the modal open
+        try:
+            answer = json.loads(resp.text) if resp.text.strip() else {}
+        except ValueError:
+            answer = {"response_action": "?"}
+        action = answer.get("response_action") if isinstance(answer, dict) else "?"
+        view_id = str(view.get("id"))
+        error, problems = None, []
+        with self._lock:
+            if action in (None, "clear"):
+                root = self.open_views.get(view_id, view).get("root_view_id", view_id)
+                for vid in [
+                    v for v, open_view in self.open_views.items() if open_view.get("root_view_id") == root
+                ]:
+                    del self.open_views[vid]
+                self.open_views.pop(view_id, None)
+            elif action == "errors":
+                inputs = {b.get("block_id") for b in view.get("blocks") or [] if b.get("type") == "input"}
+                errors = answer.get("errors")
+                if not isinstance(errors, dict) or not errors or not set(errors) <= inputs:
+                    error = "invalid_arguments"
+                    problems = [f"errors must name input blocks of the view {sorted(map(str, inputs))}"]
+            elif action in ("update", "push"):
+                refusal = check_modal(answer.get("view"))
+                if refusal is not None:
+                    error, problems = refusal.error, refusal.problems
+                else:
+                    new_id = view_id if action == "update" else f"V{uuid.uuid4().hex[:10].upper()}"
+                    stored = self._stored_view(
+                        answer["view"],
+                        str(view.get("bot_id", "B0ZQBO")),
+                        new_id,
+                        str(view.get("team_id", TEAM_ID)),
+                        str(view.get("user", "")),
+                    )
+                    stored["root_view_id"] = view.get("root_view_id", view_id)
+                    stored["previous_view_id"] = view_id if action == "push" else view.get("previous_view_id")
+                    self.open_views[new_id] = stored
+            else:
+                error, problems = "invalid_arguments", [f"unknown response_action {action!r}"]
+        if error is not None:
+            self._record("view_submission", {"response": answer, "errors": problems}, False, error, 200)
 
     # playing the installer's browser, and the app's lifecycle in a workspace --------------------
     def install(
@@ -1016,6 +1113,96 @@ class SlackEmulator(EmulatorServer):
         self.home_views[user_id] = stored
         return {"ok": True, "view": stored}
 
+    def _m_views_open(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        trigger_id = str(args.get("trigger_id") or args.get("interactivity_pointer") or "")
+        trigger = self._triggers.get(trigger_id)
+        if trigger is None or not self.workspaces.covers(grant, trigger["team_id"]):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        if trigger.get("used"):
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        if (self.clock.now() - trigger["at"]).total_seconds() > TRIGGER_LIFETIME:
+            return {"ok": False, "error": "expired_trigger_id"}
+        view = args.get("view")
+        refusal = check_modal(view)
+        if refusal is not None:
+            return refusal.as_api()
+        assert isinstance(view, dict)
+        if view.get("external_id") and self._view_by_external_id(grant, view["external_id"]) is not None:
+            return {"ok": False, "error": "duplicate_external_id"}
+        trigger["used"] = True
+        view_id = f"V{uuid.uuid4().hex[:10].upper()}"
+        stored = self._stored_view(view, grant.bot_id, view_id, trigger["team_id"], trigger["user_id"])
+        self.open_views[view_id] = stored
+        return {"ok": True, "view": _as_api(stored)}
+
+    def _m_views_update(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        current = None
+        if args.get("view_id"):
+            current = self.open_views.get(str(args["view_id"]))
+            if current is not None and not self.workspaces.covers(grant, current["team_id"]):
+                current = None
+        elif args.get("external_id"):
+            current = self._view_by_external_id(grant, str(args["external_id"]))
+        else:
+            return {"ok": False, "error": "invalid_arguments"}
+        if current is None:
+            return {"ok": False, "error": "not_found"}
+        if args.get("hash") and args["hash"] != current["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        view = args.get("view")
+        refusal = check_modal(view)
+        if refusal is not None:
+            return refusal.as_api()
+        assert isinstance(view, dict)
+        stored = self._stored_view(view, grant.bot_id, current["id"], current["team_id"], current["user"])
+        stored["root_view_id"] = current["root_view_id"]
+        stored["previous_view_id"] = current["previous_view_id"]
+        self.open_views[current["id"]] = stored
+        return {"ok": True, "view": _as_api(stored)}
+
+    def _view_by_external_id(self, grant: Grant, external_id: str) -> dict[str, Any] | None:
+        return next(
+            (
+                v
+                for v in self.open_views.values()
+                if v.get("external_id") == external_id and self.workspaces.covers(grant, v["team_id"])
+            ),
+            None,
+        )
+
+    def _stored_view(
+        self, view: dict[str, Any], bot_id: str, view_id: str, team_id: str, user_id: str
+    ) -> dict[str, Any]:
+        """The view as Slack keeps and returns it: ids filled in (block_id, an input's action_id),
+        the team, who sees it, a fresh hash."""
+        blocks = json.loads(json.dumps(view.get("blocks") or []))
+        for block in blocks:
+            block.setdefault("block_id", uuid.uuid4().hex[:5])
+            element = block.get("element")
+            if block.get("type") == "input" and isinstance(element, dict):
+                element.setdefault("action_id", uuid.uuid4().hex[:5])
+        return {
+            "private_metadata": "",
+            "callback_id": "",
+            "external_id": "",
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "submit": None,
+            "close": None,
+            **json.loads(json.dumps(view)),
+            "blocks": blocks,
+            "id": view_id,
+            "team_id": team_id,
+            "user": user_id,
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": APP_ID,
+            "app_installed_team_id": team_id,
+            "bot_id": bot_id,
+        }
+
     def _m_conversations_history(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         """Parent messages (no thread replies), newest first, paged by an opaque cursor."""
         channel = self._channel_for(grant, args.get("channel"))
@@ -1218,3 +1405,8 @@ def _loopback_is_secure(browser: requests.Session) -> None:
     for cookie in browser.cookies:
         if cookie.domain in ("127.0.0.1", "localhost", "localhost.local"):
             cookie.secure = False
+
+
+def _as_api(view: dict[str, Any]) -> dict[str, Any]:
+    """A kept view as the Web API returns it (who it is open for is the emulator's note)."""
+    return {k: v for k, v in view.items() if k != "user"}

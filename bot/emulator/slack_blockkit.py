@@ -28,6 +28,14 @@ MAX_CONTEXT_ELEMENTS = 10
 MAX_CONFIRM_TITLE = 100
 MAX_CONFIRM_TEXT = 300
 MAX_CONFIRM_BUTTON = 30
+MAX_MODAL_TITLE = 24  # title, submit and close of a modal (plain_text)
+MAX_CALLBACK_ID = 255
+MAX_EXTERNAL_ID = 255
+MAX_PRIVATE_METADATA = 3000
+MAX_INPUT_LABEL = 2000
+MAX_INPUT_HINT = 2000
+MAX_PLACEHOLDER = 150
+MAX_TEXT_INPUT_LENGTH = 3000
 TEXT_TYPES = ("mrkdwn", "plain_text")
 INTERACTIVE_TYPES = frozenset(
     {
@@ -39,6 +47,32 @@ INTERACTIVE_TYPES = frozenset(
         "radio_buttons",
         "timepicker",
         "workflow_button",
+        "static_select",
+        "external_select",
+        "users_select",
+        "conversations_select",
+        "channels_select",
+        "multi_static_select",
+        "multi_external_select",
+        "multi_users_select",
+        "multi_conversations_select",
+        "multi_channels_select",
+    }
+)
+# What an input block may hold (a modal's form fields).
+INPUT_TYPES = frozenset(
+    {
+        "plain_text_input",
+        "number_input",
+        "email_text_input",
+        "url_text_input",
+        "rich_text_input",
+        "file_input",
+        "checkboxes",
+        "radio_buttons",
+        "datepicker",
+        "timepicker",
+        "datetimepicker",
         "static_select",
         "external_select",
         "users_select",
@@ -92,6 +126,38 @@ def check_message(payload: dict[str, Any], *, max_blocks: int = MAX_BLOCKS) -> M
     if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
         return MessageRefusal("invalid_blocks_format")
     problems = block_kit_problems(blocks, "/blocks", max_blocks)
+    return MessageRefusal("invalid_blocks", problems) if problems else None
+
+
+def check_modal(view: Any) -> MessageRefusal | None:
+    """A views.open / views.update / response_action view as Slack judges it: None when taken.
+    View-level problems answer invalid_arguments, block problems invalid_blocks."""
+    if not isinstance(view, dict) or view.get("type") != "modal":
+        return MessageRefusal(
+            "invalid_arguments", ["a modal must be an object of type modal [json-pointer:/view/type]"]
+        )
+    checker = _BlockChecker()
+    checker.text(view.get("title"), MAX_MODAL_TITLE, "title", "/view/title", plain_only=True)
+    for key in ("submit", "close"):
+        if view.get(key) is not None:
+            checker.text(view[key], MAX_MODAL_TITLE, key, f"/view/{key}", plain_only=True)
+    for key, limit in (
+        ("callback_id", MAX_CALLBACK_ID),
+        ("external_id", MAX_EXTERNAL_ID),
+        ("private_metadata", MAX_PRIVATE_METADATA),
+    ):
+        value = view.get(key)
+        if value is not None and not isinstance(value, str):
+            checker.problem(f"{key} must be a string", f"/view/{key}")
+        checker.too_long(value, limit, key, f"/view/{key}")
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
+        return MessageRefusal("invalid_blocks_format")
+    if view.get("submit") is None and any(b.get("type") == "input" for b in blocks):
+        checker.problem("a modal with input blocks needs a submit button", "/view/submit")
+    if checker.problems:
+        return MessageRefusal("invalid_arguments", checker.problems)
+    problems = block_kit_problems(blocks, "/view/blocks", MAX_VIEW_BLOCKS)
     return MessageRefusal("invalid_blocks", problems) if problems else None
 
 
@@ -175,6 +241,15 @@ class _BlockChecker:
             for j, item in enumerate(elements if isinstance(elements, list) else []):
                 if not (isinstance(item, dict) and item.get("type") == "image"):
                     self.text(item, None, "context element", f"{where}/elements/{j}")
+        elif kind == "input":
+            self.text(block.get("label"), MAX_INPUT_LABEL, "input label", f"{where}/label", plain_only=True)
+            if block.get("hint") is not None:
+                self.text(block["hint"], MAX_INPUT_HINT, "input hint", f"{where}/hint", plain_only=True)
+            element = block.get("element")
+            if not isinstance(element, dict) or element.get("type") not in INPUT_TYPES:
+                self.problem("an input block holds one input element", f"{where}/element")
+            else:
+                self.element(element, f"{where}/element")
         elif kind == "actions":
             elements = block.get("elements")
             if not isinstance(elements, list) or len(elements) > MAX_ACTIONS_ELEMENTS:
@@ -198,6 +273,20 @@ class _BlockChecker:
 
     def element(self, element: dict[str, Any], where: str) -> None:
         self.too_long(element.get("action_id"), MAX_ID, "action_id", f"{where}/action_id")
+        if element.get("placeholder") is not None:
+            self.text(
+                element["placeholder"],
+                MAX_PLACEHOLDER,
+                "placeholder",
+                f"{where}/placeholder",
+                plain_only=True,
+            )
+        if element.get("type") == "plain_text_input":
+            max_length = element.get("max_length")
+            if max_length is not None and (
+                not isinstance(max_length, int) or not 0 < max_length <= MAX_TEXT_INPUT_LENGTH
+            ):
+                self.problem(f"max_length must be 1 to {MAX_TEXT_INPUT_LENGTH}", f"{where}/max_length")
         if element.get("type") == "button":
             self.text(element.get("text"), MAX_BUTTON_TEXT, "button text", f"{where}/text", plain_only=True)
             self.too_long(element.get("value"), MAX_BUTTON_VALUE, "button value", f"{where}/value")
@@ -216,3 +305,69 @@ class _BlockChecker:
             self.text(
                 confirm.get(key), MAX_CONFIRM_BUTTON, f"confirm {key}", f"{where}/{key}", plain_only=True
             )
+
+
+# A submitted value's key in view.state.values, by input element type (Slack's view_submission).
+_STATE_KEYS = {
+    "conversations_select": "selected_conversation",
+    "channels_select": "selected_channel",
+    "users_select": "selected_user",
+    "multi_conversations_select": "selected_conversations",
+    "multi_channels_select": "selected_channels",
+    "multi_users_select": "selected_users",
+    "static_select": "selected_option",
+    "external_select": "selected_option",
+    "radio_buttons": "selected_option",
+    "multi_static_select": "selected_options",
+    "multi_external_select": "selected_options",
+    "checkboxes": "selected_options",
+    "datepicker": "selected_date",
+    "timepicker": "selected_time",
+    "datetimepicker": "selected_date_time",
+    "file_input": "files",
+}
+
+
+def submission_state(view: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """`view.state.values` of a view_submission: every input block, by block_id then action_id,
+    holding `values[action_id]` (an option's value picks that option; absent: empty)."""
+    state: dict[str, Any] = {}
+    seen: set[str] = set()
+    for block in view.get("blocks") or []:
+        element = block.get("element") if block.get("type") == "input" else None
+        if not isinstance(element, dict):
+            continue
+        action_id, kind = str(element.get("action_id", "")), str(element.get("type", ""))
+        seen.add(action_id)
+        key = _STATE_KEYS.get(kind, "value")
+        value = values.get(action_id)
+        if key in ("selected_option", "selected_options"):
+            options = _options(element)
+            picked = [value] if key == "selected_option" else list(value or [])
+            chosen = [_option(options, kind, v) for v in picked if v is not None]
+            value = chosen if key == "selected_options" else (chosen[0] if chosen else None)
+        elif key in ("selected_conversations", "selected_channels", "selected_users", "files"):
+            value = list(value or [])
+        state.setdefault(str(block.get("block_id", "")), {})[action_id] = {"type": kind, key: value}
+    unknown = set(values) - seen
+    if unknown:
+        raise ValueError(f"the view has no input with action_id {sorted(unknown)}")
+    return state
+
+
+def _options(element: dict[str, Any]) -> list[dict[str, Any]]:
+    options = list(element.get("options") or [])
+    for group in element.get("option_groups") or []:
+        options.extend(group.get("options") or [])
+    return options
+
+
+def _option(options: list[dict[str, Any]], kind: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    for option in options:
+        if option.get("value") == value:
+            return option
+    if "external" in kind:
+        return {"text": {"type": "plain_text", "text": str(value)}, "value": str(value)}
+    raise ValueError(f"no option with value {value!r} to pick")
