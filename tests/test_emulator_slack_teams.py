@@ -470,6 +470,38 @@ def test_authorize_page_refuses_an_unknown_app_and_cancel_says_access_denied(sla
     }
 
 
+def test_the_app_redirect_url_bounds_where_codes_go(slack):
+    slack.redirect_uri = "https://zqbo.example.com/slack/"
+    add_beta(slack)
+    code = approve(slack, team_id="T0BETA")  # under the configured URL: fine
+    assert exchange(slack, code)["ok"]
+    params = {"client_id": slack.client_id, "scope": SCOPES, "redirect_uri": "https://evil.example/cb"}
+    page = requests.get(f"{slack.url}/oauth/v2/authorize", params=params, timeout=5)
+    assert page.status_code == 400 and "bad_redirect_uri" in page.text
+    forged = requests.post(
+        f"{slack.url}/oauth/v2/authorize/approve",
+        data={**params, "team_id": "T0BETA", "user_id": "U0BADMIN"},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert forged.status_code == 400
+    # No redirect_uri sent: Slack uses the app's own, and the exchange may omit it.
+    del params["redirect_uri"]
+    assert requests.get(f"{slack.url}/oauth/v2/authorize", params=params, timeout=5).status_code == 200
+    slack.redirect_uri = "https://zqbo.example.com/slack/oauth_redirect"
+    resp = requests.post(
+        f"{slack.url}/oauth/v2/authorize/approve",
+        data={**params, "team_id": "T0BETA", "user_id": "U0BADMIN"},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert resp.headers["Location"].startswith("https://zqbo.example.com/slack/oauth_redirect?code=")
+    code = parse_qs(urlparse(resp.headers["Location"]).query)["code"][0]
+    assert WebClient(base_url=slack.api_url).oauth_v2_access(
+        client_id=slack.client_id, client_secret=slack.client_secret, code=code
+    )["team"] == {"id": "T0BETA", "name": "Beta Ltd"}
+
+
 def test_consent_page_lists_scopes_and_workspaces_and_escapes_what_it_echoes(slack):
     slack.add_team("T0EVIL", '<script>alert(1)</script> & "Co"')
     slack.add_user("U0EVIL", "eve", "Eve", "eve@evil.example", team_id="T0EVIL", is_admin=True)

@@ -793,7 +793,7 @@ class SlackEmulator(EmulatorServer):
             return _html("Slack: something went wrong", "<p>invalid_client_id</p>", 400)
         explicit = form.get("redirect_uri") or None
         target = explicit or self.redirect_uri
-        if not target:
+        if not target or (explicit and self.redirect_uri and not explicit.startswith(self.redirect_uri)):
             return _html("Slack: something went wrong", "<p>bad_redirect_uri</p>", 400)
         state = form.get("state", "")
         if form.get("decision") == "cancel":
