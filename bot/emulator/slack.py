@@ -4,10 +4,17 @@ client side that signs slash commands, button presses and events the way Slack d
 Shapes follow ../shared/API_FACTS.md: errors are HTTP 200 `{"ok": false, "error": ...}`, rate
 limits HTTP 429 with `Retry-After`; every call is recorded (including refused ones) so tests can
 assert what the bot really sent. Slack's message limits are enforced on chat.postMessage,
-chat.update, chat.postEphemeral, views.publish and response_url posts (top-level text, block
-count, every block through slack_sdk's Block Kit models plus the per-element limits slack_sdk
-does not check), so a card that Slack would refuse fails here too. Messages keep their text
-exactly as sent and may carry metadata, read back with conversations.history.
+chat.update, chat.postEphemeral, views.publish and response_url posts, and a modal's on
+views.open, views.update and a view submission's response_action (top-level text, block count,
+every block through slack_sdk's Block Kit models plus the per-element limits slack_sdk does not
+check: slack_blockkit.py), so a card that Slack would refuse fails here too. Messages keep their
+text exactly as sent and may carry metadata, read back with conversations.history.
+
+Many workspaces (slack_tenancy.py): teams, Enterprise Grid organisations, and the app installed
+in them through OAuth v2 (the consent page at /oauth/v2/authorize, oauth.v2.access, token
+rotation). Each Web API call acts as its token's team, or an org-wide install's teams; users and
+channels of other teams do not exist for it. The default team T0EMU ("Acme") comes with the app
+installed under `bot_token`.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import itertools
 import json
 import threading
@@ -23,16 +31,25 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin
 
 import requests
 from flask import Response, request
-from slack_sdk.errors import SlackObjectFormationError
-from slack_sdk.models.blocks import Block
 
 from bot.clock import Clock
 from bot.emulator.server import EmulatorServer
+from bot.emulator.slack_blockkit import (
+    BAD_MESSAGE_ERRORS,
+    MAX_VIEW_BLOCKS,
+    MessageRefusal,
+    block_kit_problems,
+    check_message,
+    check_modal,
+    submission_state,
+)
+from bot.emulator.slack_tenancy import APP_ID, Grant, Team, Workspaces
 
 RESPONSE_URL_POSTS = 5
 RESPONSE_URL_LIFETIME = 30 * 60
@@ -40,212 +57,12 @@ TEAM_ID = "T0EMU"
 HISTORY_LIMIT = 100
 HISTORY_MAX_LIMIT = 999
 HOLD_TIMEOUT = 60.0
+# The bot scopes of app_manifest.yml: what the preinstalled token of T0EMU carries.
+DEFAULT_SCOPES = "commands,chat:write,im:write,users:read,channels:history,groups:history"
+NO_TOKEN_METHODS = frozenset({"oauth.v2.access"})
+TRIGGER_LIFETIME = 3.0  # seconds a trigger_id can open a modal
 
-# Block Kit limits: what real Slack refuses (API_FACTS.md, "Slack: text, escaping and limits") --------
-MAX_MESSAGE_TEXT = 40_000
-MAX_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
-MAX_SECTION_TEXT = 3000
-MAX_FIELDS = 10
-MAX_FIELD_TEXT = 2000
-MAX_HEADER_TEXT = 150
-MAX_BUTTON_TEXT = 75
-MAX_BUTTON_VALUE = 2000
-MAX_URL = 3000
-MAX_ID = 255
-MAX_ACTIONS_ELEMENTS = 25
-MAX_CONTEXT_ELEMENTS = 10
-MAX_CONFIRM_TITLE = 100
-MAX_CONFIRM_TEXT = 300
-MAX_CONFIRM_BUTTON = 30
-TEXT_TYPES = ("mrkdwn", "plain_text")
-INTERACTIVE_TYPES = frozenset(
-    {
-        "button",
-        "checkboxes",
-        "datepicker",
-        "datetimepicker",
-        "overflow",
-        "radio_buttons",
-        "timepicker",
-        "workflow_button",
-        "static_select",
-        "external_select",
-        "users_select",
-        "conversations_select",
-        "channels_select",
-        "multi_static_select",
-        "multi_external_select",
-        "multi_users_select",
-        "multi_conversations_select",
-        "multi_channels_select",
-    }
-)
-# Errors that mean "the bot built a message Slack will not take" (see refused_calls()).
-BAD_MESSAGE_ERRORS = frozenset(
-    {
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "msg_too_long",
-        "invalid_arguments",
-        "invalid_metadata_format",
-        "invalid_metadata_schema",
-    }
-)
-
-
-@dataclass
-class MessageRefusal:
-    """Why Slack would refuse a message: the error code and, for invalid_blocks, each problem."""
-
-    error: str
-    problems: list[str] = field(default_factory=list)
-
-    def as_api(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"ok": False, "error": self.error}
-        if self.problems:
-            body["errors"] = list(self.problems)
-            body["response_metadata"] = {"messages": [f"[ERROR] {p}" for p in self.problems]}
-        return body
-
-
-def check_message(payload: dict[str, Any], *, max_blocks: int = MAX_BLOCKS) -> MessageRefusal | None:
-    """A chat.* / response_url payload as Slack judges it: None when Slack would take it."""
-    text = payload.get("text")
-    blocks = payload.get("blocks")
-    if not text and not blocks:
-        return MessageRefusal("no_text")
-    if isinstance(text, str) and len(text) > MAX_MESSAGE_TEXT:
-        return MessageRefusal("msg_too_long")
-    if blocks is None:
-        return None
-    if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks):
-        return MessageRefusal("invalid_blocks_format")
-    problems = block_kit_problems(blocks, "/blocks", max_blocks)
-    return MessageRefusal("invalid_blocks", problems) if problems else None
-
-
-def block_kit_problems(blocks: list[dict[str, Any]], pointer: str, max_blocks: int) -> list[str]:
-    """Every limit `blocks` breaks, each as '<what> [json-pointer:/blocks/<i>/…]' like Slack's."""
-    checker = _BlockChecker()
-    if len(blocks) > max_blocks:
-        checker.problem(f"at most {max_blocks} blocks allowed, got {len(blocks)}", pointer)
-    block_ids: set[str] = set()
-    for i, block in enumerate(blocks):
-        where = f"{pointer}/{i}"
-        block_id = block.get("block_id")
-        if isinstance(block_id, str):
-            if block_id in block_ids:
-                checker.problem(f"block_id {block_id!r} is used by an earlier block", f"{where}/block_id")
-            block_ids.add(block_id)
-        before = len(checker.problems)
-        checker.block(block, where)
-        if len(checker.problems) == before:  # slack_sdk knows more element types; one report per block
-            checker.slack_sdk(block, where)
-    return checker.problems
-
-
-class _BlockChecker:
-    """The per-element limits, walked over the raw JSON; slack_sdk's own checks run as well."""
-
-    def __init__(self) -> None:
-        self.problems: list[str] = []
-
-    def problem(self, what: str, pointer: str) -> None:
-        self.problems.append(f"{what} [json-pointer:{pointer}]")
-
-    def slack_sdk(self, block: dict[str, Any], where: str) -> None:
-        try:
-            parsed = Block.parse(block)
-            if parsed is None:
-                self.problem(f"unknown block type {block.get('type')!r}", f"{where}/type")
-            else:
-                parsed.to_dict()
-        except SlackObjectFormationError as exc:
-            self.problem(f"slack_sdk: {exc}", where)
-        except (TypeError, KeyError, AttributeError, ValueError) as exc:  # malformed beyond its checks
-            self.problem(f"slack_sdk cannot read the block: {exc}", where)
-
-    def too_long(self, value: Any, limit: int | None, what: str, pointer: str) -> None:
-        if limit is not None and isinstance(value, str) and len(value) > limit:
-            self.problem(f"{what} must be at most {limit} characters, got {len(value)}", pointer)
-
-    def text(self, obj: Any, limit: int | None, what: str, pointer: str, plain_only: bool = False) -> None:
-        allowed = ("plain_text",) if plain_only else TEXT_TYPES
-        if not isinstance(obj, dict) or obj.get("type") not in allowed:
-            self.problem(f"{what} must be a text object of type {' or '.join(allowed)}", pointer)
-            return
-        if not isinstance(obj.get("text"), str):
-            self.problem(f"{what} has no text", f"{pointer}/text")
-            return
-        self.too_long(obj["text"], limit, what, f"{pointer}/text")
-
-    def block(self, block: dict[str, Any], where: str) -> None:
-        kind = block.get("type")
-        self.too_long(block.get("block_id"), MAX_ID, "block_id", f"{where}/block_id")
-        if kind == "section":
-            if "text" in block:
-                self.text(block["text"], MAX_SECTION_TEXT, "section text", f"{where}/text")
-            fields = block.get("fields")
-            if fields is not None:
-                if not isinstance(fields, list) or len(fields) > MAX_FIELDS:
-                    self.problem(f"a section holds at most {MAX_FIELDS} fields", f"{where}/fields")
-                for j, item in enumerate(fields if isinstance(fields, list) else []):
-                    self.text(item, MAX_FIELD_TEXT, "section field", f"{where}/fields/{j}")
-            if isinstance(block.get("accessory"), dict):
-                self.element(block["accessory"], f"{where}/accessory")
-        elif kind == "header":
-            self.text(block.get("text"), MAX_HEADER_TEXT, "header text", f"{where}/text", plain_only=True)
-        elif kind == "context":
-            elements = block.get("elements")
-            if not isinstance(elements, list) or len(elements) > MAX_CONTEXT_ELEMENTS:
-                self.problem(
-                    f"a context block holds at most {MAX_CONTEXT_ELEMENTS} elements", f"{where}/elements"
-                )
-            for j, item in enumerate(elements if isinstance(elements, list) else []):
-                if not (isinstance(item, dict) and item.get("type") == "image"):
-                    self.text(item, None, "context element", f"{where}/elements/{j}")
-        elif kind == "actions":
-            elements = block.get("elements")
-            if not isinstance(elements, list) or len(elements) > MAX_ACTIONS_ELEMENTS:
-                self.problem(
-                    f"an actions block holds at most {MAX_ACTIONS_ELEMENTS} elements", f"{where}/elements"
-                )
-            action_ids: set[str] = set()
-            for j, item in enumerate(elements if isinstance(elements, list) else []):
-                pointer = f"{where}/elements/{j}"
-                if not isinstance(item, dict) or item.get("type") not in INTERACTIVE_TYPES:
-                    self.problem("an actions block holds interactive elements only", pointer)
-                    continue
-                action_id = item.get("action_id")
-                if isinstance(action_id, str):
-                    if action_id in action_ids:
-                        self.problem(
-                            f"action_id {action_id!r} is used twice in this block", f"{pointer}/action_id"
-                        )
-                    action_ids.add(action_id)
-                self.element(item, pointer)
-
-    def element(self, element: dict[str, Any], where: str) -> None:
-        self.too_long(element.get("action_id"), MAX_ID, "action_id", f"{where}/action_id")
-        if element.get("type") == "button":
-            self.text(element.get("text"), MAX_BUTTON_TEXT, "button text", f"{where}/text", plain_only=True)
-            self.too_long(element.get("value"), MAX_BUTTON_VALUE, "button value", f"{where}/value")
-            self.too_long(element.get("url"), MAX_URL, "button url", f"{where}/url")
-        confirm = element.get("confirm")
-        if confirm is not None:
-            self.confirm(confirm, f"{where}/confirm")
-
-    def confirm(self, confirm: Any, where: str) -> None:
-        if not isinstance(confirm, dict):
-            self.problem("confirm must be a confirmation dialog object", where)
-            return
-        self.text(confirm.get("title"), MAX_CONFIRM_TITLE, "confirm title", f"{where}/title", plain_only=True)
-        self.text(confirm.get("text"), MAX_CONFIRM_TEXT, "confirm text", f"{where}/text")
-        for key in ("confirm", "deny"):
-            self.text(
-                confirm.get(key), MAX_CONFIRM_BUTTON, f"confirm {key}", f"{where}/{key}", plain_only=True
-            )
+__all__ = ["BAD_MESSAGE_ERRORS", "MessageRefusal", "SlackEmulator", "block_kit_problems", "check_message"]
 
 
 @dataclass
@@ -268,11 +85,12 @@ class SlackUser:
     is_admin: bool = False
     is_owner: bool = False
     is_bot: bool = False
+    team_id: str = TEAM_ID
 
     def as_api(self) -> dict[str, Any]:
         return {
             "id": self.id,
-            "team_id": TEAM_ID,
+            "team_id": self.team_id,
             "name": self.name,
             "real_name": self.real_name,
             "deleted": False,
@@ -295,6 +113,7 @@ class Channel:
     name: str
     is_member: bool = True
     messages: list[dict[str, Any]] = field(default_factory=list)
+    team_id: str = TEAM_ID
 
 
 class SlackEmulator(EmulatorServer):
@@ -306,13 +125,28 @@ class SlackEmulator(EmulatorServer):
         signing_secret: str = "emu-signing-secret-5f2a",
         clock: Clock | None = None,
         port: int = 0,
+        *,
+        client_id: str = "emu-client-id",
+        client_secret: str = "emu-client-secret",
+        token_rotation: bool = False,
+        redirect_uri: str | None = None,
     ) -> None:
         self.bot_token = bot_token
         self.signing_secret = signing_secret
+        # The OAuth app (hosted mode): settable, as an app's settings page is.
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.token_rotation = token_rotation
+        self.redirect_uri = redirect_uri  # the app's configured Redirect URL, used when none is sent
+        self.workspaces = Workspaces()
+        self.teams = self.workspaces.teams
+        self.tokens = self.workspaces.tokens
         self.calls: list[SlackCall] = []
         self.users: dict[str, SlackUser] = {}
         self.channels: dict[str, Channel] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
+        self.open_views: dict[str, dict[str, Any]] = {}
+        self._triggers: dict[str, dict[str, Any]] = {}
         self._responses: dict[str, dict[str, Any]] = {}
         self._refused_responses: list[dict[str, Any]] = []
         self._ts = itertools.count(1)
@@ -322,6 +156,17 @@ class SlackEmulator(EmulatorServer):
         self._releases: list[threading.Event] = []  # every hold not yet released, arrived or not
         self._drops_after: dict[str, int] = {}
         super().__init__(clock=clock, port=port)
+        self.add_team(TEAM_ID, "Acme", "acme")
+        self.workspaces.bot_identity(TEAM_ID, "U0ZQBO", "B0ZQBO")
+        self.workspaces.issue(
+            team_id=TEAM_ID,
+            enterprise_id=None,
+            is_enterprise_install=False,
+            scope=DEFAULT_SCOPES,
+            installer_id="U0ADMIN",
+            now=self.clock.now(),
+            token=bot_token,
+        )
         self.add_user("U0ADMIN", "ana", "Ana Admin", "ana@acme.example", is_admin=True)
         self.add_user("U0OWNER", "olu", "Olu Owner", "olu@acme.example", is_owner=True)
         self.add_user("U0STAFF", "sam", "Sam Staff", "sam@acme.example")
@@ -332,17 +177,40 @@ class SlackEmulator(EmulatorServer):
         return f"{self.url}/api/"
 
     # world setup ---------------------------------------------------------------------------------
-    def add_user(self, user_id: str, name: str, real_name: str, email: str, **flags: bool) -> SlackUser:
-        user = SlackUser(user_id, name, real_name, email, **flags)
+    def add_team(
+        self,
+        team_id: str,
+        name: str,
+        domain: str | None = None,
+        enterprise_id: str | None = None,
+        enterprise_name: str | None = None,
+    ) -> Team:
+        """A workspace (in an Enterprise Grid organisation when enterprise_id is given); the app
+        is not installed in it until install() or the OAuth flow runs."""
         with self._lock:
+            return self.workspaces.add_team(team_id, name, domain, enterprise_id, enterprise_name)
+
+    def add_user(
+        self, user_id: str, name: str, real_name: str, email: str, *, team_id: str = TEAM_ID, **flags: bool
+    ) -> SlackUser:
+        user = SlackUser(user_id, name, real_name, email, team_id=team_id, **flags)
+        with self._lock:
+            self._known_team(team_id)
             self.users[user_id] = user
         return user
 
-    def add_channel(self, channel_id: str, name: str, is_member: bool = True) -> Channel:
-        channel = Channel(channel_id, name, is_member)
+    def add_channel(
+        self, channel_id: str, name: str, is_member: bool = True, *, team_id: str = TEAM_ID
+    ) -> Channel:
+        channel = Channel(channel_id, name, is_member, team_id=team_id)
         with self._lock:
+            self._known_team(team_id)
             self.channels[channel_id] = channel
         return channel
+
+    def _known_team(self, team_id: str) -> None:
+        if team_id not in self.teams:
+            raise ValueError(f"unknown team {team_id!r}: add_team() it first")
 
     # inspection ----------------------------------------------------------------------------------
     def calls_to(self, method: str) -> list[SlackCall]:
@@ -469,6 +337,28 @@ class SlackEmulator(EmulatorServer):
         headers = {"Content-Type": content_type, **self.sign(body, timestamp, secret)}
         return requests.post(bot_url, data=body, headers=headers, timeout=10)
 
+    def _team_fields(self, team_id: str, enterprise_id: str | None) -> dict[str, Any]:
+        """Who a request comes from, as Slack describes it: the team, its domain, its enterprise
+        (the team's own unless given) and whether the app reaches it through an org-wide install."""
+        with self._lock:
+            team = self.teams.get(team_id)
+            enterprise_id = enterprise_id or (team.enterprise_id if team else None)
+            return {
+                "team_id": team_id,
+                "domain": team.domain if team else "acme",
+                "enterprise_id": enterprise_id,
+                "enterprise_name": self.workspaces.enterprises.get(enterprise_id) if enterprise_id else None,
+                "is_enterprise_install": self.workspaces.org_installed(team_id),
+            }
+
+    def new_trigger_id(self, user_id: str = "U0ADMIN", team_id: str = TEAM_ID) -> str:
+        """A trigger_id as Slack sends with a command or an interaction: views.open takes it once,
+        within 3 seconds (of the emulator's clock)."""
+        trigger_id = f"{next(self._ts)}.{int(time.time())}.{uuid.uuid4().hex[:16]}"
+        with self._lock:
+            self._triggers[trigger_id] = {"user_id": user_id, "team_id": team_id, "at": self.clock.now()}
+        return trigger_id
+
     def send_command(
         self,
         bot_url: str,
@@ -478,6 +368,7 @@ class SlackEmulator(EmulatorServer):
         user_name: str | None = None,
         channel_id: str = "C0ALERTS",
         team_id: str = TEAM_ID,
+        enterprise_id: str | None = None,
         command: str = "/zqbo",
         timestamp: int | None = None,
         bad_signature: bool = False,
@@ -485,36 +376,68 @@ class SlackEmulator(EmulatorServer):
         """Type `command text` in Slack. Returns the bot's HTTP answer and the response_url."""
         response_url = self.new_response_url()
         user = self.users.get(user_id)
+        who = self._team_fields(team_id, enterprise_id)
         form = {
             "token": "legacy-verification-token",
             "team_id": team_id,
-            "team_domain": "acme",
-            "channel_id": channel_id,
-            "channel_name": self.channels[channel_id].name
-            if channel_id in self.channels
-            else "directmessage",
-            "user_id": user_id,
-            "user_name": user_name or (user.name if user else "someone"),
-            "command": command,
-            "text": text,
-            "api_app_id": "A0ZQBO",
-            "is_enterprise_install": "false",
-            "response_url": response_url,
-            "trigger_id": f"{next(self._ts)}.{int(time.time())}.emu",
+            "team_domain": who["domain"],
         }
+        if who["enterprise_id"]:
+            form.update(enterprise_id=who["enterprise_id"], enterprise_name=who["enterprise_name"])
+        form.update(
+            {
+                "channel_id": channel_id,
+                "channel_name": self.channels[channel_id].name
+                if channel_id in self.channels
+                else "directmessage",
+                "user_id": user_id,
+                "user_name": user_name or (user.name if user else "someone"),
+                "command": command,
+                "text": text,
+                "api_app_id": APP_ID,
+                "is_enterprise_install": "true" if who["is_enterprise_install"] else "false",
+                "response_url": response_url,
+                "trigger_id": self.new_trigger_id(user_id, team_id),
+            }
+        )
         body = urlencode(form).encode()
         resp = self._post_signed(bot_url, body, "application/x-www-form-urlencoded", timestamp, bad_signature)
         return resp, response_url
+
+    def _interaction_fields(self, team_id: str, enterprise_id: str | None, user_id: str) -> dict[str, Any]:
+        """The team, user and enterprise keys of an interactivity payload (block_actions,
+        view_submission)."""
+        who = self._team_fields(team_id, enterprise_id)
+        user = self.users.get(user_id)
+        team: dict[str, Any] = {"id": team_id, "domain": who["domain"]}
+        enterprise = None
+        if who["enterprise_id"]:
+            team.update(enterprise_id=who["enterprise_id"], enterprise_name=who["enterprise_name"])
+            enterprise = {"id": who["enterprise_id"], "name": who["enterprise_name"]}
+        name = user.name if user else "someone"
+        return {
+            "team": team,
+            "user": {"id": user_id, "username": name, "name": name, "team_id": team_id},
+            "enterprise": enterprise,
+            "is_enterprise_install": who["is_enterprise_install"],
+        }
 
     def send_action(
         self,
         bot_url: str,
         payload: dict[str, Any],
         *,
+        team_id: str | None = None,
+        enterprise_id: str | None = None,
         timestamp: int | None = None,
         bad_signature: bool = False,
     ) -> requests.Response:
-        """Deliver an interactivity payload (a button press) as Slack does: `payload=` JSON."""
+        """Deliver an interactivity payload (a button press) as Slack does: `payload=` JSON.
+        The payload goes as given; with team_id, its team, user.team_id, enterprise and
+        is_enterprise_install are set for that team (user.id kept)."""
+        if team_id is not None:
+            user_id = str((payload.get("user") or {}).get("id", "U0ADMIN"))
+            payload = {**payload, **self._interaction_fields(team_id, enterprise_id, user_id)}
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return self._post_signed(bot_url, body, "application/x-www-form-urlencoded", timestamp, bad_signature)
 
@@ -527,6 +450,8 @@ class SlackEmulator(EmulatorServer):
         user_id: str = "U0ADMIN",
         channel_id: str | None = None,
         response_url: str | None = None,
+        team_id: str = TEAM_ID,
+        enterprise_id: str | None = None,
     ) -> tuple[requests.Response, str]:
         """Press the button `action_id` on `message` (as posted or as received at a response_url)."""
         element = next(
@@ -541,15 +466,13 @@ class SlackEmulator(EmulatorServer):
         if element is None:
             raise AssertionError(f"no button {action_id!r} on the message")
         response_url = response_url or self.new_response_url()
-        user = self.users.get(user_id)
         channel = channel_id or message.get("channel") or "C0ALERTS"
         payload = {
             "type": "block_actions",
-            "team": {"id": TEAM_ID, "domain": "acme"},
-            "user": {"id": user_id, "username": user.name if user else "someone", "team_id": TEAM_ID},
-            "api_app_id": "A0ZQBO",
+            **self._interaction_fields(team_id, enterprise_id, user_id),
+            "api_app_id": APP_ID,
             "token": "legacy-verification-token",
-            "trigger_id": f"{next(self._ts)}.{int(time.time())}.emu",
+            "trigger_id": self.new_trigger_id(user_id, team_id),
             "channel": {"id": channel},
             "container": {"type": "message", "message_ts": message.get("ts", ""), "channel_id": channel},
             "message": message,
@@ -567,25 +490,342 @@ class SlackEmulator(EmulatorServer):
         return self.send_action(bot_url, payload), response_url
 
     def send_event(
-        self, bot_url: str, event: dict[str, Any], *, bad_signature: bool = False
+        self,
+        bot_url: str,
+        event: dict[str, Any],
+        *,
+        team_id: str = TEAM_ID,
+        enterprise_id: str | None = None,
+        bad_signature: bool = False,
     ) -> requests.Response:
-        """Deliver an Events API callback (e.g. app_home_opened)."""
-        envelope = {
+        """Deliver an Events API callback (e.g. app_home_opened) from `team_id`; an enterprise id
+        as team_id addresses the org-wide install itself (authorizations' team_id null)."""
+        envelope = self._event_envelope(event, team_id, enterprise_id)
+        body = json.dumps(envelope).encode()
+        return self._post_signed(bot_url, body, "application/json", bad_signature=bad_signature)
+
+    def _event_envelope(
+        self,
+        event: dict[str, Any],
+        team_id: str,
+        enterprise_id: str | None,
+        is_enterprise_install: bool | None = None,
+    ) -> dict[str, Any]:
+        with self._lock:
+            org_level = team_id in self.workspaces.enterprises
+            if org_level:
+                enterprise_id = team_id
+                members = [t.id for t in self.teams.values() if t.enterprise_id == enterprise_id]
+                team_id = members[0] if members else enterprise_id
+        who = self._team_fields(team_id, enterprise_id)
+        org = org_level or (
+            who["is_enterprise_install"] if is_enterprise_install is None else is_enterprise_install
+        )
+        with self._lock:
+            bot_user_id, _ = self.workspaces.bot_identity(who["enterprise_id"] if org else team_id)
+        return {
             "token": "legacy-verification-token",
-            "team_id": TEAM_ID,
-            "api_app_id": "A0ZQBO",
+            "team_id": team_id,
+            "enterprise_id": who["enterprise_id"],
+            "context_team_id": team_id,
+            "context_enterprise_id": who["enterprise_id"],
+            "api_app_id": APP_ID,
             "event": {"event_ts": f"{time.time():.6f}", **event},
             "type": "event_callback",
             "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
             "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": who["enterprise_id"],
+                    "team_id": None if org_level else team_id,
+                    "user_id": bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": org,
+                }
+            ],
+            "is_ext_shared_channel": False,
         }
-        body = json.dumps(envelope).encode()
-        return self._post_signed(bot_url, body, "application/json", bad_signature=bad_signature)
+
+    def send_view_submission(
+        self,
+        bot_url: str,
+        view_id_or_view: str | dict[str, Any],
+        values: dict[str, Any],
+        *,
+        user_id: str = "U0ADMIN",
+        team_id: str = TEAM_ID,
+    ) -> requests.Response:
+        """Press Submit on a modal (an open view's id, or a view), its inputs holding `values`
+        (action_id -> a string, user/conversation id, list of ids, or an option's value). Returns
+        the bot's answer; what it asks for (errors, update, push, clear, or nothing: close) is
+        applied to open_views, and a view Slack would refuse is recorded as a refused call."""
+        if isinstance(view_id_or_view, str):
+            with self._lock:
+                view = self.open_views.get(view_id_or_view)
+            if view is None:
+                raise AssertionError(f"no open view {view_id_or_view!r}")
+        else:
+            view = {"id": f"V{uuid.uuid4().hex[:10].upper()}", "team_id": team_id, **view_id_or_view}
+        submitted = {
+            **{k: v for k, v in json.loads(json.dumps(view)).items() if k != "user"},
+            "state": {"values": submission_state(view, values)},
+            "app_installed_team_id": view.get("app_installed_team_id", team_id),
+        }
+        payload = {
+            "type": "view_submission",
+            **self._interaction_fields(team_id, None, user_id),
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "trigger_id": self.new_trigger_id(user_id, team_id),
+            "view": submitted,
+            "response_urls": [],
+        }
+        resp = self.send_action(bot_url, payload)
+        self._apply_response_action(view, resp)
+        return resp
+
+    def _apply_response_action(self, view: dict[str, Any], resp: requests.Response) -> None:
+        if resp.status_code != 200:
+            return  # Slack shows the user an error and keeps the modal open
+        try:
+            answer = json.loads(resp.text) if resp.text.strip() else {}
+        except ValueError:
+            answer = {"response_action": "?"}
+        action = answer.get("response_action") if isinstance(answer, dict) else "?"
+        view_id = str(view.get("id"))
+        error, problems = None, []
+        with self._lock:
+            if action in (None, "clear"):
+                root = self.open_views.get(view_id, view).get("root_view_id", view_id)
+                for vid in [
+                    v for v, open_view in self.open_views.items() if open_view.get("root_view_id") == root
+                ]:
+                    del self.open_views[vid]
+                self.open_views.pop(view_id, None)
+            elif action == "errors":
+                inputs = {b.get("block_id") for b in view.get("blocks") or [] if b.get("type") == "input"}
+                errors = answer.get("errors")
+                if not isinstance(errors, dict) or not errors or not set(errors) <= inputs:
+                    error = "invalid_arguments"
+                    problems = [f"errors must name input blocks of the view {sorted(map(str, inputs))}"]
+            elif action in ("update", "push"):
+                refusal = check_modal(answer.get("view"))
+                if refusal is not None:
+                    error, problems = refusal.error, refusal.problems
+                else:
+                    new_id = view_id if action == "update" else f"V{uuid.uuid4().hex[:10].upper()}"
+                    stored = self._stored_view(
+                        answer["view"],
+                        str(view.get("bot_id", "B0ZQBO")),
+                        new_id,
+                        str(view.get("team_id", TEAM_ID)),
+                        str(view.get("user", "")),
+                    )
+                    stored["root_view_id"] = view.get("root_view_id", view_id)
+                    stored["previous_view_id"] = view_id if action == "push" else view.get("previous_view_id")
+                    self.open_views[new_id] = stored
+            else:
+                error, problems = "invalid_arguments", [f"unknown response_action {action!r}"]
+        if error is not None:
+            self._record("view_submission", {"response": answer, "errors": problems}, False, error, 200)
+
+    # playing the installer's browser, and the app's lifecycle in a workspace --------------------
+    def install(
+        self,
+        bot_base_url: str,
+        team_id: str,
+        user_id: str | None = None,
+        *,
+        org: bool = False,
+        session: requests.Session | None = None,
+    ) -> requests.Response:
+        """Install the app the way a person does: open the bot's /slack/install, follow it to
+        Slack's consent page, approve for `team_id` (org=True: for its whole enterprise; team_id
+        may then be the enterprise id), and follow the redirect back to the bot. Returns the bot's
+        answer to its /slack/oauth_redirect. Cookies stay in the session, as in a browser."""
+        browser = session or requests.Session()
+        start = browser.get(f"{bot_base_url.rstrip('/')}/slack/install", allow_redirects=False, timeout=10)
+        _loopback_is_secure(browser)
+        authorize_url = self._authorize_url_from(start)
+        consent = browser.get(authorize_url, timeout=10)
+        if consent.status_code != 200:
+            raise AssertionError(f"Slack's consent page answered {consent.status_code}: {consent.text[:300]}")
+        with self._lock:
+            team = self.teams.get(team_id)
+            enterprise_id = team_id if team_id in self.workspaces.enterprises else None
+            if org and enterprise_id is None:
+                enterprise_id = team.enterprise_id if team else None
+        if org and enterprise_id is None:
+            raise AssertionError(f"{team_id} is in no enterprise: nothing to install org-wide")
+        choice = ("enterprise_id", enterprise_id) if org else ("team_id", team_id)
+        forms = _Forms.parse(consent.text)
+        form = next((f for f in forms if f.fields.get(choice[0]) == choice[1]), None)
+        if form is None:
+            raise AssertionError(f"the consent page offers no {choice[0]}={choice[1]}")
+        fields = dict(form.fields)
+        if user_id is not None:
+            fields["user_id"] = user_id
+        approved = browser.post(
+            urljoin(authorize_url, form.action), data=fields, allow_redirects=False, timeout=10
+        )
+        if approved.status_code != 302:
+            raise AssertionError(f"Slack refused the approval: {approved.status_code} {approved.text[:300]}")
+        return browser.get(approved.headers["Location"], timeout=10)
+
+    def _authorize_url_from(self, page: requests.Response) -> str:
+        """Where the bot's install page sends the browser: its redirect, or its Add to Slack link."""
+        if page.is_redirect:
+            return urljoin(page.url, page.headers["Location"])
+        authorize = f"{self.url}/oauth/v2/authorize"
+        links = [link for link in _Forms.parse_links(page.text) if link.startswith(authorize)]
+        if page.status_code != 200 or not links:
+            raise AssertionError(
+                f"the install page ({page.status_code}) links to no {authorize}: {page.text[:300]}"
+            )
+        return links[0]
+
+    def token_for(self, team_id: str) -> str:
+        """The newest bot token issued for `team_id` (the preinstalled bot_token for T0EMU until a
+        reinstall); for a team reached only through an org-wide install, that install's token."""
+        with self._lock:
+            return self.workspaces.latest_token(team_id)
+
+    def revoke_team(self, team_id: str) -> list[str]:
+        """Revoke every bot token of a team (or of an org-wide install, by enterprise id);
+        returns the tokens revoked. Calls with them answer token_revoked."""
+        with self._lock:
+            return [g.token for g in self.workspaces.revoke(team_id)]
+
+    def uninstall(self, events_url: str, team_id: str) -> tuple[requests.Response, requests.Response]:
+        """Someone removes the app from a workspace (or, by enterprise id, from the organisation):
+        its tokens are revoked, then Slack delivers `tokens_revoked` and `app_uninstalled`.
+        Returns the bot's answers to both events."""
+        with self._lock:
+            org = team_id in self.workspaces.enterprises
+            bot_user_id, _ = self.workspaces.bot_identity(team_id)
+            self.workspaces.revoke(team_id)
+        revoked = {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": [bot_user_id]}}
+        first = self._post_event(events_url, self._event_envelope(revoked, team_id, None, org))
+        second = self._post_event(
+            events_url, self._event_envelope({"type": "app_uninstalled"}, team_id, None, org)
+        )
+        return first, second
+
+    def _post_event(self, events_url: str, envelope: dict[str, Any]) -> requests.Response:
+        return self._post_signed(events_url, json.dumps(envelope).encode(), "application/json")
 
     # HTTP ----------------------------------------------------------------------------------------
     def _routes(self) -> None:
         self.app.add_url_rule("/api/<method>", "api", self._api, methods=["GET", "POST"])
         self.app.add_url_rule("/response/<key>", "response", self._response, methods=["POST"])
+        self.app.add_url_rule("/oauth/v2/authorize", "authorize", self._authorize, methods=["GET"])
+        self.app.add_url_rule(
+            "/oauth/v2/authorize/approve", "approve", self._approve_install, methods=["POST"]
+        )
+
+    # OAuth v2: the consent page a person sees --------------------------------------------------------
+    def _authorize(self) -> Response:
+        args = request.args
+        self._delay("authorize")
+        scopes = _scope_list(args.get("scope", ""))
+        user_scopes = _scope_list(args.get("user_scope", ""))
+        explicit = args.get("redirect_uri") or None
+        problem = None
+        if args.get("client_id") != self.client_id:
+            problem = "invalid_client_id: this app does not exist"
+        elif not scopes and not user_scopes:
+            problem = "invalid_scope: the app asked for no scope"
+        elif not (explicit or self.redirect_uri):
+            problem = "bad_redirect_uri: no redirect_uri, and the app has no Redirect URL"
+        elif explicit and self.redirect_uri and not explicit.startswith(self.redirect_uri):
+            problem = "bad_redirect_uri: redirect_uri does not match the app's Redirect URL"
+        if problem:
+            return _html("Slack: something went wrong", f"<p>{html.escape(problem)}</p>", 400)
+        with self._lock:
+            teams = [t for t in self.teams.values() if not args.get("team") or t.id == args["team"]]
+            choices = [
+                (t.name, t.domain + ".slack.com", {"team_id": t.id}, self._installer(t.id)) for t in teams
+            ]
+            for enterprise_id, name in self.workspaces.enterprises.items():
+                members = [t for t in teams if t.enterprise_id == enterprise_id]
+                if members:
+                    label = f"the whole {name} organisation"
+                    choices.append(
+                        (
+                            label,
+                            "Enterprise Grid",
+                            {"enterprise_id": enterprise_id},
+                            self._installer(members[0].id),
+                        )
+                    )
+        common = {
+            "client_id": self.client_id,
+            "scope": ",".join(scopes),
+            "user_scope": ",".join(user_scopes),
+            "state": args.get("state", ""),
+            "redirect_uri": explicit or "",
+        }
+        forms = "".join(
+            _form(f"Allow in {name} ({where})", {**common, **target, "user_id": installer or ""})
+            for name, where, target, installer in choices
+        )
+        cancel = _form("Cancel", {**common, "decision": "cancel"})
+        listed = "".join(f"<li><code>{html.escape(scope)}</code></li>" for scope in scopes + user_scopes)
+        body = (
+            f"<p>zqbo ({html.escape(APP_ID)}) is requesting permission to:</p><ul>{listed}</ul>"
+            f"<h2>Where should zqbo be installed?</h2>{forms or '<p>No workspace to choose.</p>'}{cancel}"
+        )
+        return _html("Slack (emulated): install zqbo", body, 200)
+
+    def _installer(self, team_id: str) -> str | None:
+        """Who approves by default: the team's first admin (else owner, else anyone)."""
+        members = [u for u in self.users.values() if u.team_id == team_id and not u.is_bot]
+        for pick in (lambda u: u.is_admin, lambda u: u.is_owner, lambda u: True):
+            found = [u for u in members if pick(u)]
+            if found:
+                return found[0].id
+        return None
+
+    def _approve_install(self) -> Response:
+        form = request.form
+        self._delay("authorize")
+        if form.get("client_id") != self.client_id:
+            return _html("Slack: something went wrong", "<p>invalid_client_id</p>", 400)
+        explicit = form.get("redirect_uri") or None
+        target = explicit or self.redirect_uri
+        if not target or (explicit and self.redirect_uri and not explicit.startswith(self.redirect_uri)):
+            return _html("Slack: something went wrong", "<p>bad_redirect_uri</p>", 400)
+        state = form.get("state", "")
+        if form.get("decision") == "cancel":
+            return _redirect(target, {"error": "access_denied", "state": state})
+        team_id, enterprise_id = form.get("team_id") or None, form.get("enterprise_id") or None
+        user_id = form.get("user_id", "")
+        scope = ",".join(_scope_list(form.get("scope", "")))
+        with self._lock:
+            user = self.users.get(user_id)
+            user_team = self.teams.get(user.team_id) if user else None
+            if team_id is not None:
+                allowed = team_id in self.teams and user_team is not None and user_team.id == team_id
+            else:
+                allowed = (
+                    enterprise_id in self.workspaces.enterprises
+                    and user_team is not None
+                    and user_team.enterprise_id == enterprise_id
+                )
+            if not allowed:
+                return _html(
+                    "Slack: something went wrong", "<p>That user cannot install apps there.</p>", 400
+                )
+            code = self.workspaces.new_code(
+                client_id=self.client_id,
+                redirect_uri=explicit,
+                team_id=team_id,
+                enterprise_id=enterprise_id,
+                user_id=user_id,
+                scope=scope,
+                now=self.clock.now(),
+            )
+        return _redirect(target, {"code": code.code, "state": state})
 
     def _args(self) -> dict[str, Any]:
         args: dict[str, Any] = dict(request.args.items())
@@ -647,22 +887,28 @@ class SlackEmulator(EmulatorServer):
                     content_type="application/json",
                 )
             return _ok_false(fault["error"])
-        token = request.headers.get("Authorization", "").removeprefix("Bearer ") or args.get("token", "")
-        if token != self.bot_token:
-            self._record(method, args, False, "invalid_auth", 200)
-            return _ok_false("invalid_auth")
+        grant: Grant | None = None
+        if method not in NO_TOKEN_METHODS:
+            header = request.headers.get("Authorization", "")
+            token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else args.get("token", "")
+            with self._lock:
+                grant, auth_error = self.workspaces.authenticate(str(token), self.clock.now())
+            if grant is None:
+                self._record(method, args, False, auth_error, 200)
+                return _ok_false(str(auth_error))
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             self._record(method, args, False, "unknown_method", 200)
             return _ok_false("unknown_method")
         with self._lock:
-            result = handler(args)
+            result = handler(args, grant)
         ok = bool(result.get("ok"))
         error = None if ok else result.get("error")
         lost = self._take_after_apply(method)
         if lost is False:
             self._record(method, args, ok, error, 200)
-            return Response(json.dumps(result), content_type="application/json")
+            headers = {"x-oauth-scopes": grant.scope} if grant is not None else {}
+            return Response(json.dumps(result), content_type="application/json", headers=headers)
         self._record(method, args, ok, error, 500, answer_lost=True)
         if isinstance(lost, tuple):
             applied, release = lost
@@ -670,40 +916,115 @@ class SlackEmulator(EmulatorServer):
             release.wait(HOLD_TIMEOUT)
         return Response("connection lost", status=500)
 
-    # Web API methods (called under the lock) -------------------------------------------------
-    def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "ok": True,
-            "url": "https://acme.slack.com/",
-            "team": "Acme",
-            "user": "zqbo",
-            "team_id": TEAM_ID,
-            "user_id": "U0ZQBO",
-            "bot_id": "B0ZQBO",
-            "is_enterprise_install": False,
-        }
+    # Web API methods (called under the lock, with the caller's grant) ----------------------------
+    def _user_for(self, grant: Grant, user_id: Any) -> SlackUser | None:
+        """A user the token can see: one of its team (or of its org's teams)."""
+        user = self.users.get(str(user_id or ""))
+        return user if user is not None and self.workspaces.covers(grant, user.team_id) else None
 
-    def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
-        user = self.users.get(str(args.get("user", "")))
+    def _channel_for(self, grant: Grant, channel_id: Any) -> Channel | None:
+        channel = self.channels.get(str(channel_id or ""))
+        return channel if channel is not None and self.workspaces.covers(grant, channel.team_id) else None
+
+    def _m_auth_test(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        answer: dict[str, Any] = {"ok": True, "user": "zqbo"}
+        if grant.is_enterprise_install:
+            enterprise_id = str(grant.enterprise_id)
+            answer.update(
+                url=self.workspaces.enterprise_url(enterprise_id),
+                team=self.workspaces.enterprises.get(enterprise_id, enterprise_id),
+                team_id=enterprise_id,
+            )
+        else:
+            team = self.teams[str(grant.team_id)]
+            answer.update(url=team.url, team=team.name, team_id=team.id)
+            enterprise_id = team.enterprise_id
+        answer.update(user_id=grant.bot_user_id, bot_id=grant.bot_id)
+        if enterprise_id:
+            answer["enterprise_id"] = enterprise_id
+        answer["is_enterprise_install"] = grant.is_enterprise_install
+        return answer
+
+    def _m_auth_revoke(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        if _flag(args.get("test")):
+            return {"ok": True, "revoked": False}
+        self.workspaces.revoke_token(grant)
+        return {"ok": True, "revoked": True}
+
+    def _m_oauth_v2_access(self, args: dict[str, Any], grant: None) -> dict[str, Any]:
+        client_id, client_secret = _client_credentials(request.headers.get("Authorization", ""), args)
+        if client_id != self.client_id:
+            return {"ok": False, "error": "invalid_client_id"}
+        if client_secret != self.client_secret:
+            return {"ok": False, "error": "bad_client_secret"}
+        now = self.clock.now()
+        grant_type = args.get("grant_type") or "authorization_code"
+        if grant_type == "refresh_token":
+            issued, error = self.workspaces.refresh(str(args.get("refresh_token") or ""), now)
+            if issued is None:
+                return {"ok": False, "error": error}
+            return self.workspaces.access_answer(issued, with_installer=False)
+        if grant_type != "authorization_code":
+            return {"ok": False, "error": "invalid_grant_type"}
+        issued, error = self.workspaces.exchange_code(
+            client_id=client_id,
+            code=str(args.get("code") or ""),
+            redirect_uri=args.get("redirect_uri") or None,
+            default_redirect_uri=self.redirect_uri,
+            now=now,
+            rotating=self.token_rotation,
+        )
+        if issued is None:
+            return {"ok": False, "error": error}
+        return self.workspaces.access_answer(issued)
+
+    def _m_users_info(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        user = self._user_for(grant, args.get("user"))
         return {"ok": True, "user": user.as_api()} if user else {"ok": False, "error": "user_not_found"}
 
-    def _m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_conversations_open(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         ids = [u for u in str(args.get("users", "")).split(",") if u]
         if len(ids) != 1:
             return {"ok": False, "error": "not_enough_users" if not ids else "too_many_users"}
-        if ids[0] not in self.users:
+        user = self._user_for(grant, ids[0])
+        if user is None:
             return {"ok": False, "error": "user_not_found"}
-        channel_id = self.dm_channel(ids[0])
-        if channel_id not in self.channels:
-            self.channels[channel_id] = Channel(channel_id, f"dm-{ids[0]}")
+        channel_id = self._open_dm(user)
         return {"ok": True, "channel": {"id": channel_id, "is_im": True, "user": ids[0]}}
 
-    def _channel_for_post(self, args: dict[str, Any]) -> tuple[Channel | None, str | None]:
+    def _open_dm(self, user: SlackUser) -> str:
+        channel_id = self.dm_channel(user.id)
+        if channel_id not in self.channels:
+            self.channels[channel_id] = Channel(channel_id, f"dm-{user.id}", team_id=user.team_id)
+        return channel_id
+
+    def _m_conversations_info(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        channel = self._channel_for(grant, args.get("channel"))
+        if channel is None:
+            return {"ok": False, "error": "channel_not_found"}
+        is_im = channel.id.startswith("D")
+        return {
+            "ok": True,
+            "channel": {
+                "id": channel.id,
+                "name": channel.name,
+                "is_channel": not is_im,
+                "is_im": is_im,
+                "is_member": channel.is_member,
+                "is_private": False,
+                "is_archived": False,
+                "context_team_id": channel.team_id,
+            },
+        }
+
+    def _channel_for_post(self, args: dict[str, Any], grant: Grant) -> tuple[Channel | None, str | None]:
         channel_id = str(args.get("channel", ""))
         if channel_id in self.users:  # posting to a user id opens the DM, as Slack does
-            channel_id = self.dm_channel(channel_id)
-            self.channels.setdefault(channel_id, Channel(channel_id, f"dm-{args['channel']}"))
-        channel = self.channels.get(channel_id)
+            user = self._user_for(grant, channel_id)
+            if user is None:
+                return None, "channel_not_found"
+            channel_id = self._open_dm(user)
+        channel = self._channel_for(grant, channel_id)
         if channel is None:
             return None, "channel_not_found"
         if not channel.is_member:
@@ -713,9 +1034,11 @@ class SlackEmulator(EmulatorServer):
     def _new_ts(self) -> str:
         return f"{int(self.clock.now().timestamp())}.{next(self._ts):06d}"
 
-    def _checked_post(self, args: dict[str, Any]) -> tuple[Channel | None, dict[str, Any] | None]:
+    def _checked_post(
+        self, args: dict[str, Any], grant: Grant
+    ) -> tuple[Channel | None, dict[str, Any] | None]:
         """The channel to post in, or Slack's refusal (channel first, then the message itself)."""
-        channel, error = self._channel_for_post(args)
+        channel, error = self._channel_for_post(args, grant)
         if channel is None:
             return None, {"ok": False, "error": error}
         refusal = check_message(args)
@@ -723,15 +1046,15 @@ class SlackEmulator(EmulatorServer):
             return None, refusal.as_api()
         return channel, None
 
-    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel, refused = self._checked_post(args)
+    def _m_chat_postMessage(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        channel, refused = self._checked_post(args, grant)
         metadata, metadata_error = _metadata(args)
         if channel is None or metadata_error:
             return refused or {"ok": False, "error": metadata_error}
         message = {
             "type": "message",
-            "user": "U0ZQBO",
-            "bot_id": "B0ZQBO",
+            "user": grant.bot_user_id,
+            "bot_id": grant.bot_id,
             "ts": self._new_ts(),
             "text": args.get("text", ""),
             "blocks": args.get("blocks") or [],
@@ -744,8 +1067,8 @@ class SlackEmulator(EmulatorServer):
         channel.messages.append(message)
         return {"ok": True, "channel": channel.id, "ts": message["ts"], "message": message}
 
-    def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel, refused = self._checked_post(args)
+    def _m_chat_update(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        channel, refused = self._checked_post(args, grant)
         metadata, metadata_error = _metadata(args)
         if channel is None or metadata_error:
             return refused or {"ok": False, "error": metadata_error}
@@ -755,7 +1078,7 @@ class SlackEmulator(EmulatorServer):
                 message["blocks"] = args.get("blocks") or []
                 if metadata is not None:  # an update without metadata keeps the message's own
                     message["metadata"] = metadata
-                message["edited"] = {"user": "U0ZQBO", "ts": self._new_ts()}
+                message["edited"] = {"user": grant.bot_user_id, "ts": self._new_ts()}
                 return {
                     "ok": True,
                     "channel": channel.id,
@@ -765,18 +1088,18 @@ class SlackEmulator(EmulatorServer):
                 }
         return {"ok": False, "error": "message_not_found"}
 
-    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
-        channel, refused = self._checked_post(args)
+    def _m_chat_postEphemeral(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        channel, refused = self._checked_post(args, grant)
         if channel is None:
             return refused or {"ok": False, "error": "channel_not_found"}
-        if str(args.get("user", "")) not in self.users:
+        if self._user_for(grant, args.get("user")) is None:
             return {"ok": False, "error": "user_not_in_channel"}
         return {"ok": True, "message_ts": self._new_ts()}
 
-    def _m_views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_views_publish(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         user_id = str(args.get("user_id", ""))
         view = args.get("view")
-        if user_id not in self.users:
+        if self._user_for(grant, user_id) is None:
             return {"ok": False, "error": "user_not_found"}
         if not isinstance(view, dict) or view.get("type") != "home":
             return {"ok": False, "error": "invalid_arguments"}
@@ -790,9 +1113,99 @@ class SlackEmulator(EmulatorServer):
         self.home_views[user_id] = stored
         return {"ok": True, "view": stored}
 
-    def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+    def _m_views_open(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        trigger_id = str(args.get("trigger_id") or args.get("interactivity_pointer") or "")
+        trigger = self._triggers.get(trigger_id)
+        if trigger is None or not self.workspaces.covers(grant, trigger["team_id"]):
+            return {"ok": False, "error": "invalid_trigger_id"}
+        if trigger.get("used"):
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        if (self.clock.now() - trigger["at"]).total_seconds() > TRIGGER_LIFETIME:
+            return {"ok": False, "error": "expired_trigger_id"}
+        view = args.get("view")
+        refusal = check_modal(view)
+        if refusal is not None:
+            return refusal.as_api()
+        assert isinstance(view, dict)
+        if view.get("external_id") and self._view_by_external_id(grant, view["external_id"]) is not None:
+            return {"ok": False, "error": "duplicate_external_id"}
+        trigger["used"] = True
+        view_id = f"V{uuid.uuid4().hex[:10].upper()}"
+        stored = self._stored_view(view, grant.bot_id, view_id, trigger["team_id"], trigger["user_id"])
+        self.open_views[view_id] = stored
+        return {"ok": True, "view": _as_api(stored)}
+
+    def _m_views_update(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        current = None
+        if args.get("view_id"):
+            current = self.open_views.get(str(args["view_id"]))
+            if current is not None and not self.workspaces.covers(grant, current["team_id"]):
+                current = None
+        elif args.get("external_id"):
+            current = self._view_by_external_id(grant, str(args["external_id"]))
+        else:
+            return {"ok": False, "error": "invalid_arguments"}
+        if current is None:
+            return {"ok": False, "error": "not_found"}
+        if args.get("hash") and args["hash"] != current["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        view = args.get("view")
+        refusal = check_modal(view)
+        if refusal is not None:
+            return refusal.as_api()
+        assert isinstance(view, dict)
+        stored = self._stored_view(view, grant.bot_id, current["id"], current["team_id"], current["user"])
+        stored["root_view_id"] = current["root_view_id"]
+        stored["previous_view_id"] = current["previous_view_id"]
+        self.open_views[current["id"]] = stored
+        return {"ok": True, "view": _as_api(stored)}
+
+    def _view_by_external_id(self, grant: Grant, external_id: str) -> dict[str, Any] | None:
+        return next(
+            (
+                v
+                for v in self.open_views.values()
+                if v.get("external_id") == external_id and self.workspaces.covers(grant, v["team_id"])
+            ),
+            None,
+        )
+
+    def _stored_view(
+        self, view: dict[str, Any], bot_id: str, view_id: str, team_id: str, user_id: str
+    ) -> dict[str, Any]:
+        """The view as Slack keeps and returns it: ids filled in (block_id, an input's action_id),
+        the team, who sees it, a fresh hash."""
+        blocks = json.loads(json.dumps(view.get("blocks") or []))
+        for block in blocks:
+            block.setdefault("block_id", uuid.uuid4().hex[:5])
+            element = block.get("element")
+            if block.get("type") == "input" and isinstance(element, dict):
+                element.setdefault("action_id", uuid.uuid4().hex[:5])
+        return {
+            "private_metadata": "",
+            "callback_id": "",
+            "external_id": "",
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "submit": None,
+            "close": None,
+            **json.loads(json.dumps(view)),
+            "blocks": blocks,
+            "id": view_id,
+            "team_id": team_id,
+            "user": user_id,
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": APP_ID,
+            "app_installed_team_id": team_id,
+            "bot_id": bot_id,
+        }
+
+    def _m_conversations_history(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         """Parent messages (no thread replies), newest first, paged by an opaque cursor."""
-        channel = self.channels.get(str(args.get("channel", "")))
+        channel = self._channel_for(grant, args.get("channel"))
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
         if not channel.is_member:
@@ -909,3 +1322,91 @@ def _cursor_ts(cursor: str) -> Decimal | None:
         return Decimal(text.removeprefix("next_ts:")) if text.startswith("next_ts:") else None
     except (ValueError, InvalidOperation):
         return None
+
+
+def _client_credentials(authorization: str, args: dict[str, Any]) -> tuple[str, str]:
+    """client_id and client_secret as oauth.v2.access takes them: HTTP Basic auth (what slack_sdk
+    sends) or form fields."""
+    if authorization.startswith("Basic "):
+        try:
+            client_id, _, secret = base64.b64decode(authorization[6:]).decode().partition(":")
+            return client_id, secret
+        except (ValueError, UnicodeDecodeError):
+            return "", ""
+    return str(args.get("client_id") or ""), str(args.get("client_secret") or "")
+
+
+def _scope_list(text: str) -> list[str]:
+    return [scope for scope in text.replace(" ", ",").split(",") if scope]
+
+
+def _html(title: str, body: str, status: int) -> Response:
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
+        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    return Response(page, status=status, content_type="text/html; charset=utf-8")
+
+
+def _form(button: str, fields: dict[str, str]) -> str:
+    hidden = "".join(
+        f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in fields.items()
+    )
+    return (
+        f'<form method="post" action="/oauth/v2/authorize/approve">{hidden}'
+        f'<button type="submit">{html.escape(button)}</button></form>'
+    )
+
+
+def _redirect(target: str, params: dict[str, str]) -> Response:
+    sep = "&" if "?" in target else "?"
+    return Response("", status=302, headers={"Location": f"{target}{sep}{urlencode(params)}"})
+
+
+@dataclass
+class _Form:
+    action: str
+    fields: dict[str, str]
+
+
+class _Forms(HTMLParser):
+    """The forms (action and named inputs) and the links of an HTML page, as a browser reads them."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[_Form] = []
+        self.links: list[str] = []
+
+    @classmethod
+    def parse(cls, page: str) -> list[_Form]:
+        parser = cls()
+        parser.feed(page)
+        return parser.forms
+
+    @classmethod
+    def parse_links(cls, page: str) -> list[str]:
+        parser = cls()
+        parser.feed(page)
+        return parser.links
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append(_Form(values.get("action", ""), {}))
+        elif tag == "input" and self.forms and values.get("name"):
+            self.forms[-1].fields[values["name"]] = values.get("value", "")
+        elif tag == "a" and values.get("href"):
+            self.links.append(values["href"])
+
+
+def _loopback_is_secure(browser: requests.Session) -> None:
+    """Browsers send Secure cookies (Bolt's state cookie) to http://127.0.0.1 and localhost, which
+    they count as secure origins; requests' cookie jar does not, so those cookies drop the flag."""
+    for cookie in browser.cookies:
+        if cookie.domain in ("127.0.0.1", "localhost", "localhost.local"):
+            cookie.secure = False
+
+
+def _as_api(view: dict[str, Any]) -> dict[str, Any]:
+    """A kept view as the Web API returns it (who it is open for is the emulator's note)."""
+    return {k: v for k, v in view.items() if k != "user"}
