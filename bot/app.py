@@ -282,6 +282,8 @@ def _oauth(services: Services) -> dict[str, Any]:
         client_id=settings.slack_client_id,
         client_secret=secret,
         scopes=SCOPES,
+        # the manifest's redirect URL (`zqbo manifest --distributed`), sent with every install
+        redirect_uri=f"{settings.public_url}/slack/oauth_redirect",
         installation_store=installations,
         installation_store_bot_only=True,
         state_store=StoreInstallStates(services.store, services.clock),

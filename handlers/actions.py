@@ -119,8 +119,13 @@ def register(app: App, services: Services) -> None:
         user_id, _ = _who(body)
         scope = services.workspaces.scope_of(context)
 
-        def work() -> None:
-            services.alerts.acknowledge(_value(body), user_id, scope if services.workspaces.multi else None)
+        def work() -> blocks.Message | None:
+            alert = services.alerts.acknowledge(
+                _value(body), user_id, scope if services.workspaces.multi else None
+            )
+            if alert is None:  # resolved since, or a button copied from elsewhere
+                return blocks.notice("That alert is not open any more; nothing was changed.")
+            return None  # the alert message itself now says who is on it
 
         later("acknowledge", respond, work, in_place=False)
 

@@ -32,7 +32,6 @@ FIELDS = {
     "check_interval": "settings_interval",
     "markers": "settings_markers",
 }
-ACTION = "value"  # every input's action id (a block holds one)
 SETTING_NAMES = {
     "alert_channel": "Alert channel",
     "dedicated_email": "Dedicated email",
@@ -171,10 +170,12 @@ def _input(block_id: str, label: str, element: Block, hint: str = "", optional: 
     return block
 
 
-def _text_input(value: str, placeholder: str, multiline: bool = False, max_length: int = 3000) -> Block:
+def _text_input(
+    name: str, value: str, placeholder: str, multiline: bool = False, max_length: int = 3000
+) -> Block:
     element: Block = {
         "type": "plain_text_input",
-        "action_id": ACTION,
+        "action_id": FIELDS[name],
         "placeholder": {"type": "plain_text", "text": placeholder},
         "multiline": multiline,
         "max_length": max_length,
@@ -188,7 +189,7 @@ def settings_modal(workspace: Any) -> dict[str, Any]:
     """The Settings modal. Its fields are validated on submit; mistakes come back inline."""
     channel: Block = {
         "type": "conversations_select",
-        "action_id": ACTION,
+        "action_id": FIELDS["alert_channel"],
         "placeholder": {"type": "plain_text", "text": "Pick a channel"},
         "filter": {"include": ["public", "private"], "exclude_bot_users": True},
     }
@@ -196,7 +197,7 @@ def settings_modal(workspace: Any) -> dict[str, Any]:
         channel["initial_conversation"] = workspace.alert_channel
     admins: Block = {
         "type": "multi_users_select",
-        "action_id": ACTION,
+        "action_id": FIELDS["admins"],
         "placeholder": {"type": "plain_text", "text": "Slack admins and owners if empty"},
         "max_selected_items": 50,
     }
@@ -213,21 +214,30 @@ def settings_modal(workspace: Any) -> dict[str, Any]:
             _input(
                 FIELDS["dedicated_email"],
                 "Dedicated integration user's email",
-                _text_input(workspace.dedicated_email, "integrations@yourcompany.com", max_length=254),
+                _text_input(
+                    "dedicated_email",
+                    workspace.dedicated_email,
+                    "integrations@yourcompany.com",
+                    max_length=254,
+                ),
                 "The Intuit user the payments integration should post as.",
             ),
             _input(FIELDS["admins"], "Who may change the QuickBooks connection", admins),
             _input(
                 FIELDS["check_interval"],
                 "Check interval",
-                _text_input(_minutes(workspace.check_interval), "15m", max_length=12),
+                _text_input("check_interval", _minutes(workspace.check_interval), "15m", max_length=12),
                 "From 1m to 24h.",
             ),
             _input(
                 FIELDS["markers"],
                 "Markers of the integration's entries",
                 _text_input(
-                    workspace.markers, "PrivateNote~Zomentum; DocNumber^ZP-", multiline=True, max_length=2000
+                    "markers",
+                    workspace.markers,
+                    "PrivateNote~Zomentum; DocNumber^ZP-",
+                    multiline=True,
+                    max_length=2000,
                 ),
                 "field~contains, field=equals, field^starts with; separated by ;",
             ),
@@ -241,7 +251,8 @@ def submitted_values(view: dict[str, Any]) -> dict[str, str | list[str]]:
     values = state.get("values") if isinstance(state.get("values"), dict) else {}
     out: dict[str, str | list[str]] = {}
     for name, block_id in FIELDS.items():
-        field = (values.get(block_id) or {}).get(ACTION) if isinstance(values.get(block_id), dict) else None
+        block = values.get(block_id)
+        field = block.get(block_id) if isinstance(block, dict) else None
         if not isinstance(field, dict):
             continue
         if field.get("type") == "conversations_select":

@@ -264,7 +264,7 @@ def _card_blocks(
     report: StatusReport, probes: Mapping[str, CheckResult], probing: bool, limit: int
 ) -> list[Block]:
     if report.never_connected:
-        return _never_connected()
+        return _never_connected() + _channel_warning(report)
     head = Mrkdwn("*QuickBooks Online connection status*")
     if report.total > 1:
         head += md("\n{} companies: {}", f"{report.total:,}", _counts(report))
@@ -287,11 +287,16 @@ def _card_blocks(
                 )
             )
         )
+    return blocks + _channel_warning(report)
+
+
+def _channel_warning(report: StatusReport) -> list[Block]:
+    """Why alerts cannot be posted, or that they wait for a channel to be chosen."""
     if report.alert_problem:
-        blocks.append(section(md(":warning: *Alerts cannot be posted:* {}", report.alert_problem)))
-    elif not report.alert_channel and report.scope:
+        return [section(md(":warning: *Alerts cannot be posted:* {}", report.alert_problem))]
+    if not report.alert_channel and report.scope:
         waiting = sum(c.open_alerts for c in report.companies)
-        blocks.append(
+        return [
             section(
                 md(
                     ":warning: *No alert channel chosen yet:* {}alerts wait until one is "
@@ -299,10 +304,10 @@ def _card_blocks(
                     f"{waiting:,} " if waiting else "",
                 )
             )
-        )
-    elif not report.alert_channel:
-        blocks.append(context(":warning: ZQBO_ALERT_CHANNEL is not set: alerts have nowhere to go."))
-    return blocks
+        ]
+    if not report.alert_channel and not report.never_connected:
+        return [context(":warning: ZQBO_ALERT_CHANNEL is not set: alerts have nowhere to go.")]
+    return []
 
 
 def status_card(

@@ -1,0 +1,308 @@
+"""One zqbo, many Slack workspaces: installed with "Add to Slack" through the emulator, each
+connecting its own QuickBooks company. Each sees and changes only its own; buttons copied from
+another workspace change nothing; uninstalling one leaves nothing of it and the other working."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import pytest
+import requests
+
+from bot.alerts import MUTE_KIND
+from bot.store.redis import RedisStore
+from tests.conftest import DEDICATED, REALM, REDIS_URL, make_settings, start_bot
+from tests.helpers import ack_message, card_text, command, dms_to, link_buttons
+
+REALM_B = "4620816365178036850"
+BETA_DEDICATED = "integration@beta.example"
+BOB = "bob@beta.example"
+JANE = "jane@acme.example"
+MARK = "Zomentum payment"
+
+
+@dataclass(frozen=True)
+class Team:
+    id: str
+    admin: str
+    staff: str
+    channel: str
+    realm: str  # the QuickBooks company it connects
+    dedicated: str  # its dedicated integration user's Intuit email
+    qbo_user: str  # that user's id in its company
+
+
+A = Team("TALPHA", "UA0ANA", "UA0SAM", "CA0ALERTS", REALM, DEDICATED, "9")
+B = Team("TBETA", "UB0BEA", "UB0TOM", "CB0ALERTS", REALM_B, BETA_DEDICATED, "7")
+
+
+@pytest.fixture
+def hosted(intuit, slack, clock, redis_prefix, cipher):
+    """zqbo in multi-workspace mode (client id and secret, no bot token), two workspaces."""
+    for team, name in ((A, "Alpha"), (B, "Beta")):
+        slack.add_team(team.id, name)
+        slack.add_user(
+            team.admin,
+            "admin",
+            f"{name} Admin",
+            f"admin@{name.lower()}.example",
+            team_id=team.id,
+            is_admin=True,
+        )
+        slack.add_user(team.staff, "staff", f"{name} Staff", f"staff@{name.lower()}.example", team_id=team.id)
+        slack.add_channel(team.channel, f"{name.lower()}-alerts", team_id=team.id)
+    intuit.add_identity(BOB, "Bob", "Beta")
+    intuit.add_identity(BETA_DEDICATED, "Beta", "Integration")
+    intuit.add_company(REALM_B, "Beta Books", users={BOB: "3", BETA_DEDICATED: "7"})
+    settings = make_settings(
+        intuit,
+        slack,
+        SLACK_BOT_TOKEN="",
+        SLACK_CLIENT_ID=slack.client_id,
+        SLACK_CLIENT_SECRET=slack.client_secret,
+        SLACK_AUTHORIZE_URL=f"{slack.url}/oauth/v2/authorize",
+        ZQBO_ALERT_CHANNEL="",
+        ZQBO_DEDICATED_EMAIL="",
+        ZQBO_MARKERS="PrivateNote~Zomentum",
+    )
+    assert settings.multi_workspace
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    server, bot = start_bot(settings, clock, store=store)
+    yield bot
+    server.shutdown()
+    store.close()
+
+
+def install(slack, bot, team: Team) -> None:
+    page = slack.install(bot.url, team.id, team.admin)
+    assert page.status_code == 200, page.text
+
+
+def say(slack, bot, team: Team, text: str, user: str | None = None) -> dict:
+    resp, _ = command(slack, bot, text, team_id=team.id, user_id=user or team.admin, channel_id=team.channel)
+    return ack_message(resp)
+
+
+def setup(slack, bot, team: Team) -> None:
+    """What an installing team does: install, choose the channel and the dedicated user, connect."""
+    install(slack, bot, team)
+    assert "Alert channel saved" in card_text(
+        say(slack, bot, team, f"config channel <#{team.channel}|alerts>")
+    )
+    assert "Dedicated email saved" in card_text(say(slack, bot, team, f"config email {team.dedicated}"))
+    resp, response_url = command(
+        slack, bot, "connect", team_id=team.id, user_id=team.admin, channel_id=team.channel
+    )
+    ack_message(resp)
+    [message] = slack.wait_for_responses(response_url, 1)
+    [auth_url] = link_buttons(message)
+    page = requests.get(
+        intuit_of(bot).authorize(auth_url, as_user=team.dedicated, realm=team.realm), timeout=10
+    )
+    assert page.status_code == 200, page.text
+    # QBO user ids differ from one company to the next: each pins its own
+    pinned = card_text(say(slack, bot, team, f"config dedicated-user {team.qbo_user}"))
+    assert f"set to `{team.qbo_user}`" in pinned
+
+
+_INTUIT = {}
+
+
+def intuit_of(bot):
+    return _INTUIT[bot.url]
+
+
+@pytest.fixture
+def two(hosted, slack, intuit):
+    _INTUIT[hosted.url] = intuit
+    setup(slack, hosted, A)
+    setup(slack, hosted, B)
+    return hosted
+
+
+def wait_until(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+    return found
+
+
+def test_installing_greets_the_installer_with_a_way_to_set_up(hosted, slack):
+    install(slack, hosted, A)
+    [welcome] = wait_until(lambda: dms_to(slack, A.admin) or None)
+    assert "Set up zqbo" in card_text(welcome)
+    stored = hosted.services.store.list_docs("slack_installation")
+    assert list(stored) == [f"T:{A.id}"]
+    assert slack.token_for(A.id) not in repr(stored)  # the bot token is sealed at rest
+    # before anything is chosen, status says where alerts stand
+    text = card_text(say(slack, hosted, A, "status"))
+    assert "never connected" in text and "No alert channel chosen yet" in text
+
+
+def test_each_workspace_sees_only_its_own_company(two, slack):
+    alpha = card_text(say(slack, two, A, "status"))
+    beta = card_text(say(slack, two, B, "status"))
+    assert "Acme Payments Ltd" in alpha and "Beta Books" not in alpha and REALM_B not in alpha
+    assert "Beta Books" in beta and "Acme Payments Ltd" not in beta and REALM not in beta
+    # naming the other's company is answered as if nobody had it
+    assert "No connected company has realm id" in card_text(say(slack, two, A, f"status {REALM_B}"))
+    for text in (f"check {REALM_B}", f"users {REALM_B}", f"disconnect {REALM_B}", f"mute entries {REALM_B}"):
+        answer = card_text(say(slack, two, A, text))
+        assert "Beta Books" not in answer, text
+    assert two.services.store.list_docs(MUTE_KIND) == {}
+    config = card_text(say(slack, two, A, "config"))
+    assert A.dedicated in config and B.dedicated not in config
+
+
+def test_alerts_go_to_each_workspaces_own_channel(two, slack, intuit):
+    intuit.add_entry(A.realm, "Payment", by=JANE, doc_number="ZP-A1", private_note=MARK)
+    intuit.add_entry(B.realm, "Payment", by=BOB, doc_number="ZP-B1", private_note=MARK)
+    for team in (A, B):
+        _, response_url = command(
+            slack, two, "check", team_id=team.id, user_id=team.admin, channel_id=team.channel
+        )
+        slack.wait_for_responses(response_url, 1, timeout=30)
+    alpha = " ".join(card_text(m) for m in slack.messages(A.channel))
+    beta = " ".join(card_text(m) for m in slack.messages(B.channel))
+    assert "ZP-A1" in alpha and "ZP-B1" not in alpha
+    assert "ZP-B1" in beta and "ZP-A1" not in beta
+    # the emulator refuses a post into a channel of another workspace: each was posted with
+    # its own workspace's bot token
+    assert not [c for c in slack.calls_to("chat.postMessage") if c.error == "channel_not_found"]
+
+
+def test_buttons_copied_from_another_workspace_change_nothing(two, slack, intuit):
+    services = two.services
+    intuit.add_entry(A.realm, "Payment", by=JANE, doc_number="ZP-A1", private_note=MARK)
+    _, response_url = command(slack, two, "check", team_id=A.id, user_id=A.admin, channel_id=A.channel)
+    slack.wait_for_responses(response_url, 1, timeout=30)
+    alert = next(m for m in slack.messages(A.channel) if "ZP-A1" in card_text(m))
+    prompt = say(slack, two, A, "disconnect")
+    say(slack, two, A, "reconnect")
+    checklist = wait_until(
+        lambda: next(
+            (m for m in slack.messages(slack.dm_channel(A.admin)) if "guided reconnect" in m["text"]), None
+        )
+    )
+    before = services.store.get_connection(A.realm)
+    checklist_before = services.store.get_doc("reconnect", A.realm)
+
+    def press(message, action_id):
+        resp, url = slack.press_button(
+            two.events_url, message, action_id, user_id=B.admin, channel_id=B.channel, team_id=B.id
+        )
+        assert resp.status_code == 200
+        return wait_until(lambda: slack.responses(url) or None)[-1]
+
+    assert "nothing was muted" in card_text(press(alert, "zqbo_alert_mute"))
+    assert "not open any more" in card_text(press(alert, "zqbo_alert_ack"))
+    assert "Nothing to disconnect" in card_text(press(prompt, "zqbo_disconnect"))
+    assert "No connected company" in card_text(press(alert, "zqbo_reconnect"))
+    for action_id in ("zqbo_rc_user_done", "zqbo_rc_disconnect", "zqbo_rc_cancel"):
+        assert "no longer exists" in card_text(press(checklist, action_id))
+    after = services.store.get_connection(A.realm)
+    assert after.status == before.status and after.refresh_token == before.refresh_token
+    assert services.store.list_docs(MUTE_KIND) == {}
+    assert not services.alerts.open_alerts(A.realm)[0].acked_by
+    assert services.store.get_doc("reconnect", A.realm) == checklist_before
+    assert intuit.count("revoke") == 0
+
+
+def test_a_company_linked_from_another_workspace_is_refused_without_touching_it(two, slack, intuit):
+    services = two.services
+    resp, response_url = command(slack, two, "connect", team_id=B.id, user_id=B.admin, channel_id=B.channel)
+    ack_message(resp)
+    [message] = slack.wait_for_responses(response_url, 1)
+    [auth_url] = link_buttons(message)
+    tokens_before = intuit.count("token")
+    page = requests.get(intuit.authorize(auth_url, as_user=DEDICATED, realm=A.realm), timeout=10)
+    assert page.status_code == 409
+    assert "already linked to zqbo from another Slack workspace" in page.text
+    assert "Alpha" not in page.text and A.admin not in page.text
+    assert intuit.count("token") == tokens_before  # the code was never exchanged
+    assert services.store.get_connection(A.realm).team_id == A.id
+    dm = wait_until(lambda: [m for m in dms_to(slack, B.admin) if "another Slack workspace" in m["text"]])
+    assert "Alpha" not in card_text(dm[0]) and "Acme" not in card_text(dm[0])
+
+
+def test_settings_modal_validates_inline_and_saves_for_its_workspace(hosted, slack):
+    install(slack, hosted, A)
+    install(slack, hosted, B)
+    [welcome] = wait_until(lambda: dms_to(slack, A.admin) or None)
+    welcome = {**welcome, "ts": "1.0"}
+    resp, _ = slack.press_button(
+        hosted.events_url,
+        welcome,
+        "zqbo_open_settings",
+        user_id=A.admin,
+        channel_id=slack.dm_channel(A.admin),
+        team_id=A.id,
+    )
+    assert resp.status_code == 200
+    [view] = wait_until(lambda: list(slack.open_views.values()) or None)
+    assert view["team_id"] == A.id and view["callback_id"] == "zqbo_settings"
+    values = {
+        "settings_channel": A.channel,
+        "settings_email": "not an email",
+        "settings_admins": [A.admin],
+        "settings_interval": "0",
+        "settings_markers": "PrivateNote~Zomentum",
+    }
+    bad = slack.send_view_submission(hosted.events_url, view["id"], values, user_id=A.admin, team_id=A.id)
+    answer = bad.json()
+    assert answer["response_action"] == "errors"
+    assert set(answer["errors"]) == {"settings_email", "settings_interval"}
+    good = {**values, "settings_email": A.dedicated, "settings_interval": "30m"}
+    ok = slack.send_view_submission(hosted.events_url, view["id"], good, user_id=A.admin, team_id=A.id)
+    assert ok.status_code == 200 and not ok.text.strip()
+    mine = hosted.services.workspaces.get(A.id, fresh=True)
+    assert mine.alert_channel == A.channel and mine.dedicated_email == A.dedicated
+    assert mine.check_interval.total_seconds() == 1800 and mine.admins == (A.admin,)
+    assert hosted.services.workspaces.get(B.id, fresh=True).alert_channel == ""
+    # A's admins list now decides: a Slack admin of B is not one of A's
+    resp = slack.send_event(
+        hosted.events_url, {"type": "app_home_opened", "user": A.admin, "tab": "home"}, team_id=A.id
+    )
+    assert resp.status_code == 200
+    home = wait_until(lambda: slack.home_views.get(A.admin))
+    assert "Setup" in card_text(home) and A.dedicated in card_text(home)
+
+
+def test_uninstalling_one_workspace_leaves_nothing_of_it_and_the_other_working(two, slack, intuit):
+    services = two.services
+    store = services.store
+    intuit.add_entry(A.realm, "Payment", by=JANE, doc_number="ZP-A1", private_note=MARK)
+    _, response_url = command(slack, two, "check", team_id=A.id, user_id=A.admin, channel_id=A.channel)
+    slack.wait_for_responses(response_url, 1, timeout=30)
+    assert store.list_docs(f"alert:{A.realm}")
+    live_grant = intuit.current_refresh_token(A.realm)
+    assert live_grant
+
+    responses = slack.uninstall(two.events_url, A.id)
+    assert all(r.status_code == 200 for r in responses)
+    wait_until(lambda: store.get_connection(A.realm) is None)
+    wait_until(lambda: not store.list_docs("slack_installation").get(f"T:{A.id}"))
+    assert intuit.current_refresh_token(A.realm) is None  # revoked at Intuit
+    assert store.realm_ids(A.id) == []
+    for kind in (f"alert:{A.realm}", "open_alerts", "audit_cursor", "reconnect", "dedicated_user"):
+        assert A.realm not in store.list_docs(kind) or kind.startswith("alert:"), kind
+    assert store.list_docs(f"alert:{A.realm}") == {}
+    assert store.get_doc("workspace", A.id) is None
+    assert store.last_check(A.realm, "audit") is None
+    assert not {m for kind in ("audit", "refresh", "probe") for m in store.schedule_members(kind)} & {A.realm}
+
+    # the other workspace carries on
+    assert "Beta Books" in card_text(say(slack, two, B, "status"))
+    intuit.add_entry(B.realm, "Payment", by=BOB, doc_number="ZP-B2", private_note=MARK)
+    _, response_url = command(slack, two, "check", team_id=B.id, user_id=B.admin, channel_id=B.channel)
+    slack.wait_for_responses(response_url, 1, timeout=30)
+    assert any("ZP-B2" in card_text(m) for m in slack.messages(B.channel))
+
+    # a reinstall starts clean
+    install(slack, two, A)
+    status = card_text(say(slack, two, A, "status"))
+    assert "Acme Payments Ltd" not in status
+    assert "_not set_" in say(slack, two, A, "config")["blocks"][0]["text"]["text"]
