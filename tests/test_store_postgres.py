@@ -1,0 +1,150 @@
+"""What only the PostgreSQL store has: its migrations, its two kinds of locks, and the sentence it
+says when PostgreSQL is away. (The contract all stores share is in test_store_contract.py.)"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import pytest
+
+from bot.store.base import StoreUnavailable
+from bot.store.postgres import MIGRATIONS, PostgresStore
+from tests.conftest import DATABASE_URL, REDIS_URL
+
+
+def _versions(store: PostgresStore) -> list[int]:
+    with store._connection() as conn:
+        return [v for (v,) in conn.execute("SELECT version FROM zqbo_schema ORDER BY version")]
+
+
+def test_a_second_store_on_the_same_database_migrates_nothing(pg_schema, cipher):
+    from tests.test_store_contract import make_connection
+
+    first = PostgresStore(DATABASE_URL, cipher, schema=pg_schema)
+    first.save_connection(make_connection("1"))
+    second = PostgresStore(DATABASE_URL, cipher, schema=pg_schema)
+    try:
+        assert second.get_connection("1") == first.get_connection("1")  # same tables, kept
+        assert _versions(second) == list(range(1, len(MIGRATIONS) + 1))  # each applied once
+    finally:
+        first.close()
+        second.close()
+
+
+def test_processes_starting_together_migrate_once(pg_schema, cipher):
+    stores = [PostgresStore(DATABASE_URL, cipher, schema=pg_schema) for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    problems: list[str] = []
+
+    def start(store: PostgresStore) -> None:
+        barrier.wait()
+        problems.append(store.problem())
+
+    threads = [threading.Thread(target=start, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert problems == [""] * len(stores)
+        assert _versions(stores[0]) == list(range(1, len(MIGRATIONS) + 1))
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_with_redis_url_the_locks_are_redis_locks(pg_schema, cipher, redis_client, redis_prefix):
+    store = PostgresStore(DATABASE_URL, cipher, schema=pg_schema, redis_url=REDIS_URL, prefix=redis_prefix)
+    other = PostgresStore(DATABASE_URL, cipher, schema=pg_schema, redis_url=REDIS_URL, prefix=redis_prefix)
+    try:
+        with store.lock("refresh:1", ttl=1, wait=1, renew=True) as got:
+            assert got and redis_client.exists(f"{redis_prefix}:lock:refresh:1")
+            time.sleep(1.5)  # past its ttl: renewed while held
+            with other.lock("refresh:1", ttl=1, wait=0.2) as again:
+                assert not again
+        with other.lock("refresh:1", ttl=1, wait=0.2) as again:
+            assert again
+        assert store.problem() == ""
+    finally:
+        store.close()
+        other.close()
+
+
+def test_an_advisory_lock_is_freed_when_its_holder_dies(pg_schema, cipher):
+    """No ttl to wait out: the holder's session ends with its process, and the lock with it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import time
+            from cryptography.fernet import Fernet
+            from bot.store.crypto import TokenCipher
+            from bot.store.postgres import PostgresStore
+            store = PostgresStore({DATABASE_URL!r}, TokenCipher([Fernet.generate_key().decode()]),
+                                  schema={pg_schema!r})
+            with store.lock("job:audit:1", wait=5) as got:
+                print("held" if got else "not held", flush=True)
+                time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    store = PostgresStore(DATABASE_URL, cipher, schema=pg_schema)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with store.lock("job:audit:1", wait=0.2) as got:
+            assert not got
+        with store.lock("job:audit:2", wait=0) as got:
+            assert got  # another name, another lock
+        holder.kill()
+        holder.wait(timeout=10)
+        started = time.monotonic()
+        with store.lock("job:audit:1", ttl=600, wait=5) as got:
+            assert got and time.monotonic() - started < 2
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        store.close()
+
+
+def test_a_lock_of_another_schema_is_another_lock(pg_schema, cipher, postgres):
+    from psycopg import sql
+
+    other_schema = f"{pg_schema}_b"
+    postgres.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(other_schema)))
+    one = PostgresStore(DATABASE_URL, cipher, schema=pg_schema)
+    two = PostgresStore(DATABASE_URL, cipher, schema=other_schema)
+    try:
+        with one.lock("refresh:1", wait=1) as a, two.lock("refresh:1", wait=0.2) as b:
+            assert a and b
+    finally:
+        one.close()
+        two.close()
+        postgres.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(other_schema)))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_postgres_away_is_said_in_a_sentence_without_the_password(cipher):
+    port = _closed_port()
+    store = PostgresStore(f"postgresql://zqbo:s3cret-pw@127.0.0.1:{port}/zqbo", cipher)
+    sentence = f"PostgreSQL at 127.0.0.1:{port} refused the connection (is it running?)"
+    try:
+        assert store.problem() == sentence and not store.ping()
+        for call in (lambda: store.get_connection("1"), store.change_marker, lambda: store.overview()):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as err:
+                call()
+            assert str(err.value) == sentence  # where, and what to check: never the password
+            assert time.monotonic() - started < 1  # said at once, not after the pool's timeout
+        with pytest.raises(StoreUnavailable, match="refused the connection"), store.lock("refresh:1"):
+            pass
+    finally:
+        store.close()
