@@ -148,3 +148,26 @@ def test_postgres_away_is_said_in_a_sentence_without_the_password(cipher):
             pass
     finally:
         store.close()
+
+
+def test_one_scheduler_leads_at_a_time_and_a_lost_session_hands_the_lease_on(pg_schema, cipher, postgres):
+    from types import SimpleNamespace
+
+    from bot.jobs.clock import Lease
+
+    settings = SimpleNamespace(leader_lease_seconds=30, db_path="/nonexistent/unused")
+    stores = [PostgresStore(DATABASE_URL, cipher, schema=pg_schema) for _ in range(2)]
+    first, second = (Lease(SimpleNamespace(store=s, settings=settings)) for s in stores)
+    try:
+        assert first.hold() and not second.hold()
+        assert first.hold() and not second.hold()  # each tick keeps it
+        # The leader's session ends (PostgreSQL restarted, connection cut): its lock goes with it.
+        postgres.execute("SELECT pg_terminate_backend(%s, 5000)", (first._session._conn.info.backend_pid,))
+        assert second.hold() and not first.hold()  # and the old leader learns it at its next tick
+        second.release()
+        assert first.hold()
+    finally:
+        first.release()
+        second.release()
+        for s in stores:
+            s.close()

@@ -561,6 +561,10 @@ class PostgresStore:
                     conn.close()  # the session ends, and the lock with it
             self._lock_pool.putconn(conn)
 
+    def lease(self, name: str) -> SessionLease:
+        """A lock held from call to call (the scheduler's leader lease) rather than around a block."""
+        return SessionLease(self._conninfo, _lock_key(f"{self.schema}:{self.prefix}:lease:{name}"))
+
     @staticmethod
     def _acquire(conn: psycopg.Connection, key: int, wait: float) -> bool:
         if wait <= 0:
@@ -576,3 +580,34 @@ class PostgresStore:
         except psycopg.errors.LockNotAvailable:
             return False
         return True
+
+
+class SessionLease:
+    """A session advisory lock on a connection of its own, taken and then proven alive at each
+    hold(): when the session ends (the process died, PostgreSQL restarted) the lock goes with it,
+    and the holder learns so at its next hold()."""
+
+    def __init__(self, conninfo: str, key: int) -> None:
+        self._conninfo = conninfo
+        self._key = key
+        self._conn: psycopg.Connection | None = None
+        self.held = False
+
+    def hold(self) -> bool:
+        """Take the lock, or check it is still ours; whether it is held now."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn, self.held = psycopg.connect(self._conninfo, autocommit=True), False
+            if self.held:
+                self._conn.execute("SELECT 1")  # the session lives: so does its lock
+            else:
+                row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+                self.held = bool(row and row[0])
+        except psycopg.Error:
+            self.release()
+        return self.held
+
+    def release(self) -> None:
+        conn, self._conn, self.held = self._conn, None, False
+        if conn is not None:
+            conn.close()  # the session ends, and its lock with it
