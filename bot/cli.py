@@ -282,7 +282,7 @@ def doctor() -> None:
         click.echo(f"{'ok ' if good else 'BAD'}  {name}: {detail}")
 
     problem = services.store.problem()
-    report("store", not problem, problem or f"{services.store.backend} answers")
+    report("store", not problem, problem or _store_answers(services.store))
     try:
         auth = services.slack.auth_test()
         report("slack", True, f"bot {auth.get('user')} in {auth.get('team')}")
@@ -320,6 +320,13 @@ def doctor() -> None:
         settings.dedicated_email or "ZQBO_DEDICATED_EMAIL not set",
     )
     sys.exit(0 if ok else 1)
+
+
+def _store_answers(store: Any) -> str:
+    if store.backend == "postgres":
+        locks = "locks on Redis" if store.lock_backend == "redis" else "locks in PostgreSQL"
+        return f"postgres answers at {store.where} ({locks})"
+    return f"{store.backend} answers"
 
 
 @main.command()

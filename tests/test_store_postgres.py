@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -171,3 +172,34 @@ def test_one_scheduler_leads_at_a_time_and_a_lost_session_hands_the_lease_on(pg_
         second.release()
         for s in stores:
             s.close()
+
+
+def _doctor_store_line(intuit, slack, tmp_path, **env: str) -> tuple[str, str]:
+    from tests.conftest import bot_env
+
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "zqbo"), "doctor"],
+        env=bot_env(intuit, slack, "http://127.0.0.1:9", **env),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    [line] = [ln for ln in done.stdout.splitlines() if "store:" in ln]
+    return line, done.stdout + done.stderr
+
+
+def test_doctor_names_postgres_and_where_its_locks_are(intuit, slack, tmp_path, pg_schema):
+    url = f"{DATABASE_URL}{'&' if '?' in DATABASE_URL else '?'}options=-csearch_path%3D{pg_schema}"
+    line, _ = _doctor_store_line(intuit, slack, tmp_path, DATABASE_URL=url)
+    assert line.startswith("ok") and "postgres answers at 127.0.0.1:5432 (locks in PostgreSQL)" in line
+    line, _ = _doctor_store_line(intuit, slack, tmp_path, DATABASE_URL=url, REDIS_URL=REDIS_URL)
+    assert "(locks on Redis)" in line
+
+
+def test_doctor_says_why_postgres_is_away_without_the_password(intuit, slack, tmp_path):
+    port = _closed_port()
+    url = f"postgresql://zqbo:s3cret-pw@127.0.0.1:{port}/zqbo"
+    line, output = _doctor_store_line(intuit, slack, tmp_path, DATABASE_URL=url)
+    assert line.startswith("BAD") and f"PostgreSQL at 127.0.0.1:{port} refused the connection" in line
+    assert "s3cret-pw" not in output and "Traceback" not in output

@@ -183,6 +183,7 @@ class PostgresStore:
         )
         self._lock_pool: ConnectionPool | None = None
         self._r: redis.Redis | None = None
+        self.lock_backend = "redis" if redis_url else "postgres"
         if redis_url:
             self._r = redis.Redis.from_url(
                 redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
