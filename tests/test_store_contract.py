@@ -406,3 +406,15 @@ def test_each_workspace_has_its_own_index_and_list(store):
     assert store.overview(team="T2").counts == {} and store.overview(team="T1").total == 3
     store.delete_connection("3")
     assert store.overview(team="T1").counts == {"connected": 2} and store.realm_ids("T1") == ["1", "2"]
+
+
+def test_keys_from_outside_may_hold_any_character(store):
+    """A forged OAuth state or a delivery id with a NUL byte is just an unknown key (PostgreSQL
+    text cannot hold NUL: the store must not turn it into an error)."""
+    odd = "forged\x00<>&\u2028é"
+    assert store.take_oauth_state(odd) == (None, False)
+    assert store.claim_once("webhook", odd, 60) and not store.claim_once("webhook", odd, 60)
+    assert store.claimed("webhook", odd) and not store.claimed("webhook", "forged")
+    assert store.mark_seen("alerted:1", [odd, "plain"]) == {odd, "plain"}
+    assert store.seen("alerted:1", [odd, "forged"]) == {odd}
+    assert store.get_doc("checklist", odd) is None and store.get_connection(odd) is None

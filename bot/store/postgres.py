@@ -14,7 +14,10 @@ from typing import Any
 
 import psycopg
 import redis
+from psycopg.abc import Buffer
+from psycopg.adapt import AdaptersMap
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.string import StrDumperUnknown
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from bot.models import CheckResult, Connection, OAuthState
@@ -129,6 +132,24 @@ _CLAIM = (
 )
 
 
+def _stored(key: str) -> str:
+    """How a string is kept: PostgreSQL text cannot hold NUL, which arrives in keys only from
+    outside (a forged OAuth state, a delivery id); U+FFFD stands in for it."""
+    return key.replace("\x00", "\ufffd")
+
+
+class _TextDumper(StrDumperUnknown):
+    """Every string parameter as _stored() keeps it: a key with NUL is looked up, claimed or
+    remembered like any other, never a DataError (a 500) for whoever sent it."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(_stored(obj))
+
+
+_ADAPTERS = AdaptersMap(psycopg.adapters)
+_ADAPTERS.register_dumper(str, _TextDumper)
+
+
 def _lock_key(name: str) -> int:
     """A signed 64-bit advisory lock key for a lock name."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
@@ -170,7 +191,7 @@ class PostgresStore:
         self._rank = ranker
         # Autocommit: a single statement is its own transaction; writes that must move together
         # say BEGIN/COMMIT themselves. The check drops connections a server restart broke.
-        kwargs = {"autocommit": True}
+        kwargs = {"autocommit": True, "context": _ADAPTERS}
         self._pool = ConnectionPool(
             self._conninfo,
             min_size=1,
@@ -502,16 +523,18 @@ class PostgresStore:
             rows = self._read(
                 "INSERT INTO zqbo_seen (kind, key) SELECT %s, k FROM unnest(%s::text[]) AS k ORDER BY k "
                 "ON CONFLICT DO NOTHING RETURNING key",
-                (kind, sorted(set(chunk))),
+                (kind, list(set(chunk))),
             )
-            new.update(key for (key,) in rows)
+            added = {key for (key,) in rows}
+            new.update(key for key in chunk if _stored(key) in added)
         return new
 
     def seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         found: set[str] = set()
         for chunk in iter_chunks(keys, 5000):
             rows = self._read("SELECT key FROM zqbo_seen WHERE kind = %s AND key = ANY(%s)", (kind, chunk))
-            found.update(key for (key,) in rows)
+            kept = {key for (key,) in rows}
+            found.update(key for key in chunk if _stored(key) in kept)
         return found
 
     def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
