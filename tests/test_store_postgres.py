@@ -189,8 +189,13 @@ def _doctor_store_line(intuit, slack, tmp_path, **env: str) -> tuple[str, str]:
     return line, done.stdout + done.stderr
 
 
+def _schema_url(schema: str) -> str:
+    """DATABASE_URL for a process of its own, its search_path set to the test's schema."""
+    return f"{DATABASE_URL}{'&' if '?' in DATABASE_URL else '?'}options=-csearch_path%3D{schema}"
+
+
 def test_doctor_names_postgres_and_where_its_locks_are(intuit, slack, tmp_path, pg_schema):
-    url = f"{DATABASE_URL}{'&' if '?' in DATABASE_URL else '?'}options=-csearch_path%3D{pg_schema}"
+    url = _schema_url(pg_schema)
     line, _ = _doctor_store_line(intuit, slack, tmp_path, DATABASE_URL=url)
     assert line.startswith("ok") and "postgres answers at 127.0.0.1:5432 (locks in PostgreSQL)" in line
     line, _ = _doctor_store_line(intuit, slack, tmp_path, DATABASE_URL=url, REDIS_URL=REDIS_URL)
@@ -203,3 +208,40 @@ def test_doctor_says_why_postgres_is_away_without_the_password(intuit, slack, tm
     line, output = _doctor_store_line(intuit, slack, tmp_path, DATABASE_URL=url)
     assert line.startswith("BAD") and f"PostgreSQL at 127.0.0.1:{port} refused the connection" in line
     assert "s3cret-pw" not in output and "Traceback" not in output
+
+
+def test_the_bot_on_postgres_alone_connects_answers_refreshes_and_audits(intuit, slack, clock, pg_schema):
+    import requests
+
+    from tests.conftest import DEDICATED, REALM, make_settings, start_bot
+    from tests.helpers import ack_message, card_text, command, connect
+
+    settings = make_settings(intuit, slack, REDIS_URL="", DATABASE_URL=_schema_url(pg_schema))
+    server, bot = start_bot(settings, clock)  # the store as `zqbo serve` opens it: from the settings
+    try:
+        assert requests.get(f"{bot.url}/healthz", timeout=10).json() == {"ok": True, "store": "postgres"}
+        assert "That is the dedicated integration user" in connect(slack, intuit, bot, as_user=DEDICATED).text
+        resp, _ = command(slack, bot, "status")
+        assert "Acme Payments Ltd" in card_text(ack_message(resp))
+        clock.advance(3700)  # the access token has expired: the live probe refreshes it, under a lock
+        resp, response_url = command(slack, bot, "status")
+        [live] = slack.wait_for_responses(response_url, 1)
+        assert "QuickBooks answered" in card_text(live)
+        stored = bot.services.store.get_connection(REALM)
+        assert stored.refresh_token == intuit.current_refresh_token(REALM) and stored.token_generation == 1
+
+        # The scheduler: this process takes the leader lease (an advisory lock) and hands the due
+        # audit to its own thread pool.
+        from bot.jobs.clock import Clock
+
+        ticker = Clock(bot.services, bot.services.engine)
+        bot.services.store.schedule_set("audit", REALM, 0)
+        ticker.tick()
+        deadline = time.monotonic() + 20
+        while bot.services.store.last_check(REALM, "audit") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert ticker.lease.held and bot.services.store.last_check(REALM, "audit").ok
+        ticker.lease.release()
+    finally:
+        server.shutdown()
+        bot.services.store.close()
