@@ -3,9 +3,14 @@ says when PostgreSQL is away. (The contract all stores share is in test_store_co
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -245,3 +250,93 @@ def test_the_bot_on_postgres_alone_connects_answers_refreshes_and_audits(intuit,
     finally:
         server.shutdown()
         bot.services.store.close()
+
+
+def _postgres_bin() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).parent
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
+    return versions[-1].parent if versions else None
+
+
+def _has_user(name: str) -> bool:
+    import pwd
+
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+class PostgresServer:
+    """A PostgreSQL server of the test's own (initdb in a temporary folder), stopped and started
+    by the test; it keeps its data across a stop and a start."""
+
+    def __init__(self, workdir: Path, bindir: Path) -> None:
+        self.port = _closed_port()
+        self.dir = workdir
+        self.bin = bindir
+        # PostgreSQL refuses to run as root: CI's machine runs the tests as root.
+        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        workdir.chmod(0o777)
+        self._run("initdb", "-D", str(workdir / "data"), "-A", "trust", "-U", "postgres")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres:s3cret-pw@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, tool: str, *args: str) -> None:
+        subprocess.run(
+            [*self.as_user, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60
+        )
+
+    def _ctl(self, *args: str) -> None:
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            "pg_ctl", "-D", str(self.dir / "data"), "-o", options, "-l", str(self.dir / "log"), "-w", *args
+        )
+
+    def start(self) -> None:
+        self._ctl("start")
+
+    def stop(self) -> None:
+        self._ctl("stop", "-m", "fast")
+
+
+@pytest.fixture
+def own_postgres():
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.skip("needs PostgreSQL's server binaries (initdb, pg_ctl)")
+    if os.geteuid() == 0 and (shutil.which("runuser") is None or not _has_user("postgres")):
+        pytest.skip("as root, needs runuser and a postgres user to run a server")
+    with tempfile.TemporaryDirectory(prefix="zqbo-pg-") as workdir:
+        server = PostgresServer(Path(workdir), bindir)
+        server.start()
+        yield server
+        with contextlib.suppress(subprocess.CalledProcessError):
+            server.stop()
+
+
+def test_postgres_stopped_and_started_again_needs_no_restart_of_zqbo(own_postgres, cipher):
+    store = PostgresStore(own_postgres.url, cipher)
+    sentence = f"PostgreSQL at 127.0.0.1:{own_postgres.port} refused the connection (is it running?)"
+    try:
+        store.put_doc("alert", "a", {"state": "firing"})
+        with store.lock("refresh:1", wait=1) as got:
+            assert got
+        own_postgres.stop()
+        with pytest.raises(StoreUnavailable, match=re.escape(sentence)):
+            store.get_doc("alert", "a")  # this one waits out the pool (5 s): its connection is dead
+        started = time.monotonic()
+        assert store.problem() == sentence and time.monotonic() - started < 1  # the next ones: at once
+        with pytest.raises(StoreUnavailable, match=re.escape(sentence)), store.lock("refresh:1", wait=1):
+            pass
+        own_postgres.start()  # back, with its data: nothing to restart
+        assert store.problem() == "" and store.get_doc("alert", "a") == {"state": "firing"}
+        with store.lock("refresh:1", wait=1) as got:
+            assert got
+    finally:
+        store.close()

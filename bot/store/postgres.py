@@ -190,14 +190,14 @@ class PostgresStore:
         self._cipher = cipher
         self._rank = ranker
         # Autocommit: a single statement is its own transaction; writes that must move together
-        # say BEGIN/COMMIT themselves. The check drops connections a server restart broke.
+        # say BEGIN/COMMIT themselves.
         kwargs = {"autocommit": True, "context": _ADAPTERS}
         self._pool = ConnectionPool(
             self._conninfo,
             min_size=1,
             max_size=POOL_SIZE,
             kwargs=kwargs,
-            check=ConnectionPool.check_connection,
+            check=self._check_pooled,
             timeout=POOL_WAIT_SECONDS,
             name="zqbo",
             open=True,
@@ -215,7 +215,7 @@ class PostgresStore:
                 min_size=0,
                 max_size=LOCK_POOL_SIZE,
                 kwargs=kwargs,
-                check=ConnectionPool.check_connection,
+                check=self._check_pooled,
                 timeout=POOL_WAIT_SECONDS,
                 max_idle=60,
                 name="zqbo-locks",
@@ -226,11 +226,20 @@ class PostgresStore:
         self._migrate_lock = threading.Lock()
         # Whether PostgreSQL answered lately. Until it has (at start, and after a failure) a call
         # first asks it directly, which a refused connection answers at once, instead of waiting
-        # out the pool's timeout: an outage is told in milliseconds, and its end noticed at once.
+        # out the pool's timeout: once one call has found it away (that one waits), an outage is
+        # told in milliseconds, and its end noticed at the next call.
         self._reachable = False
         self._claims = itertools.count(1)
 
     # connections ------------------------------------------------------------------------------
+    def _check_pooled(self, conn: psycopg.Connection) -> None:
+        """The pool's check of a connection before handing it out (a server restart breaks them)."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self._reachable = False  # meanwhile, other calls ask PostgreSQL directly
+            raise
+
     def _check_reachable(self) -> None:
         if not self._reachable:
             psycopg.connect(self._conninfo).close()  # raises (fast) while it is away
