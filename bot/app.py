@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from dramatiq.rate_limits import RateLimiterBackend
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
@@ -103,6 +104,8 @@ def build_services(
         if settings.qbo_webhook_verifier_token
         else None,
         *settings.encryption_keys,
+        urlsplit(settings.database_url).password,
+        urlsplit(settings.redis_url).password,
     )
     clock = clock or SystemClock()
     # Bursts of status acks read the same rows: serve them from memory for up to a second.

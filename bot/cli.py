@@ -312,7 +312,7 @@ def doctor() -> None:
         click.echo(f"{'ok ' if good else 'BAD'}  {name}: {detail}")
 
     problem = services.store.problem()
-    report("store", not problem, problem or f"{services.store.backend} answers")
+    report("store", not problem, problem or _store_answers(services.store))
     try:
         if settings.multi_workspace:  # no token of its own: each workspace's comes with its install
             installed = services.installations.installed() if services.installations and not problem else []
@@ -364,6 +364,13 @@ def doctor() -> None:
             settings.dedicated_email or "ZQBO_DEDICATED_EMAIL not set",
         )
     sys.exit(0 if ok else 1)
+
+
+def _store_answers(store: Any) -> str:
+    if store.backend == "postgres":
+        locks = "locks on Redis" if store.lock_backend == "redis" else "locks in PostgreSQL"
+        return f"postgres answers at {store.where} ({locks})"
+    return f"{store.backend} answers"
 
 
 @main.command()

@@ -101,6 +101,24 @@ def _check_redis_url(value: str) -> str:
     return value
 
 
+def _check_database_url(value: str) -> str:
+    expected = "use postgresql://user:password@host:5432/dbname (postgres:// works too)"
+    if any(ch.isspace() for ch in value):
+        raise ValueError(f"it contains a space; {expected}")
+    if value.split("://", 1)[0] not in ("postgresql", "postgres") or "://" not in value:
+        raise ValueError(f"it does not start with postgresql:// or postgres://; {expected}")
+    from psycopg import ProgrammingError
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        parsed = conninfo_to_dict(value)  # libpq's own reading: host(s), port, options
+    except ProgrammingError:
+        raise ValueError(f"it is not a URL zqbo can read; {expected}") from None
+    if not parsed.get("host"):
+        raise ValueError(f"it has no host; {expected}")
+    return value
+
+
 def _check_db_path(db_path: str) -> None:
     """SQLite must be able to create the database, its WAL files and the key file beside it."""
     path = Path(db_path).absolute()
@@ -184,6 +202,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("ZQBO_CHECK_INTERVAL", "check_interval"),
     )
     redis_url: str = Field(default="", validation_alias=AliasChoices("REDIS_URL", "redis_url"))
+    # PostgreSQL keeps the durable data when set (Redis, if set too, then keeps only the locks,
+    # the queue, QBO's limits). Not in repr: the URL carries the password.
+    database_url: str = Field(
+        default="", repr=False, validation_alias=AliasChoices("DATABASE_URL", "database_url")
+    )
     db_path: str = Field(default="./zqbo.db", validation_alias=AliasChoices("ZQBO_DB", "db_path"))
     encryption_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ZQBO_ENCRYPTION_KEY", "encryption_key")
@@ -313,6 +336,11 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str) -> str:
         return _check_redis_url(value) if value else value
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return _check_database_url(value) if value else value
+
     @field_validator("port", mode="before")
     @classmethod
     def _port(cls, value: object) -> int:
@@ -350,13 +378,14 @@ class Settings(BaseSettings):
         if not self.qbo_redirect_uri:
             self.qbo_redirect_uri = f"{self.public_url}/qbo/callback"
         self.qbo_api_url = self.qbo_api_url.rstrip("/")
-        if not self.redis_url:
+        if not self.redis_url and not self.database_url:
             _check_db_path(self.db_path)
-        if self.redis_url and self.encryption_key is None:
-            raise ValueError(
-                "ZQBO_ENCRYPTION_KEY is required with REDIS_URL: every process must share the "
-                "key that encrypts tokens (make one with `zqbo keygen`)"
-            )
+        for name, url in (("DATABASE_URL", self.database_url), ("REDIS_URL", self.redis_url)):
+            if url and self.encryption_key is None:
+                raise ValueError(
+                    f"ZQBO_ENCRYPTION_KEY is required with {name}: every process must share the "
+                    "key that encrypts tokens (make one with `zqbo keygen`)"
+                )
         return self
 
     @property

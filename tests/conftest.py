@@ -1,13 +1,16 @@
-"""Fixtures: real Redis, real SQLite files, emulators over loopback HTTP, the bot's web app."""
+"""Fixtures: real Redis, real PostgreSQL, real SQLite files, emulators over loopback HTTP, the bot's
+web app."""
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import psycopg
 import pytest
 import redis
 from cryptography.fernet import Fernet
@@ -20,6 +23,7 @@ from bot.config import Settings, load_settings
 from bot.qbo.client import RetryPolicy
 from bot.redact import install as install_redaction
 from bot.store.crypto import TokenCipher
+from bot.store.postgres import PostgresStore
 from bot.store.redis import RedisStore
 from bot.store.sqlite import SQLiteStore
 
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from bot.emulator import IntuitEmulator, SlackEmulator
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+DATABASE_URL = os.environ.get("ZQBO_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/zqbo_test")
 TEST_KEY = Fernet.generate_key().decode()
 install_redaction()
 # CI replays the same examples every run (repeatable); `--hypothesis-profile=explore` looks further.
@@ -60,10 +65,36 @@ def cipher() -> TokenCipher:
     return TokenCipher([TEST_KEY])
 
 
-@pytest.fixture(params=["redis", "sqlite"])
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[psycopg.Connection]:
+    """A plain connection to the test database, for making and dropping each test's schema."""
+    try:
+        conn = psycopg.connect(DATABASE_URL, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        pytest.fail(f"PostgreSQL must answer at {DATABASE_URL} (see README: running the tests): {exc}")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def pg_schema(postgres: psycopg.Connection) -> Iterator[str]:
+    """A fresh PostgreSQL schema of the test's own (stores take it as their search_path)."""
+    from psycopg import sql
+
+    name = f"zqbo_t_{uuid.uuid4().hex[:12]}"
+    postgres.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    yield name
+    postgres.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=["redis", "sqlite", "postgres"])
 def store(request: pytest.FixtureRequest, cipher: TokenCipher, tmp_path, redis_prefix: str):
     if request.param == "redis":
         s = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    elif request.param == "postgres":
+        s = PostgresStore(
+            DATABASE_URL, cipher, schema=request.getfixturevalue("pg_schema"), prefix=redis_prefix
+        )
     else:
         s = SQLiteStore(str(tmp_path / "zqbo.db"), cipher)
     yield s

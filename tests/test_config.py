@@ -63,6 +63,16 @@ def test_lists_and_intervals_parse():
         ("REDIS_URL", "redis://", "REDIS_URL is invalid: use redis://host:6379/0"),
         ("REDIS_URL", "unix://", "REDIS_URL is invalid: use redis://host:6379/0"),
         ("REDIS_URL", "http://127.0.0.1:6379", "REDIS_URL is invalid: use redis://host:6379/0"),
+        ("DATABASE_URL", "mysql://db.example.com/zqbo", "DATABASE_URL is invalid: it does not start with"),
+        ("DATABASE_URL", "db.example.com:5432", "DATABASE_URL is invalid: it does not start with"),
+        ("DATABASE_URL", "postgresql:///zqbo", "DATABASE_URL is invalid: it has no host"),
+        ("DATABASE_URL", "postgres://", "DATABASE_URL is invalid: it has no host"),
+        ("DATABASE_URL", "postgresql://db .example.com/zqbo", "DATABASE_URL is invalid: it contains a space"),
+        (
+            "DATABASE_URL",
+            "postgresql://db.example.com/zqbo?nope=1",
+            "DATABASE_URL is invalid: it is not a URL",
+        ),
         ("ZQBO_PUBLIC_URL", "http://", "ZQBO_PUBLIC_URL is invalid: it has no host"),
         ("ZQBO_PUBLIC_URL", "", "ZQBO_PUBLIC_URL is invalid"),
         (
@@ -109,6 +119,67 @@ def test_urls_may_carry_a_path_prefix_and_limits_are_inclusive():
 )
 def test_redis_urls_zqbo_accepts(url):
     assert settings(REDIS_URL=url, ZQBO_ENCRYPTION_KEY=TEST_KEY).redis_url == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://zqbo:pw@db.example.com:5432/zqbo",
+        "postgres://127.0.0.1/zqbo",
+        "postgresql://db.example.com/zqbo?sslmode=require&connect_timeout=3",
+        "postgresql://db1.example.com:5432,db2.example.com:5432/zqbo?target_session_attrs=read-write",
+    ],
+)
+def test_database_urls_zqbo_accepts(url):
+    s = settings(DATABASE_URL=url, ZQBO_ENCRYPTION_KEY=TEST_KEY)
+    assert s.database_url == url
+
+
+def test_postgres_needs_a_shared_key_and_no_sqlite_file(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        settings(DATABASE_URL="postgresql://db.example.com/zqbo")
+    assert "ZQBO_ENCRYPTION_KEY is required with DATABASE_URL" in str(err.value)
+    folder = tmp_path / "data"
+    folder.mkdir()  # an unusable ZQBO_DB does not matter: SQLite is not used
+    settings(
+        DATABASE_URL="postgresql://db.example.com/zqbo", ZQBO_ENCRYPTION_KEY=TEST_KEY, ZQBO_DB=str(folder)
+    )
+
+
+def test_the_database_password_does_not_show_in_repr_or_errors():
+    s = settings(
+        DATABASE_URL="postgresql://zqbo:hunter2-pw@db.example.com/zqbo", ZQBO_ENCRYPTION_KEY=TEST_KEY
+    )
+    assert "hunter2-pw" not in repr(s)
+    with pytest.raises(ConfigError) as err:
+        settings(DATABASE_URL="postgresql://zqbo:hunter2-pw@/zqbo", ZQBO_ENCRYPTION_KEY=TEST_KEY)
+    assert "hunter2-pw" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("env", "backend"),
+    [
+        ({"DATABASE_URL": "postgresql://127.0.0.1/zqbo_test"}, "postgres"),
+        (
+            {"DATABASE_URL": "postgresql://127.0.0.1/zqbo_test", "REDIS_URL": "redis://127.0.0.1:6379/0"},
+            "postgres",
+        ),
+        ({"REDIS_URL": "redis://127.0.0.1:6379/0"}, "redis"),
+        ({}, "sqlite"),
+    ],
+)
+def test_the_store_follows_the_urls(env, backend, tmp_path):
+    from bot.store import open_store
+
+    s = settings(ZQBO_ENCRYPTION_KEY=TEST_KEY, ZQBO_DB=str(tmp_path / "z.db"), **env)
+    store = open_store(s)  # nothing waits for PostgreSQL here: its pool connects in the background
+    try:
+        assert store.backend == backend
+        if backend == "postgres":
+            assert (store._r is not None) == ("REDIS_URL" in env)  # Redis then holds the locks
+        assert s.scheduler_mode == ("worker" if "REDIS_URL" in env else "inline")
+    finally:
+        store.close()
 
 
 def test_parse_interval_says_a_sentence_for_huge_numbers():

@@ -1,4 +1,5 @@
-"""One contract, two backends: every test runs on real Redis and on a real SQLite file."""
+"""One contract, three backends: every test runs on real Redis, real PostgreSQL and a real SQLite
+file."""
 
 from __future__ import annotations
 
@@ -63,12 +64,32 @@ def test_tokens_are_never_stored_in_clear(store, redis_client, tmp_path):
             if redis_client.type(k) == b"hash"
             for v in redis_client.hgetall(k).values()
         )
+    elif store.backend == "postgres":
+        raw = "".join(row for table in pg_tables(store) for row in pg_rows(store, table)).encode()
     else:
         store._db.execute("PRAGMA wal_checkpoint(FULL)")
         raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
     assert b"access-secret-123" not in raw
     assert b"refresh-secret-123" not in raw
     assert b"Acme" in raw or store.backend == "sqlite"  # the rest stays readable for debugging
+
+
+def pg_tables(store) -> list[str]:
+    """Every table of a PostgresStore's schema."""
+    with store._connection() as conn:  # (migrated first)
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (store.schema,)
+        ).fetchall()
+    return [name for (name,) in rows]
+
+
+def pg_rows(store, table: str) -> list[str]:
+    """A table's rows as PostgreSQL prints them: what is really stored."""
+    from psycopg import sql
+
+    with store._connection() as conn:  # (migrated first)
+        query = sql.SQL("SELECT t::text FROM {} t").format(sql.Identifier(table))
+        return [row for (row,) in conn.execute(query).fetchall()]
 
 
 def test_oauth_state_is_taken_once(store):
@@ -83,6 +104,8 @@ def test_unknown_oauth_state_is_none_and_writes_nothing(store, redis_client):
     def size() -> int:
         if store.backend == "redis":
             return len(list(redis_client.scan_iter(f"{store._p}:*")))
+        if store.backend == "postgres":
+            return sum(len(pg_rows(store, table)) for table in pg_tables(store))
         return store._db.execute("SELECT count(*) FROM kv").fetchone()[0]
 
     before = size()
@@ -181,13 +204,16 @@ def test_status_index_follows_saves_and_deletes(store):
 
 def test_wrong_identity_is_counted_as_such(store, cipher, tmp_path):
     from bot.standing import ranker
+    from bot.store.postgres import PostgresStore
     from bot.store.redis import RedisStore
     from bot.store.sqlite import SQLiteStore
-    from tests.conftest import REDIS_URL
+    from tests.conftest import DATABASE_URL, REDIS_URL
 
     rank = ranker("zomentum.integration@acme.example")
     if store.backend == "redis":
         other = RedisStore(REDIS_URL, cipher, prefix=store._p, ranker=rank)
+    elif store.backend == "postgres":
+        other = PostgresStore(DATABASE_URL, cipher, rank, schema=store.schema)
     else:
         other = SQLiteStore(store.path, cipher, rank)
     other.save_connection(make_connection("1"))  # jane: not the dedicated user
@@ -319,12 +345,15 @@ def old_keys(cipher) -> list[str]:
 
 def _another_process(store, cipher):
     """A second store on the same data, as another worker process would open it."""
+    from bot.store.postgres import PostgresStore
     from bot.store.redis import RedisStore
     from bot.store.sqlite import SQLiteStore
-    from tests.conftest import REDIS_URL
+    from tests.conftest import DATABASE_URL, REDIS_URL
 
     if store.backend == "redis":
         return RedisStore(REDIS_URL, cipher, prefix=store._p)
+    if store.backend == "postgres":
+        return PostgresStore(DATABASE_URL, cipher, schema=store.schema, prefix=store.prefix)
     return SQLiteStore(store.path, cipher)
 
 
@@ -389,3 +418,15 @@ def test_each_workspace_has_its_own_index_and_list(store):
     assert store.overview(team="T2").counts == {} and store.overview(team="T1").total == 3
     store.delete_connection("3")
     assert store.overview(team="T1").counts == {"connected": 2} and store.realm_ids("T1") == ["1", "2"]
+
+
+def test_keys_from_outside_may_hold_any_character(store):
+    """A forged OAuth state or a delivery id with a NUL byte is just an unknown key (PostgreSQL
+    text cannot hold NUL: the store must not turn it into an error)."""
+    odd = "forged\x00<>&\u2028é"
+    assert store.take_oauth_state(odd) == (None, False)
+    assert store.claim_once("webhook", odd, 60) and not store.claim_once("webhook", odd, 60)
+    assert store.claimed("webhook", odd) and not store.claimed("webhook", "forged")
+    assert store.mark_seen("alerted:1", [odd, "plain"]) == {odd, "plain"}
+    assert store.seen("alerted:1", [odd, "forged"]) == {odd}
+    assert store.get_doc("checklist", odd) is None and store.get_connection(odd) is None

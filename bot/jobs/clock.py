@@ -3,7 +3,8 @@
 Every process that may schedule (`zqbo worker`, or `zqbo serve` on one host) ticks every few
 seconds; only the holder of the leader lease acts. The lease is a redis-py `Lock` with a TTL
 that each tick renews (a file lock on the embedded SQLite store, released by the kernel when its
-process dies): a dead leader is replaced within ZQBO_LEADER_LEASE_SECONDS plus one tick
+process dies; a session advisory lock on PostgreSQL without Redis, released with its session): a
+dead leader is replaced within ZQBO_LEADER_LEASE_SECONDS plus one tick
 (ZQBO_SCHEDULER_TICK_SECONDS).
 
 The leader hands out what is due, from the store's schedules (one due time per company and kind):
@@ -37,6 +38,7 @@ from bot.store.base import StoreUnavailable
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
     from bot.services import Services
+    from bot.store.postgres import SessionLease
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +53,15 @@ class Lease:
         store = services.store.inner if hasattr(services.store, "inner") else services.store
         self._redis = getattr(store, "_r", None)
         self._lock: object | None = None
+        self._session: SessionLease | None = None
         if self._redis is not None:
             self._lock = self._redis.lock(
                 f"{store.prefix}:lease:scheduler",
                 timeout=services.settings.leader_lease_seconds,
                 thread_local=False,
             )
+        elif hasattr(store, "lease"):
+            self._session = store.lease("scheduler")
         else:
             path = Path(f"{services.settings.db_path}.locks") / "scheduler-leader.lock"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +72,9 @@ class Lease:
         """Take or renew the lease; whether this process is the leader now."""
         lock = self._lock
         try:
-            if self._redis is not None:
+            if self._session is not None:
+                self.held = self._session.hold()
+            elif self._redis is not None:
                 if self.held:
                     try:
                         lock.reacquire()  # type: ignore[attr-defined]
@@ -90,13 +97,15 @@ class Lease:
         return self.held
 
     def release(self) -> None:
-        if self.held:
+        if self._session is not None:
+            self._session.release()  # its session ends: the lock (if held) and the connection
+        elif self.held:
             try:
                 self._lock.release()  # type: ignore[union-attr]
             except Exception:  # noqa: S110 - expired already: nothing to give back
                 pass
-            self.held = False
-            metrics.LEADER.set(0)
+        self.held = False
+        metrics.LEADER.set(0)
 
 
 class Clock:

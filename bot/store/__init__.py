@@ -1,4 +1,5 @@
-"""Pick the backend from Settings: Redis when REDIS_URL is set, embedded SQLite otherwise."""
+"""Pick the backend from Settings: PostgreSQL when DATABASE_URL is set (with its locks on Redis when
+REDIS_URL is set too), else Redis when REDIS_URL is set, else embedded SQLite."""
 
 from __future__ import annotations
 
@@ -27,6 +28,16 @@ def open_store(settings: Settings, *, redis_prefix: str = "zqbo") -> Store:
 
 
 def _open(settings: Settings, redis_prefix: str, rank: Callable[[Connection], tuple[str, int]]) -> Store:
+    if settings.database_url:
+        from bot.store.postgres import PostgresStore
+
+        return PostgresStore(
+            settings.database_url,
+            TokenCipher(settings.encryption_keys),
+            rank,
+            redis_url=settings.redis_url,
+            prefix=redis_prefix,
+        )
     if settings.redis_url:
         from bot.store.redis import RedisStore
 

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -115,6 +115,52 @@ class _Renewer:
 _RENEWER = _Renewer()
 
 
+def redis_where(client: redis.Redis) -> str:
+    """host:port (or socket path) of a Redis server, never the password."""
+    kw = client.connection_pool.connection_kwargs
+    return str(kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', 6379)}")
+
+
+def describe_redis_error(client: redis.Redis, exc: BaseException) -> str:
+    """The operator's sentence for a Redis connection error."""
+    where = redis_where(client)
+    if isinstance(exc, TimeoutError):
+        return f"Redis at {where} did not answer in time"
+    if isinstance(exc, BusyLoadingError):
+        return f"Redis at {where} is loading its data set"
+    text = str(exc)
+    if "refused" in text.lower():
+        return f"Redis at {where} refused the connection (is redis-server running?)"
+    if "name or service not known" in text.lower() or "nodename" in text.lower():
+        return f"Redis host in REDIS_URL ({where}) cannot be resolved"
+    return f"Redis at {where} cannot be reached ({type(exc).__name__})"
+
+
+@contextmanager
+def redis_lock(client: redis.Redis, key: str, *, ttl: float, wait: float, renew: bool) -> Iterator[bool]:
+    """Store.lock on Redis (a redis-py Lock with a TTL, renewed while held if asked): the locks of
+    a RedisStore, and of a PostgresStore given REDIS_URL."""
+    lock = client.lock(key, timeout=ttl, blocking_timeout=wait, thread_local=False)
+    try:
+        acquired = lock.acquire()
+    except (ConnectionError, TimeoutError, BusyLoadingError) as exc:
+        raise StoreUnavailable(describe_redis_error(client, exc)) from None
+    if acquired and renew:
+        _RENEWER.hold(lock, ttl)
+    try:
+        yield acquired
+    finally:
+        if acquired and renew:
+            _RENEWER.drop(lock)
+        if acquired:
+            try:
+                lock.release()
+            except LockError:
+                log.warning("lock %s expired before it was released (ttl %ss)", key, ttl)
+            except (ConnectionError, TimeoutError):  # it expires by itself (ttl)
+                log.warning("lock %s could not be released: %s", key, redis_where(client))
+
+
 def _why(store: RedisStore, exc: BaseException) -> str:
     store._drop_thread_client()  # its socket is broken: the next call opens a fresh one
     return store.describe_error(exc)
@@ -156,20 +202,10 @@ class RedisStore:
     @property
     def where(self) -> str:
         """host:port (or socket path) of the Redis server, never the password."""
-        kw = self._r.connection_pool.connection_kwargs
-        return str(kw.get("path") or f"{kw.get('host', '?')}:{kw.get('port', 6379)}")
+        return redis_where(self._r)
 
     def describe_error(self, exc: BaseException) -> str:
-        if isinstance(exc, TimeoutError):
-            return f"Redis at {self.where} did not answer in time"
-        if isinstance(exc, BusyLoadingError):
-            return f"Redis at {self.where} is loading its data set"
-        text = str(exc)
-        if "refused" in text.lower():
-            return f"Redis at {self.where} refused the connection (is redis-server running?)"
-        if "name or service not known" in text.lower() or "nodename" in text.lower():
-            return f"Redis host in REDIS_URL ({self.where}) cannot be resolved"
-        return f"Redis at {self.where} cannot be reached ({type(exc).__name__})"
+        return describe_redis_error(self._r, exc)
 
     def problem(self) -> str:
         try:
@@ -406,24 +442,7 @@ class RedisStore:
     def claimed(self, kind: str, key: str) -> bool:
         return bool(self._c.exists(self._k("claim", kind, key)))
 
-    @contextmanager
-    def lock(self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False) -> Iterator[bool]:
-        lock = self._r.lock(self._k("lock", name), timeout=ttl, blocking_timeout=wait, thread_local=False)
-        try:
-            acquired = lock.acquire()
-        except (ConnectionError, TimeoutError, BusyLoadingError) as exc:
-            raise StoreUnavailable(self.describe_error(exc)) from None
-        if acquired and renew:
-            _RENEWER.hold(lock, ttl)
-        try:
-            yield acquired
-        finally:
-            if acquired and renew:
-                _RENEWER.drop(lock)
-            if acquired:
-                try:
-                    lock.release()
-                except LockError:
-                    log.warning("lock %s expired before it was released (ttl %ss)", name, ttl)
-                except (ConnectionError, TimeoutError):  # it expires by itself (ttl)
-                    log.warning("lock %s could not be released: %s", name, self.where)
+    def lock(
+        self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False
+    ) -> AbstractContextManager[bool]:
+        return redis_lock(self._r, self._k("lock", name), ttl=ttl, wait=wait, renew=renew)

@@ -1,0 +1,649 @@
+"""PostgreSQL backend: durable data for several processes and hosts (locks on Redis when given)."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import psycopg
+import redis
+from psycopg.abc import Buffer
+from psycopg.adapt import AdaptersMap
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.types.string import StrDumperUnknown
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from bot.models import CheckResult, Connection, OAuthState
+from bot.standing import default_rank
+from bot.store import codec
+from bot.store.base import (
+    STATE_RETENTION_SECONDS,
+    IndexEntry,
+    Overview,
+    StoreUnavailable,
+    iter_chunks,
+    raises_store_unavailable,
+)
+from bot.store.crypto import TokenCipher
+from bot.store.redis import describe_redis_error, redis_lock
+
+log = logging.getLogger(__name__)
+CHECK_KINDS = ("audit", "probe")
+POOL_SIZE = 16
+POOL_WAIT_SECONDS = 5.0  # how long a call waits for a free connection (like Redis's socket timeout)
+CONNECT_TIMEOUT_SECONDS = 5
+# Without Redis every held lock keeps a PostgreSQL session: they get a pool of their own, so locks
+# held around long work never starve the data pool (a job holds one while it writes).
+LOCK_POOL_SIZE = 64
+# Taken (per transaction) by whoever migrates the schema: processes starting together queue.
+MIGRATION_LOCK = 0x7A71626F_6D696772  # "zqbomigr"
+SWEEP_CLAIMS_EVERY = 500  # expired claims are deleted every this many claims (per process)
+
+# Applied in order, each once, recorded in zqbo_schema. Never edit one that has shipped: append.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE zqbo_connection (
+        realm text PRIMARY KEY,
+        record text NOT NULL  -- codec.dump_connection: JSON, tokens sealed by the cipher
+    );
+    CREATE TABLE zqbo_status_index (
+        realm text PRIMARY KEY,
+        state text NOT NULL,
+        rank integer NOT NULL,
+        team text NOT NULL DEFAULT ''
+    );
+    CREATE INDEX zqbo_status_index_rank ON zqbo_status_index (rank, realm);
+    CREATE INDEX zqbo_status_index_team ON zqbo_status_index (team, rank, realm);
+    CREATE TABLE zqbo_check (
+        realm text NOT NULL,
+        kind text NOT NULL,
+        record text NOT NULL,
+        PRIMARY KEY (realm, kind)
+    );
+    CREATE TABLE zqbo_doc (
+        kind text NOT NULL,
+        key text NOT NULL,
+        body text NOT NULL,  -- JSON as text: keeps what jsonb refuses (\\u0000)
+        PRIMARY KEY (kind, key)
+    );
+    CREATE TABLE zqbo_schedule (
+        realm text NOT NULL,
+        kind text NOT NULL,
+        due double precision NOT NULL,
+        PRIMARY KEY (realm, kind)
+    );
+    CREATE INDEX zqbo_schedule_due ON zqbo_schedule (kind, due, realm);
+    CREATE TABLE zqbo_seen (
+        kind text NOT NULL,
+        key text NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    CREATE TABLE zqbo_claim (
+        kind text NOT NULL,
+        key text NOT NULL,
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (kind, key)
+    );
+    CREATE INDEX zqbo_claim_expires ON zqbo_claim (expires_at);
+    CREATE TABLE zqbo_oauth_state (
+        state text PRIMARY KEY,
+        record text NOT NULL,
+        takes integer NOT NULL DEFAULT 0,
+        expires_at timestamptz NOT NULL
+    );
+    CREATE INDEX zqbo_oauth_state_expires ON zqbo_oauth_state (expires_at);
+    CREATE SEQUENCE zqbo_changes;
+    """,
+)
+
+# The change marker. A sequence, not a counter row: a row every write updates would queue all
+# writers behind each other's commit. But nextval is visible before its transaction commits, so
+# it is called *after* the COMMIT (in the same round trip): a reader that sees the new value
+# reads the new data; one that sees the old value re-reads at its next look.
+_MARKER = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM zqbo_changes"
+_BUMP = "SELECT nextval('zqbo_changes')"
+_PUT_CONNECTION = (
+    "INSERT INTO zqbo_connection (realm, record) VALUES (%s, %s) "
+    "ON CONFLICT (realm) DO UPDATE SET record = EXCLUDED.record"
+)
+_PUT_INDEX_ENTRY = (
+    "INSERT INTO zqbo_status_index (realm, state, rank, team) VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (realm) DO UPDATE SET state = EXCLUDED.state, rank = EXCLUDED.rank, team = EXCLUDED.team"
+)
+_PUT_CHECK = (
+    "INSERT INTO zqbo_check (realm, kind, record) VALUES (%s, %s, %s) "
+    "ON CONFLICT (realm, kind) DO UPDATE SET record = EXCLUDED.record"
+)
+_PUT_DOC = (
+    "INSERT INTO zqbo_doc (kind, key, body) VALUES (%s, %s, %s) "
+    "ON CONFLICT (kind, key) DO UPDATE SET body = EXCLUDED.body"
+)
+_CLAIM = (
+    "INSERT INTO zqbo_claim (kind, key, expires_at) VALUES (%s, %s, now() + make_interval(secs => %s)) "
+    "ON CONFLICT (kind, key) DO UPDATE SET expires_at = EXCLUDED.expires_at "
+    "WHERE zqbo_claim.expires_at <= now() RETURNING 1"
+)
+
+
+def _stored(key: str) -> str:
+    """How a string is kept: PostgreSQL text cannot hold NUL, which arrives in keys only from
+    outside (a forged OAuth state, a delivery id); U+FFFD stands in for it."""
+    return key.replace("\x00", "\ufffd")
+
+
+class _TextDumper(StrDumperUnknown):
+    """Every string parameter as _stored() keeps it: a key with NUL is looked up, claimed or
+    remembered like any other, never a DataError (a 500) for whoever sent it."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        return super().dump(_stored(obj))
+
+
+_ADAPTERS = AdaptersMap(psycopg.adapters)
+_ADAPTERS.register_dumper(str, _TextDumper)
+
+
+def _lock_key(name: str) -> int:
+    """A signed 64-bit advisory lock key for a lock name."""
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _why(store: PostgresStore, exc: BaseException) -> str:
+    return store.describe_error(exc)
+
+
+@raises_store_unavailable((psycopg.OperationalError,), _why)
+class PostgresStore:
+    backend = "postgres"
+
+    def __init__(
+        self,
+        url: str,
+        cipher: TokenCipher,
+        ranker: Callable[[Connection], tuple[str, int]] = default_rank,
+        *,
+        redis_url: str = "",
+        prefix: str = "zqbo",
+        schema: str = "public",
+    ) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+            raise ValueError("a schema name is lower-case letters, digits and _")
+        given = conninfo_to_dict(url)
+        extra: dict[str, Any] = {
+            "connect_timeout": given.get("connect_timeout", CONNECT_TIMEOUT_SECONDS),
+            "application_name": given.get("application_name", "zqbo"),
+        }
+        if schema != "public":
+            extra["options"] = f"-c search_path={schema}"
+        self._conninfo = make_conninfo(url, **extra)  # holds the password: never logged
+        host, port = str(given.get("host") or "localhost"), str(given.get("port") or 5432)
+        self.where = host if host.startswith("/") else f"{host}:{port}"  # never the password
+        self.schema = schema
+        self.prefix = prefix  # Redis users (locks, queue, limits) keep their keys under it
+        self._cipher = cipher
+        self._rank = ranker
+        # Autocommit: a single statement is its own transaction; writes that must move together
+        # say BEGIN/COMMIT themselves.
+        kwargs = {"autocommit": True, "context": _ADAPTERS}
+        self._pool = ConnectionPool(
+            self._conninfo,
+            min_size=1,
+            max_size=POOL_SIZE,
+            kwargs=kwargs,
+            check=self._check_pooled,
+            timeout=POOL_WAIT_SECONDS,
+            name="zqbo",
+            open=True,
+        )
+        self._lock_pool: ConnectionPool | None = None
+        self._r: redis.Redis | None = None
+        self.lock_backend = "redis" if redis_url else "postgres"
+        if redis_url:
+            self._r = redis.Redis.from_url(
+                redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+            )
+        else:
+            self._lock_pool = ConnectionPool(
+                self._conninfo,
+                min_size=0,
+                max_size=LOCK_POOL_SIZE,
+                kwargs=kwargs,
+                check=self._check_pooled,
+                timeout=POOL_WAIT_SECONDS,
+                max_idle=60,
+                name="zqbo-locks",
+                open=True,
+                num_workers=1,
+            )
+        self._migrated = False
+        self._migrate_lock = threading.Lock()
+        # Whether PostgreSQL answered lately. Until it has (at start, and after a failure) a call
+        # first asks it directly, which a refused connection answers at once, instead of waiting
+        # out the pool's timeout: once one call has found it away (that one waits), an outage is
+        # told in milliseconds, and its end noticed at the next call.
+        self._reachable = False
+        self._claims = itertools.count(1)
+
+    # connections ------------------------------------------------------------------------------
+    def _check_pooled(self, conn: psycopg.Connection) -> None:
+        """The pool's check of a connection before handing it out (a server restart breaks them)."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self._reachable = False  # meanwhile, other calls ask PostgreSQL directly
+            raise
+
+    def _check_reachable(self) -> None:
+        if not self._reachable:
+            psycopg.connect(self._conninfo).close()  # raises (fast) while it is away
+            self._reachable = True
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        self._check_reachable()
+        with self._pool.connection() as conn:
+            if not self._migrated:
+                self._migrate(conn)
+            yield conn
+
+    def _migrate(self, conn: psycopg.Connection) -> None:
+        """Bring the schema up to date: a no-op when another process already did."""
+        with self._migrate_lock:
+            if self._migrated:
+                return
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                conn.execute("CREATE TABLE IF NOT EXISTS zqbo_schema (version integer NOT NULL)")
+                row = conn.execute("SELECT coalesce(max(version), 0) FROM zqbo_schema").fetchone()
+                done = int(row[0]) if row else 0
+                for version, sql in enumerate(MIGRATIONS[done:], start=done + 1):
+                    conn.execute(sql)
+                    conn.execute("INSERT INTO zqbo_schema (version) VALUES (%s)", (version,))
+                    log.info("PostgreSQL schema %s: migration %d applied", self.schema, version)
+            if done > len(MIGRATIONS):
+                log.warning(
+                    "the PostgreSQL schema is newer (%d) than this zqbo knows (%d)", done, len(MIGRATIONS)
+                )
+            self._migrated = True
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._connection() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def _write(self, *statements: tuple[str, Sequence[Any]], changed: bool = True) -> None:
+        """Statements in one transaction, and — when they change what status shows — the change
+        marker bumped right after its COMMIT; one round trip."""
+        with self._connection() as conn, conn.pipeline():
+            conn.execute("BEGIN")
+            for sql, params in statements:
+                conn.execute(sql, params)
+            conn.execute("COMMIT")
+            if changed:
+                conn.execute(_BUMP)
+
+    def describe_error(self, exc: BaseException) -> str:
+        """The operator's sentence for a connection error: where, and what to do; never the
+        password (libpq's messages do not carry it, and they are not repeated whole)."""
+        if isinstance(exc, PoolTimeout):
+            try:  # what is behind the wait: ask PostgreSQL directly
+                psycopg.connect(self._conninfo).close()
+            except psycopg.OperationalError as direct:
+                exc = direct
+            else:
+                return (
+                    f"PostgreSQL at {self.where} answers, but all of zqbo's {POOL_SIZE} connections "
+                    f"stayed busy for {POOL_WAIT_SECONDS:g} s"
+                )
+        self._reachable = False  # until a connection succeeds again (see _connection)
+        text = str(exc).lower()
+        if isinstance(exc, psycopg.errors.ConnectionTimeout) or "timeout expired" in text:
+            return f"PostgreSQL at {self.where} did not answer in time"
+        if "refused" in text:
+            return f"PostgreSQL at {self.where} refused the connection (is it running?)"
+        if "resolve host" in text or "translate host name" in text:
+            return f"PostgreSQL host in DATABASE_URL ({self.where}) cannot be resolved"
+        if "authentication failed" in text or "no password supplied" in text or 'role "' in text:
+            return f"PostgreSQL at {self.where} refused zqbo's user or password (see DATABASE_URL)"
+        if "database" in text and "does not exist" in text:
+            return f"PostgreSQL at {self.where} has no such database (create the one DATABASE_URL names)"
+        if "starting up" in text or "shutting down" in text or "recovery" in text:
+            return f"PostgreSQL at {self.where} is starting up or shutting down"
+        if "too many" in text or "connection slots" in text:
+            return f"PostgreSQL at {self.where} has no free connection slots (max_connections)"
+        if "closed" in text or "terminat" in text or "consuming input failed" in text:
+            return f"PostgreSQL at {self.where} closed the connection (restarted?)"
+        return f"PostgreSQL at {self.where} cannot be used ({type(exc).__name__})"
+
+    def problem(self) -> str:
+        try:
+            self._read("SELECT 1")
+        except psycopg.OperationalError as exc:
+            return self.describe_error(exc)
+        except psycopg.Error as exc:  # reachable, but refusing us (e.g. no right to create tables)
+            return f"PostgreSQL at {self.where} refused zqbo: {type(exc).__name__}"
+        if self._r is not None:
+            try:
+                self._r.ping()
+            except redis.RedisError as exc:
+                return describe_redis_error(self._r, exc)
+        return ""
+
+    @property
+    def cipher(self) -> TokenCipher:
+        """What seals tokens at rest (also Slack bot tokens kept by the installation store)."""
+        return self._cipher
+
+    def ping(self) -> bool:
+        return not self.problem()
+
+    def close(self) -> None:
+        self._pool.close()
+        if self._lock_pool is not None:
+            self._lock_pool.close()
+        if self._r is not None:
+            self._r.close()
+
+    def change_marker(self) -> str:
+        return str(self._read(_MARKER)[0][0])
+
+    # connections ------------------------------------------------------------------------------
+    def save_connection(self, conn: Connection) -> None:
+        text = codec.dump_connection(conn, self._cipher)
+        state, rank = self._rank(conn)
+        self._write(
+            (_PUT_CONNECTION, (conn.realm_id, text)),
+            (_PUT_INDEX_ENTRY, (conn.realm_id, state, rank, conn.team_id)),
+        )
+
+    def get_connection(self, realm_id: str) -> Connection | None:
+        rows = self._read("SELECT record FROM zqbo_connection WHERE realm = %s", (realm_id,))
+        return codec.load_connection(rows[0][0], self._cipher) if rows else None
+
+    def list_connections(self, team: str | None = None) -> list[Connection]:
+        if team is None:
+            rows = self._read("SELECT record FROM zqbo_connection ORDER BY realm")
+        else:
+            rows = self._read(
+                "SELECT c.record FROM zqbo_connection c JOIN zqbo_status_index s USING (realm) "
+                "WHERE s.team = %s ORDER BY c.realm",
+                (team,),
+            )
+        return [codec.load_connection(text, self._cipher) for (text,) in rows]
+
+    def delete_connection(self, realm_id: str) -> None:
+        self._write(
+            ("DELETE FROM zqbo_connection WHERE realm = %s", (realm_id,)),
+            ("DELETE FROM zqbo_status_index WHERE realm = %s", (realm_id,)),
+            ("DELETE FROM zqbo_schedule WHERE realm = %s", (realm_id,)),
+        )
+
+    def realm_ids(self, team: str | None = None) -> list[str]:
+        if team is None:
+            rows = self._read("SELECT realm FROM zqbo_connection ORDER BY realm")
+        else:
+            rows = self._read("SELECT realm FROM zqbo_status_index WHERE team = %s ORDER BY realm", (team,))
+        return [realm for (realm,) in rows]
+
+    # OAuth states -----------------------------------------------------------------------------
+    def put_oauth_state(self, state: OAuthState) -> None:
+        self._write(
+            ("DELETE FROM zqbo_oauth_state WHERE expires_at <= now()", ()),
+            (
+                "INSERT INTO zqbo_oauth_state (state, record, expires_at) "
+                "VALUES (%s, %s, now() + make_interval(secs => %s)) "
+                "ON CONFLICT (state) DO UPDATE SET record = EXCLUDED.record, takes = 0, "
+                "expires_at = EXCLUDED.expires_at",
+                (state.state, codec.dump_state(state), STATE_RETENTION_SECONDS),
+            ),
+            changed=False,
+        )
+
+    def take_oauth_state(self, state: str) -> tuple[OAuthState | None, bool]:
+        # The row lock orders racing callbacks: exactly one sees its first take.
+        rows = self._read(
+            "UPDATE zqbo_oauth_state SET takes = least(takes + 1, 2) "
+            "WHERE state = %s AND expires_at > now() RETURNING record, takes",
+            (state,),
+        )
+        if not rows:
+            return None, False  # never issued (or long gone): nothing is written for it
+        text, takes = rows[0]
+        return codec.load_state(text), takes == 1
+
+    # checks and documents ---------------------------------------------------------------------
+    def record_check(self, result: CheckResult) -> None:
+        self._write((_PUT_CHECK, (result.realm_id, result.kind, codec.dump_check(result))))
+
+    def delete_checks(self, realm_id: str) -> None:
+        self._write(("DELETE FROM zqbo_check WHERE realm = %s", (realm_id,)))
+
+    def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
+        rows = self._read("SELECT record FROM zqbo_check WHERE realm = %s AND kind = %s", (realm_id, kind))
+        return codec.load_check(rows[0][0]) if rows else None
+
+    def put_doc(self, kind: str, key: str, doc: dict[str, Any]) -> None:
+        self._write((_PUT_DOC, (kind, key, json.dumps(doc))))
+
+    def get_doc(self, kind: str, key: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT body FROM zqbo_doc WHERE kind = %s AND key = %s", (kind, key))
+        return json.loads(rows[0][0]) if rows else None
+
+    def delete_doc(self, kind: str, key: str) -> None:
+        self._write(("DELETE FROM zqbo_doc WHERE kind = %s AND key = %s", (kind, key)))
+
+    def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
+        rows = self._read("SELECT key, body FROM zqbo_doc WHERE kind = %s", (kind,))
+        return {key: json.loads(body) for key, body in rows}
+
+    def count_docs(self, kind: str) -> int:
+        return int(self._read("SELECT count(*) FROM zqbo_doc WHERE kind = %s", (kind,))[0][0])
+
+    def drop_docs(self, kind: str) -> None:
+        self._write(("DELETE FROM zqbo_doc WHERE kind = %s", (kind,)))
+
+    def overview(
+        self,
+        realm_doc_kinds: Sequence[str] = (),
+        global_doc_kinds: Sequence[str] = (),
+        limit: int = 8,
+        realms: Sequence[str] | None = None,
+        team: str | None = None,
+    ) -> Overview:
+        where, params = ("WHERE team = %s", [team]) if team is not None else ("", [])
+        with self._connection() as conn, conn.pipeline():
+            # First trip: the marker (before the data: what follows is at least as new), the
+            # index's counts and head, the global documents.
+            marker = conn.execute(_MARKER)
+            counts = conn.execute(
+                f"SELECT state, count(*) FROM zqbo_status_index {where} GROUP BY state",  # noqa: S608
+                params,
+            )
+            if realms is None:
+                head = conn.execute(
+                    f"SELECT realm, state, rank, team FROM zqbo_status_index {where} "  # noqa: S608
+                    "ORDER BY rank, realm LIMIT %s",
+                    [*params, max(0, limit)],
+                )
+            else:
+                head = conn.execute(
+                    "SELECT realm, state, rank, team FROM zqbo_status_index WHERE realm = ANY(%s) "
+                    "ORDER BY rank, realm",
+                    (list(realms),),
+                )
+            global_docs = conn.execute(
+                "SELECT kind, key, body FROM zqbo_doc WHERE kind = ANY(%s)", (list(global_doc_kinds),)
+            )
+            entries = {r: IndexEntry(state, rank, t) for r, state, rank, t in head.fetchall()}
+            shown = list(entries)
+            # Second trip: only the shown companies.
+            conns = conn.execute("SELECT realm, record FROM zqbo_connection WHERE realm = ANY(%s)", (shown,))
+            checks = conn.execute(
+                "SELECT realm, kind, record FROM zqbo_check WHERE realm = ANY(%s) AND kind = ANY(%s)",
+                (shown, list(CHECK_KINDS)),
+            )
+            realm_docs = conn.execute(
+                "SELECT kind, key, body FROM zqbo_doc WHERE kind = ANY(%s) AND key = ANY(%s)",
+                (list(realm_doc_kinds), shown),
+            )
+            view = Overview(
+                marker=str(marker.fetchone()[0]),  # type: ignore[index]
+                counts={state: int(n) for state, n in counts.fetchall()},
+                entries=entries,
+                docs={kind: {} for kind in (*global_doc_kinds, *realm_doc_kinds)},
+            )
+            for kind, key, body in (*global_docs.fetchall(), *realm_docs.fetchall()):
+                view.docs[kind][key] = json.loads(body)
+            records = dict(conns.fetchall())
+            check_rows = checks.fetchall()
+        view.connections = [codec.load_connection(records[r], self._cipher) for r in shown if r in records]
+        view.checks = {f"{realm}:{kind}": codec.load_check(text) for realm, kind, text in check_rows}
+        return view
+
+    # schedules --------------------------------------------------------------------------------
+    def schedule_set(self, kind: str, realm_id: str, at: float) -> None:
+        self._read(
+            "INSERT INTO zqbo_schedule (realm, kind, due) VALUES (%s, %s, %s) "
+            "ON CONFLICT (realm, kind) DO UPDATE SET due = EXCLUDED.due RETURNING 1",
+            (realm_id, kind, at),
+        )
+
+    def schedule_remove(self, kind: str, realm_id: str) -> None:
+        self._read("DELETE FROM zqbo_schedule WHERE realm = %s AND kind = %s RETURNING 1", (realm_id, kind))
+
+    def schedule_due(self, kind: str, until: float, limit: int = 1000) -> list[tuple[str, float]]:
+        rows = self._read(
+            "SELECT realm, due FROM zqbo_schedule WHERE kind = %s AND due <= %s ORDER BY due, realm LIMIT %s",
+            (kind, until, limit),
+        )
+        return [(realm, float(due)) for realm, due in rows]
+
+    def schedule_members(self, kind: str) -> set[str]:
+        return {realm for (realm,) in self._read("SELECT realm FROM zqbo_schedule WHERE kind = %s", (kind,))}
+
+    # bookkeeping ------------------------------------------------------------------------------
+    def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
+        new: set[str] = set()
+        for chunk in iter_chunks(keys, 5000):
+            # In one order for every writer: two overlapping batches never wait on each other.
+            rows = self._read(
+                "INSERT INTO zqbo_seen (kind, key) SELECT %s, k FROM unnest(%s::text[]) AS k ORDER BY k "
+                "ON CONFLICT DO NOTHING RETURNING key",
+                (kind, list(set(chunk))),
+            )
+            added = {key for (key,) in rows}
+            new.update(key for key in chunk if _stored(key) in added)
+        return new
+
+    def seen(self, kind: str, keys: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in iter_chunks(keys, 5000):
+            rows = self._read("SELECT key FROM zqbo_seen WHERE kind = %s AND key = ANY(%s)", (kind, chunk))
+            kept = {key for (key,) in rows}
+            found.update(key for key in chunk if _stored(key) in kept)
+        return found
+
+    def claim_once(self, kind: str, key: str, ttl_seconds: int) -> bool:
+        if next(self._claims) % SWEEP_CLAIMS_EVERY == 0:
+            self._read("DELETE FROM zqbo_claim WHERE expires_at <= now() RETURNING 1")
+        return bool(self._read(_CLAIM, (kind, key, ttl_seconds)))
+
+    def claimed(self, kind: str, key: str) -> bool:
+        rows = self._read(
+            "SELECT 1 FROM zqbo_claim WHERE kind = %s AND key = %s AND expires_at > now()", (kind, key)
+        )
+        return bool(rows)
+
+    # locks ------------------------------------------------------------------------------------
+    def lock(
+        self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False
+    ) -> AbstractContextManager[bool]:
+        if self._r is not None:
+            return redis_lock(self._r, f"{self.prefix}:lock:{name}", ttl=ttl, wait=wait, renew=renew)
+        return self._advisory_lock(name, wait)
+
+    @contextmanager
+    def _advisory_lock(self, name: str, wait: float) -> Iterator[bool]:
+        """A session advisory lock, on a connection of its own held while it is: a holder that
+        dies frees it with its session, so there is no ttl to keep renewing."""
+        assert self._lock_pool is not None
+        key = _lock_key(f"{self.schema}:{self.prefix}:lock:{name}")
+        try:
+            self._check_reachable()
+            conn = self._lock_pool.getconn()
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(self.describe_error(exc)) from None
+        try:
+            acquired = self._acquire(conn, key, wait)
+        except BaseException as exc:
+            self._lock_pool.putconn(conn)
+            if isinstance(exc, psycopg.OperationalError):
+                raise StoreUnavailable(self.describe_error(exc)) from None
+            raise
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                try:
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                except psycopg.Error:
+                    log.warning("lock %s could not be released: %s (its session is closed)", name, self.where)
+                    conn.close()  # the session ends, and the lock with it
+            self._lock_pool.putconn(conn)
+
+    def lease(self, name: str) -> SessionLease:
+        """A lock held from call to call (the scheduler's leader lease) rather than around a block."""
+        return SessionLease(self._conninfo, _lock_key(f"{self.schema}:{self.prefix}:lease:{name}"))
+
+    @staticmethod
+    def _acquire(conn: psycopg.Connection, key: int, wait: float) -> bool:
+        if wait <= 0:
+            return bool(conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0])  # type: ignore[index]
+        # PostgreSQL waits for the holder (and wakes us when it lets go); lock_timeout bounds it.
+        # SET LOCAL lasts for this implicit transaction only; the lock itself outlives it.
+        try:
+            with conn.pipeline():
+                conn.execute(
+                    "SELECT set_config('lock_timeout', %s, true)", (f"{max(1, int(wait * 1000))}ms",)
+                )
+                conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+        except psycopg.errors.LockNotAvailable:
+            return False
+        return True
+
+
+class SessionLease:
+    """A session advisory lock on a connection of its own, taken and then proven alive at each
+    hold(): when the session ends (the process died, PostgreSQL restarted) the lock goes with it,
+    and the holder learns so at its next hold()."""
+
+    def __init__(self, conninfo: str, key: int) -> None:
+        self._conninfo = conninfo
+        self._key = key
+        self._conn: psycopg.Connection | None = None
+        self.held = False
+
+    def hold(self) -> bool:
+        """Take the lock, or check it is still ours; whether it is held now."""
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn, self.held = psycopg.connect(self._conninfo, autocommit=True), False
+            if self.held:
+                self._conn.execute("SELECT 1")  # the session lives: so does its lock
+            else:
+                row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+                self.held = bool(row and row[0])
+        except psycopg.Error:
+            self.release()
+        return self.held
+
+    def release(self) -> None:
+        conn, self._conn, self.held = self._conn, None, False
+        if conn is not None:
+            conn.close()  # the session ends, and its lock with it
