@@ -306,3 +306,138 @@ def test_uninstalling_one_workspace_leaves_nothing_of_it_and_the_other_working(t
     status = card_text(say(slack, two, A, "status"))
     assert "Acme Payments Ltd" not in status
     assert "_not set_" in say(slack, two, A, "config")["blocks"][0]["text"]["text"]
+
+
+def b_state(services) -> dict:
+    """Everything of workspace B that a command or button from A must not change."""
+    store = services.store
+    conn = store.get_connection(B.realm)
+    return {
+        "connection": (conn.status, conn.refresh_token, conn.team_id, conn.connected_by),
+        "alerts": store.list_docs(f"alert:{B.realm}"),
+        "open": store.get_doc("open_alerts", B.realm),
+        "mutes": store.list_docs(MUTE_KIND),
+        "checklist": store.get_doc("reconnect", B.realm),
+        "dedicated": store.get_doc("dedicated_user", B.realm),
+        "settings": store.get_doc("workspace", B.id),
+    }
+
+
+def test_no_command_or_button_from_one_workspace_reaches_the_other(two, slack, intuit):
+    services = two.services
+    intuit.add_entry(B.realm, "Payment", by=BOB, doc_number="ZP-B1", private_note=MARK)
+    _, url = command(slack, two, "check", team_id=B.id, user_id=B.admin, channel_id=B.channel)
+    slack.wait_for_responses(url, 1, timeout=30)
+    _, url = command(slack, two, "reconnect", team_id=B.id, user_id=B.admin, channel_id=B.channel)
+    slack.wait_for_responses(url, 1, timeout=10)
+    [fingerprint] = services.store.get_doc("open_alerts", B.realm)["fingerprints"]
+    before = b_state(services)
+    revokes = intuit.count("revoke")
+
+    follow_up = {"reconnect", "check", "users", "connect"}
+    for text in (
+        f"status {B.realm}",
+        f"reconnect {B.realm}",
+        f"disconnect {B.realm}",
+        f"check {B.realm}",
+        "check",
+        f"users {B.realm}",
+        f"mute entries {B.realm}",
+        f"mute entries 2 {B.realm}",
+        f"unmute entries {B.realm}",
+        f"config dedicated-user 5 {B.realm}",
+        "config channel <#CB0ALERTS|beta-alerts>",
+        "config markers DocNumber^ZP-",
+        "config",
+        "alerts",
+        "status",
+        "help",
+        "connect",
+    ):
+        resp, url = command(slack, two, text, team_id=A.id, user_id=A.admin, channel_id=A.channel)
+        answers = [ack_message(resp)]
+        if text.split()[0] in follow_up:
+            answers += slack.wait_for_responses(url, 1, timeout=30)
+        for answer in answers:
+            shown = card_text(answer) + answer.get("text", "")
+            assert "Beta Books" not in shown and "ZP-B1" not in shown and BOB not in shown, text
+        assert b_state(services) == before, text
+
+    buttons = [
+        ("zqbo_alert_mute", f"entries|{B.realm}"),
+        ("zqbo_alert_ack", fingerprint),
+        ("zqbo_disconnect", B.realm),
+        ("zqbo_reconnect", B.realm),
+        ("zqbo_dedicated_confirm", B.realm),
+        *((action, B.realm) for action in ("zqbo_rc_user_done", "zqbo_rc_disconnect", "zqbo_rc_link")),
+        *((action, B.realm) for action in ("zqbo_rc_retry", "zqbo_rc_cancel")),
+    ]
+    for action_id, value in buttons:
+        copied = {"ts": "1.0", "blocks": [{"type": "actions", "elements": [
+            {"type": "button", "action_id": action_id, "value": value, "text": {"type": "plain_text", "text": "x"}}
+        ]}]}  # fmt: skip
+        resp, url = slack.press_button(
+            two.events_url, copied, action_id, user_id=A.admin, channel_id=A.channel, team_id=A.id
+        )
+        assert resp.status_code == 200
+        if action_id != "zqbo_rc_retry":  # retry on a checklist that is not its own says nothing else
+            [answer] = wait_until(lambda url=url: slack.responses(url) or None)
+            assert "Beta Books" not in card_text(answer), action_id
+        assert b_state(services) == before, action_id
+    assert intuit.count("revoke") == revokes
+    assert not [m for m in slack.messages(B.channel) if m.get("user") == A.admin]
+
+
+def test_qbo_webhooks_reach_the_owning_workspaces_channel(two, slack, intuit):
+    import base64
+    import hashlib
+    import hmac
+    import json
+
+    services = two.services
+    verifier = "webhook-verifier"
+    services.settings.qbo_webhook_verifier_token = type(services.settings.slack_signing_secret)(verifier)
+    intuit.add_entry(B.realm, "Payment", by=BOB, doc_number="ZP-B9", private_note=MARK)
+    body = json.dumps(
+        [{"id": "ev-b-1", "intuitaccountid": B.realm, "type": "qbo.payment.created.v1"}]
+    ).encode()
+    signature = base64.b64encode(hmac.new(verifier.encode(), body, hashlib.sha256).digest()).decode()
+    resp = requests.post(
+        f"{two.url}/qbo/webhooks",
+        data=body,
+        headers={"intuit-signature": signature, "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert resp.status_code == 200
+    wait_until(lambda: any("ZP-B9" in card_text(m) for m in slack.messages(B.channel)), timeout=15)
+    assert not any("ZP-B9" in card_text(m) for m in slack.messages(A.channel))
+
+
+def test_the_reconnect_url_page_says_nothing_about_any_workspace(two):
+    page = requests.get(f"{two.url}/qbo/reconnect", timeout=10)
+    assert page.status_code == 200 and "/zqbo reconnect" in page.text
+    for secret in ("Acme", "Beta", REALM, REALM_B, "connected", "needs reconnecting"):
+        assert secret not in page.text.replace("Reconnect QuickBooks", ""), secret
+
+
+def test_each_request_finds_its_installation_with_one_store_read(two, slack):
+    """Bolt's authorize reads the installation once per request (find_bot), and its auth.test
+    answer is cached per token: 20 commands from two workspaces, 20 reads, no auth.test."""
+    installations = two.services.installations
+    reads = []
+    original = installations.find_bot
+
+    def counting(**kw):
+        reads.append(kw.get("team_id"))
+        return original(**kw)
+
+    installations.find_bot = counting
+    auth_tests = len(slack.calls_to("auth.test"))
+    try:
+        for i in range(20):
+            team = (A, B)[i % 2]
+            assert "QuickBooks" in card_text(say(slack, two, team, "help"))
+    finally:
+        del installations.find_bot
+    assert len(reads) == 20 and set(reads) == {A.id, B.id}
+    assert len(slack.calls_to("auth.test")) == auth_tests
