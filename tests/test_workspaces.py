@@ -441,3 +441,69 @@ def test_each_request_finds_its_installation_with_one_store_read(two, slack):
         del installations.find_bot
     assert len(reads) == 20 and set(reads) == {A.id, B.id}
     assert len(slack.calls_to("auth.test")) == auth_tests
+
+
+def test_an_org_wide_install_is_one_workspace_for_every_team_of_the_org(hosted, slack, intuit):
+    slack.add_team("T0ORGA", "Org East", enterprise_id="E0ORG", enterprise_name="Orgco")
+    slack.add_team("T0ORGB", "Org West", enterprise_id="E0ORG")
+    slack.add_user("U0OADMIN", "oona", "Oona Admin", "oona@org.example", team_id="T0ORGA", is_admin=True)
+    slack.add_user("U0OWEST", "wes", "Wes West", "wes@org.example", team_id="T0ORGB", is_admin=True)
+    slack.add_channel("C0ORGA", "east", team_id="T0ORGA")
+    assert slack.install(hosted.url, "T0ORGA", "U0OADMIN", org=True).status_code == 200
+    assert list(hosted.services.store.list_docs("slack_installation")) == ["E:E0ORG"]
+
+    def org(text: str, team: str, user: str, channel: str) -> dict:
+        resp, _ = command(
+            slack, hosted, text, team_id=team, enterprise_id="E0ORG", user_id=user, channel_id=channel
+        )
+        return ack_message(resp)
+
+    assert "Alert channel saved" in card_text(org("config channel C0ORGA", "T0ORGA", "U0OADMIN", "C0ORGA"))
+    resp, url = command(
+        slack,
+        hosted,
+        "connect",
+        team_id="T0ORGA",
+        enterprise_id="E0ORG",
+        user_id="U0OADMIN",
+        channel_id="C0ORGA",
+    )
+    ack_message(resp)
+    [auth_url] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    assert (
+        requests.get(intuit.authorize(auth_url, as_user=DEDICATED, realm=REALM), timeout=10).status_code
+        == 200
+    )
+    assert hosted.services.store.get_connection(REALM).team_id == "E0ORG"
+    # another team of the org sees the org's company and settings
+    west = card_text(org("status", "T0ORGB", "U0OWEST", "C0ORGA"))
+    assert "Acme Payments Ltd" in west
+    # a workspace outside the org does not
+    install(slack, hosted, B)
+    assert "Acme Payments Ltd" not in card_text(say(slack, hosted, B, "status"))
+
+
+def test_a_rotating_bot_token_is_refreshed_before_an_alert_is_posted(hosted, slack, intuit):
+    from datetime import UTC, datetime, timedelta
+
+    _INTUIT[hosted.url] = intuit
+    slack.token_rotation = True
+    setup(slack, hosted, A)
+    services = hosted.services
+    installations = services.installations
+    first = slack.token_for(A.id)
+    assert first.startswith("xoxe.xoxb-")
+    installation = installations.find_installation(enterprise_id=None, team_id=A.id)
+    assert installation.bot_refresh_token
+    # the token is about to end: the next use outside a request refreshes it first
+    installation.bot_token_expires_at = int((datetime.now(UTC) + timedelta(minutes=5)).timestamp())
+    installations.save(installation)
+    services.workspaces.forget(A.id)
+    intuit.add_entry(A.realm, "Payment", by=JANE, doc_number="ZP-A7", private_note=MARK)
+    services.auditor.run(A.realm, trigger="test", wait=30)
+    assert any("ZP-A7" in card_text(m) for m in slack.messages(A.channel))
+    renewed = installations.find_installation(enterprise_id=None, team_id=A.id)
+    assert renewed.bot_token != first and renewed.bot_token == slack.token_for(A.id)
+    assert renewed.bot_refresh_token != installation.bot_refresh_token
+    refreshes = [c for c in slack.calls_to("oauth.v2.access") if c.args.get("grant_type") == "refresh_token"]
+    assert len(refreshes) == 1
