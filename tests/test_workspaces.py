@@ -373,9 +373,9 @@ def test_no_command_or_button_from_one_workspace_reaches_the_other(two, slack, i
         *((action, B.realm) for action in ("zqbo_rc_retry", "zqbo_rc_cancel")),
     ]
     for action_id, value in buttons:
-        copied = {"ts": "1.0", "blocks": [{"type": "actions", "elements": [
-            {"type": "button", "action_id": action_id, "value": value, "text": {"type": "plain_text", "text": "x"}}
-        ]}]}  # fmt: skip
+        button = {"type": "button", "action_id": action_id, "value": value}
+        button["text"] = {"type": "plain_text", "text": "copied"}
+        copied = {"ts": "1.0", "blocks": [{"type": "actions", "elements": [button]}]}
         resp, url = slack.press_button(
             two.events_url, copied, action_id, user_id=A.admin, channel_id=A.channel, team_id=A.id
         )
