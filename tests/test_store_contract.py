@@ -383,6 +383,41 @@ def test_overview_carries_the_marker_of_its_own_data(store):
     assert store.overview(global_doc_kinds=("alert",)).marker == store.change_marker() != view.marker
 
 
+def test_a_workspaces_marker_moves_only_with_writes_that_can_change_its_status(store, cipher):
+    """With many workspaces a write of one must not make every other's cached card stale: each
+    has its own marker, moved by writes to its companies (connections, checks, their documents)
+    and by writes not tied to one company (every workspace's then). The global marker still moves
+    with every write. Seen from another process, as a second web worker would."""
+    store.save_connection(make_connection("11", team_id="TONE"))
+    store.save_connection(make_connection("22", team_id="TTWO"))
+    other = _another_process(store, cipher)
+
+    def markers() -> tuple[str, str, str]:
+        return store.change_marker(), store.change_marker("TONE"), store.change_marker("TTWO")
+
+    writes = [  # (write, moves TONE's, moves TTWO's)
+        (lambda: other.record_check(CheckResult("22", "probe", NOW, True, "ok")), False, True),
+        (lambda: other.put_doc("reconnect", "11", {"status": "active"}), True, False),
+        (lambda: other.delete_doc("reconnect", "11"), True, False),
+        (lambda: other.save_connection(make_connection("11", team_id="TONE", company_name="New")), True, False),
+        (lambda: other.put_doc("scheduler", "heartbeat", {"at": "now"}), True, True),
+        (lambda: other.put_doc("alert_channel", "problem:TONE", {"problem": "x"}), True, True),
+        (lambda: other.delete_checks("22"), False, True),
+        (lambda: other.save_connection(make_connection("33", team_id="TTWO")), False, True),
+        (lambda: other.delete_connection("22"), False, True),
+    ]
+    for number, (write, one_moves, two_moves) in enumerate(writes):
+        before = markers()
+        write()
+        after = markers()
+        assert after[0] != before[0], number  # the global marker moves with every write
+        assert (after[1] != before[1]) is one_moves, number
+        assert (after[2] != before[2]) is two_moves, number
+    assert store.overview(team="TONE").marker == store.change_marker("TONE")
+    assert store.overview().marker == store.change_marker()
+    other.close()
+
+
 def test_reads_and_bookkeeping_do_not_move_the_marker(store):
     store.save_connection(make_connection("1"))
     marker = store.change_marker()

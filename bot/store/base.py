@@ -156,9 +156,12 @@ class Store(Protocol):
 
     def schedule_members(self, kind: str) -> set[str]: ...
 
-    def change_marker(self) -> str:
+    def change_marker(self, team: str | None = None) -> str:
         """Changes whenever any process commits a write to connections, checks or documents:
-        a cached overview is current exactly while this still equals its `marker`."""
+        a cached overview is current exactly while this still equals its `marker`. With `team`,
+        one workspace's: moved by writes to its companies (their connections, checks and the
+        documents keyed by them) and by every write tied to no company — not by another
+        workspace's companies, so one workspace's writes leave the others' cached cards valid."""
 
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         """Remember keys forever; return those that were not seen before (atomic per key)."""

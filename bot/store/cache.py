@@ -39,7 +39,7 @@ class OverviewCache:
         with self._lock:
             hit = self._entries.get(key)
         if hit is not None and time.monotonic() - hit[0] < self._ttl:
-            if self._store.change_marker() == hit[1].marker:
+            if self._store.change_marker(team) == hit[1].marker:
                 return hit[1]
         view = self._store.overview(realm_doc_kinds, global_doc_kinds, limit, realms, team)
         with self._lock:

@@ -101,6 +101,15 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX zqbo_oauth_state_expires ON zqbo_oauth_state (expires_at);
     CREATE SEQUENCE zqbo_changes;
     """,
+    # 2: a change marker per Slack workspace (and one for writes tied to no company), so one
+    # workspace's writes leave the others' cached status views current.
+    """
+    CREATE SEQUENCE zqbo_shared_changes;
+    CREATE TABLE zqbo_team_changes (
+        team text PRIMARY KEY,
+        n bigint NOT NULL
+    );
+    """,
 )
 
 # The change marker. A sequence, not a counter row: a row every write updates would queue all
@@ -109,6 +118,25 @@ MIGRATIONS: tuple[str, ...] = (
 # reads the new data; one that sees the old value re-reads at its next look.
 _MARKER = "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM zqbo_changes"
 _BUMP = "SELECT nextval('zqbo_changes')"
+_TEAM_MARKER = (
+    "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM zqbo_shared_changes), "
+    "(SELECT n FROM zqbo_team_changes WHERE team = %s)"
+)
+_BUMP_SHARED = "SELECT nextval('zqbo_shared_changes')"
+_BUMP_TEAM = (
+    "INSERT INTO zqbo_team_changes (team, n) VALUES (%s, 1) "
+    "ON CONFLICT (team) DO UPDATE SET n = zqbo_team_changes.n + 1"
+)
+# A check's or document's write moves the workspace's marker of the company it is keyed by, if it
+# is a company's; otherwise the shared marker.
+_BUMP_REALMS_TEAM = (
+    "INSERT INTO zqbo_team_changes (team, n) SELECT team, 1 FROM zqbo_status_index WHERE realm = %s "
+    "ON CONFLICT (team) DO UPDATE SET n = zqbo_team_changes.n + 1"
+)
+_BUMP_SHARED_UNLESS_REALM = (
+    "SELECT nextval('zqbo_shared_changes') WHERE NOT EXISTS "
+    "(SELECT 1 FROM zqbo_status_index WHERE realm = %s)"
+)
 _PUT_CONNECTION = (
     "INSERT INTO zqbo_connection (realm, record) VALUES (%s, %s) "
     "ON CONFLICT (realm) DO UPDATE SET record = EXCLUDED.record"
@@ -277,9 +305,16 @@ class PostgresStore:
         with self._connection() as conn:
             return conn.execute(sql, params).fetchall()
 
-    def _write(self, *statements: tuple[str, Sequence[Any]], changed: bool = True) -> None:
+    def _write(
+        self,
+        *statements: tuple[str, Sequence[Any]],
+        changed: bool = True,
+        realm: str | None = None,
+        teams: Sequence[str] | None = None,
+    ) -> None:
         """Statements in one transaction, and — when they change what status shows — the change
-        marker bumped right after its COMMIT; one round trip."""
+        markers bumped right after its COMMIT: every write's, and the workspaces' it touches
+        (`teams`, or the workspace of the company `realm`), or else the shared one; one round trip."""
         with self._connection() as conn, conn.pipeline():
             conn.execute("BEGIN")
             for sql, params in statements:
@@ -287,6 +322,18 @@ class PostgresStore:
             conn.execute("COMMIT")
             if changed:
                 conn.execute(_BUMP)
+                if teams:
+                    for team in dict.fromkeys(teams):
+                        conn.execute(_BUMP_TEAM, (team,))
+                elif realm:
+                    conn.execute(_BUMP_REALMS_TEAM, (realm,))
+                    conn.execute(_BUMP_SHARED_UNLESS_REALM, (realm,))
+                else:
+                    conn.execute(_BUMP_SHARED)
+
+    def _team_of(self, realm: str) -> list[str]:
+        rows = self._read("SELECT team FROM zqbo_status_index WHERE realm = %s", (realm,))
+        return [rows[0][0]] if rows else []
 
     def describe_error(self, exc: BaseException) -> str:
         """The operator's sentence for a connection error: where, and what to do; never the
@@ -350,16 +397,21 @@ class PostgresStore:
         if self._r is not None:
             self._r.close()
 
-    def change_marker(self) -> str:
-        return str(self._read(_MARKER)[0][0])
+    def change_marker(self, team: str | None = None) -> str:
+        if team is None:
+            return str(self._read(_MARKER)[0][0])
+        shared, mine = self._read(_TEAM_MARKER, (team,))[0]
+        return f"{shared}.{mine or 0}"
 
     # connections ------------------------------------------------------------------------------
     def save_connection(self, conn: Connection) -> None:
         text = codec.dump_connection(conn, self._cipher)
         state, rank = self._rank(conn)
+        before = self._team_of(conn.realm_id)  # a company that changed workspace: both see it
         self._write(
             (_PUT_CONNECTION, (conn.realm_id, text)),
             (_PUT_INDEX_ENTRY, (conn.realm_id, state, rank, conn.team_id)),
+            teams=[*before, conn.team_id],
         )
 
     def get_connection(self, realm_id: str) -> Connection | None:
@@ -378,10 +430,12 @@ class PostgresStore:
         return [codec.load_connection(text, self._cipher) for (text,) in rows]
 
     def delete_connection(self, realm_id: str) -> None:
+        teams = self._team_of(realm_id)
         self._write(
             ("DELETE FROM zqbo_connection WHERE realm = %s", (realm_id,)),
             ("DELETE FROM zqbo_status_index WHERE realm = %s", (realm_id,)),
             ("DELETE FROM zqbo_schedule WHERE realm = %s", (realm_id,)),
+            teams=teams or None,
         )
 
     def realm_ids(self, team: str | None = None) -> list[str]:
@@ -419,24 +473,26 @@ class PostgresStore:
 
     # checks and documents ---------------------------------------------------------------------
     def record_check(self, result: CheckResult) -> None:
-        self._write((_PUT_CHECK, (result.realm_id, result.kind, codec.dump_check(result))))
+        self._write(
+            (_PUT_CHECK, (result.realm_id, result.kind, codec.dump_check(result))), realm=result.realm_id
+        )
 
     def delete_checks(self, realm_id: str) -> None:
-        self._write(("DELETE FROM zqbo_check WHERE realm = %s", (realm_id,)))
+        self._write(("DELETE FROM zqbo_check WHERE realm = %s", (realm_id,)), realm=realm_id)
 
     def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
         rows = self._read("SELECT record FROM zqbo_check WHERE realm = %s AND kind = %s", (realm_id, kind))
         return codec.load_check(rows[0][0]) if rows else None
 
     def put_doc(self, kind: str, key: str, doc: dict[str, Any]) -> None:
-        self._write((_PUT_DOC, (kind, key, json.dumps(doc))))
+        self._write((_PUT_DOC, (kind, key, json.dumps(doc))), realm=key)  # keyed by a company?
 
     def get_doc(self, kind: str, key: str) -> dict[str, Any] | None:
         rows = self._read("SELECT body FROM zqbo_doc WHERE kind = %s AND key = %s", (kind, key))
         return json.loads(rows[0][0]) if rows else None
 
     def delete_doc(self, kind: str, key: str) -> None:
-        self._write(("DELETE FROM zqbo_doc WHERE kind = %s AND key = %s", (kind, key)))
+        self._write(("DELETE FROM zqbo_doc WHERE kind = %s AND key = %s", (kind, key)), realm=key)
 
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
         rows = self._read("SELECT key, body FROM zqbo_doc WHERE kind = %s", (kind,))
@@ -460,7 +516,7 @@ class PostgresStore:
         with self._connection() as conn, conn.pipeline():
             # First trip: the marker (before the data: what follows is at least as new), the
             # index's counts and head, the global documents.
-            marker = conn.execute(_MARKER)
+            marker = conn.execute(_MARKER) if team is None else conn.execute(_TEAM_MARKER, (team,))
             counts = conn.execute(
                 f"SELECT state, count(*) FROM zqbo_status_index {where} GROUP BY state",  # noqa: S608
                 params,
@@ -493,7 +549,7 @@ class PostgresStore:
                 (list(realm_doc_kinds), shown),
             )
             view = Overview(
-                marker=str(marker.fetchone()[0]),  # type: ignore[index]
+                marker=_marker(marker.fetchone(), team),
                 counts={state: int(n) for state, n in counts.fetchall()},
                 entries=entries,
                 docs={kind: {} for kind in (*global_doc_kinds, *realm_doc_kinds)},
@@ -647,3 +703,8 @@ class SessionLease:
         conn, self._conn, self.held = self._conn, None, False
         if conn is not None:
             conn.close()  # the session ends, and its lock with it
+
+
+def _marker(row: Any, team: str | None) -> str:
+    """The marker as change_marker(team) says it: every write's, or "shared.workspace's"."""
+    return str(row[0]) if team is None else f"{row[0]}.{row[1] or 0}"

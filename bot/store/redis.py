@@ -33,12 +33,13 @@ log = logging.getLogger(__name__)
 CHECK_KINDS = ("audit", "probe")
 # A connection, its status index entry, its state's count and the change marker move together.
 # A connection, its status index entry (globally and in its workspace's index), the counts by
-# state and the change marker move together. KEYS: connections, entries, rank, counts, marker;
-# ARGV: realm, record, entry, rank, state, team, the prefix of the per-workspace index keys.
+# state and the change markers move together. KEYS: connections, entries, rank, counts, marker,
+# shared marker, workspace markers; ARGV: realm, record, entry, rank, state, team, the prefix of
+# the per-workspace index keys.
 _UNINDEX_LUA = """
 local function unindex(realm)
   local old = redis.call('HGET', KEYS[2], realm)
-  if not old then return end
+  if not old then return false end
   local o = cjson.decode(old)
   local team = o['team'] or ''
   if redis.call('HINCRBY', KEYS[4], o['state'], -1) <= 0 then redis.call('HDEL', KEYS[4], o['state']) end
@@ -47,32 +48,52 @@ local function unindex(realm)
   redis.call('ZREM', ARGV[7] .. 'rank:' .. team, realm)
   redis.call('ZREM', KEYS[3], realm)
   redis.call('HDEL', KEYS[2], realm)
+  return team
 end
 """
 _SAVE_CONNECTION_LUA = (
     _UNINDEX_LUA
     + """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-unindex(ARGV[1])
+local before = unindex(ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[1])
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
 redis.call('ZADD', ARGV[7] .. 'rank:' .. ARGV[6], ARGV[4], ARGV[1])
 redis.call('HINCRBY', ARGV[7] .. 'counts:' .. ARGV[6], ARGV[5], 1)
 redis.call('INCR', KEYS[5])
+redis.call('HINCRBY', KEYS[7], ARGV[6], 1)
+if before and before ~= ARGV[6] then redis.call('HINCRBY', KEYS[7], before, 1) end
 """
 )
-_HSET_CHANGED_LUA = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]); return redis.call('INCR', KEYS[2])"
-_HDEL_CHANGED_LUA = "redis.call('HDEL', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])"
+# A write of a check or a document, and the change markers: every write's, and the workspace's
+# of the company it is keyed by (ARGV[3], if it is one) or else the shared one. KEYS: hash, marker,
+# index entries, shared marker, workspace markers.
+_BUMP_FOR_LUA = """
+redis.call('INCR', KEYS[2])
+local team = false
+if ARGV[3] ~= '' then
+  local entry = redis.call('HGET', KEYS[3], ARGV[3])
+  if entry then team = cjson.decode(entry)['team'] or '' end
+end
+if team then redis.call('HINCRBY', KEYS[5], team, 1) else redis.call('INCR', KEYS[4]) end
+"""
+_HSET_CHANGED_LUA = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n" + _BUMP_FOR_LUA
+_HDEL_CHANGED_LUA = "redis.call('HDEL', KEYS[1], ARGV[1])\n" + _BUMP_FOR_LUA
 _DELETE_CONNECTION_LUA = (
     _UNINDEX_LUA
     + """
 redis.call('HDEL', KEYS[1], ARGV[1])
-unindex(ARGV[1])
-for i = 6, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
+local before = unindex(ARGV[1])
+for i = 8, #KEYS do redis.call('ZREM', KEYS[i], ARGV[1]) end
 redis.call('INCR', KEYS[5])
+if before then redis.call('HINCRBY', KEYS[7], before, 1) else redis.call('INCR', KEYS[6]) end
 """
 )
+
+
+def _team_marker(shared: str | None, mine: str | None) -> str:
+    return f"{shared or 0}.{mine or 0}"
 
 
 class _Renewer:
@@ -237,14 +258,23 @@ class RedisStore:
         pipe = self._r.pipeline(transaction=True)
         write(pipe)
         pipe.incr(self._k("generation"))
+        pipe.incr(self._k("generation", "shared"))
         pipe.execute()
 
-    def _hset_changed(self, key: str, field: str, value: str) -> None:
-        """HSET and the change marker bumped, atomically, in one call on this thread's connection."""
-        self._hset_script(keys=[key, self._k("generation")], args=[field, value], client=self._c)
+    def _marker_keys(self) -> list[str]:
+        return [self._k("generation"), self._k("status", "entry"), *self._team_marker_keys()]
 
-    def _hdel_changed(self, key: str, field: str) -> None:
-        self._hdel_script(keys=[key, self._k("generation")], args=[field], client=self._c)
+    def _team_marker_keys(self) -> list[str]:
+        """The marker of writes tied to no company, and the hash of each workspace's marker."""
+        return [self._k("generation", "shared"), self._k("generation", "team")]
+
+    def _hset_changed(self, key: str, field: str, value: str, realm: str = "") -> None:
+        """HSET and the change markers bumped (the workspace's of `realm`, when it is a company's),
+        atomically, in one call on this thread's connection."""
+        self._hset_script(keys=[key, *self._marker_keys()], args=[field, value, realm], client=self._c)
+
+    def _hdel_changed(self, key: str, field: str, realm: str = "") -> None:
+        self._hdel_script(keys=[key, *self._marker_keys()], args=[field, "", realm], client=self._c)
 
     @property
     def _c(self) -> redis.Redis:
@@ -265,8 +295,14 @@ class RedisStore:
         if client is not None:
             client.close()
 
-    def change_marker(self) -> str:
-        return str(self._c.get(self._k("generation")) or "0")
+    def change_marker(self, team: str | None = None) -> str:
+        if team is None:
+            return str(self._c.get(self._k("generation")) or "0")
+        shared, mine = self._team_marker_keys()
+        pipe = self._c.pipeline(transaction=True)
+        pipe.get(shared)
+        pipe.hget(mine, team)
+        return _team_marker(*pipe.execute())
 
     def _index_keys(self) -> list[str]:
         return [
@@ -275,6 +311,7 @@ class RedisStore:
             self._k("status", "rank"),
             self._k("status", "counts"),
             self._k("generation"),
+            *self._team_marker_keys(),
         ]
 
     def _team_keys(self, team: str | None) -> tuple[str, str]:
@@ -325,26 +362,28 @@ class RedisStore:
         return codec.load_state(text), bool(first)
 
     def record_check(self, result: CheckResult) -> None:
-        self._hset_changed(self._k("checks"), f"{result.realm_id}:{result.kind}", codec.dump_check(result))
+        self._hset_changed(
+            self._k("checks"), f"{result.realm_id}:{result.kind}", codec.dump_check(result), result.realm_id
+        )
 
     def delete_checks(self, realm_id: str) -> None:
         fields = [f for f, _ in self._r.hscan_iter(self._k("checks"), match=f"{realm_id}:*", count=500)]
         for field in fields:
-            self._hdel_changed(self._k("checks"), field)
+            self._hdel_changed(self._k("checks"), field, realm_id)
 
     def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
         text = self._c.hget(self._k("checks"), f"{realm_id}:{kind}")
         return codec.load_check(text) if text else None
 
     def put_doc(self, kind: str, key: str, doc: dict[str, Any]) -> None:
-        self._hset_changed(self._k("doc", kind), key, json.dumps(doc))
+        self._hset_changed(self._k("doc", kind), key, json.dumps(doc), key)  # keyed by a company?
 
     def get_doc(self, kind: str, key: str) -> dict[str, Any] | None:
         text = self._c.hget(self._k("doc", kind), key)
         return json.loads(text) if text else None
 
     def delete_doc(self, kind: str, key: str) -> None:
-        self._hdel_changed(self._k("doc", kind), key)
+        self._hdel_changed(self._k("doc", kind), key, key)
 
     def list_docs(self, kind: str) -> dict[str, dict[str, Any]]:
         return {k: json.loads(v) for k, v in self._c.hgetall(self._k("doc", kind)).items()}
@@ -366,12 +405,18 @@ class RedisStore:
         # First trip (MULTI): the marker, the index's head and counts, the global documents.
         rank_key, counts_key = self._team_keys(team)
         pipe = self._r.pipeline(transaction=True)
-        pipe.get(self._k("generation"))
+        if team is None:
+            pipe.get(self._k("generation"))
+        else:  # the workspace's marker: another's writes leave this view current
+            pipe.get(self._k("generation", "shared"))
+            pipe.hget(self._k("generation", "team"), team)
         pipe.zrange(rank_key, 0, max(0, limit - 1))
         pipe.hgetall(counts_key)
         for kind in global_doc_kinds:
             pipe.hgetall(self._k("doc", kind))
-        marker, head, counts, *global_docs = pipe.execute()
+        answers = pipe.execute()
+        marker = str(answers.pop(0) or "0") if team is None else _team_marker(answers.pop(0), answers.pop(0))
+        head, counts, *global_docs = answers
         realms = list(realms) if realms is not None else (head if limit > 0 else [])
         view = Overview(
             marker=str(marker or "0"),

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,28 +54,54 @@ CREATE INDEX IF NOT EXISTS schedule_due ON schedule (kind, due);
 """
 
 
+TEAM_SLOTS = 1024  # workspaces share these counters by hash: a collision only costs a re-read
+
+
 class ChangeCounter:
-    """The change marker of an SQLite store, shared by every process on the host: 8 bytes in a
-    file beside the database, memory-mapped. Reading it is a memory access — no syscall, no
-    query, and no release of the GIL on the status-ack path (where a release costs a thread up
-    to a switch interval under load). A writer bumps it after its transaction commits, so a
-    reader that sees the old value read before the write completed; lost updates between two
-    writers still move it past every value a reader may hold."""
+    """The change markers of an SQLite store, shared by every process on the host: 8-byte
+    counters in a file beside the database, memory-mapped — every write, the writes tied to no
+    workspace, and one slot per workspace (by hash). Reading one is a memory access — no
+    syscall, no query, and no release of the GIL on the status-ack path (where a release costs a
+    thread up to a switch interval under load). A writer bumps them after its transaction
+    commits, so a reader that sees the old value read before the write completed; lost updates
+    between two writers still move them past every value a reader may hold."""
+
+    ALL, SHARED = 0, 1
 
     def __init__(self, path: str) -> None:
+        size = 8 * (2 + TEAM_SLOTS)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            if os.fstat(fd).st_size < 8:
-                os.ftruncate(fd, 8)  # zero-filled; never shrinks a counter another process made
-            self._map = mmap.mmap(fd, 8)
+            if os.fstat(fd).st_size < size:
+                os.ftruncate(fd, size)  # zero-filled; never shrinks counters another process made
+            self._map = mmap.mmap(fd, size)
         finally:
             os.close(fd)
 
-    def read(self) -> int:
-        return int.from_bytes(self._map[:8], "little")
+    @staticmethod
+    def slot(team: str) -> int:
+        return 2 + zlib.crc32(team.encode("utf-8", "surrogatepass")) % TEAM_SLOTS
 
-    def bump(self) -> None:
-        self._map[:8] = ((self.read() + 1) % (1 << 64)).to_bytes(8, "little")
+    def read(self, index: int = ALL) -> int:
+        return int.from_bytes(self._map[8 * index : 8 * index + 8], "little")
+
+    def _bump(self, index: int) -> None:
+        self._map[8 * index : 8 * index + 8] = ((self.read(index) + 1) % (1 << 64)).to_bytes(8, "little")
+
+    def bump(self, teams: Iterable[str | None] | None = None) -> None:
+        """After a commit: every write moves ALL; one tied to workspaces moves theirs, any other
+        moves SHARED (which every workspace's marker includes)."""
+        self._bump(self.ALL)
+        teams = list(teams) if teams is not None else [None]
+        if None in teams:
+            self._bump(self.SHARED)
+        for index in {self.slot(t) for t in teams if t is not None}:
+            self._bump(index)
+
+    def marker(self, team: str | None = None) -> str:
+        if team is None:
+            return str(self.read(self.ALL))
+        return f"{self.read(self.SHARED)}.{self.read(self.slot(team))}"
 
     def close(self) -> None:
         self._map.close()
@@ -143,7 +170,7 @@ class SQLiteStore:
             (ns, key, value, expires),
         )
         if bump:
-            self._changes.bump()
+            self._changes.bump(self._teams_of(ns, key))
 
     def _all(self, ns: str) -> dict[str, str]:
         rows = self._db.execute(
@@ -154,10 +181,20 @@ class SQLiteStore:
 
     def _delete(self, ns: str, key: str) -> None:
         self._db.execute("DELETE FROM kv WHERE ns=? AND key=?", (ns, key))
-        self._changes.bump()
+        self._changes.bump(self._teams_of(ns, key))
 
-    def change_marker(self) -> str:
-        return str(self._changes.read())
+    def _teams_of(self, ns: str, key: str) -> list[str | None] | None:
+        """Whose status a write of (ns, key) can change: the workspace of the company a check or a
+        document is keyed by; None (every workspace's) when it is keyed by no company."""
+        realm = key.split(":", 1)[0] if ns == "check" else key if ns.startswith("doc:") else None
+        return self._team_of(realm) if realm else None
+
+    def _team_of(self, realm: str) -> list[str | None] | None:
+        row = self._db.execute("SELECT team FROM status_index WHERE realm=?", (realm,)).fetchone()
+        return [row[0]] if row else None
+
+    def change_marker(self, team: str | None = None) -> str:
+        return self._changes.marker(team)
 
     def problem(self) -> str:
         try:
@@ -185,6 +222,7 @@ class SQLiteStore:
         text = codec.dump_connection(conn, self._cipher)
         state, rank = self._rank(conn)
         with self._tx() as db:  # the connection and its status index entry move together
+            before = self._team_of(conn.realm_id) or []
             db.execute(
                 "INSERT OR REPLACE INTO kv (ns, key, value, expires_at) VALUES ('connection',?,?,NULL)",
                 (conn.realm_id, text),
@@ -193,7 +231,7 @@ class SQLiteStore:
                 "INSERT OR REPLACE INTO status_index (realm, state, rank, team) VALUES (?,?,?,?)",
                 (conn.realm_id, state, rank, conn.team_id),
             )
-        self._changes.bump()
+        self._changes.bump({*before, conn.team_id})
 
     def get_connection(self, realm_id: str) -> Connection | None:
         text = self._get("connection", realm_id)
@@ -209,10 +247,11 @@ class SQLiteStore:
 
     def delete_connection(self, realm_id: str) -> None:
         with self._tx() as db:
+            teams = self._team_of(realm_id)
             db.execute("DELETE FROM kv WHERE ns='connection' AND key=?", (realm_id,))
             db.execute("DELETE FROM status_index WHERE realm=?", (realm_id,))
             db.execute("DELETE FROM schedule WHERE realm=?", (realm_id,))
-        self._changes.bump()
+        self._changes.bump(teams)
 
     def put_oauth_state(self, state: OAuthState) -> None:
         with self._tx() as db:
@@ -240,7 +279,7 @@ class SQLiteStore:
     def delete_checks(self, realm_id: str) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM kv WHERE ns='check' AND key LIKE ?", (f"{realm_id}:%",))
-        self._changes.bump()
+        self._changes.bump(self._team_of(realm_id))
 
     def last_check(self, realm_id: str, kind: str) -> CheckResult | None:
         text = self._get("check", f"{realm_id}:{kind}")
@@ -275,7 +314,7 @@ class SQLiteStore:
         team: str | None = None,
     ) -> Overview:
         # The marker is read first: data read after it is at least as new, never older.
-        marker = self.change_marker()
+        marker = self.change_marker(team)
         db = self._db
         db.execute("BEGIN")  # one snapshot for the reads below
         try:
