@@ -39,8 +39,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def seed_companies(intuit: IntuitEmulator, env: dict[str, str], workdir: str, n: int) -> None:
-    """N more connected companies, straight into the store the bot will use (no browser)."""
+def team_id(i: int) -> str:
+    return f"TW{i:05d}"
+
+
+def seed_companies(
+    intuit: IntuitEmulator, env: dict[str, str], workdir: str, n: int, workspaces: int = 0
+) -> None:
+    """N more connected companies, straight into the store the bot will use (no browser); with
+    workspaces, company i belongs to workspace i % workspaces."""
     from datetime import UTC, datetime, timedelta
 
     from bot.models import Connection, Identity
@@ -70,6 +77,7 @@ def seed_companies(intuit: IntuitEmulator, env: dict[str, str], workdir: str, n:
                 refresh_expires_at=now + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
                 identity=Identity(email=DEDICATED, email_verified=True),
                 connected_at=now,
+                team_id=team_id(i % workspaces) if workspaces else "",
             )
         )
     store.close()
@@ -83,6 +91,7 @@ def start_bot(
     redis: bool,
     reuse: float,
     companies: int = 0,
+    workspaces: int = 0,
 ):
     env = {
         **os.environ,
@@ -107,8 +116,13 @@ def start_bot(
 
         redis_client.Redis.from_url(env["REDIS_URL"]).flushdb()  # db 15 is the benchmark's own
     env["ZQBO_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
+    if workspaces:  # many workspaces: installed with "Add to Slack", no bot token of its own
+        del env["SLACK_BOT_TOKEN"]
+        env["SLACK_CLIENT_ID"], env["SLACK_CLIENT_SECRET"] = slack.client_id, slack.client_secret
+        env["SLACK_AUTHORIZE_URL"] = f"{slack.url}/oauth/v2/authorize"
+        env["ZQBO_ALERT_CHANNEL"] = ""
     if companies:
-        seed_companies(intuit, env, workdir, companies)
+        seed_companies(intuit, env, workdir, companies, workspaces)
         print(f"seeded {companies:,} connected companies")
     zqbo = str(Path(sys.executable).parent / "zqbo")
     proc = subprocess.Popen([zqbo, "serve"], env=env, cwd=workdir)
@@ -134,15 +148,31 @@ def connect_company(slack: SlackEmulator, intuit: IntuitEmulator, events: str) -
     requests.get(callback, timeout=10).raise_for_status()
 
 
-def signed_requests(slack: SlackEmulator, host: str, total: int) -> list[bytes]:
+def install_workspaces(slack: SlackEmulator, bot_url: str, n: int) -> None:
+    """N workspaces, each installed the way a person does (Add to Slack → consent → back)."""
+    started = time.perf_counter()
+    for i in range(n):
+        slack.add_team(team_id(i), f"Team {i}")
+        slack.add_user(
+            f"UW{i:05d}", f"admin{i}", f"Admin {i}", f"admin{i}@team{i}.example", team_id=team_id(i)
+        )
+        slack.install(bot_url, team_id(i), f"UW{i:05d}").raise_for_status()
+    print(f"installed {n:,} workspaces through Slack's OAuth in {time.perf_counter() - started:.1f} s")
+
+
+def signed_requests(slack: SlackEmulator, host: str, total: int, workspaces: int = 0) -> list[bytes]:
     """Raw HTTP/1.1 requests, signed up front (a signature stays valid for 5 minutes), so the
-    load generator spends its CPU on sending, not on building requests."""
+    load generator spends its CPU on sending, not on building requests. With workspaces, the
+    requests come from all of them in turn."""
     out = []
-    for _ in range(total):
+    for n in range(total):
+        team, user = (
+            (team_id(n % workspaces), f"UW{n % workspaces:05d}") if workspaces else ("T0EMU", "U0ADMIN")
+        )
         body = urlencode(
             {
-                "team_id": "T0EMU",
-                "user_id": "U0ADMIN",
+                "team_id": team,
+                "user_id": user,
                 "user_name": "ana",
                 "channel_id": "C0ALERTS",
                 "command": "/zqbo",
@@ -201,13 +231,15 @@ def _load_process(port: int, queue: list[bytes], clients: int, out) -> None:
     out.close()
 
 
-def run_load(slack: SlackEmulator, port: int, total: int, clients: int) -> tuple[list[float], float]:
+def run_load(
+    slack: SlackEmulator, port: int, total: int, clients: int, workspaces: int = 0
+) -> tuple[list[float], float]:
     """`clients` keep-alive connections, each sending its next request when the last is answered.
 
     The load generator runs in a process of its own: the emulators in this process receive the
     bot's follow-up posts (response_url), as Slack would, and must not share the measuring
     client's interpreter (its GIL) while they do."""
-    queue = signed_requests(slack, f"127.0.0.1:{port}", total)
+    queue = signed_requests(slack, f"127.0.0.1:{port}", total, workspaces)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_load_process, args=(port, queue, clients, send))
@@ -217,6 +249,23 @@ def run_load(slack: SlackEmulator, port: int, total: int, clients: int) -> tuple
     if errors:
         print(f"  {len(errors)} requests failed: {sorted(set(errors))}")
     return latencies, wall
+
+
+def follow_ups(slack: SlackEmulator) -> int:
+    with slack._lock:
+        return sum(len(r["posts"]) for r in slack._responses.values())
+
+
+def settle(slack: SlackEmulator, quiet: float = 0.5, timeout: float = 30.0) -> None:
+    """Wait until the warm-up's work after the ack (live probes, card updates: one per workspace
+    with many) is over, so that the measured run is not also finishing the warm-up's."""
+    deadline = time.monotonic() + timeout
+    last, since = follow_ups(slack), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet:
+        time.sleep(0.1)
+        now = follow_ups(slack)
+        if now != last:
+            last, since = now, time.monotonic()
 
 
 def report(label: str, latencies: list[float], wall: float) -> None:
@@ -241,6 +290,13 @@ def main() -> None:
         help="connected companies seeded besides the one connected by OAuth",
     )
     parser.add_argument(
+        "--workspaces",
+        type=int,
+        default=0,
+        help="serve N Slack workspaces (installed through the emulator's OAuth), one company each "
+        "unless --companies says more; requests come from all of them in turn",
+    )
+    parser.add_argument(
         "--probe-reuse",
         type=float,
         default=20.0,
@@ -252,25 +308,30 @@ def main() -> None:
     with IntuitEmulator() as intuit, SlackEmulator() as slack, tempfile.TemporaryDirectory() as workdir:
         intuit.seed_demo()
         port = free_port()
-        proc = start_bot(intuit, slack, port, workdir, args.redis, args.probe_reuse, args.companies)
+        many = args.workspaces
+        companies = max(args.companies, many)
+        proc = start_bot(intuit, slack, port, workdir, args.redis, args.probe_reuse, companies, many)
         events = f"http://127.0.0.1:{port}/slack/events"
         try:
-            connect_company(slack, intuit, events)
-            run_load(slack, port, 200, 10)  # warm-up
+            if many:
+                install_workspaces(slack, f"http://127.0.0.1:{port}", many)
+            else:
+                connect_company(slack, intuit, events)
+            run_load(slack, port, 200, 10, many)  # warm-up
+            settle(slack)
             print(
                 f"/zqbo status ack latency, {args.requests} requests, {args.clients} concurrent clients, "
                 f"store={'redis' if args.redis else 'sqlite'}, probe reuse {args.probe_reuse:g} s"
+                + (f", {many} workspaces" if many else "")
             )
-            fast, wall = run_load(slack, port, args.requests, args.clients)
+            fast, wall = run_load(slack, port, args.requests, args.clients, many)
             report("QBO answering at once", fast, wall)
             intuit.set_latency(args.latency)
-            slow, wall = run_load(slack, port, args.requests, args.clients)
+            slow, wall = run_load(slack, port, args.requests, args.clients, many)
             report(f"QBO answering after {args.latency:g} s", slow, wall)
             probes = intuit.count("companyinfo")
             print(f"companyinfo calls reaching QBO during both runs: {probes} (probes are coalesced)")
-            with slack._lock:
-                updates = sum(len(r["posts"]) for r in slack._responses.values())
-            print(f"card updates after the ack (response_url posts): {updates}")
+            print(f"card updates after the ack (response_url posts): {follow_ups(slack)}")
         finally:
             proc.terminate()
             proc.wait(timeout=30)

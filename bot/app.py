@@ -11,7 +11,6 @@ from dramatiq.rate_limits import RateLimiterBackend
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
 from flask import Flask
 from slack_bolt import App, BoltResponse
-from slack_bolt.authorization.authorize import InstallationStoreAuthorize
 from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
@@ -37,7 +36,7 @@ from bot.qbo.limits import RealmLimits
 from bot.reconnect import ReconnectService
 from bot.redact import remember
 from bot.services import Services
-from bot.tenancy.installations import StoreInstallations, StoreInstallStates
+from bot.tenancy.installations import StoreAuthorize, StoreInstallations, StoreInstallStates
 from bot.tenancy.workspaces import NotInstalled, Workspaces
 
 if TYPE_CHECKING:
@@ -273,9 +272,9 @@ SCOPES = [
 
 
 def _oauth(services: Services) -> dict[str, Any]:
-    """Bolt's own "Add to Slack" (install page, state cookie, oauth.v2.access, token rotation),
-    kept in zqbo's store. Each request's bot token is found with one store read (`find_bot`);
-    Bolt's `auth.test` answer is cached per token."""
+    """Bolt's own "Add to Slack" (install page, state cookie, oauth.v2.access), kept in zqbo's
+    store. Each request's bot token is found with one store read (`find_bot`) and no Slack call;
+    rotating tokens are refreshed before they end."""
     from handlers.setup import installed
 
     settings, installations = services.settings, services.installations
@@ -296,15 +295,7 @@ def _oauth(services: Services) -> dict[str, Any]:
             failure=_install_failed,
         ),
     )
-    authorize = InstallationStoreAuthorize(
-        installation_store=installations,
-        client_id=settings.slack_client_id,
-        client_secret=secret,
-        bot_only=True,
-        cache_enabled=True,
-        client=services.slack,
-        logger=logging.getLogger("zqbo.authorize"),
-    )
+    authorize = StoreAuthorize(installations)
     return {"oauth_settings": oauth_settings, "authorize": authorize, "installation_store": installations}
 
 

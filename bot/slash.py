@@ -53,7 +53,7 @@ class _RecentCards:
                 self._cards.popitem(last=False)
 
 
-_CARDS = _RecentCards()
+_CARDS = _RecentCards(size=1024)  # one per workspace with many; each a few KB
 
 
 def _refusal(text: str) -> Message:

@@ -8,11 +8,18 @@ cipher as QBO tokens, so a store dump never holds a usable bot token.
 
 from __future__ import annotations
 
+import copy
 import logging
 import secrets
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
+from slack_bolt import BoltContext
+from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.authorization.authorize import Authorize
+from slack_sdk.errors import SlackTokenRotationError
 from slack_sdk.oauth.installation_store import Bot, Installation, InstallationStore
 from slack_sdk.oauth.state_store import OAuthStateStore
 from slack_sdk.oauth.token_rotation import TokenRotator
@@ -27,6 +34,7 @@ log = logging.getLogger(__name__)
 INSTALL_KIND = "slack_installation"
 SECRET_FIELDS = ("bot_token", "bot_refresh_token", "user_token", "user_refresh_token")
 STATE_TTL = timedelta(minutes=10)
+MAX_OPENED = 10_000  # installations kept decrypted per process (oldest dropped first)
 ROTATE_MINUTES_BEFORE = 120  # as Bolt's default: refresh a rotating bot token 2 h before it ends
 
 
@@ -46,6 +54,8 @@ class StoreInstallations(InstallationStore):
         self._store = store
         self._cipher = cipher
         self._rotator = rotator  # Slack token rotation, for tokens used outside a request
+        self._opened: dict[str, tuple[str, Installation]] = {}  # key -> (sealed token, decrypted)
+        self._opened_lock = threading.Lock()
 
     @property
     def logger(self) -> logging.Logger:
@@ -80,11 +90,29 @@ class StoreInstallations(InstallationStore):
         user_id: str | None = None,
         is_enterprise_install: bool | None = False,
     ) -> Installation | None:
-        doc = self._store.get_doc(INSTALL_KIND, install_key(enterprise_id, team_id, is_enterprise_install))
+        key = install_key(enterprise_id, team_id, is_enterprise_install)
+        doc = self._store.get_doc(INSTALL_KIND, key)
         if doc is None and enterprise_id:  # a request from one workspace of an org-wide install
-            doc = self._store.get_doc(INSTALL_KIND, install_key(enterprise_id, team_id, True))
+            key = install_key(enterprise_id, team_id, True)
+            doc = self._store.get_doc(INSTALL_KIND, key)
         if doc is None:
             return None
+        # Every request reads its installation (one store read); decrypting and rebuilding it is
+        # skipped while the stored one is the one last decrypted here (a new install or a rotated
+        # token is sealed anew, with a fresh IV, so its ciphertext differs).
+        sealed = str(doc.get("bot_token") or "")
+        hit = self._opened.get(key)
+        if hit is not None and sealed and hit[0] == sealed:
+            return copy.copy(hit[1])
+        installation = self._open(doc, team_id)
+        if installation is not None and sealed:
+            with self._opened_lock:
+                if len(self._opened) >= MAX_OPENED:
+                    self._opened.pop(next(iter(self._opened)), None)
+                self._opened[key] = (sealed, installation)
+        return copy.copy(installation) if installation is not None else None
+
+    def _open(self, doc: dict[str, Any], team_id: str | None) -> Installation | None:
         doc = dict(doc)
         for name in SECRET_FIELDS:
             if doc.get(name):
@@ -129,18 +157,25 @@ class StoreInstallations(InstallationStore):
         A rotating token about to expire is refreshed first (Bolt does the same for requests),
         under a lock so two processes do not spend the same refresh token."""
         bot = self.find_scope(scope)
-        if bot is None:
-            return None
-        if self._rotator is not None and bot.bot_refresh_token:
-            with self._store.lock(f"slack-rotate:{scope}", ttl=30, wait=10):
-                bot = self.find_scope(scope) or bot
-                fresh = self._rotator.perform_bot_token_rotation(
-                    bot=bot, minutes_before_expiration=ROTATE_MINUTES_BEFORE
-                )
-                if fresh is not None:
-                    self.save_bot(fresh)
-                    bot = fresh
-        return bot.bot_token
+        return self.fresh(bot, scope).bot_token if bot is not None else None
+
+    def fresh(self, bot: Bot, scope: str) -> Bot:
+        """The bot with a usable token: a rotating one about to end is refreshed first (and the
+        new pair stored), under a lock so two processes do not spend the same refresh token."""
+        if self._rotator is None or not bot.bot_refresh_token:
+            return bot
+        expires = bot.bot_token_expires_at
+        if expires and expires > time.time() + ROTATE_MINUTES_BEFORE * 60:
+            return bot  # far from its end: no lock, no refresh
+        with self._store.lock(f"slack-rotate:{scope}", ttl=30, wait=10):
+            bot = self.find_scope(scope) or bot
+            renewed = self._rotator.perform_bot_token_rotation(
+                bot=bot, minutes_before_expiration=ROTATE_MINUTES_BEFORE
+            )
+            if renewed is not None:
+                self.save_bot(renewed)
+                bot = renewed
+        return bot
 
     def installed(self) -> list[str]:
         return [key.split(":", 1)[1] for key in self._store.list_docs(INSTALL_KIND)]
@@ -174,4 +209,47 @@ class StoreInstallStates(OAuthStateStore):
         record, first = self._store.take_oauth_state(state)
         return bool(
             record and first and record.purpose == "slack_install" and self._clock.now() < record.expires_at
+        )
+
+
+class StoreAuthorize(Authorize):
+    """Bolt's authorize step from the installation alone: one store read per request and no
+    Slack call. (Bolt's InstallationStoreAuthorize also asks Slack's `auth.test` once per token
+    and process; everything it would learn — bot user, bot id, scopes — the installation holds.)
+    A rotating token about to end is refreshed first, as Bolt does."""
+
+    def __init__(self, installations: StoreInstallations) -> None:
+        self._installations = installations
+
+    def __call__(
+        self,
+        *,
+        context: BoltContext,
+        enterprise_id: str | None,
+        team_id: str | None,
+        user_id: str | None,
+        actor_enterprise_id: str | None = None,
+        actor_team_id: str | None = None,
+        actor_user_id: str | None = None,
+    ) -> AuthorizeResult | None:
+        org = bool(context.is_enterprise_install)
+        bot = self._installations.find_bot(
+            enterprise_id=enterprise_id, team_id=team_id, is_enterprise_install=org
+        )
+        if bot is None:
+            return None
+        scope = enterprise_id if org and enterprise_id else (team_id or "")
+        try:
+            bot = self._installations.fresh(bot, scope)
+        except SlackTokenRotationError as exc:  # unrecoverable for this request, as in Bolt
+            log.error("could not rotate the bot token of %s: %s", scope, type(exc).__name__)
+            return None
+        return AuthorizeResult(
+            enterprise_id=enterprise_id,
+            team_id=team_id,
+            bot_user_id=bot.bot_user_id,
+            bot_id=bot.bot_id,
+            bot_token=bot.bot_token,
+            bot_scopes=bot.bot_scopes,
+            user_id=user_id,
         )
