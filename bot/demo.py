@@ -11,7 +11,9 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,9 @@ from werkzeug.serving import make_server
 from bot.app import build_services, create_web_app
 from bot.config import load_settings
 from bot.emulator import IntuitEmulator, SlackEmulator
+from bot.emulator.slack import TEAM_ID
 from bot.render import link_buttons, render
+from bot.services import Services
 
 PERSON = "jane@acme.example"
 REALM = "9130357766483916"
@@ -55,42 +59,40 @@ def run_demo(pause: float = 0.6, echo: Callable[[str], None] = click.echo) -> No
     play = Player(pause, echo)
     workdir = Path(tempfile.mkdtemp(prefix="zqbo-demo-"))
     try:
-        _run(play, workdir)
+        with _stage(workdir) as stage:
+            _play(play, stage.slack, stage.intuit, stage.events, workdir)
+            _all_accepted(stage.slack)
     finally:
         # The demo's database and key are throwaway: gone at exit, on Ctrl-C or an error too.
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(play: Player, workdir: Path) -> None:
+@dataclass
+class Stage:
+    """The emulators and the bot, served on loopback ports."""
+
+    slack: SlackEmulator
+    intuit: IntuitEmulator
+    url: str
+    services: Services
+
+    @property
+    def events(self) -> str:
+        return f"{self.url}/slack/events"
+
+
+@contextmanager
+def _stage(workdir: Path) -> Iterator[Stage]:
     with IntuitEmulator() as intuit, SlackEmulator() as slack:
         intuit.seed_demo()
         server = make_server("127.0.0.1", 0, None, threaded=True)  # type: ignore[arg-type]
         bot_url = f"http://127.0.0.1:{server.server_port}"
-        settings = load_settings(
-            _env_file=None,
-            SLACK_BOT_TOKEN=slack.bot_token,
-            SLACK_SIGNING_SECRET=slack.signing_secret,
-            SLACK_API_URL=slack.api_url,
-            ZQBO_PUBLIC_URL=bot_url,
-            QBO_CLIENT_ID=intuit.client_id,
-            QBO_CLIENT_SECRET=intuit.client_secret,
-            QBO_ENVIRONMENT=intuit.discovery_url,
-            QBO_API_URL=intuit.api_url,
-            ZQBO_DEDICATED_EMAIL=DEDICATED,
-            ZQBO_ALERT_CHANNEL="C0ALERTS",
-            ZQBO_ADMINS="U0ADMIN",
-            REDIS_URL="",
-            ZQBO_ENCRYPTION_KEY="",
-            ZQBO_DB=str(workdir / "zqbo.db"),
-            ZQBO_DEDICATED_USER_ID="9",
-            ZQBO_MARKERS="PrivateNote~Zomentum",
-        )
+        settings = load_settings(_env_file=None, **_settings(slack, intuit, bot_url, workdir))
         services = build_services(settings)
         server.app = create_web_app(services)
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        events = f"{bot_url}/slack/events"
         try:
-            _play(play, slack, intuit, events, workdir)
+            yield Stage(slack, intuit, bot_url, services)
         finally:
             server.shutdown()
             # Nothing may write to the database once its folder is being removed.
@@ -99,9 +101,64 @@ def _run(play: Player, workdir: Path) -> None:
             services.store.close()
 
 
-def _command(play: Player, slack: SlackEmulator, events: str, text: str) -> tuple[dict[str, Any], str]:
-    play.echo(click.style(f"  ana › /zqbo {text}", fg="green", bold=True))
-    resp, response_url = slack.send_command(events, text, user_id="U0ADMIN", user_name="ana")
+def _settings(slack: SlackEmulator, intuit: IntuitEmulator, bot_url: str, workdir: Path) -> dict[str, object]:
+    """Everything given explicitly, so no environment of the shell (a DATABASE_URL, a bot token)
+    reaches the demo: one process, embedded SQLite in the demo's folder, no broker."""
+    common: dict[str, object] = {
+        "SLACK_SIGNING_SECRET": slack.signing_secret,
+        "SLACK_API_URL": slack.api_url,
+        "ZQBO_PUBLIC_URL": bot_url,
+        "QBO_CLIENT_ID": intuit.client_id,
+        "QBO_CLIENT_SECRET": intuit.client_secret,
+        "QBO_ENVIRONMENT": intuit.discovery_url,
+        "QBO_API_URL": intuit.api_url,
+        "REDIS_URL": "",
+        "DATABASE_URL": "",
+        "ZQBO_ENCRYPTION_KEY": "",
+        "ZQBO_DB": str(workdir / "zqbo.db"),
+        "ZQBO_MARKERS": "PrivateNote~Zomentum",
+    }
+    return {
+        **common,
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "ZQBO_DEDICATED_EMAIL": DEDICATED,
+        "ZQBO_ALERT_CHANNEL": "C0ALERTS",
+        "ZQBO_ADMINS": "U0ADMIN",
+        "ZQBO_DEDICATED_USER_ID": "9",
+    }
+
+
+def _all_accepted(slack: SlackEmulator) -> None:
+    """Every message zqbo sent must be one real Slack accepts: the emulator checks them as Slack
+    does (Block Kit, limits); the demo fails loudly on any it refused."""
+    refused = [f"{c.method}: {c.error} {c.args.get('errors') or ''}".strip() for c in slack.refused_calls()]
+    refused += [
+        f"{r['url']}: {r['error']} {r['problems']}" for r in slack.refused_responses() if r["status"] == 400
+    ]
+    if refused:
+        raise click.ClickException("Slack would have refused what zqbo sent:\n  " + "\n  ".join(refused))
+
+
+@dataclass(frozen=True)
+class Person:
+    """Someone typing in Slack: in which workspace, and in which channel."""
+
+    name: str
+    user_id: str
+    team_id: str = TEAM_ID
+    channel: str = "C0ALERTS"
+
+
+ANA = Person("ana", "U0ADMIN")
+
+
+def _command(
+    play: Player, slack: SlackEmulator, events: str, text: str, who: Person = ANA
+) -> tuple[dict[str, Any], str]:
+    play.echo(click.style(f"  {who.name} › /zqbo {text}", fg="green", bold=True))
+    resp, response_url = slack.send_command(
+        events, text, user_id=who.user_id, user_name=who.name, team_id=who.team_id, channel_id=who.channel
+    )
     resp.raise_for_status()
     ack = json.loads(resp.text) if resp.text else {}
     play.slack("zqbo (only visible to you)", ack)
@@ -132,21 +189,28 @@ def _sign_in(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, as_user
     slack.wait_for_calls("chat.update", done + 1, timeout=10)
 
 
-def _check(play: Player, slack: SlackEmulator, events: str) -> None:
-    _, response_url = _command(play, slack, events, "check")
+def _check(play: Player, slack: SlackEmulator, events: str, who: Person = ANA) -> None:
+    _, response_url = _command(play, slack, events, "check", who)
     [answer] = slack.wait_for_responses(response_url, 1, timeout=30)
     play.slack("zqbo (updates the message)", answer)
 
 
-def _show_channel(play: Player, slack: SlackEmulator, shown: dict[str, str]) -> None:
-    """Print what is new or changed in #qbo-alerts since the last look."""
-    for message in slack.messages("C0ALERTS"):
+def _show_channel(
+    play: Player,
+    slack: SlackEmulator,
+    shown: dict[str, str],
+    channel: str = "C0ALERTS",
+    name: str = "#qbo-alerts",
+) -> None:
+    """Print what is new or changed in a channel since the last look."""
+    for message in slack.messages(channel):
         fingerprint = json.dumps(message.get("blocks"), sort_keys=True)
-        if shown.get(message["ts"]) == fingerprint:
+        key = f"{channel}/{message['ts']}"
+        if shown.get(key) == fingerprint:
             continue
-        where = "#qbo-alerts (thread)" if message.get("thread_ts") else "#qbo-alerts"
-        verb = "updated" if message["ts"] in shown else "posted"
-        shown[message["ts"]] = fingerprint
+        where = f"{name} (thread)" if message.get("thread_ts") else name
+        verb = "updated" if key in shown else "posted"
+        shown[key] = fingerprint
         play.slack(f"zqbo → {where} ({verb})", message)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 import pytest
+import requests
 
 import bot.demo
 from bot.demo import run_demo
@@ -45,6 +46,38 @@ def test_demo_removes_its_folder_when_stopped_midway(monkeypatch):
 
     monkeypatch.setattr(bot.demo, "_play", interrupted)
     with pytest.raises(KeyboardInterrupt):
+        run_demo(pause=0, echo=lambda _: None)
+    [workdir] = seen
+    assert not workdir.exists()
+
+
+def test_demo_ignores_the_shell_s_settings(monkeypatch):
+    """The demo is one process on its own SQLite file, whatever zqbo settings the shell holds."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/elsewhere")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("ZQBO_ENCRYPTION_KEY", "not-a-key")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-someone-elses")
+    lines: list[str] = []
+    run_demo(pause=0, echo=lines.append)
+    assert "the dedicated user" in "\n".join(lines)
+
+
+def test_demo_fails_loudly_when_slack_would_refuse_a_message(monkeypatch):
+    seen: list[Path] = []
+
+    def refused(play, slack, intuit, events, workdir):
+        seen.append(workdir)
+        requests.post(
+            f"{slack.api_url}chat.postMessage",
+            json={"channel": "C0ALERTS", "text": "x", "blocks": [{"type": "nonsense"}]},
+            headers={"Authorization": f"Bearer {slack.bot_token}"},
+            timeout=10,
+        )
+
+    monkeypatch.setattr(bot.demo, "_play", refused)
+    with pytest.raises(
+        click.ClickException, match=r"Slack would have refused(.|\n)*chat\.postMessage: invalid_blocks"
+    ):
         run_demo(pause=0, echo=lambda _: None)
     [workdir] = seen
     assert not workdir.exists()
