@@ -385,8 +385,16 @@ def emulator(intuit_port: int, slack_port: int) -> None:
 
 @main.command()
 @click.option("--fast", is_flag=True, help="Do not pause between steps.")
-def demo(fast: bool) -> None:
-    """Try zqbo with no Slack or Intuit account: emulators + bot, played in the terminal."""
+@click.option(
+    "--workspaces",
+    is_flag=True,
+    help="Two Slack workspaces share one zqbo: each installs it, connects its own company, and "
+    "gets its own alerts.",
+)
+def demo(fast: bool, workspaces: bool) -> None:
+    """Try zqbo with no Slack or Intuit account: emulators + bot, played in the terminal.
+
+    With --workspaces: one zqbo serving two Slack workspaces, installed with Add to Slack."""
     import logging
 
     parent = click.get_current_context().parent
@@ -394,7 +402,7 @@ def demo(fast: bool) -> None:
         logging.getLogger().setLevel(logging.ERROR)  # the played conversation is the output
     from bot.demo import run_demo
 
-    run_demo(pause=0 if fast else 0.6)
+    run_demo(pause=0 if fast else 0.6, workspaces=workspaces)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ EMOJI = {
     ":arrows_counterclockwise:": "🔄",
     ":tada:": "🎉",
     ":information_source:": "ℹ️ ",
+    ":rotating_light:": "🚨",
+    ":mag:": "🔍",
+    ":wave:": "👋",
 }
 _DATE = re.compile(r"<!date\^\d+\^[^|>]*\|([^>]*)>")
 _LINK = re.compile(r"<(https?://[^|>]+)\|([^>]*)>")
@@ -35,6 +38,7 @@ _BARE = re.compile(r"<(https?://[^>]+)>")
 _BOLD = re.compile(r"\*([^*\n]+)\*")
 _ITALIC = re.compile(r"(?<![A-Za-z0-9])_([^_\n]+)_(?![A-Za-z0-9])")
 _MENTION = re.compile(r"<@([A-Z0-9]+)>")
+_CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _EMOJI = re.compile(r":[a-z0-9_+-]+:")
 
 
@@ -46,6 +50,7 @@ def mrkdwn(text: str) -> str:
     text = _BOLD.sub(r"\1", text)
     text = _ITALIC.sub(r"\1", text)
     text = _MENTION.sub(r"@\1", text)
+    text = _CHANNEL.sub(lambda m: f"#{m.group(2) or m.group(1)}", text)
     text = _EMOJI.sub(lambda m: EMOJI.get(m.group(0), m.group(0)), text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
@@ -76,7 +81,28 @@ def render(blocks: list[dict[str, Any]], text: str = "") -> str:
             out.append("  " + "─" * 60)
         elif kind == "header":
             out.append(_wrap(block.get("text", {}).get("text", "").upper()))
+        elif kind == "input":
+            out.append(_input(block))
     return "\n".join(out)
+
+
+def _input(block: dict[str, Any]) -> str:
+    """A modal's field: its label, what it holds (or its placeholder, in ⟨ ⟩) and its hint."""
+    element = block.get("element", {})
+    label = block.get("label", {}).get("text", "")
+    held = (
+        element.get("initial_value")
+        or (f"#{element['initial_conversation']}" if element.get("initial_conversation") else "")
+        or " ".join(f"@{u}" for u in element.get("initial_users", []))
+    )
+    if held:
+        shown = held.replace("\n", " ⏎ ")
+    else:
+        shown = f"⟨{element.get('placeholder', {}).get('text', '')}⟩"
+    optional = "" if block.get("optional") else " *"
+    text = _wrap(f"{label}{optional}: [ {shown} ]")
+    hint = block.get("hint", {}).get("text", "")
+    return f"{text}\n{_wrap(hint, indent='  │ ')}" if hint else text
 
 
 def _element(element: dict[str, Any]) -> str:

@@ -226,3 +226,17 @@ def test_status_at_scale_reads_counts_and_shows_problems_first(tmp_path):
     assert "192 more companies" in text and "200 companies: 1 lost, 199 connected" in text
     one = build_status(store, settings, clock, realm="5199")
     assert [c.company_name for c in one.companies] == ["Company 199"] and one.total == 200
+
+
+def test_the_demo_shows_a_modal_s_fields_and_channel_mentions():
+    from bot.blocks.setup import settings_modal
+    from bot.tenancy.workspaces import Workspace
+
+    workspace = Workspace("T0EMU", alert_channel="C0ALERTS", admins=("U0ANA",))
+    text = render(settings_modal(workspace)["blocks"])
+    assert "Alert channel *: [ #C0ALERTS ]" in text  # required, holding the chosen channel
+    assert "Dedicated integration user's email: [ ⟨integrations@yourcompany.com⟩ ]" in text  # placeholder
+    assert "[ @U0ANA ]" in text and "│ From 1m to 24h." in text
+    assert render([{"type": "section", "text": {"type": "mrkdwn", "text": "to <#C1|alerts> or <#C2>"}}]) == (
+        "  to #alerts or #C2"
+    )

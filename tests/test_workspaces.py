@@ -226,6 +226,9 @@ def test_a_company_linked_from_another_workspace_is_refused_without_touching_it(
     assert services.store.get_connection(A.realm).team_id == A.id
     dm = wait_until(lambda: [m for m in dms_to(slack, B.admin) if "another Slack workspace" in m["text"]])
     assert "Alpha" not in card_text(dm[0]) and "Acme" not in card_text(dm[0])
+    # a fresh link to the same company would be refused again: the DM says what would help
+    shown = dm[0]["blocks"][0]["text"]["text"]
+    assert "fresh link" not in shown and "pick it on Intuit's screen" in shown
 
 
 def test_settings_modal_validates_inline_and_saves_for_its_workspace(hosted, slack):

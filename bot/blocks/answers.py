@@ -21,7 +21,7 @@ from bot.blocks.message import (
     section,
     when,
 )
-from bot.connect import CallbackResult, describe_outcome
+from bot.connect import CallbackResult, Outcome, describe_outcome
 from bot.models import Connection
 from bot.status import is_dedicated
 
@@ -145,21 +145,21 @@ def callback_problem_text(result: CallbackResult) -> str:
     return describe_outcome(result.outcome)
 
 
+# What to do next when a fresh link would not help (as the callback page says).
+_CALLBACK_NEXT = {
+    Outcome.TAKEN: "Nothing was stored here. To connect your own company, run `/zqbo connect` and "
+    "pick it on Intuit's screen.",
+    Outcome.NOT_ADMIN: "Nothing was stored. Ask a zqbo admin to connect QuickBooks.",
+}
+
+
 def dm_callback_problem(result: CallbackResult) -> Message:
     what = callback_problem_text(result)
     ref = md(" Reference {}.", code(result.error_id)) if result.error_id else ""
+    todo = _CALLBACK_NEXT.get(result.outcome, "Nothing was stored. Run `/zqbo connect` for a fresh link.")
     return Message(
         f"QuickBooks was not connected: {what}",
-        [
-            section(
-                md(
-                    ":x: *QuickBooks was not connected.* {}{}\n"
-                    "Nothing was stored. Run `/zqbo connect` for a fresh link.",
-                    what,
-                    ref,
-                )
-            ),
-        ],
+        [section(md(":x: *QuickBooks was not connected.* {}{}\n{}", what, ref, Mrkdwn(todo)))],
     )
 
 
