@@ -399,7 +399,11 @@ def test_a_workspaces_marker_moves_only_with_writes_that_can_change_its_status(s
         (lambda: other.record_check(CheckResult("22", "probe", NOW, True, "ok")), False, True),
         (lambda: other.put_doc("reconnect", "11", {"status": "active"}), True, False),
         (lambda: other.delete_doc("reconnect", "11"), True, False),
-        (lambda: other.save_connection(make_connection("11", team_id="TONE", company_name="New")), True, False),
+        (
+            lambda: other.save_connection(make_connection("11", team_id="TONE", company_name="New")),
+            True,
+            False,
+        ),
         (lambda: other.put_doc("scheduler", "heartbeat", {"at": "now"}), True, True),
         (lambda: other.put_doc("alert_channel", "problem:TONE", {"problem": "x"}), True, True),
         (lambda: other.delete_checks("22"), False, True),
