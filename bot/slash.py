@@ -10,7 +10,7 @@ from collections import OrderedDict
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
-from bot.alerts import KINDS, MUTE_NAMES
+from bot.alerts import CHANNEL_PROBLEM_KIND, KINDS, MUTE_NAMES, problem_key
 from bot.audit.markers import parse_markers
 from bot.blocks import Message, code, md, mention
 from bot.blocks.status import MAX_COMPANIES_ON_CARD
@@ -323,6 +323,8 @@ def configure(services: Services, raw: str, user_id: str, scope: str = "") -> Me
         except SettingError as exc:
             return blocks.notice(str(exc), ":x:")
         workspace = workspaces.update(scope, user_id, **{name: value})
+        if name == "alert_channel":
+            channel_chosen(services, scope)
         return blocks.setting_saved(name, workspace, parse_markers(workspace.markers))
     if what == "dedicated-user" and rest:
         words = rest.split()
@@ -344,3 +346,22 @@ def configure(services: Services, raw: str, user_id: str, scope: str = "") -> Me
 
 
 USAGE_ONE_WORKSPACE = "Usage: `/zqbo config markers <rules>` or `/zqbo config dedicated-user <id> [realm]`."
+
+
+def channel_chosen(services: Services, scope: str) -> None:
+    """A workspace chose (or changed) its alert channel: the note that alerts cannot be posted is
+    out of date, and the alerts that waited for a channel go out now, in the background, each
+    company under its audit lock (as a check would post them)."""
+    services.store.delete_doc(CHANNEL_PROBLEM_KIND, problem_key(scope))
+
+    def post_waiting() -> None:
+        ttl = max(3.0, services.settings.queue_heartbeat_seconds)
+        for realm in services.workspaces.realms(scope):
+            try:
+                with services.store.lock(f"job:audit:{realm}", ttl=ttl, wait=30, renew=True) as got:
+                    if got:
+                        services.alerts.flush(realm)
+            except Exception:
+                log.exception("could not post the alerts that waited for a channel (%s)", realm)
+
+    services.background.submit(post_waiting)

@@ -11,7 +11,7 @@ from slack_bolt.oauth.callback_options import SuccessArgs
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks
+from bot import blocks, slash
 from bot.blocks.setup import FIELDS, OPEN_SETTINGS, SETTINGS_CALLBACK
 from bot.services import Services
 from bot.tenancy.installations import install_key
@@ -96,8 +96,11 @@ def register(app: App, services: Services) -> None:
             ack(response_action="errors", errors=errors)
             return
         ack()
+        before = workspaces.get(scope, fresh=True).alert_channel
         workspaces.update(scope, user_id, **values)
         services.admins.forget(scope)
+        if values.get("alert_channel") and values["alert_channel"] != before:
+            slash.channel_chosen(services, scope)
         log.info("workspace %s settings changed by %s: %s", scope, user_id, ", ".join(sorted(values)))
 
     def gone(context: BoltContext) -> None:

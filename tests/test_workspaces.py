@@ -510,3 +510,22 @@ def test_a_rotating_bot_token_is_refreshed_before_an_alert_is_posted(hosted, sla
     assert renewed.bot_refresh_token != installation.bot_refresh_token
     refreshes = [c for c in slack.calls_to("oauth.v2.access") if c.args.get("grant_type") == "refresh_token"]
     assert len(refreshes) == 1
+
+
+def test_alerts_wait_for_a_channel_and_go_out_once_one_is_chosen(hosted, slack, intuit):
+    _INTUIT[hosted.url] = intuit
+    install(slack, hosted, A)
+    resp, url = command(slack, hosted, "connect", team_id=A.id, user_id=A.admin, channel_id=A.channel)
+    ack_message(resp)
+    [auth_url] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    assert requests.get(intuit.authorize(auth_url, as_user=JANE, realm=A.realm), timeout=10).ok
+    say(slack, hosted, A, f"config dedicated-user {A.qbo_user}")
+    intuit.add_entry(A.realm, "Payment", by=JANE, doc_number="ZP-A3", private_note=MARK)
+    hosted.services.auditor.run(A.realm, trigger="test", wait=30)
+    status = card_text(say(slack, hosted, A, "status"))
+    assert "No alert channel chosen yet" in status or "Alerts cannot be posted" in status
+    assert not [c for c in slack.calls_to("chat.postMessage") if c.args.get("channel") == A.channel]
+    say(slack, hosted, A, f"config channel <#{A.channel}|alerts>")
+    wait_until(lambda: any("ZP-A3" in card_text(m) for m in slack.messages(A.channel)), timeout=10)
+    status = card_text(say(slack, hosted, A, "status"))
+    assert "No alert channel chosen yet" not in status and "Alerts cannot be posted" not in status
