@@ -529,3 +529,21 @@ def test_alerts_wait_for_a_channel_and_go_out_once_one_is_chosen(hosted, slack, 
     wait_until(lambda: any("ZP-A3" in card_text(m) for m in slack.messages(A.channel)), timeout=10)
     status = card_text(say(slack, hosted, A, "status"))
     assert "No alert channel chosen yet" not in status and "Alerts cannot be posted" not in status
+
+
+def test_with_one_workspace_the_environment_still_decides(bot, slack):
+    """SLACK_BOT_TOKEN: settings come from the environment exactly as before; `/zqbo config` does
+    not override them (markers and per-company ids stay settable, as they were)."""
+    for text, variable in (
+        ("config channel <#C0OTHER|other>", "ZQBO_ALERT_CHANNEL"),
+        ("config email someone@else.example", "ZQBO_DEDICATED_EMAIL"),
+        ("config admins <@U0STAFF>", "ZQBO_ADMINS"),
+        ("config interval 5m", "ZQBO_CHECK_INTERVAL"),
+    ):
+        answer = card_text(ack_message(command(slack, bot, text)[0]))
+        assert variable in answer and "environment" in answer, text
+    assert bot.services.store.list_docs("workspace") == {}
+    assert "Markers saved" in card_text(ack_message(command(slack, bot, "config markers DocNumber^ZP-")[0]))
+    assert bot.services.workspaces.get("", fresh=True).markers == "DocNumber^ZP-"
+    config = card_text(ack_message(command(slack, bot, "config")[0]))
+    assert "C0ALERTS" in config and "set in zqbo's environment" in config
