@@ -353,7 +353,11 @@ class AlertBook:
                 self._forget(alert.realm_id, alert.fingerprint)
 
     def _post(self, alert: Alert) -> bool:
-        scope = self._workspaces.owner(alert.realm_id) or ""
+        owner = self._workspaces.owner(alert.realm_id)
+        if owner is None:  # no company of anyone's any more (its workspace left): never posted
+            log.warning("alert %s not posted: realm %s is not connected", alert.fingerprint, alert.realm_id)
+            return False
+        scope = owner
         channel = self._workspaces.get(scope).alert_channel
         if not channel:
             self._channel_problem(

@@ -152,12 +152,18 @@ def build_services(
         """Tokens are stored only for an admin's link, only for a checklist's newest link, and
         only while the link's workspace still has zqbo installed."""
         scope = state_scope(state)
-        if workspaces.multi and (installations is None or installations.find_scope(scope) is None):
-            return Outcome.UNINSTALLED
+        if (gone := still_installed(state)) is not None:
+            return gone
         if not admins.is_admin(state.slack_user_id, scope):
             return Outcome.NOT_ADMIN
         if state.purpose == "reconnect" and not reconnect.link_is_current(state):
             return Outcome.REPLACED
+        return None
+
+    def still_installed(state: OAuthState) -> Outcome | None:
+        scope = state_scope(state)
+        if workspaces.multi and (installations is None or installations.find_scope(scope) is None):
+            return Outcome.UNINSTALLED
         return None
 
     def taken(state: OAuthState, realm_id: str) -> bool:
@@ -173,6 +179,7 @@ def build_services(
         clock=clock,
         gate=gate,
         taken=taken,
+        recheck=still_installed,
     )
     reconnect = ReconnectService(
         store,

@@ -352,6 +352,21 @@ def doctor() -> None:
         )
     if settings.multi_workspace:  # each workspace chooses its own in Slack; these are defaults
         click.echo("ok   settings: each workspace sets its channel, dedicated email and admins in Slack")
+        one_workspace = [
+            name
+            for name, value in (
+                ("ZQBO_ADMINS", settings.admins),
+                ("ZQBO_ALERT_CHANNEL", settings.alert_channel),
+                ("ZQBO_DEDICATED_USER_ID", settings.dedicated_user_id),
+            )
+            if value
+        ]
+        if one_workspace:
+            click.echo(
+                f"note settings: {', '.join(one_workspace)} name ids of one workspace or company; with many "
+                "workspaces ZQBO_ADMINS and ZQBO_ALERT_CHANNEL are every workspace's default until it "
+                "chooses its own, and ZQBO_DEDICATED_USER_ID is ignored"
+            )
     else:
         report(
             "alert channel",

@@ -95,6 +95,7 @@ class OAuthFlow:
         clock: Clock,
         gate: Callable[[OAuthState], Outcome | None] | None = None,
         taken: Callable[[OAuthState, str], bool] | None = None,
+        recheck: Callable[[OAuthState], Outcome | None] | None = None,
     ) -> None:
         self._store = store
         self._intuit = intuit
@@ -107,6 +108,9 @@ class OAuthFlow:
         self._gate = gate
         # (state, realm id) -> True when the company belongs to another workspace than the link's.
         self._taken = taken
+        # Asked again just before the grant is stored (the exchange takes seconds): an Outcome
+        # here (e.g. the workspace removed zqbo meanwhile) drops and revokes the new grant.
+        self._recheck = recheck
 
     def start(
         self,
@@ -144,6 +148,8 @@ class OAuthFlow:
             return CallbackResult(Outcome.MISSING_STATE)
         record, first_use = self._store.take_oauth_state(value)
         if record is None:
+            return CallbackResult(Outcome.UNKNOWN_STATE)
+        if record.purpose not in ("connect", "reconnect"):  # another flow's state (Slack's install)
             return CallbackResult(Outcome.UNKNOWN_STATE)
         if not first_use:
             return CallbackResult(Outcome.REUSED, record)
@@ -193,6 +199,9 @@ class OAuthFlow:
                     # one would disconnect it too, so this grant is dropped, not revoked.
                     log.warning("realm %s was linked from another workspace during this callback", realm_id)
                     return CallbackResult(Outcome.TAKEN, record)
+                if self._recheck is not None and (stop := self._recheck(record)) is not None:
+                    self._discard(tokens)
+                    return CallbackResult(stop, record)
                 conn = self._connections.record_grant(
                     realm_id,
                     tokens,

@@ -17,11 +17,12 @@ from typing import Any
 
 MASK = "[redacted]"
 _PATTERNS = [
-    re.compile(r"xox[abposr]-[A-Za-z0-9-]+"),
+    re.compile(r"xoxe\.xox[abposr]-[A-Za-z0-9.-]+"),  # a rotating Slack token
+    re.compile(r"xox[abposre]-[A-Za-z0-9-]+"),  # xoxe-: a rotating token's refresh token
     re.compile(r"xapp-[A-Za-z0-9-]+"),
     re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(
-        r"(?i)(\"?(?:access_token|refresh_token|id_token|client_secret|code|token)\"?\s*[=:]\s*\"?)"
+        r"(?i)([\"']?(?:access_token|refresh_token|id_token|client_secret|code|token)[\"']?\s*[=:]\s*[\"']?)"
         r"([^\"&\s,;}']{6,})"
     ),
 ]

@@ -422,6 +422,15 @@ def test_a_workspaces_marker_moves_only_with_writes_that_can_change_its_status(s
     other.close()
 
 
+def test_a_forgotten_seen_set_is_empty_and_others_stay(store):
+    store.mark_seen("alerted:11", ["Payment:1", "Payment:2"])
+    store.mark_seen("alerted:22", ["Payment:1"])
+    store.forget_seen("alerted:11")
+    assert store.seen("alerted:11", ["Payment:1", "Payment:2"]) == set()
+    assert store.seen("alerted:22", ["Payment:1"]) == {"Payment:1"}
+    assert store.mark_seen("alerted:11", ["Payment:1"]) == {"Payment:1"}  # new again
+
+
 def test_reads_and_bookkeeping_do_not_move_the_marker(store):
     store.save_connection(make_connection("1"))
     marker = store.change_marker()

@@ -126,11 +126,23 @@ def test_redactor_masks_credentials_in_any_shape():
         "refresh_token=RT1-999-H0-qwerty&grant_type=refresh_token",
         "token xoxb-1234-5678-abcdef and xapp-1-A1-xyz",
         "client secret s3cr3t-client-secret in an error",
+        # slack_sdk at DEBUG during bot token rotation: a Python dict, single quotes
+        "body_params: {'grant_type': 'refresh_token', 'refresh_token': 'xoxe-1-My0xLTEyMw-abc'}",
+        "new token xoxe.xoxb-1-MS0yLTM0NTY3ODk-abcdef issued",
     ]
     for line in lines:
         masked = redact(line)
         assert MASK in masked
-        for secret in ["eyJhbGciOi", "eyJraWQiOi123", "RT1-", "xoxb-1234", "xapp-1", "s3cr3t"]:
+        for secret in [
+            "eyJhbGciOi",
+            "eyJraWQiOi123",
+            "RT1-",
+            "xoxb-1234",
+            "xapp-1",
+            "s3cr3t",
+            "xoxe",
+            "My0xLTEy",
+        ]:
             assert secret not in masked, (line, masked)
 
 

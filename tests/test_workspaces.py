@@ -277,7 +277,7 @@ def test_settings_modal_validates_inline_and_saves_for_its_workspace(hosted, sla
 def test_uninstalling_one_workspace_leaves_nothing_of_it_and_the_other_working(two, slack, intuit):
     services = two.services
     store = services.store
-    intuit.add_entry(A.realm, "Payment", by=JANE, doc_number="ZP-A1", private_note=MARK)
+    entry = intuit.add_entry(A.realm, "Payment", by=JANE, doc_number="ZP-A1", private_note=MARK)
     _, response_url = command(slack, two, "check", team_id=A.id, user_id=A.admin, channel_id=A.channel)
     slack.wait_for_responses(response_url, 1, timeout=30)
     assert store.list_docs(f"alert:{A.realm}")
@@ -295,6 +295,7 @@ def test_uninstalling_one_workspace_leaves_nothing_of_it_and_the_other_working(t
     assert store.list_docs(f"alert:{A.realm}") == {}
     assert store.get_doc("workspace", A.id) is None
     assert store.last_check(A.realm, "audit") is None
+    assert store.seen(f"alerted:{A.realm}", [f"Payment:{entry['Id']}"]) == set()  # alerted afresh later
     assert not {m for kind in ("audit", "refresh", "probe") for m in store.schedule_members(kind)} & {A.realm}
 
     # the other workspace carries on
@@ -547,3 +548,40 @@ def test_with_one_workspace_the_environment_still_decides(bot, slack):
     assert bot.services.workspaces.get("", fresh=True).markers == "DocNumber^ZP-"
     config = card_text(ack_message(command(slack, bot, "config")[0]))
     assert "C0ALERTS" in config and "set in zqbo's environment" in config
+
+
+def test_a_workspace_leaving_during_a_qbo_callback_keeps_nothing(hosted, slack, intuit):
+    """The uninstall lands while Intuit is exchanging the code: the grant that comes back is
+    revoked and nothing is stored for the workspace that left."""
+    import threading
+
+    install(slack, hosted, A)
+    resp, url = command(slack, hosted, "connect", team_id=A.id, user_id=A.admin, channel_id=A.channel)
+    ack_message(resp)
+    [auth_url] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    callback = intuit.authorize(auth_url, as_user=DEDICATED, realm=A.realm)
+    intuit.set_latency(2.0, "companyinfo")  # verifying the company takes a while
+    pages = []
+    browser = threading.Thread(target=lambda: pages.append(requests.get(callback, timeout=15)))
+    browser.start()
+    wait_until(lambda: intuit.count("token") >= 1 or None, timeout=5)  # the code is exchanged
+    slack.uninstall(hosted.events_url, A.id)
+    wait_until(lambda: not hosted.services.store.list_docs("slack_installation") or None, timeout=5)
+    browser.join(15)
+    intuit.set_latency(0.0, "companyinfo")
+    assert pages[0].status_code == 410 and "removed from this link" in pages[0].text
+    assert hosted.services.store.get_connection(A.realm) is None
+    assert intuit.current_refresh_token(A.realm) is None  # the new grant was revoked
+
+
+def test_one_workspace_of_an_org_leaving_keeps_the_orgs_install(hosted, slack):
+    store = hosted.services.store
+    slack.add_team("T0ORGA", "Org East", enterprise_id="E0ORG", enterprise_name="Orgco")
+    slack.add_team("T0ORGB", "Org West", enterprise_id="E0ORG")
+    slack.add_user("U0OADMIN", "oona", "Oona Admin", "oona@org.example", team_id="T0ORGA", is_admin=True)
+    slack.add_user("U0OWEST", "wes", "Wes West", "wes@org.example", team_id="T0ORGB", is_admin=True)
+    assert slack.install(hosted.url, "T0ORGA", "U0OADMIN", org=True).status_code == 200
+    assert slack.install(hosted.url, "T0ORGB", "U0OWEST").status_code == 200  # its own install too
+    assert set(store.list_docs("slack_installation")) == {"E:E0ORG", "T:T0ORGB"}
+    hosted.services.installations.delete_installation(enterprise_id="E0ORG", team_id="T0ORGB")
+    assert set(store.list_docs("slack_installation")) == {"E:E0ORG"}

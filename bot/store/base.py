@@ -166,6 +166,9 @@ class Store(Protocol):
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         """Remember keys forever; return those that were not seen before (atomic per key)."""
 
+    def forget_seen(self, kind: str) -> None:
+        """Forget every key mark_seen remembered for a kind (a company leaves zqbo)."""
+
     def seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         """Those of keys that mark_seen has remembered (read only)."""
 

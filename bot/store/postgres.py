@@ -584,6 +584,9 @@ class PostgresStore:
         return {realm for (realm,) in self._read("SELECT realm FROM zqbo_schedule WHERE kind = %s", (kind,))}
 
     # bookkeeping ------------------------------------------------------------------------------
+    def forget_seen(self, kind: str) -> None:
+        self._write(("DELETE FROM zqbo_seen WHERE kind = %s", (kind,)), changed=False)
+
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         new: set[str] = set()
         for chunk in iter_chunks(keys, 5000):

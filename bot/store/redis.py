@@ -463,6 +463,9 @@ class RedisStore:
     def schedule_members(self, kind: str) -> set[str]:
         return {realm for realm, _ in self._r.zscan_iter(self._k("due", kind))}
 
+    def forget_seen(self, kind: str) -> None:
+        self._r.delete(self._k("seen", kind))
+
     def mark_seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         name = self._k("seen", kind)
         new: set[str] = set()

@@ -407,6 +407,9 @@ class SQLiteStore:
                         new.add(key)
         return new
 
+    def forget_seen(self, kind: str) -> None:
+        self._db.execute("DELETE FROM kv WHERE ns=?", (f"seen:{kind}",))
+
     def seen(self, kind: str, keys: Iterable[str]) -> set[str]:
         ns = f"seen:{kind}"
         found: set[str] = set()

@@ -26,6 +26,7 @@ from slack_sdk.oauth.token_rotation import TokenRotator
 
 from bot.clock import Clock
 from bot.models import OAuthState
+from bot.redact import remember
 from bot.store.base import Store
 from bot.store.crypto import TokenCipher
 
@@ -118,6 +119,7 @@ class StoreInstallations(InstallationStore):
             if doc.get(name):
                 try:
                     doc[name] = self._cipher.decrypt(doc[name])
+                    remember(doc[name])  # never in a log, whatever logs it (rotation at DEBUG)
                 except ValueError:
                     log.error(
                         "the Slack installation for %s cannot be decrypted with ZQBO_ENCRYPTION_KEY", team_id
@@ -143,8 +145,12 @@ class StoreInstallations(InstallationStore):
     def delete_installation(
         self, *, enterprise_id: str | None, team_id: str | None, user_id: str | None = None
     ) -> None:
-        for is_org in (False, True):
-            self._store.delete_doc(INSTALL_KIND, install_key(enterprise_id, team_id, is_org))
+        """Exactly the installation named: a workspace's (team_id), or an org-wide one (no team_id).
+        A workspace of an org leaving never touches the org's installation, nor the reverse."""
+        key = install_key(enterprise_id, team_id, is_enterprise_install=team_id is None)
+        self._store.delete_doc(INSTALL_KIND, key)
+        with self._opened_lock:
+            self._opened.pop(key, None)
 
     def find_scope(self, scope: str) -> Bot | None:
         """The bot of a scope: a workspace (T…) or an org-wide install (E…)."""

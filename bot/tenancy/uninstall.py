@@ -16,6 +16,7 @@ from bot.models import ConnectionStatus
 from bot.qbo.errors import QBOError
 from bot.reconnect import DOC_KIND, LEARNING_KIND, new_key
 from bot.services import Services
+from bot.store.base import Store
 from bot.tenancy.workspaces import SETTINGS_KIND
 
 log = logging.getLogger(__name__)
@@ -33,15 +34,23 @@ class Forgotten:
 def forget_workspace(
     services: Services, scope: str, enterprise_id: str | None, team_id: str | None
 ) -> Forgotten:
-    """Delete everything of one workspace (or org-wide install). Safe to run twice."""
+    """Delete everything of one workspace (or org-wide install, when `scope` is its enterprise).
+    Safe to run twice. Each company is purged while holding the locks its audits, refreshes and
+    OAuth callbacks take, so none of them writes it back half-way."""
     store, done = services.store, Forgotten()
     if not scope:
         raise ValueError(
             "forget_workspace needs a workspace: with one workspace there is nothing to uninstall"
         )
-    mutes = store.list_docs(MUTE_KIND)
+    ttl = max(3.0, services.settings.queue_heartbeat_seconds)
     for realm in store.realm_ids(scope):
-        with store.lock(f"refresh:{realm}", ttl=60, wait=30):
+        with (
+            store.lock(f"realm-owner:{realm}", ttl=30, wait=30),
+            store.lock(f"job:audit:{realm}", ttl=ttl, wait=60, renew=True) as audit_free,
+            store.lock(f"refresh:{realm}", ttl=60, wait=30),
+        ):
+            if not audit_free:
+                log.warning("uninstall: realm %s is being audited; deleting it all the same", realm)
             conn = store.get_connection(realm)
             if conn is None or conn.team_id != scope:
                 continue
@@ -54,21 +63,17 @@ def forget_workspace(
                 log.warning(
                     "uninstall: Intuit did not revoke realm %s's grant (%s); deleted here", realm, exc
                 )
-            store.drop_docs(f"{ALERT_KIND}:{realm}")
-            for kind in REALM_DOC_KINDS:
-                store.delete_doc(kind, realm)
-            for key in [k for k in mutes if k.split(":", 1)[0] == realm]:
-                store.delete_doc(MUTE_KIND, key)
-            store.delete_checks(realm)
-            store.delete_connection(realm)  # and its status index entry and schedules
+            store.delete_connection(realm)  # first: from now on nothing treats it as a company
+            _purge(store, realm)
             done.companies += 1
     store.delete_doc(DOC_KIND, new_key(scope))
     store.delete_doc(SETTINGS_KIND, scope)
     store.delete_doc("alert_channel", problem_key(scope))
-    if services.installations is not None:
-        services.installations.delete_installation(enterprise_id=enterprise_id, team_id=team_id)
-        if enterprise_id:
-            services.installations.delete_installation(enterprise_id=enterprise_id, team_id=None)
+    if services.installations is not None:  # exactly this scope's installation
+        org = bool(enterprise_id) and scope == enterprise_id
+        services.installations.delete_installation(
+            enterprise_id=enterprise_id, team_id=None if org else team_id
+        )
     services.workspaces.forget(scope)
     services.admins.forget(scope)
     log.info(
@@ -79,3 +84,14 @@ def forget_workspace(
         done.not_revoked,
     )
     return done
+
+
+def _purge(store: Store, realm: str) -> None:
+    """Every document, check, mute and memory of a company."""
+    store.drop_docs(f"{ALERT_KIND}:{realm}")
+    for kind in REALM_DOC_KINDS:
+        store.delete_doc(kind, realm)
+    for key in [k for k in store.list_docs(MUTE_KIND) if k.split(":", 1)[0] == realm]:
+        store.delete_doc(MUTE_KIND, key)
+    store.delete_checks(realm)
+    store.forget_seen(f"alerted:{realm}")  # a later owner of the company is alerted afresh

@@ -103,7 +103,9 @@ class Workspaces:
             admins=tuple(s.admins),
             markers=s.markers,
             check_interval=s.check_interval,
-            dedicated_user_id=s.dedicated_user_id,
+            # QBO user ids differ from one company to the next: with many workspaces there is no
+            # one id to default to (each company pins or learns its own)
+            dedicated_user_id="" if self.multi else s.dedicated_user_id,
         )
 
     def get(self, scope: str, fresh: bool = False) -> Workspace:
