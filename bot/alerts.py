@@ -273,6 +273,8 @@ class AlertBook:
             slack = self._client(alert.realm_id)
             slack.chat_update(channel=alert.channel, ts=alert.ts, **self._render(alert))
             slack.chat_postMessage(channel=alert.channel, thread_ts=alert.ts, **self._render_note(alert))
+        except NotInstalled:
+            log.warning("alert %s resolved; its workspace removed zqbo: Slack is not told", alert.fingerprint)
         except SlackApiError as exc:
             log.error(
                 "could not mark alert %s resolved in Slack: %s", alert.fingerprint, exc.response.get("error")

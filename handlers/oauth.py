@@ -11,6 +11,7 @@ from bot import blocks
 from bot.connect import CallbackResult
 from bot.pages import callback_page, reconnect_page
 from bot.services import Services
+from bot.tenancy.workspaces import NotInstalled
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,8 @@ def notify_user(services: Services, result: CallbackResult) -> None:
         slack = services.workspaces.client(result.state.team_id if services.workspaces.multi else "")
         channel = slack.conversations_open(users=result.state.slack_user_id)["channel"]["id"]
         slack.chat_postMessage(channel=channel, **message.as_kwargs())
+    except NotInstalled:
+        log.warning("no DM about the QBO callback: its workspace removed zqbo")
     except SlackApiError as exc:
         log.error(
             "could not DM %s about the QBO callback: %s",

@@ -11,8 +11,9 @@ import pytest
 import requests
 
 from bot.alerts import MUTE_KIND
+from bot.store.postgres import PostgresStore
 from bot.store.redis import RedisStore
-from tests.conftest import DEDICATED, REALM, REDIS_URL, make_settings, start_bot
+from tests.conftest import DATABASE_URL, DEDICATED, REALM, REDIS_URL, make_settings, start_bot
 from tests.helpers import ack_message, card_text, command, dms_to, link_buttons
 
 REALM_B = "4620816365178036850"
@@ -37,9 +38,10 @@ A = Team("TALPHA", "UA0ANA", "UA0SAM", "CA0ALERTS", REALM, DEDICATED, "9")
 B = Team("TBETA", "UB0BEA", "UB0TOM", "CB0ALERTS", REALM_B, BETA_DEDICATED, "7")
 
 
-@pytest.fixture
-def hosted(intuit, slack, clock, redis_prefix, cipher):
-    """zqbo in multi-workspace mode (client id and secret, no bot token), two workspaces."""
+@pytest.fixture(params=["redis", "postgres"])
+def hosted(request, intuit, slack, clock, redis_prefix, cipher):
+    """zqbo in multi-workspace mode (client id and secret, no bot token), two workspaces; its data
+    in Redis, or in PostgreSQL with Redis for locks, rate limits and the queue (as when hosted)."""
     for team, name in ((A, "Alpha"), (B, "Beta")):
         slack.add_team(team.id, name)
         slack.add_user(
@@ -67,7 +69,11 @@ def hosted(intuit, slack, clock, redis_prefix, cipher):
         ZQBO_MARKERS="PrivateNote~Zomentum",
     )
     assert settings.multi_workspace
-    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    if request.param == "postgres":
+        schema = request.getfixturevalue("pg_schema")
+        store = PostgresStore(DATABASE_URL, cipher, schema=schema, redis_url=REDIS_URL, prefix=redis_prefix)
+    else:
+        store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
     server, bot = start_bot(settings, clock, store=store)
     yield bot
     server.shutdown()
