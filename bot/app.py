@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -251,7 +254,32 @@ def create_bolt_app(services: Services) -> App:
 
     logging.getLogger("slack_bolt.App").addFilter(_TokenGivenTwice())
     settings = services.settings
-    app = App(
+    with _bolt_env(settings):
+        app = _bolt_app(services)
+    commands.register(app, services)
+    actions.register(app, services)
+    events.register(app, services)
+    setup.register(app, services)
+    return app
+
+
+@contextmanager
+def _bolt_env(settings: Settings) -> Iterator[None]:
+    """Bolt turns itself into an OAuth app (a file installation store, the bot token ignored)
+    whenever SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are in the environment. With one workspace
+    (SLACK_BOT_TOKEN set) zqbo keeps Bolt on that token: they are hidden while the app is made."""
+    hidden = {}
+    if not settings.multi_workspace:
+        hidden = {k: os.environ.pop(k) for k in ("SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET") if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(hidden)
+
+
+def _bolt_app(services: Services) -> App:
+    settings = services.settings
+    return App(
         client=services.slack,
         signing_secret=settings.slack_signing_secret.get_secret_value(),
         # The ack is answered inline and the slow part runs as a lazy listener after it.
@@ -261,11 +289,6 @@ def create_bolt_app(services: Services) -> App:
         listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-lazy"),
         **(_oauth(services) if settings.multi_workspace else {}),
     )
-    commands.register(app, services)
-    actions.register(app, services)
-    events.register(app, services)
-    setup.register(app, services)
-    return app
 
 
 SCOPES = [

@@ -4,6 +4,7 @@ another workspace change nothing; uninstalling one leaves nothing of it and the 
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 
@@ -591,3 +592,24 @@ def test_one_workspace_of_an_org_leaving_keeps_the_orgs_install(hosted, slack):
     assert set(store.list_docs("slack_installation")) == {"E:E0ORG", "T:T0ORGB"}
     hosted.services.installations.delete_installation(enterprise_id="E0ORG", team_id="T0ORGB")
     assert set(store.list_docs("slack_installation")) == {"E:E0ORG"}
+
+
+def test_one_workspace_keeps_its_bot_token_when_oauth_credentials_are_in_the_environment(
+    monkeypatch, intuit, slack, clock, redis_prefix, cipher
+):
+    """Bolt becomes an OAuth app whenever SLACK_CLIENT_ID and SLACK_CLIENT_SECRET are in the
+    environment; with SLACK_BOT_TOKEN set too, zqbo serves its one workspace with that token."""
+    monkeypatch.setenv("SLACK_CLIENT_ID", slack.client_id)
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", slack.client_secret)
+    settings = make_settings(intuit, slack)
+    assert not settings.multi_workspace
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    server, bot = start_bot(settings, clock, store=store)
+    try:
+        answer = card_text(ack_message(command(slack, bot, "status")[0]))
+        assert "never connected" in answer
+        assert requests.get(f"{bot.url}/slack/install", timeout=5).status_code == 404
+    finally:
+        server.shutdown()
+        store.close()
+    assert os.environ["SLACK_CLIENT_ID"] == slack.client_id  # given back after the app was made
