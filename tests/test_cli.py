@@ -123,6 +123,11 @@ def test_emulator_prints_every_variable_the_bot_needs(tmp_path):
     settings = load_settings(_env_file=None, REDIS_URL="", ZQBO_DB=str(tmp_path / "zqbo.db"), **exports)
     assert settings.public_url == f"http://127.0.0.1:{settings.port}"
     assert settings.alert_channel == "C0ALERTS" and settings.admins == ["U0ADMIN"]
+    assert not settings.multi_workspace
+    # without the bot token, the printed client id and secret make it a many-workspace zqbo
+    many = {k: v for k, v in exports.items() if k != "SLACK_BOT_TOKEN"}
+    settings = load_settings(_env_file=None, REDIS_URL="", ZQBO_DB=str(tmp_path / "zqbo.db"), **many)
+    assert settings.multi_workspace and settings.slack_authorize_url.endswith("/oauth/v2/authorize")
 
 
 SCHEDULE_AND_LOG = """

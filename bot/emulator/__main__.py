@@ -33,6 +33,15 @@ def bot_env(intuit: IntuitEmulator, slack: SlackEmulator) -> dict[str, str]:
     }
 
 
+def multi_env(slack: SlackEmulator) -> dict[str, str]:
+    """What turns the same bot into one serving many workspaces, installed through the emulator."""
+    return {
+        "SLACK_CLIENT_ID": slack.client_id,
+        "SLACK_CLIENT_SECRET": slack.client_secret,
+        "SLACK_AUTHORIZE_URL": f"{slack.url}/oauth/v2/authorize",
+    }
+
+
 def run_standalone(
     port_intuit: int = 0,
     port_slack: int = 0,
@@ -45,6 +54,10 @@ def run_standalone(
         for name, value in bot_env(intuit, slack).items():
             echo(f"  export {name}={shlex.quote(value)}")
         echo("\nthen run `zqbo serve` (REDIS_URL unset: SQLite in ./zqbo.db).")
+        echo("For many workspaces (Add to Slack) instead: unset SLACK_BOT_TOKEN and set")
+        for name, value in multi_env(slack).items():
+            echo(f"  export {name}={shlex.quote(value)}")
+        echo(f"then open http://127.0.0.1:{BOT_PORT}/slack/install and pick the workspace.")
         echo("Intuit's consent page lets you pick the identity (jane@acme.example or")
         echo("zomentum.integration@acme.example). Ctrl-C stops.")
         try:
