@@ -4,6 +4,7 @@ uninstalling (`app_uninstalled`, `tokens_revoked`)."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltResponse
@@ -106,18 +107,28 @@ def register(app: App, services: Services) -> None:
     def gone(context: BoltContext) -> None:
         """Acked at once by Bolt; the clean-up runs after."""
 
-    def forget(event: dict[str, Any], context: BoltContext) -> None:
+    def forget(event: dict[str, Any], body: dict[str, Any], context: BoltContext) -> None:
         if event.get("type") == "tokens_revoked" and not (event.get("tokens") or {}).get("bot"):
             return  # only user tokens: zqbo has none, nothing of it changed
         scope = workspaces.scope_of(context)
         if not scope:
             return
-        forget_workspace(services, scope, context.enterprise_id, context.team_id)
+        # Slack sends both events for one uninstall, and a team may reinstall at once: what was
+        # installed after the event is not the installation that left.
+        when = _float(event.get("event_ts")) or _float(body.get("event_time")) or time.time()
+        forget_workspace(services, scope, context.enterprise_id, context.team_id, before=when)
 
     app.action(OPEN_SETTINGS)(open_settings)
     app.view(SETTINGS_CALLBACK)(save_settings)
     app.event("app_uninstalled")(ack=gone, lazy=[forget])
     app.event("tokens_revoked")(ack=gone, lazy=[forget])
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 def _say(client: WebClient, body: dict[str, Any], text: str) -> None:

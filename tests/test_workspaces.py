@@ -613,3 +613,20 @@ def test_one_workspace_keeps_its_bot_token_when_oauth_credentials_are_in_the_env
         server.shutdown()
         store.close()
     assert os.environ["SLACK_CLIENT_ID"] == slack.client_id  # given back after the app was made
+
+
+def test_an_uninstall_event_older_than_a_reinstall_forgets_nothing(hosted, slack):
+    """Slack sends two events for one uninstall and a team may reinstall at once: the late one
+    must not delete the new installation or the settings chosen since."""
+    from bot.tenancy.uninstall import forget_workspace
+
+    install(slack, hosted, A)
+    uninstalled_at = time.time() - 5  # the event is older than this installation
+    say(slack, hosted, A, f"config channel <#{A.channel}|alerts>")
+    done = forget_workspace(hosted.services, A.id, None, A.id, before=uninstalled_at)
+    assert done.companies == 0
+    store = hosted.services.store
+    assert f"T:{A.id}" in store.list_docs("slack_installation")
+    assert store.get_doc("workspace", A.id)["alert_channel"] == A.channel
+    forget_workspace(hosted.services, A.id, None, A.id, before=time.time() + 1)  # a newer event
+    assert store.list_docs("slack_installation") == {} and store.get_doc("workspace", A.id) is None

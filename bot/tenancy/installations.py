@@ -13,6 +13,7 @@ import logging
 import secrets
 import threading
 import time
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -70,7 +71,13 @@ class StoreInstallations(InstallationStore):
         key = install_key(
             installation.enterprise_id, installation.team_id, installation.is_enterprise_install
         )
-        self._store.put_doc(INSTALL_KIND, key, doc)
+        with self.changing(key.split(":", 1)[1]):  # never in the middle of this scope's uninstall
+            self._store.put_doc(INSTALL_KIND, key, doc)
+
+    def changing(self, scope: str) -> AbstractContextManager[bool]:
+        """Held while a scope's installation is written or its uninstall runs: a reinstall and the
+        clean-up of the uninstall before it never interleave."""
+        return self._store.lock(f"slack-install:{scope}", ttl=60, wait=60, renew=True)
 
     def save_bot(self, bot: Bot) -> None:  # Bolt saves whole installations; a bot alone is one too
         installation = self.find_installation(

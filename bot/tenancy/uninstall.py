@@ -32,16 +32,33 @@ class Forgotten:
 
 
 def forget_workspace(
-    services: Services, scope: str, enterprise_id: str | None, team_id: str | None
+    services: Services,
+    scope: str,
+    enterprise_id: str | None,
+    team_id: str | None,
+    before: float | None = None,
 ) -> Forgotten:
-    """Delete everything of one workspace (or org-wide install, when `scope` is its enterprise).
-    Safe to run twice. Each company is purged while holding the locks its audits, refreshes and
-    OAuth callbacks take, so none of them writes it back half-way."""
-    store, done = services.store, Forgotten()
+    """Delete everything of one workspace (or org-wide install, when `scope` is its enterprise)
+    that was installed before `before` (the uninstall event's time): a reinstall that came after
+    it is left alone. Safe to run twice. Each company is purged while holding the locks its
+    audits, refreshes and OAuth callbacks take, so none of them writes it back half-way."""
     if not scope:
         raise ValueError(
             "forget_workspace needs a workspace: with one workspace there is nothing to uninstall"
         )
+    if services.installations is None:
+        return _forget(services, scope, enterprise_id, team_id, before)
+    with services.installations.changing(scope):  # a reinstall waits until this is over
+        return _forget(services, scope, enterprise_id, team_id, before)
+
+
+def _forget(
+    services: Services, scope: str, enterprise_id: str | None, team_id: str | None, before: float | None
+) -> Forgotten:
+    store, done = services.store, Forgotten()
+    if before is not None and _installed_since(services, scope, before):
+        log.info("workspace %s installed zqbo again after it uninstalled: nothing to forget", scope)
+        return done
     ttl = max(3.0, services.settings.queue_heartbeat_seconds)
     for realm in store.realm_ids(scope):
         with (
@@ -84,6 +101,11 @@ def forget_workspace(
         done.not_revoked,
     )
     return done
+
+
+def _installed_since(services: Services, scope: str, moment: float) -> bool:
+    bot = services.installations.find_scope(scope) if services.installations is not None else None
+    return bot is not None and float(bot.installed_at or 0) > moment
 
 
 def _purge(store: Store, realm: str) -> None:
