@@ -380,6 +380,7 @@ def test_no_command_or_button_from_one_workspace_reaches_the_other(two, slack, i
         ("zqbo_disconnect", B.realm),
         ("zqbo_reconnect", B.realm),
         ("zqbo_dedicated_confirm", B.realm),
+        ("zqbo_connect", B.realm),  # a fresh link: for A's own workspace, whatever the value
         *((action, B.realm) for action in ("zqbo_rc_user_done", "zqbo_rc_disconnect", "zqbo_rc_link")),
         *((action, B.realm) for action in ("zqbo_rc_retry", "zqbo_rc_cancel")),
     ]
@@ -396,6 +397,21 @@ def test_no_command_or_button_from_one_workspace_reaches_the_other(two, slack, i
             assert "Beta Books" not in card_text(answer), action_id
         assert b_state(services) == before, action_id
     assert intuit.count("revoke") == revokes
+    # Settings opened from A shows A's settings, never B's
+    settings_button = {"type": "button", "action_id": "zqbo_open_settings", "value": B.id}
+    settings_button["text"] = {"type": "plain_text", "text": "Settings"}
+    slack.press_button(
+        two.events_url,
+        {"ts": "2.0", "blocks": [{"type": "actions", "elements": [settings_button]}]},
+        "zqbo_open_settings",
+        user_id=A.admin,
+        channel_id=A.channel,
+        team_id=A.id,
+    )
+    [view] = wait_until(lambda: list(slack.open_views.values()) or None)
+    assert view["team_id"] == A.id and B.dedicated not in str(view) and A.dedicated in str(view)
+    # (A typed B's channel id above: a channel A chose for itself; posting there needs B's token)
+    assert "DocNumber^ZP-" in str(view)  # the markers A set, not B's or the defaults
     assert not [m for m in slack.messages(B.channel) if m.get("user") == A.admin]
 
 
