@@ -135,6 +135,7 @@ def build_services(
         default_client=slack,
         client_for_token=lambda token: slack_client(settings, token),
         bot_token=installations.bot_token if installations else None,
+        installed=installations.while_installed if installations else None,
     )
     quick = slack_quick_client(settings)
 

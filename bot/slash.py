@@ -27,7 +27,7 @@ from bot.qbo.errors import NotConnected, QBOError, TransientError
 from bot.reconnect import ReconnectError
 from bot.services import Services
 from bot.status import State, StatusReport, build_status
-from bot.tenancy.workspaces import SettingError, parse_setting
+from bot.tenancy.workspaces import NotInstalled, SettingError, parse_setting
 
 log = logging.getLogger(__name__)
 
@@ -322,7 +322,10 @@ def configure(services: Services, raw: str, user_id: str, scope: str = "") -> Me
             value = parse_setting(name, rest)
         except SettingError as exc:
             return blocks.notice(str(exc), ":x:")
-        workspace = workspaces.update(scope, user_id, **{name: value})
+        try:
+            workspace = workspaces.update(scope, user_id, **{name: value})
+        except NotInstalled:
+            return blocks.notice("zqbo was just removed from this workspace: nothing was saved.", ":x:")
         if name == "alert_channel":
             channel_chosen(services, scope)
         return blocks.setting_saved(name, workspace, parse_markers(workspace.markers))

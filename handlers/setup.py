@@ -17,7 +17,7 @@ from bot.blocks.setup import FIELDS, OPEN_SETTINGS, SETTINGS_CALLBACK
 from bot.services import Services
 from bot.tenancy.installations import install_key
 from bot.tenancy.uninstall import forget_workspace
-from bot.tenancy.workspaces import SettingError, parse_setting
+from bot.tenancy.workspaces import NotInstalled, SettingError, parse_setting
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,11 @@ def register(app: App, services: Services) -> None:
             return
         ack()
         before = workspaces.get(scope, fresh=True).alert_channel
-        workspaces.update(scope, user_id, **values)
+        try:
+            workspaces.update(scope, user_id, **values)
+        except NotInstalled:
+            log.warning("settings of workspace %s not saved: it removed zqbo meanwhile", scope)
+            return
         services.admins.forget(scope)
         if values.get("alert_channel") and values["alert_channel"] != before:
             slash.channel_chosen(services, scope)

@@ -14,6 +14,7 @@ import requests
 from bot.alerts import MUTE_KIND
 from bot.store.postgres import PostgresStore
 from bot.store.redis import RedisStore
+from bot.tenancy.workspaces import NotInstalled
 from tests.conftest import DATABASE_URL, DEDICATED, REALM, REDIS_URL, make_settings, start_bot
 from tests.helpers import ack_message, card_text, command, dms_to, link_buttons
 
@@ -646,3 +647,7 @@ def test_an_uninstall_event_older_than_a_reinstall_forgets_nothing(hosted, slack
     assert store.get_doc("workspace", A.id)["alert_channel"] == A.channel
     forget_workspace(hosted.services, A.id, None, A.id, before=time.time() + 1)  # a newer event
     assert store.list_docs("slack_installation") == {} and store.get_doc("workspace", A.id) is None
+    # a settings save that lost the race with the uninstall writes nothing back
+    with pytest.raises(NotInstalled):
+        hosted.services.workspaces.update(A.id, A.admin, alert_channel=A.channel)
+    assert store.get_doc("workspace", A.id) is None

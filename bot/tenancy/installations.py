@@ -13,7 +13,8 @@ import logging
 import secrets
 import threading
 import time
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -73,6 +74,12 @@ class StoreInstallations(InstallationStore):
         )
         with self.changing(key.split(":", 1)[1]):  # never in the middle of this scope's uninstall
             self._store.put_doc(INSTALL_KIND, key, doc)
+
+    @contextmanager
+    def while_installed(self, scope: str) -> Iterator[bool]:
+        """Held: the scope's installation does not change; yields whether there is one."""
+        with self.changing(scope):
+            yield self.find_scope(scope) is not None
 
     def changing(self, scope: str) -> AbstractContextManager[bool]:
         """Held while a scope's installation is written or its uninstall runs: a reinstall and the

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
@@ -62,12 +63,15 @@ class Workspaces:
         default_client: WebClient,
         client_for_token: Callable[[str], WebClient],
         bot_token: Callable[[str], str | None] | None = None,
+        installed: Callable[[str], AbstractContextManager[bool]] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._default = default_client
         self._client_for_token = client_for_token
         self._bot_token = bot_token  # scope -> the installation's bot token (many workspaces)
+        # scope -> held while its installation cannot change, yielding whether it is installed
+        self._installed = installed
         self._clients: dict[str, tuple[float, str, WebClient]] = {}
         self._settings_cache: dict[str, tuple[float, Workspace]] = {}
         self._lock = threading.Lock()
@@ -141,7 +145,17 @@ class Workspaces:
         return replace(base, **changes, changed={k: doc[k] for k in SETTABLE if k in doc})
 
     def update(self, scope: str, by: str, **changes: Any) -> Workspace:
-        """Save a workspace's own values (already validated by the caller)."""
+        """Save a workspace's own values (already validated by the caller). With many workspaces
+        only while it is installed, under its install lock: a save racing its uninstall never
+        writes its settings back after the clean-up."""
+        if self.multi and self._installed is not None:
+            with self._installed(scope) as still:
+                if not still:
+                    raise NotInstalled(scope)
+                return self._update(scope, by, changes)
+        return self._update(scope, by, changes)
+
+    def _update(self, scope: str, by: str, changes: dict[str, Any]) -> Workspace:
         doc = dict(self._store.get_doc(SETTINGS_KIND, scope) or {})
         for name, value in changes.items():
             if name not in SETTABLE:
