@@ -355,11 +355,10 @@ class AlertBook:
                 self._forget(alert.realm_id, alert.fingerprint)
 
     def _post(self, alert: Alert) -> bool:
-        owner = self._workspaces.owner(alert.realm_id)
-        if owner is None:  # no company of anyone's any more (its workspace left): never posted
+        scope = self._workspaces.owner(alert.realm_id)
+        if scope is None:  # no company of anyone's any more (its workspace left): never posted
             log.warning("alert %s not posted: realm %s is not connected", alert.fingerprint, alert.realm_id)
             return False
-        scope = owner
         channel = self._workspaces.get(scope).alert_channel
         if not channel:
             self._channel_problem(
@@ -375,7 +374,7 @@ class AlertBook:
         except NotInstalled:
             self._channel_problem(scope, "zqbo is not installed in this workspace any more")
             return False
-        if alert.post_attempt_at and self._already_posted(alert):
+        if alert.post_attempt_at and self._already_posted(alert, scope, slack, channel):
             return True
         alert.post_attempt_at, alert.channel = iso(self._clock.now()) or "", channel
         self.save(alert)  # before the post: a lost answer is looked for, not re-posted blindly
@@ -386,26 +385,23 @@ class AlertBook:
             hint = " (invite @zqbo to the channel)" if error == "not_in_channel" else ""
             self._channel_problem(scope, f"Slack refused to post in {channel}: {error}{hint}")
             return False
-        self._posted(alert, str(result["channel"]), str(result["ts"]))
+        self._posted(alert, str(result["channel"]), str(result["ts"]), scope)
         metrics.ALERTS.labels(kind=alert.kind, event="posted").inc()
         return True
 
-    def _posted(self, alert: Alert, channel: str, ts: str) -> None:
+    def _posted(self, alert: Alert, channel: str, ts: str, scope: str) -> None:
         alert.posted, alert.channel, alert.ts = True, channel, ts
         self.save(alert)
-        self._store.delete_doc(
-            CHANNEL_PROBLEM_KIND, problem_key(self._workspaces.owner(alert.realm_id) or "")
-        )
+        self._store.delete_doc(CHANNEL_PROBLEM_KIND, problem_key(scope))
 
-    def _already_posted(self, alert: Alert) -> bool:
+    def _already_posted(self, alert: Alert, scope: str, slack: WebClient, channel: str) -> bool:
         """Did an earlier attempt reach the channel? Slack's history, read with message metadata,
         answers. When it cannot be read (scope missing, Slack down) the alert is posted again:
         a duplicate is better than a lost alert."""
         attempt = parse_iso(alert.post_attempt_at)
-        channel = alert.channel or self._workspaces.for_realm(alert.realm_id).alert_channel
+        channel = alert.channel or channel
         if attempt is None or not channel:
             return False
-        slack = self._client(alert.realm_id)
         oldest = f"{(attempt - HISTORY_MARGIN).timestamp():.6f}"
         cursor = None
         try:
@@ -423,7 +419,7 @@ class AlertBook:
                         log.info(
                             "alert %s was already in %s: not posting it again", alert.fingerprint, channel
                         )
-                        self._posted(alert, channel, str(message.get("ts", "")))
+                        self._posted(alert, channel, str(message.get("ts", "")), scope)
                         metrics.ALERTS.labels(kind=alert.kind, event="found_posted").inc()
                         return True
                 cursor = (page.get("response_metadata") or {}).get("next_cursor")
