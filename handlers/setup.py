@@ -51,8 +51,10 @@ def _welcome(client: WebClient, user_id: str) -> None:
 def register(app: App, services: Services) -> None:
     workspaces = services.workspaces
 
-    def open_settings(ack: Ack, body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
-        ack()
+    def ack_at_once(ack: Ack) -> None:
+        ack()  # the admin check and views.open run after (the trigger id lasts 3 s from the click)
+
+    def open_settings(body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
         user = body.get("user") if isinstance(body.get("user"), dict) else {}
         user_id, scope = str(user.get("id", "")), workspaces.scope_of(context)
         if not workspaces.multi:
@@ -122,7 +124,7 @@ def register(app: App, services: Services) -> None:
         when = _float(event.get("event_ts")) or _float(body.get("event_time")) or time.time()
         forget_workspace(services, scope, context.enterprise_id, context.team_id, before=when)
 
-    app.action(OPEN_SETTINGS)(open_settings)
+    app.action(OPEN_SETTINGS)(ack=ack_at_once, lazy=[open_settings])
     app.view(SETTINGS_CALLBACK)(save_settings)
     app.event("app_uninstalled")(ack=gone, lazy=[forget])
     app.event("tokens_revoked")(ack=gone, lazy=[forget])
