@@ -35,7 +35,6 @@ sys.path.insert(0, str(ROOT))
 from bot.clock import SystemClock  # noqa: E402
 from bot.emulator import IntuitEmulator, SlackEmulator  # noqa: E402
 from bot.emulator.intuit import qbo_time  # noqa: E402
-from bot.models import Connection, Identity  # noqa: E402
 from bot.standing import ranker  # noqa: E402
 from bot.store.crypto import TokenCipher  # noqa: E402
 from bot.store.redis import RedisStore  # noqa: E402
@@ -67,19 +66,7 @@ def seed(intuit: IntuitEmulator, store: RedisStore, n: int, entries: int) -> lis
                     "LastModifiedByRef": {"value": "9"},
                 },
             }
-        tokens = intuit.grant_directly(realm, DEDICATED)
-        store.save_connection(
-            Connection(
-                realm_id=realm,
-                company_name=f"Company {i}",
-                access_token=tokens["access_token"],
-                refresh_token=tokens["refresh_token"],
-                access_expires_at=now + timedelta(seconds=tokens["expires_in"]),
-                refresh_expires_at=now + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
-                identity=Identity(email=DEDICATED, email_verified=True),
-                connected_at=now,
-            )
-        )
+        store.save_connection(intuit.connected(realm, DEDICATED, f"Company {i}", now))
         for kind in ("audit", "refresh"):  # the round is the check's, not the schedule's
             store.schedule_set(kind, realm, FAR)
         if (i + 1) % pipe_every == 0:

@@ -48,9 +48,8 @@ def seed_companies(
 ) -> None:
     """N more connected companies, straight into the store the bot will use (no browser); with
     workspaces, company i belongs to workspace i % workspaces."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime
 
-    from bot.models import Connection, Identity
     from bot.standing import ranker
     from bot.store.crypto import TokenCipher
     from bot.store.redis import RedisStore
@@ -70,20 +69,8 @@ def seed_companies(
     for i in range(n):
         realm = f"9{i:015d}"
         intuit.add_company(realm, f"Company {i}", users={DEDICATED: "9"})
-        tokens = intuit.grant_directly(realm, DEDICATED)
-        store.save_connection(
-            Connection(
-                realm_id=realm,
-                company_name=f"Company {i}",
-                access_token=tokens["access_token"],
-                refresh_token=tokens["refresh_token"],
-                access_expires_at=now + timedelta(seconds=tokens["expires_in"]),
-                refresh_expires_at=now + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
-                identity=Identity(email=DEDICATED, email_verified=True),
-                connected_at=now,
-                team_id=team_id(i % workspaces) if workspaces else "",
-            )
-        )
+        team = team_id(i % workspaces) if workspaces else ""
+        store.save_connection(intuit.connected(realm, DEDICATED, f"Company {i}", now, team))
     store.close()
 
 

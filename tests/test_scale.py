@@ -22,7 +22,7 @@ import redis
 
 from bot.clock import SystemClock
 from bot.emulator import IntuitEmulator, SlackEmulator
-from bot.models import Connection, Identity
+from bot.models import Identity
 from bot.standing import ranker
 from bot.store.crypto import TokenCipher
 from bot.store.redis import RedisStore
@@ -40,20 +40,7 @@ def seed(intuit: IntuitEmulator, store, realms: list[str], offending: bool = Fal
     clock = SystemClock()
     for realm in realms:
         intuit.add_company(realm, f"Company {realm}", users={DEDICATED: "9", JANE: "1"})
-        tokens = intuit.grant_directly(realm, DEDICATED)
-        now = clock.now()
-        store.save_connection(
-            Connection(
-                realm_id=realm,
-                company_name=f"Company {realm}",
-                access_token=tokens["access_token"],
-                refresh_token=tokens["refresh_token"],
-                access_expires_at=now + timedelta(seconds=tokens["expires_in"]),
-                refresh_expires_at=now + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
-                identity=Identity(email=DEDICATED, email_verified=True),
-                connected_at=now,
-            )
-        )
+        store.save_connection(intuit.connected(realm, DEDICATED, f"Company {realm}", clock.now()))
         for kind in ("audit", "refresh"):
             store.schedule_set(kind, realm, FAR)
         if offending:

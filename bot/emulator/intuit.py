@@ -33,6 +33,7 @@ from flask import Response, request
 
 from bot.clock import Clock
 from bot.emulator.server import EmulatorServer
+from bot.models import Connection, Identity
 
 ACCESS_LIFETIME = timedelta(hours=1)
 ROLLING_REFRESH_LIFETIME = timedelta(days=100)
@@ -258,6 +259,24 @@ class IntuitEmulator(EmulatorServer):
             grant = Grant(uuid.uuid4().hex, realm_id, email.lower(), now, "", now)
             self._grants[grant.grant_id] = grant
             return self._issue(grant)
+
+    def connected(
+        self, realm_id: str, email: str, company_name: str, now: datetime, team_id: str = ""
+    ) -> Connection:
+        """A company connected as `email` with a fresh grant_directly(), as zqbo would store it
+        (benchmarks and tests that seed many connected companies straight into a store)."""
+        tokens = self.grant_directly(realm_id, email)
+        return Connection(
+            realm_id=realm_id,
+            company_name=company_name,
+            access_token=tokens["access_token"],
+            refresh_token=tokens["refresh_token"],
+            access_expires_at=now + timedelta(seconds=tokens["expires_in"]),
+            refresh_expires_at=now + timedelta(seconds=tokens["x_refresh_token_expires_in"]),
+            identity=Identity(email=email, email_verified=True),
+            connected_at=now,
+            team_id=team_id,
+        )
 
     def max_in_flight(self, realm_id: str) -> int:
         """The most QBO requests for one company this emulator ever served at the same time."""
