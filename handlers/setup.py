@@ -15,9 +15,8 @@ from slack_sdk.errors import SlackApiError
 from bot import blocks, slash
 from bot.blocks.setup import FIELDS, OPEN_SETTINGS, SETTINGS_CALLBACK
 from bot.services import Services
-from bot.tenancy.installations import install_key
 from bot.tenancy.uninstall import forget_workspace
-from bot.tenancy.workspaces import NotInstalled, SettingError, parse_setting
+from bot.tenancy.workspaces import NotInstalled, SettingError, parse_setting, scope_for
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +26,7 @@ NOT_ADMIN_FIELD = "Only zqbo admins may change these settings."
 def installed(services: Services, args: SuccessArgs) -> BoltResponse:
     """Bolt stored the installation: greet the installer with a way to set zqbo up."""
     installation = args.installation
-    scope = install_key(installation.enterprise_id, installation.team_id, installation.is_enterprise_install)
-    scope = scope.split(":", 1)[1]
+    scope = scope_for(installation.enterprise_id, installation.team_id, installation.is_enterprise_install)
     services.workspaces.forget(scope)  # a reinstall: new token, fresh settings cache
     services.admins.forget(scope)
     if installation.bot_token and installation.user_id:

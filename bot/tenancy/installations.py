@@ -31,6 +31,7 @@ from bot.models import OAuthState
 from bot.redact import remember
 from bot.store.base import Store
 from bot.store.crypto import TokenCipher
+from bot.tenancy.workspaces import scope_for
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,8 @@ ROTATE_MINUTES_BEFORE = 120  # as Bolt's default: refresh a rotating bot token 2
 
 def install_key(enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None) -> str:
     """An org-wide install is one installation for every workspace of the org."""
-    if is_enterprise_install and enterprise_id:
-        return f"E:{enterprise_id}"
-    return f"T:{team_id or ''}"
+    org = bool(is_enterprise_install and enterprise_id)
+    return f"{'E' if org else 'T'}:{scope_for(enterprise_id, team_id, is_enterprise_install)}"
 
 
 def _jsonable(value: Any) -> Any:
@@ -258,7 +258,7 @@ class StoreAuthorize(Authorize):
         )
         if bot is None:
             return None
-        scope = enterprise_id if org and enterprise_id else (team_id or "")
+        scope = scope_for(enterprise_id, team_id, org)
         try:
             bot = self._installations.fresh(bot, scope)
         except SlackTokenRotationError as exc:  # unrecoverable for this request, as in Bolt

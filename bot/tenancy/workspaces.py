@@ -55,6 +55,14 @@ class Workspace:
         return bool(self.alert_channel)
 
 
+def scope_for(enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None) -> str:
+    """Whose data a request or an installation is: the org's for an org-wide install (every
+    workspace of the org shares it), else the workspace's."""
+    if is_enterprise_install and enterprise_id:
+        return str(enterprise_id)
+    return str(team_id or "")
+
+
 class Workspaces:
     def __init__(
         self,
@@ -89,9 +97,9 @@ class Workspaces:
         workspace — "" with one workspace."""
         if not self.multi:
             return ""
-        if context.get("is_enterprise_install") and context.get("enterprise_id"):
-            return str(context["enterprise_id"])
-        return str(context.get("team_id") or "")
+        return scope_for(
+            context.get("enterprise_id"), context.get("team_id"), context.get("is_enterprise_install")
+        )
 
     def team_filter(self, scope: str) -> str | None:
         """What to pass the store to see exactly this scope's companies (None: all of them)."""
