@@ -651,3 +651,14 @@ def test_an_uninstall_event_older_than_a_reinstall_forgets_nothing(hosted, slack
     with pytest.raises(NotInstalled):
         hosted.services.workspaces.update(A.id, A.admin, alert_channel=A.channel)
     assert store.get_doc("workspace", A.id) is None
+
+
+def test_an_alert_of_a_company_nobody_owns_is_never_posted(bot, slack):
+    """What a workspace that left (or a deleted connection) leaves queued for a company nobody has
+    connected is never posted, into anyone's channel."""
+    from bot.alerts import LOST
+
+    alerts = bot.services.alerts
+    alerts.raise_condition(LOST, "5550001", "Ghost Co", "the connection was lost")
+    assert alerts.flush("5550001") == 0
+    assert not [c for c in slack.calls_to("chat.postMessage") if "Ghost Co" in str(c.args)]
