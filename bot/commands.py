@@ -56,10 +56,26 @@ class Command:
     raw: str = ""
 
 
+# With "Escape channels, users, and links" on, Slack sends links as <url|label> (emails as
+# <mailto:a@b.com|a@b.com>) and `&`, `<`, `>` as entities; channel and user mentions stay
+# <#C…|name> / <@U…|name> for the settings to read.
+_LINK = re.compile(r"<((?:mailto:|https?://)[^|<>]*)(?:\|[^<>]*)?>")
+_ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
+
+
+def plain_text(text: str) -> str:
+    """Command text as the person typed it: links back to what was typed, entities decoded."""
+    text = _LINK.sub(lambda m: m.group(1).removeprefix("mailto:"), text)
+    for entity, char in _ENTITIES:
+        text = text.replace(entity, char)
+    return text
+
+
 def parse(text: str | None) -> Command:
     raw = text or ""
     if len(raw) > MAX_TEXT:
         return Command(TOO_LONG, (), raw[:80])
+    raw = plain_text(raw)
     words = raw.replace("\u00a0", " ").split()
     head = words[0].lower() if words else ""
     head = ALIASES.get(head, head)
@@ -105,6 +121,11 @@ def parse_qbo_user_id(token: str) -> str:
     if not QBO_USER_ID.fullmatch(token):
         raise CommandError(
             "The dedicated QBO user id is a number of 1 to 20 digits (0–9), "
-            "e.g. `/zqbo config dedicated-user 9`."
+            "e.g. `/zqbo config dedicated-user 9130347769252966`."
+        )
+    if token.strip("0") == "":
+        raise CommandError(
+            "QBO user id 0 is QuickBooks itself (recurring transactions, bank rules), never a person "
+            "or an integration: give the dedicated integration user's id."
         )
     return token

@@ -282,6 +282,16 @@ class Settings(BaseSettings):
             raise ValueError(f"entity names are letters only (e.g. Payment,Deposit); not {', '.join(bad)}")
         return value
 
+    @field_validator("dedicated_user_id")
+    @classmethod
+    def _qbo_user_id(cls, value: str) -> str:
+        value = value.strip()
+        if value and not (value.isascii() and value.isdigit() and len(value) <= 20):
+            raise ValueError("a QBO user id is a number of 1 to 20 digits")
+        if value and value.strip("0") == "":
+            raise ValueError("QBO user id 0 is QuickBooks itself, never the dedicated integration user")
+        return value
+
     @field_validator("markers")
     @classmethod
     def _markers(cls, value: str) -> str:
@@ -426,7 +436,8 @@ class _SlackCredentials(BaseSettings):
 def _slack_credentials(overrides: dict[str, object]) -> bool:
     wanted = {"_env_file", "slack_bot_token", "slack_client_id", "slack_client_secret"}
     try:
-        creds = _SlackCredentials(**{k: v for k, v in overrides.items() if k in wanted})  # type: ignore[arg-type]
+        given = {k.lower(): v for k, v in overrides.items() if k.lower() in wanted}
+        creds = _SlackCredentials(**given)  # type: ignore[arg-type]
     except ValidationError:
         return True  # a wrong type is reported by Settings itself
     return bool(creds.slack_bot_token.strip() or (creds.slack_client_id and creds.slack_client_secret))

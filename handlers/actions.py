@@ -30,8 +30,9 @@ Work = Callable[[dict[str, Any], str], "blocks.Message | None"]
 
 def _who(body: dict[str, Any]) -> tuple[str, str]:
     user = body.get("user") if isinstance(body.get("user"), dict) else {}
-    team = body.get("team") if isinstance(body.get("team"), dict) else {}
-    return str(user.get("id", "")), str(user.get("team_id", "") or team.get("id", ""))
+    team = body.get("team")
+    team_id = team.get("id") if isinstance(team, dict) else team  # Slack sends an object or an id
+    return str(user.get("id", "")), str(user.get("team_id") or team_id or "")
 
 
 def _value(body: dict[str, Any]) -> str:

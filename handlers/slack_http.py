@@ -2,11 +2,15 @@
 
 Before Bolt sees a request, a correctly signed but malformed one is answered here with a 4xx:
 an interactivity `payload=` that is not a JSON object would otherwise fail inside Bolt (500).
+Only the fields that Bolt or zqbo read are checked, and only where they are read: real Slack
+sends far more (a message's `team` is a string, an interaction's an object; `bot_profile`,
+`container`, `state`, `authorizations`…), and none of that may cost a 400.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 from urllib.parse import parse_qs
 
 from flask import Flask, Response, request
@@ -15,59 +19,101 @@ from slack_bolt.adapter.flask import SlackRequestHandler
 from slack_sdk.signature import SignatureVerifier
 
 NONE = type(None)
-# The keys Bolt reads while routing a request, with the types Slack sends. Bolt trusts them
-# (`view.get`, `actions[0]["action_id"]`…), so a signed body with another shape is refused here.
-SHAPES: dict[str, tuple[type, ...]] = {
+ID = (str, NONE)
+# What Bolt's context extraction (slack_bolt.request.internals) reads, with every type Slack sends
+# there. Bolt applies the same reads to the payload, to `event` and to `authorizations[0]`.
+CONTEXT: dict[str, tuple[type, ...]] = {
     "type": (str,),
-    "user": (dict, str),
-    "team": (dict, NONE),
-    "enterprise": (dict, NONE),
-    "channel": (dict, str),
-    "container": (dict,),
-    "message": (dict,),
-    "previous_message": (dict,),
+    "enterprise": (dict, str, NONE),
+    "enterprise.id": ID,
+    "enterprise_id": ID,
+    "team": (dict, str, NONE),  # an object in interactions, a string in messages and events
+    "team.id": ID,
+    "team.enterprise_id": ID,
+    "team_id": ID,
+    "user": (dict, str, NONE),
+    "user.id": ID,
+    "user.team_id": ID,
+    "user_id": ID,
+    "channel": (dict, str, NONE),
+    "channel.id": ID,
+    "channel_id": ID,
     "view": (dict,),
-    "actions": (list,),
+    "view.app_installed_team_id": ID,
+    "view.team_id": ID,
     "authorizations": (list,),
+    "is_enterprise_install": (bool, str, NONE),
+    "thread_ts": ID,
+    "function_execution_id": ID,
     "event": (dict,),
-    "item": (dict,),
-    "assistant_thread": (dict,),
-    "state": (dict,),
+    "message": (dict, NONE),
+    "previous_message": (dict, NONE),
+    "item": (dict, NONE),
+    "assistant_thread": (dict, NONE),
     "response_url": (str,),
     "trigger_id": (str,),
-    "api_app_id": (str,),
-    "token": (str,),
-    "callback_id": (str,),
-    "team_id": (str,),
-    "user_id": (str,),
-    "channel_id": (str,),
-    "enterprise_id": (str, NONE),
-    "thread_ts": (str,),
-    "is_enterprise_install": (bool, str),
-    "is_ext_shared_channel": (bool,),
-    "function_execution_id": (str,),
+}
+# What Bolt's listener matching and zqbo's listeners read, by payload type.
+BY_TYPE: dict[str, dict[str, tuple[type, ...]]] = {
+    "block_actions": {"actions": (list,)},
+    "view_submission": {"view": (dict,), "view.callback_id": (str,), "view.type": (str,)},
+    "view_closed": {"view": (dict,), "view.callback_id": (str,), "view.type": (str,)},
+    "event_callback": {"event": (dict,), "event.type": (str,)},
 }
 
 
-def shape_problem(payload: dict) -> str:
-    """Why a payload does not have Slack's shape where Bolt relies on it, or ""."""
-    for key, types in SHAPES.items():
-        if key in payload and not isinstance(payload[key], types):
-            return f"{key} has the wrong type"
-    for key in ("actions", "authorizations"):
-        items = payload.get(key) or []
-        if not all(isinstance(item, dict) for item in items):
-            return f"{key} must hold objects"
-    if payload.get("type") == "block_actions":
-        actions = payload.get("actions")
-        if not actions or not all(isinstance(a.get("action_id"), str) for a in actions):
-            return "block_actions without an action_id"
-    for key in ("event", "view", "message", "container", "user", "team"):
-        inner = payload.get(key)
+def _get(obj: dict[str, Any], path: str) -> tuple[bool, Any]:
+    """(present, value) of a dotted path; absent when any step on the way is not an object."""
+    value: Any = obj
+    for step in path.split("."):
+        if not isinstance(value, dict) or step not in value:
+            return False, None
+        value = value[step]
+    return True, value
+
+
+def _check(obj: dict[str, Any], rules: dict[str, tuple[type, ...]], required: bool = False) -> str:
+    for path, types in rules.items():
+        present, value = _get(obj, path)
+        if not present:
+            if required:
+                return f"{path} is missing"
+            continue
+        if not isinstance(value, types):
+            return f"{path} has the wrong type"
+    return ""
+
+
+def shape_problem(payload: dict[str, Any]) -> str:
+    """Why a payload does not have Slack's shape where Bolt or zqbo relies on it, or ""."""
+    problem = _check(payload, CONTEXT)
+    if problem:
+        return problem
+    for place in ("event", "message", "previous_message"):  # Bolt reads the same keys in there
+        inner = payload.get(place)
         if isinstance(inner, dict):
-            problem = shape_problem({k: v for k, v in inner.items() if k in SHAPES})
+            problem = _check(inner, CONTEXT)
             if problem:
-                return f"{key}.{problem}"
+                return f"{place}.{problem}"
+    authorizations = payload.get("authorizations") or []
+    if not all(isinstance(item, dict) for item in authorizations):
+        return "authorizations must hold objects"
+    if authorizations:
+        problem = _check(authorizations[0], CONTEXT)
+        if problem:
+            return f"authorizations.0.{problem}"
+    kind = payload.get("type")
+    problem = _check(payload, BY_TYPE.get(kind, {}), required=True) if isinstance(kind, str) else ""
+    if problem:
+        return problem
+    if kind == "block_actions":
+        actions = payload["actions"]
+        if not actions or not all(
+            isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions
+        ):
+            return "block_actions without an action_id"
+        if not all(isinstance(a.get("value", ""), str) for a in actions):
+            return "actions.value has the wrong type"
     return ""
 
 

@@ -32,8 +32,11 @@ def verify(token: str, body: bytes, signature: str) -> bool:
 
 
 def deliveries(payload: Any, body: bytes) -> list[tuple[str, str]]:
-    """(delivery id, realm id) pairs from a CloudEvents array or the legacy eventNotifications body."""
+    """(delivery id, realm id) pairs from CloudEvents (an array, or one event alone) or the legacy
+    eventNotifications body."""
     out = []
+    if isinstance(payload, dict) and "eventNotifications" not in payload:
+        payload = [payload]  # one CloudEvent sent on its own, not in an array
     if isinstance(payload, list):  # CloudEvents (2026)
         for event in payload[:MAX_EVENTS]:
             if isinstance(event, dict) and _realm(event.get("intuitaccountid")):

@@ -132,6 +132,8 @@ def test_a_company_is_its_connecting_workspaces_and_nobody_elses(store):
         ("alert_channel", "<#C0ALERTS|qbo-alerts>", "C0ALERTS"),
         ("alert_channel", "C0ALERTS", "C0ALERTS"),
         ("alert_channel", " <#G0PRIV> ", "G0PRIV"),
+        ("alert_channel", "<#C0123ABCD|>", "C0123ABCD"),  # an escaped channel whose name Slack left out
+        ("admins", "<@W0123ABCD|ana> <@U0123ABCD>", ["W0123ABCD", "U0123ABCD"]),  # Grid users are W…
         ("admins", "<@U0ANA|ana> <@U0OLU>, U0SAM <@U0ANA>", ["U0ANA", "U0OLU", "U0SAM"]),
         ("dedicated_email", "Integrations@Acme.example", "integrations@acme.example"),
         ("check_interval", "90m", timedelta(minutes=90)),
@@ -145,10 +147,13 @@ def test_settings_typed_in_slack_are_understood(name, typed, kept):
 @pytest.mark.parametrize(
     ("name", "typed", "says"),
     [
-        ("alert_channel", "#qbo-alerts", "Name a channel"),
+        # typed with escaping off: Slack sends no id, so the sentence says how to get one
+        ("alert_channel", "#qbo-alerts", "Escape channels, users, and links"),
         ("alert_channel", "<!channel>", "Name a channel"),
         ("alert_channel", "<#C0ALERTS|x> <#C0OTHER>", "Name a channel"),
-        ("admins", "@ana", "Slack mentions"),
+        ("admins", "@ana", "Escape channels, users, and links"),
+        ("admins", "<@U0ANA|ana> @olu", "which person"),
+        ("admins", "ana", "Slack mentions"),
         ("admins", " ".join(f"U{i:04d}AB" for i in range(51)), "At most 50"),
         ("dedicated_email", "not an address", "email address"),
         ("dedicated_email", "a@b", "email address"),

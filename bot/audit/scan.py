@@ -16,7 +16,7 @@ from typing import Any
 from bot import alerts as A
 from bot import metrics
 from bot.alerts import AlertBook
-from bot.audit.classify import Entry, classify, find
+from bot.audit.classify import Entry, classify, find, is_user, not_by_users
 from bot.audit.markers import Marker, parse_markers
 from bot.clock import Clock, iso, parse_iso
 from bot.config import Settings
@@ -65,7 +65,7 @@ class Scan:
         if entry is None:
             return
         known = self.entries.get(entry.key)
-        if known is None or entry.updated_at >= known.updated_at:
+        if known is None or entry.newer_than(known):
             self.entries[entry.key] = entry
 
     def add_cdc(self, body: dict[str, Any]) -> list[str]:
@@ -80,6 +80,16 @@ class Scan:
                 if len(objects) >= PAGE_LIMIT:
                     full.append(entity)
         return full
+
+
+def writers_note(by_quickbooks: int, no_writer: int) -> str:
+    """The entries that were counted but not compared with anyone, for the check line."""
+    parts = []
+    if by_quickbooks:
+        parts.append(f"{by_quickbooks} written by QuickBooks itself")
+    if no_writer:
+        parts.append(f"{no_writer} with no recorded writer")
+    return f"; {' and '.join(parts)} (not compared)" if parts else ""
 
 
 class Auditor:
@@ -115,7 +125,7 @@ class Auditor:
         if pinned and not self._workspaces.multi:
             return pinned, {"source": "pinned (ZQBO_DEDICATED_USER_ID)"}
         doc = self._store.get_doc(DEDICATED_KIND, realm_id)
-        if doc:
+        if doc and is_user(str(doc.get("id", ""))):  # never "0" (QuickBooks), even if an old zqbo learned it
             return str(doc["id"]), doc
         return (pinned, {"source": "pinned (ZQBO_DEDICATED_USER_ID)"}) if pinned else ("", {})
 
@@ -132,11 +142,12 @@ class Auditor:
         return doc
 
     def users(self, realm_id: str) -> dict[str, dict[str, int]]:
-        """QBO user ids on entries changed in the last 30 days: automated / manual counts."""
+        """Writers of entries changed in the last 30 days (QBO user ids, QUICKBOOKS, UNKNOWN):
+        automated / manual counts."""
         scan, _, _ = self.fetch(realm_id, self._clock.now() - LOOKBACK)
         stats: dict[str, dict[str, int]] = {}
         for entry in scan.entries.values():
-            row = stats.setdefault(entry.modified_by or "unknown", {"automated": 0, "manual": 0})
+            row = stats.setdefault(entry.modified_by, {"automated": 0, "manual": 0})
             row["automated" if entry.automated else "manual"] += 1
         return stats
 
@@ -188,9 +199,14 @@ class Auditor:
         self._alerts.resolve(A.CHECKS_FAILING, realm_id, "QuickBooks answers again")
         self._alerts.flush(realm_id)
         details: dict[str, str] = {}
+        by_quickbooks, no_writer = not_by_users(entries)
+        if by_quickbooks:
+            details["by_quickbooks"] = str(by_quickbooks)
+        if no_writer:
+            details["no_writer"] = str(no_writer)
         if not known:
             # Nothing to compare with: say so, never "0 automated under a person".
-            automated = sum(1 for e in entries if e.automated)
+            automated = sum(1 for e in entries if e.automated and e.by_user)
             details["not_compared"] = str(automated)
             summary = (
                 f"{len(entries)} changed entries checked; dedicated user id unknown — "
@@ -200,6 +216,7 @@ class Auditor:
             summary = f"{len(entries)} changed entries checked, {offending} automated under a person"
             if offending:
                 summary += f" ({new_alerts} new alert{'s' if new_alerts != 1 else ''})"
+        summary += writers_note(by_quickbooks, no_writer)
         return self._record(
             AuditResult(realm_id, True, summary, len(entries), new_alerts, calls, details=details)
         )
@@ -344,7 +361,7 @@ class Auditor:
         def created(entry: Entry) -> datetime:
             return parse_iso(entry.created_at) or since
 
-        automated = [e for e in entries if e.automated]
+        automated = [e for e in entries if e.automated and e.by_user]  # never learn "0" or nobody
         if dedicated_id:
             mine = [e for e in automated if e.modified_by == dedicated_id and created(e) >= since]
             if not mine:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.audit.classify import QUICKBOOKS, UNKNOWN
 from bot.blocks.message import (
     Block,
     Message,
@@ -242,9 +243,14 @@ def users_table(stats: dict[str, dict[str, int]], dedicated_id: str, source: dic
         return notice("No entries changed in the last 30 days.")
     rows = []
     for user, row in sorted(stats.items(), key=lambda kv: -(kv[1]["automated"] + kv[1]["manual"])):
-        mark = "  ← dedicated integration user" if user == dedicated_id else ""
+        if user == QUICKBOOKS:
+            who, mark = "QuickBooks", "  ← QuickBooks itself (recurring, bank rules): never alerted"
+        elif user == UNKNOWN:
+            who, mark = "unknown", "  ← no writer recorded on the entry: never alerted"
+        else:
+            who, mark = user, "  ← dedicated integration user" if user == dedicated_id else ""
         rows.append(
-            md("`{:>6}`  automated {:>6}  manual {:>6}{}", user, row["automated"], row["manual"], mark)
+            md("`{:>16}`  automated {:>6}  manual {:>6}{}", who, row["automated"], row["manual"], mark)
         )
     how = md(" ({})", source.get("source", "")) if dedicated_id else ""
     tail = (

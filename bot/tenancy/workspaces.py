@@ -247,6 +247,15 @@ EMAIL = re.compile(r"[^@\s<>]{1,64}@[^@\s<>.]+(\.[^@\s<>.]+)+")
 MAX_ADMINS = 50
 
 
+# Slack sends `#name` / `@name` as typed unless the command escapes them: then no id comes with it.
+def not_escaped(typed: str, what: str, picker: str) -> str:
+    return (
+        f"Slack sent `{typed[:80]}` as plain text, so zqbo cannot tell which {what} it is. Turn on "
+        "“Escape channels, users, and links” for /zqbo in the Slack app's settings (Slash Commands), "
+        f"or use the Settings form (App Home → Settings), which has {picker}."
+    )
+
+
 class SettingError(ValueError):
     """A value a workspace typed that zqbo will not keep; the message says what to type."""
 
@@ -256,6 +265,8 @@ def parse_setting(name: str, text: str) -> Any:
     text = text.strip()
     if name == "alert_channel":
         match = CHANNEL.fullmatch(text)
+        if not match and text.startswith("#"):
+            raise SettingError(not_escaped(text, "channel", "a channel picker"))
         if not match:
             raise SettingError("Name a channel: `/zqbo config channel #qbo-alerts` (or its id, C…).")
         return match.group(1) or match.group(2)
@@ -268,6 +279,8 @@ def parse_setting(name: str, text: str) -> Any:
         ids = []
         for word in words:
             match = USER.fullmatch(word)
+            if not match and word.startswith("@"):
+                raise SettingError(not_escaped(word, "person", "a people picker"))
             if not match:
                 raise SettingError("Name admins as Slack mentions: `/zqbo config admins @ana @olu`.")
             ids.append(match.group(1) or match.group(2))
