@@ -1,0 +1,275 @@
+"""Real payloads Slack and Intuit send (tests/conformance/, each with its source), re-signed and
+pointed at zqbo's own data (ids, action ids, response URLs, text), are answered 2xx and do what
+they should. Shapes are the vendors': a field zqbo does not read can never cost a 400."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from bot.blocks.setup import SETTINGS_CALLBACK
+from bot.store.redis import RedisStore
+from handlers.slack_http import malformed
+from tests.conformance.corpus import HERE, load, names, rewrite
+from tests.conftest import DEDICATED, REALM, REDIS_URL, make_settings, start_bot
+from tests.helpers import card_text, connect
+from tests.test_audit import _signed, alerts_in_channel
+from tests.test_workspaces import A, hosted, install, wait_until  # noqa: F401  (fixture)
+
+VERIFIER = "emu-webhook-verifier"
+JANE_ID = "9130347769252971"
+DEDICATED_ID = "9130347769252966"
+
+
+def test_every_sample_keeps_where_it_came_from():
+    files = sorted(HERE.rglob("*.json"))
+    assert len(files) >= 60
+    for path in files:
+        sidecar = path.with_suffix(".source.yml")
+        assert sidecar.exists(), f"{path.relative_to(HERE)} has no provenance beside it"
+        source = load(str(path.relative_to(HERE).with_suffix(""))).source
+        assert source.get("source") and source.get("kind"), sidecar
+
+
+@pytest.mark.parametrize("name", names("slack/inbound"))
+def test_no_inbound_sample_is_refused_for_its_shape(name):
+    """Union catalogues included: every field Slack has ever sent there, with its type."""
+    sample = load(name)
+    if sample.kind == "slash_command":
+        body, content_type = urlencode(sample.body).encode(), "application/x-www-form-urlencoded"
+    elif sample.kind in ("block_actions", "view_submission"):
+        body = urlencode({"payload": json.dumps(sample.body)}).encode()
+        content_type = "application/x-www-form-urlencoded"
+    else:
+        body, content_type = json.dumps(sample.body).encode(), "application/json"
+    assert malformed(body, content_type) == "", name
+
+
+# --- one workspace ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def zqbo(intuit, slack, clock, redis_prefix, cipher):
+    """A connected zqbo with one open alert: automated entries under Jane, not the dedicated user."""
+    settings = make_settings(
+        intuit,
+        slack,
+        ZQBO_MARKERS="PrivateNote~Zomentum",
+        ZQBO_DEDICATED_USER_ID=DEDICATED_ID,
+        QBO_WEBHOOK_VERIFIER_TOKEN=VERIFIER,
+    )
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    server, bot = start_bot(settings, clock, store=store)
+    connect(slack, intuit, bot, as_user=DEDICATED)
+    slack.wait_for_calls("chat.postMessage", 1)
+    clock.advance(60)
+    intuit.add_entry(REALM, "Payment", by=JANE_ID, private_note="Zomentum payment", doc_number="ZP-9")
+    clock.advance(60)
+    bot.services.auditor.run(REALM)
+    assert len(alerts_in_channel(slack)) == 1
+    yield bot
+    server.shutdown()
+    store.close()
+
+
+def post_form(slack, url: str, form: dict[str, str]) -> requests.Response:
+    body = urlencode(form).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **slack.sign(body)}
+    return requests.post(url, data=body, headers=headers, timeout=15)
+
+
+def post_payload(slack, url: str, payload: dict) -> requests.Response:
+    return post_form(slack, url, {"payload": json.dumps(payload)})
+
+
+def post_event(slack, url: str, envelope: dict) -> requests.Response:
+    body = json.dumps(envelope).encode()
+    headers = {"Content-Type": "application/json", **slack.sign(body)}
+    return requests.post(url, data=body, headers=headers, timeout=15)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in names("slack/inbound") if ".slash_command" in f".{n.split('/')[-1]}"]
+)
+def test_slash_commands_as_slack_sends_them_get_the_status_card(zqbo, slack, name):
+    sample = load(name)
+    form = rewrite(sample.body, command="/zqbo", text="status", response_url=slack.new_response_url())
+    resp = post_form(slack, zqbo.events_url, form)
+    assert resp.status_code == 200, resp.text
+    card = card_text(json.loads(resp.text))
+    assert "Acme Payments Ltd" in card and REALM in card
+
+
+def button_value(slack, action_id: str) -> str:
+    """The value zqbo put on its own button in the alert it posted."""
+    [alert] = alerts_in_channel(slack)
+    for block in alert["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id") == action_id:
+                return element["value"]
+    raise AssertionError(f"no {action_id} button on the alert")
+
+
+@pytest.mark.parametrize(
+    "name", ["slack/inbound/block_actions.message", "slack/inbound/block_actions.message_2020"]
+)
+def test_acknowledge_pressed_on_a_real_message_payload_acknowledges(zqbo, slack, name):
+    """The payload embeds the message as Slack does: `message.team` a string (2026), or a
+    `bot_message` with `username` (2020)."""
+    sample = load(name)
+    payload = rewrite(
+        sample.body,
+        user__id="U0STAFF",
+        response_url=slack.new_response_url(),
+        actions__0__action_id="zqbo_alert_ack",
+    )
+    payload["actions"][0]["value"] = button_value(slack, "zqbo_alert_ack")  # as zqbo's button carries it
+    resp = post_payload(slack, zqbo.events_url, payload)
+    assert resp.status_code == 200, resp.text
+    slack.wait_for_calls("chat.update", 1)
+    [updated] = alerts_in_channel(slack)
+    assert "Acknowledged by @U0STAFF" in card_text(updated)
+
+
+@pytest.mark.parametrize(
+    "name", ["slack/inbound/block_actions.ephemeral", "slack/inbound/block_actions.ephemeral_2020"]
+)
+def test_mute_pressed_in_an_ephemeral_answer_mutes(zqbo, slack, name):
+    """Ephemeral messages come back without a `message`, with container.is_ephemeral."""
+    sample = load(name)
+    url = slack.new_response_url()
+    payload = rewrite(
+        sample.body, user__id="U0ADMIN", response_url=url, actions__0__action_id="zqbo_alert_mute"
+    )
+    payload["actions"][0]["value"] = button_value(slack, "zqbo_alert_mute")
+    resp = post_payload(slack, zqbo.events_url, payload)
+    assert resp.status_code == 200, resp.text
+    wait_until(lambda: zqbo.services.store.list_docs("mute"))
+    assert f"{REALM}:entries_under_person" in zqbo.services.store.list_docs("mute")
+
+
+def test_a_button_pressed_in_a_modal_is_acked(zqbo, slack):
+    """From a modal: container.type view, a view object, no channel and no response_url."""
+    sample = load("slack/inbound/block_actions.modal")
+    payload = rewrite(sample.body, actions__0__action_id="zqbo_connect_link")
+    resp = post_payload(slack, zqbo.events_url, payload)
+    assert resp.status_code == 200, resp.text
+
+
+@pytest.mark.parametrize("name", ["slack/inbound/view_submission", "slack/inbound/view_submission_2020"])
+def test_a_settings_submission_as_slack_sends_it_is_answered_in_the_modal(zqbo, slack, name):
+    """With one workspace the environment decides: the modal says so instead of closing."""
+    sample = load(name)
+    payload = rewrite(sample.body, user__id="U0ADMIN", view__callback_id=SETTINGS_CALLBACK)
+    resp = post_payload(slack, zqbo.events_url, payload)
+    assert resp.status_code == 200, resp.text
+    assert json.loads(resp.text)["response_action"] == "errors"
+
+
+@pytest.mark.parametrize("inner", ["org_install", "docs"])
+def test_app_home_opened_as_slack_sends_it_publishes_the_home_tab(zqbo, slack, inner):
+    """The Grid envelope from bolt-python's tests; its event, or the docs' event with a `view`."""
+    envelope = load("slack/inbound/event_callback.app_home_opened.org_install").body
+    if inner == "docs":
+        envelope = {**envelope, "event": load("slack/inbound/event_callback.app_home_opened").body}
+    envelope = rewrite(envelope, event__user="U0ADMIN", event__tab="home")
+    resp = post_event(slack, zqbo.events_url, envelope)
+    assert resp.status_code == 200, resp.text
+    [call] = slack.wait_for_calls("views.publish", 1)
+    assert call.args["user_id"] == "U0ADMIN"
+    assert "Acme Payments Ltd" in json.dumps(call.args["view"])
+
+
+@pytest.mark.parametrize(
+    "name", ["slack/inbound/event_callback.app_mention", "slack/inbound/event_callback.message_im"]
+)
+def test_events_zqbo_does_not_subscribe_to_are_not_errors(zqbo, slack, name):
+    resp = post_event(slack, zqbo.events_url, load(name).body)
+    assert resp.status_code < 500 and resp.status_code != 400, resp.text
+
+
+def test_url_verification_echoes_the_challenge(zqbo, slack):
+    sample = load("slack/inbound/url_verification")
+    resp = post_event(slack, zqbo.events_url, sample.body)
+    assert resp.status_code == 200
+    assert sample.body["challenge"] in resp.text
+
+
+# --- Intuit webhooks ------------------------------------------------------------------------
+
+
+def _webhook(zqbo, body: bytes) -> requests.Response:
+    return requests.post(f"{zqbo.url}/qbo/webhooks", data=body, headers=_signed(body), timeout=5)
+
+
+def _cdc_calls_grow(intuit, before: int, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if intuit.count("cdc") > before:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_a_legacy_webhook_as_intuit_sends_it_starts_an_audit(zqbo, intuit):
+    sample = load("intuit/webhooks/legacy")
+    body = rewrite(sample.body, eventNotifications__0__realmId=REALM)
+    before = intuit.count("cdc")
+    assert _webhook(zqbo, json.dumps(body).encode()).status_code == 200
+    assert _cdc_calls_grow(intuit, before)
+
+
+@pytest.mark.parametrize("name", [n for n in names("intuit/webhooks") if "cloudevents" in n])
+def test_a_cloudevents_webhook_as_intuit_sends_it_starts_an_audit(zqbo, intuit, name):
+    events = load(name).body
+    events = events if isinstance(events, list) else [events]
+    body = [rewrite(e, intuitaccountid=REALM) for e in events]
+    before = intuit.count("cdc")
+    assert _webhook(zqbo, json.dumps(body).encode()).status_code == 200
+    assert _cdc_calls_grow(intuit, before)
+    # and a retried delivery (same ids) is not a second audit
+    time.sleep(0.3)
+    after = intuit.count("cdc")
+    assert _webhook(zqbo, json.dumps(body).encode()).status_code == 200
+    time.sleep(0.3)
+    assert intuit.count("cdc") == after
+
+
+# --- many workspaces: the uninstall events as Slack sends them -------------------------------
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "slack/inbound/event_callback.app_uninstalled",
+        "slack/inbound/event_callback.app_uninstalled.with_authorizations",
+        "slack/inbound/event_callback.tokens_revoked.with_authorizations",
+    ],
+)
+def test_uninstall_events_as_slack_sends_them_forget_the_workspace(hosted, slack, name):  # noqa: F811
+    install(slack, hosted, A)
+    store = hosted.services.store
+    assert store.list_docs("slack_installation").get(f"T:{A.id}")
+    body = load(name).body
+    changes = {"team_id": A.id, "event_time": int(time.time()) + 5}  # after the install
+    if "authorizations" in body:
+        changes["authorizations__0__team_id"] = A.id
+        changes["authorizations__0__enterprise_id"] = None
+    if "enterprise_id" in body:
+        changes["enterprise_id"] = None
+    envelope = rewrite(body, **changes)
+    resp = post_event(slack, hosted.events_url, envelope)
+    assert resp.status_code == 200, resp.text
+    wait_until(lambda: not store.list_docs("slack_installation").get(f"T:{A.id}"))
+
+
+def test_the_corpus_readme_counts_every_sample():
+    readme = (HERE / "README.md").read_text()
+    total = len([p for p in HERE.rglob("*.json")])
+    assert f"**{total}**" in readme, "README.md's count by source is out of date"
+    assert Path(HERE / "README.md").exists()
