@@ -257,5 +257,5 @@ def _changes(body: Any) -> str:
 def _rotated(services: Services, before: Connection) -> str:
     after = services.store.get_connection(before.realm_id)
     if after is not None and after.token_generation != before.token_generation:
-        return "; its access token had expired: refreshed, and the new refresh token stored"
+        return "; its access token was due: refreshed, and the new refresh token stored"
     return ""

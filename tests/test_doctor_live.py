@@ -192,7 +192,7 @@ def test_an_expired_access_token_is_refreshed_once_and_the_rotation_stored(intui
 
     assert done.returncode == 0, done.stdout + done.stderr
     assert line(done, f"ok   company {REALM}:").endswith(
-        "its access token had expired: refreshed, and the new refresh token stored"
+        "its access token was due: refreshed, and the new refresh token stored"
     )
     assert intuit.count("token", grant_type="refresh_token") == 1
     now = db.get_connection(REALM)
@@ -217,6 +217,14 @@ def test_realm_limits_the_check_and_an_unknown_realm_fails(intuit, slack, db, tm
     assert done.returncode == 1
     assert line(done, f"ok   company {REALM}:")
     assert line(done, "BAD  company 123:") == "BAD  company 123: no connected company has this realm id"
+
+
+def test_realm_without_live_is_one_sentence(tmp_path):
+    done = subprocess.run(
+        [ZQBO, "doctor", "--realm", REALM], capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == "Error: --realm goes with --live: zqbo doctor --live --realm REALM"
 
 
 def test_no_token_or_secret_reaches_the_output(intuit, slack, db, tmp_path):
