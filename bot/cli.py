@@ -298,12 +298,35 @@ def keygen() -> None:
 
 
 @main.command()
-def doctor() -> None:
-    """Check settings, the store, Slack and Intuit, and say what is wrong."""
+@click.option(
+    "--live",
+    is_flag=True,
+    help="Also do, read-only, what the bot will do: Slack auth.test and its scopes, Intuit's discovery "
+    "document, and for each connected company a companyinfo and a one-day CDC read.",
+)
+@click.option(
+    "--realm",
+    "realms",
+    multiple=True,
+    metavar="REALM",
+    help="With --live: check only this company (repeatable).",
+)
+def doctor(live: bool, realms: tuple[str, ...]) -> None:
+    """Check settings, the store, Slack and Intuit, and say what is wrong.
+
+    With --live, against the real services and writing nothing (no alert, cursor, check result or
+    Slack message); an access token is refreshed only when it is due anyway."""
     from bot.app import build_services
 
+    if realms and not live:
+        raise click.ClickException("--realm goes with --live: zqbo doctor --live --realm REALM")
     settings = _settings()
-    services = build_services(settings)
+    if live:
+        from bot.doctor import DOCTOR_RETRY
+
+        services = build_services(settings, retry=DOCTOR_RETRY)
+    else:
+        services = build_services(settings)
     ok = True
 
     def report(name: str, good: bool, detail: str) -> None:
@@ -311,8 +334,39 @@ def doctor() -> None:
         ok = ok and good
         click.echo(f"{'ok ' if good else 'BAD'}  {name}: {detail}")
 
+    def report_all(findings: list[Any]) -> None:
+        nonlocal ok
+        for finding in findings:
+            ok = ok and finding.ok
+            click.echo(finding.line())
+
     problem = services.store.problem()
     report("store", not problem, problem or _store_answers(services.store))
+    if live:
+        from bot.doctor import intuit_discovery, slack_checks
+
+        if settings.multi_workspace and problem:
+            report("slack", False, "the installations cannot be read: the store does not answer")
+        else:
+            report_all(slack_checks(services))
+        report_all([intuit_discovery(settings.qbo_environment)])
+    else:
+        _doctor_slack_and_intuit(services, problem, report)
+    _doctor_scheduler_and_settings(services, problem, report)
+    if live:
+        from bot.doctor import company_checks
+
+        if problem:
+            report("companies", False, "not checked: the store does not answer")
+        else:
+            report_all(company_checks(services, realms))
+    sys.exit(0 if ok else 1)
+
+
+def _doctor_slack_and_intuit(services: Any, problem: str, report: Any) -> None:
+    """Without --live: Slack's auth.test (or the installations' count) and this process's
+    discovery document."""
+    settings = services.settings
     try:
         if settings.multi_workspace:  # no token of its own: each workspace's comes with its install
             installed = services.installations.installed() if services.installations and not problem else []
@@ -334,6 +388,10 @@ def doctor() -> None:
         report("intuit", True, f"discovery document for {settings.qbo_environment}")
     except Exception as exc:
         report("intuit", False, str(exc))
+
+
+def _doctor_scheduler_and_settings(services: Any, problem: str, report: Any) -> None:
+    settings = services.settings
     if not problem:
         from bot.jobs.clock import leader, live_workers
 
@@ -378,7 +436,6 @@ def doctor() -> None:
             bool(settings.dedicated_email),
             settings.dedicated_email or "ZQBO_DEDICATED_EMAIL not set",
         )
-    sys.exit(0 if ok else 1)
 
 
 def _store_answers(store: Any) -> str:

@@ -208,6 +208,13 @@ class SlackEmulator(EmulatorServer):
             self.channels[channel_id] = channel
         return channel
 
+    def set_scopes(self, scopes: str, token: str | None = None) -> None:
+        """What a bot token was granted (default: the preinstalled one), as Slack reports it in
+        the `x-oauth-scopes` header of every Web API answer: a test can grant fewer than the
+        manifest asks for, as an app whose scopes were edited without a reinstall has."""
+        with self._lock:
+            self.tokens[token or self.bot_token].scope = ",".join(_scope_list(scopes))
+
     def _known_team(self, team_id: str) -> None:
         if team_id not in self.teams:
             raise ValueError(f"unknown team {team_id!r}: add_team() it first")

@@ -123,16 +123,23 @@ class QBOClient:
         return qb, recorder
 
     def _once(
-        self, realm_id: str, operation: str, call: Callable[[QuickBooks], T], known: Connection | None = None
+        self,
+        realm_id: str,
+        operation: str,
+        call: Callable[[QuickBooks], T],
+        known: Connection | None = None,
+        refresh_on_401: bool = True,
     ) -> T:
         force = False
-        for _ in range(2):  # a 401 gets one forced refresh, then it is final
+        for _ in range(2 if refresh_on_401 else 1):  # a 401 gets one forced refresh, then it is final
             qb, recorder = self._quickbooks(realm_id, force, None if force else known)
             try:
                 with self._limits.slot(realm_id):
                     return self._attempt(qb, recorder, operation, call)
             except _Unauthorized:
                 force = True
+        if not refresh_on_401:
+            raise AccessDenied(f"QBO answered 401 to {operation} with the stored access token")
         raise AccessDenied(
             f"QBO answered 401 to {operation} even after a token refresh: reconnect the company"
         )
@@ -166,14 +173,22 @@ class QBOClient:
             raise TransientError(f"QBO could not be reached for {operation}: {type(exc).__name__}") from None
 
     def call(
-        self, realm_id: str, operation: str, fn: Callable[[QuickBooks], T], known: Connection | None = None
+        self,
+        realm_id: str,
+        operation: str,
+        fn: Callable[[QuickBooks], T],
+        known: Connection | None = None,
+        *,
+        refresh_on_401: bool = True,
     ) -> T:
         """One QBO call for the company, retried on 429/5xx. `known`: the connection the caller
-        has just read, used as is while its access token is fresh (saves a store read)."""
+        has just read, used as is while its access token is fresh (saves a store read).
+        `refresh_on_401=False` (zqbo doctor --live): a 401 on an access token that is not due is
+        reported, not answered with a refresh, so a look never rotates a token."""
         try:
             for attempt in self._retry.retrying():
                 with attempt:
-                    result = self._once(realm_id, operation, fn, known)
+                    result = self._once(realm_id, operation, fn, known, refresh_on_401)
         except Exception as exc:
             metrics.QBO_REQUESTS.labels(operation=operation, outcome=type(exc).__name__).inc()
             raise
