@@ -5,7 +5,9 @@ the fields it needs from the vendor's own shape."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlparse
 
 import pytest
@@ -13,10 +15,12 @@ import requests
 
 from bot import alerts as A
 from bot.app import build_services
+from bot.models import ConnectionStatus
+from bot.qbo.errors import AccessDenied, ConnectionLost, RequestRejected, TransientError
 from bot.store.redis import RedisStore
-from tests.conformance.corpus import load, names, rewrite
+from tests.conformance.corpus import HERE, load, names, rewrite
 from tests.conformance.replay import ReplayServer
-from tests.conftest import DEDICATED, REALM, REDIS_URL, make_settings, start_bot
+from tests.conftest import DEDICATED, FAST_RETRY, REALM, REDIS_URL, make_settings, start_bot
 from tests.helpers import connect
 
 
@@ -151,3 +155,160 @@ def test_intuits_discovery_document_as_published_drives_the_connect_flow(
         finally:
             served.shutdown()
             store.close()
+
+
+# --- QuickBooks Online ------------------------------------------------------------------------
+
+QBO_FAULTS = {
+    # sample -> HTTP status it came with, and how zqbo must take it
+    "qbo/fault_400_validation.json": (400, RequestRejected),
+    "qbo/fault_400_query.json": (400, RequestRejected),
+    "qbo/fault_400_invalid_id.json": (400, RequestRejected),
+    "qbo/fault_403.json": (403, RequestRejected),
+    "qbo/fault_403.application_authorization_failed.json": (403, RequestRejected),
+    "qbo/fault_429.xml": (429, TransientError),  # QBO throttles in XML, even to Accept: JSON
+    "qbo/fault_500.xml": (500, TransientError),
+}
+
+
+@pytest.fixture
+def qbo_replay(intuit, slack, clock, redis_prefix, cipher):
+    """QBO's API answered from samples; tokens still from the Intuit emulator (a real grant)."""
+    with ReplayServer() as server:
+        settings = make_settings(
+            intuit,
+            slack,
+            QBO_API_URL=f"{server.url}/v3",
+            ZQBO_MARKERS="CustomerMemo.value~Thank you",
+            ZQBO_ENTITIES="Estimate,SalesReceipt",
+            ZQBO_DEDICATED_USER_ID="9130347769252999",  # not the writer in Intuit's sample
+        )
+        store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+        built = build_services(settings, store=store, clock=clock, retry=FAST_RETRY)
+        store.save_connection(intuit.connected(REALM, DEDICATED, "Acme Payments Ltd", clock.now()))
+        yield built, server
+        built.engine.close()
+        store.close()
+
+
+def company_path(what: str) -> str:
+    return f"/v3/company/{REALM}/{what}"
+
+
+def test_intuits_cdc_answer_is_audited_entries_without_a_writer_counted_not_alerted(qbo_replay, slack):
+    """The sandbox's own CDC answer: no totalCount, and no LastModifiedByRef on any entry."""
+    services, server = qbo_replay
+    sample = load("qbo/cdc").body
+    server.answer(company_path("cdc"), sample)
+    result = services.auditor.run(REALM)
+    estimates = sample["CDCResponse"][0]["QueryResponse"][0]["Estimate"]
+    assert result.ok and result.scanned == len(estimates)
+    assert result.new_alerts == 0
+    assert f"{len(estimates)} with no recorded writer (not compared)" in result.summary
+    assert server.calls(company_path("cdc"))[0]["entities"] == "Estimate,SalesReceipt"
+    assert slack.calls_to("chat.postMessage") == []
+
+
+def test_a_cdc_answer_with_a_writer_alerts_that_user(qbo_replay, slack):
+    """The same answer, its entries carrying LastModifiedByRef as Intuit documents it (16 digits)."""
+    services, server = qbo_replay
+    sample = copy.deepcopy(load("qbo/cdc").body)
+    ref = load("qbo/invoice.create.last_modified_by").body["Invoice"]["MetaData"]["LastModifiedByRef"]
+    for estimate in sample["CDCResponse"][0]["QueryResponse"][0]["Estimate"]:
+        estimate["MetaData"]["LastModifiedByRef"] = ref
+    server.answer(company_path("cdc"), sample)
+    result = services.auditor.run(REALM)
+    assert result.ok and result.new_alerts == 1, result.summary
+    [post] = slack.wait_for_calls("chat.postMessage", 1)
+    assert ref["value"] in json.dumps(post.args["blocks"])
+
+
+def test_query_answers_as_qbo_gives_them_and_a_page_past_the_end(qbo_replay):
+    services, server = qbo_replay
+    sample = load("qbo/query.sales_receipt").body
+    server.answer(company_path("query"), sample)
+    lo, hi = datetime(2015, 1, 1, tzinfo=UTC), datetime(2021, 1, 1, tzinfo=UTC)
+    rows = services.auditor._query(REALM, "SalesReceipt", lo, hi, 1)
+    assert [r["Id"] for r in rows] == [r["Id"] for r in sample["QueryResponse"]["SalesReceipt"]]
+    server.answer(company_path("query"), load("qbo/query.page_past_end").body)  # {"QueryResponse": {}}
+    assert services.auditor._query(REALM, "SalesReceipt", lo, hi, 5) == []
+
+
+def test_companyinfo_as_qbo_answers_it_names_the_company(qbo_replay):
+    services, server = qbo_replay
+    sample = load("qbo/companyinfo").body
+    server.answer(company_path(f"companyinfo/{REALM}"), sample)
+    assert services.qbo.company_info(REALM)["company_name"] == sample["CompanyInfo"]["CompanyName"]
+
+
+@pytest.mark.parametrize("name", sorted(QBO_FAULTS))
+def test_qbo_faults_as_qbo_sends_them_are_retried_only_when_transient(qbo_replay, name):
+    services, server = qbo_replay
+    status, error = QBO_FAULTS[name]
+    text = (HERE / name).read_text()
+    server.answer(company_path("cdc"), text, status=status)
+    with pytest.raises(error):
+        services.auditor.fetch(REALM, datetime.now(UTC) - timedelta(days=1))
+    calls = len(server.calls(company_path("cdc")))
+    assert calls == (FAST_RETRY.attempts if error is TransientError else 1), name
+
+
+@pytest.mark.parametrize("name", ["qbo/fault_401.json", "qbo/fault_401.malformed_token.json"])
+def test_a_401_as_qbo_sends_it_gets_one_refresh_then_says_reconnect(qbo_replay, intuit, name):
+    services, server = qbo_replay
+    server.answer(company_path("cdc"), (HERE / name).read_text(), status=401)
+    refreshes = intuit.count("token", "refresh_token")
+    with pytest.raises(AccessDenied, match="reconnect"):
+        services.auditor.fetch(REALM, datetime.now(UTC) - timedelta(days=1))
+    assert len(server.calls(company_path("cdc"))) == 2  # the stored token, then a fresh one
+    assert intuit.count("token", "refresh_token") == refreshes + 1
+
+
+# --- Intuit's token endpoint, as it answers -------------------------------------------------
+
+
+@pytest.fixture
+def token_replay(intuit, slack, clock, redis_prefix, cipher):
+    """Intuit's published discovery document, its token endpoint answered from samples and the
+    rest pointed at the emulator."""
+    emulated = requests.get(intuit.discovery_url, timeout=5).json()
+    with ReplayServer() as server:
+        published = load("intuit/oauth/discovery.production").body
+        pointed = {
+            key: (emulated.get(key, value) if isinstance(value, str) and urlparse(value).scheme else value)
+            for key, value in published.items()
+        }
+        pointed["token_endpoint"] = f"{server.url}/oauth2/v1/tokens/bearer"
+        server.answer("/.well-known/openid_configuration", pointed)
+        settings = make_settings(
+            intuit, slack, QBO_ENVIRONMENT=f"{server.url}/.well-known/openid_configuration"
+        )
+        store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+        built = build_services(settings, store=store, clock=clock, retry=FAST_RETRY)
+        store.save_connection(intuit.connected(REALM, DEDICATED, "Acme Payments Ltd", clock.now()))
+        yield built, server, store
+        built.engine.close()
+        store.close()
+
+
+def test_a_refresh_as_intuit_answers_it_is_stored_at_once(token_replay, clock):
+    services, server, store = token_replay
+    sample = load("intuit/oauth/token").body
+    # a refresh answer: Intuit's token document without the id_token it adds on a code exchange
+    server.answer("/oauth2/v1/tokens/bearer", {k: v for k, v in sample.items() if k != "id_token"})
+    before = store.get_connection(REALM)
+    conn = services.connections.valid(REALM, force_refresh=True)
+    stored = store.get_connection(REALM)
+    assert stored.refresh_token == sample["refresh_token"] == conn.refresh_token
+    assert stored.access_token == sample["access_token"]
+    assert stored.token_generation == before.token_generation + 1
+    assert stored.refresh_expires_at == clock.now() + timedelta(seconds=sample["x_refresh_token_expires_in"])
+    assert server.calls("/oauth2/v1/tokens/bearer")[0]["grant_type"] == "refresh_token"
+
+
+def test_invalid_grant_as_intuit_answers_it_marks_the_connection_lost(token_replay):
+    services, server, store = token_replay
+    server.answer("/oauth2/v1/tokens/bearer", load("intuit/oauth/token.invalid_grant").body, status=400)
+    with pytest.raises(ConnectionLost):
+        services.connections.valid(REALM, force_refresh=True)
+    assert store.get_connection(REALM).status is ConnectionStatus.LOST
