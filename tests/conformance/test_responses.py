@@ -279,6 +279,7 @@ def token_replay(intuit, slack, clock, redis_prefix, cipher):
             for key, value in published.items()
         }
         pointed["token_endpoint"] = f"{server.url}/oauth2/v1/tokens/bearer"
+        pointed["userinfo_endpoint"] = f"{server.url}/v1/openid_connect/userinfo"
         server.answer("/.well-known/openid_configuration", pointed)
         settings = make_settings(
             intuit, slack, QBO_ENVIRONMENT=f"{server.url}/.well-known/openid_configuration"
@@ -312,3 +313,13 @@ def test_invalid_grant_as_intuit_answers_it_marks_the_connection_lost(token_repl
     with pytest.raises(ConnectionLost):
         services.connections.valid(REALM, force_refresh=True)
     assert store.get_connection(REALM).status is ConnectionStatus.LOST
+
+
+def test_userinfo_as_intuit_answers_it_names_who_authorised(token_replay):
+    services, server, _ = token_replay
+    sample = load("intuit/oauth/userinfo").body
+    server.answer("/v1/openid_connect/userinfo", sample)
+    identity = services.intuit.user_info("an-access-token")
+    assert identity.email == sample["email"] and identity.sub == sample["sub"]
+    assert identity.email_verified is sample["emailVerified"]
+    assert identity.name == f"{sample['givenName']} {sample['familyName']}"
