@@ -171,3 +171,13 @@ def test_distributed_manifest_is_an_app_many_workspaces_can_install(tmp_path):
     single = yaml.safe_load(zqbo(tmp_path, "manifest", "--public-url", "https://a.example").stdout)
     assert "redirect_urls" not in single["oauth_config"]
     assert single["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
+
+
+def test_both_manifests_have_slack_escape_channels_users_and_links(tmp_path):
+    """Without it Slack sends `#qbo-alerts` as typed, and zqbo cannot tell which channel it is."""
+    import yaml
+
+    for extra in ([], ["--distributed"]):
+        done = zqbo(tmp_path, "manifest", *extra, "--public-url", "https://zqbo.example.org")
+        [command] = yaml.safe_load(done.stdout)["features"]["slash_commands"]
+        assert command["command"] == "/zqbo" and command["should_escape"] is True
