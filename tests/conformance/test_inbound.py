@@ -19,7 +19,7 @@ from tests.conformance.corpus import HERE, load, names, rewrite
 from tests.conftest import DEDICATED, REALM, REDIS_URL, make_settings, start_bot
 from tests.helpers import card_text, connect
 from tests.test_audit import _signed, alerts_in_channel
-from tests.test_workspaces import A, hosted, install, wait_until  # noqa: F401  (fixture)
+from tests.test_workspaces import A, hosted, install, say, wait_until  # noqa: F401  (fixture)
 
 VERIFIER = "emu-webhook-verifier"
 JANE_ID = "9130347769252971"
@@ -273,3 +273,24 @@ def test_the_corpus_readme_counts_every_sample():
     total = len([p for p in HERE.rglob("*.json")])
     assert f"**{total}**" in readme, "README.md's count by source is out of date"
     assert Path(HERE / "README.md").exists()
+
+
+def test_mentions_and_links_as_slack_sends_them_are_read_and_plain_names_get_a_sentence(hosted, slack):  # noqa: F811
+    """With escaping on, Slack sends ids (`<#C…>`, `<@U…|name>`) and emails as mailto links; an app
+    created before should_escape was turned on sends the plain text typed."""
+    install(slack, hosted, A)
+    text = " ".join(card_text(say(slack, hosted, A, "config channel #alpha-alerts")).split())
+    assert "Escape channels, users, and links" in text and "Settings form" in text
+    text = " ".join(card_text(say(slack, hosted, A, f"config admins <@{A.admin}|ana> @sam")).split())
+    assert "Escape channels, users, and links" in text
+    workspace = hosted.services.workspaces.get(A.id, fresh=True)
+    assert workspace.alert_channel == "" and not workspace.admins  # nothing saved
+
+    assert "Alert channel saved" in card_text(say(slack, hosted, A, f"config channel <#{A.channel}>"))
+    assert "saved" in card_text(say(slack, hosted, A, f"config admins <@{A.admin}|ana> <@{A.staff}>"))
+    mailto = "<mailto:Integration@Acme.example|Integration@Acme.example>"
+    assert "Dedicated email saved" in card_text(say(slack, hosted, A, f"config email {mailto}"))
+    workspace = hosted.services.workspaces.get(A.id, fresh=True)
+    assert workspace.alert_channel == A.channel
+    assert list(workspace.admins) == [A.admin, A.staff]
+    assert workspace.dedicated_email == "integration@acme.example"
