@@ -50,6 +50,11 @@ def names(folder: str) -> list[str]:
     )
 
 
+def sample_files() -> list[Path]:
+    """Every sample and spec (JSON, and the XML some QBO faults only come as)."""
+    return sorted(p for ext in ("*.json", "*.xml") for p in HERE.rglob(ext))
+
+
 def samples(folder: str) -> list[Sample]:
     return [load(n) for n in names(folder)]
 
