@@ -160,7 +160,7 @@ class QBOClient:
             raise _Unauthorized from None
         except QuickbooksException as exc:
             status = recorder.status
-            if status is not None and (status == 429 or status >= 500):
+            if status is not None and (status == 429 or status >= 500 or _throttled(exc)):
                 raise TransientError(
                     f"QBO answered HTTP {status} to {operation}",
                     status=status,
@@ -239,3 +239,11 @@ class BearerSession(requests.Session):
 
 class _Unauthorized(Exception):
     """QBO answered 401: for a stored token, refresh once; for a new one, final."""
+
+
+def _throttled(exc: QuickbooksException) -> bool:
+    """QBO's ThrottleExceeded fault (code 3001) whatever the status it came with: before 429 it
+    was sent with HTTP 403 (in XML, which python-quickbooks cannot read), and as JSON its code
+    falls in python-quickbooks' validation range."""
+    text = f"{getattr(exc, 'message', '')} {getattr(exc, 'detail', '')}"
+    return getattr(exc, "error_code", None) == 3001 or "ThrottleExceeded" in text

@@ -167,6 +167,7 @@ QBO_FAULTS = {
     "qbo/fault_403.json": (403, RequestRejected),
     "qbo/fault_403.application_authorization_failed.json": (403, RequestRejected),
     "qbo/fault_429.xml": (429, TransientError),  # QBO throttles in XML, even to Accept: JSON
+    "qbo/fault_429.status403_2016.xml": (403, TransientError),  # the same fault, as sent before 429
     "qbo/fault_500.xml": (500, TransientError),
 }
 
