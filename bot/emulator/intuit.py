@@ -46,6 +46,10 @@ QUERY_MAX_RESULTS = 1000
 QUERY_DEFAULT_RESULTS = 100
 QBO_TZ = timezone(timedelta(hours=-8))  # QBO answers in the company's local offset
 REQUIRED_SCOPE = "com.intuit.quickbooks.accounting"
+# QBO user ids are 16-digit strings; "0" is QuickBooks itself (recurring transactions, bank rules).
+JANE_QBO_ID = "9130347769252966"
+DEDICATED_QBO_ID = "9130351234567893"
+QUICKBOOKS = "0"
 
 
 def qbo_time(moment: datetime) -> str:
@@ -186,7 +190,7 @@ class IntuitEmulator(EmulatorServer):
         self.add_company(
             "9130357766483916",
             "Acme Payments Ltd",
-            users={"jane@acme.example": "1", "zomentum.integration@acme.example": "9"},
+            users={"jane@acme.example": JANE_QBO_ID, "zomentum.integration@acme.example": DEDICATED_QBO_ID},
         )
 
     # entries -----------------------------------------------------------------------------------
@@ -195,7 +199,7 @@ class IntuitEmulator(EmulatorServer):
         realm_id: str,
         entity: str,
         *,
-        by: str,
+        by: str | None,
         amount: float = 100.0,
         doc_number: str | None = None,
         private_note: str | None = None,
@@ -203,7 +207,9 @@ class IntuitEmulator(EmulatorServer):
         created_at: datetime | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
-        """Create an entry as QBO user `by` (an identity email or a numeric QBO user id)."""
+        """Create an entry as QBO user `by`: an identity email, a numeric QBO user id, "quickbooks"
+        (QuickBooks itself: LastModifiedByRef "0"), or None (no LastModifiedByRef at all, as some
+        real entries have)."""
         with self._lock:
             company = self.companies[realm_id]
             entry_id = str(next(self._ids))
@@ -215,12 +221,9 @@ class IntuitEmulator(EmulatorServer):
                 "sparse": False,
                 "TxnDate": txn_date or when.astimezone(QBO_TZ).date().isoformat(),
                 "TotalAmt": amount,
-                "MetaData": {
-                    "CreateTime": qbo_time(when),
-                    "LastModifiedByRef": {"value": self._user_id(company, by)},
-                    "LastUpdatedTime": qbo_time(when),
-                },
+                "MetaData": {"CreateTime": qbo_time(when), "LastUpdatedTime": qbo_time(when)},
             }
+            _set_modified_by(obj["MetaData"], self._user_id(company, by))
             if doc_number is not None:
                 obj["DocNumber"] = doc_number
             if private_note is not None:
@@ -229,13 +232,15 @@ class IntuitEmulator(EmulatorServer):
             company.entries.setdefault(entity, {})[entry_id] = obj
             return json.loads(json.dumps(obj))
 
-    def update_entry(self, realm_id: str, entity: str, entry_id: str, *, by: str, **fields: Any) -> None:
+    def update_entry(
+        self, realm_id: str, entity: str, entry_id: str, *, by: str | None, **fields: Any
+    ) -> None:
         with self._lock:
             company = self.companies[realm_id]
             obj = company.entries[entity][entry_id]
             obj.update(fields)
             obj["SyncToken"] = str(int(obj["SyncToken"]) + 1)
-            obj["MetaData"]["LastModifiedByRef"] = {"value": self._user_id(company, by)}
+            _set_modified_by(obj["MetaData"], self._user_id(company, by))
             obj["MetaData"]["LastUpdatedTime"] = qbo_time(self.clock.now())
 
     def delete_entry(self, realm_id: str, entity: str, entry_id: str) -> None:
@@ -245,9 +250,11 @@ class IntuitEmulator(EmulatorServer):
             company.deleted.setdefault(entity, {})[entry_id] = self.clock.now()
 
     @staticmethod
-    def _user_id(company: EmuCompany, by: str) -> str:
-        if by.isdigit():
+    def _user_id(company: EmuCompany, by: str | None) -> str | None:
+        if by is None or by.isdigit():
             return by
+        if by.lower() == "quickbooks":
+            return QUICKBOOKS
         return company.users[by.lower()]
 
     # grants, for tests -------------------------------------------------------------------------
@@ -886,6 +893,14 @@ def _matches(obj: dict[str, Any], clause: tuple[str, str, str]) -> bool:
         ">=": left >= right,
         "<=": left <= right,
     }[op]
+
+
+def _set_modified_by(metadata: dict[str, Any], user_id: str | None) -> None:
+    """LastModifiedByRef as QBO writes it; None leaves it out, as in some real entries."""
+    if user_id is None:
+        metadata.pop("LastModifiedByRef", None)
+    else:
+        metadata["LastModifiedByRef"] = {"value": user_id}
 
 
 def _json(body: Any, status: int) -> Response:
