@@ -292,7 +292,9 @@ def test_uninstall_delivers_tokens_revoked_then_app_uninstalled(slack, receiver)
     assert first["event"]["tokens"] == {"oauth": [], "bot": ["U0BETAZQBO"]}
     assert second["event"]["type"] == "app_uninstalled"
     for envelope in (first, second):
-        assert envelope["team_id"] == "T0BETA" and envelope["enterprise_id"] is None
+        # outside any organisation Slack sends no enterprise_id key (context_enterprise_id null)
+        assert envelope["team_id"] == "T0BETA" and "enterprise_id" not in envelope
+        assert envelope["context_enterprise_id"] is None
         assert envelope["authorizations"] == [
             {
                 "enterprise_id": None,
@@ -689,7 +691,11 @@ def test_view_submission_payload_and_response_actions(slack, receiver):
         "cadence": {
             "pick_cadence": {
                 "type": "static_select",
-                "selected_option": {"text": {"type": "plain_text", "text": "Daily"}, "value": "daily"},
+                # the option as Slack kept it: plain_text gains "emoji" (inbound/view_submission.json)
+                "selected_option": {
+                    "text": {"type": "plain_text", "text": "Daily", "emoji": True},
+                    "value": "daily",
+                },
             }
         },
     }
