@@ -454,6 +454,22 @@ class IntuitEmulator(EmulatorServer):
                 },
                 "time": now,
             }
+        if status == 403:
+            return {
+                "Fault": {
+                    "Error": [
+                        {
+                            "Message": (
+                                "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403"
+                            ),
+                            "Detail": detail or "",
+                            "code": "3100",
+                        }
+                    ],
+                    "type": "AuthorizationFault",
+                },
+                "time": now,
+            }
         if status == 400:
             return {
                 "Fault": {
@@ -543,7 +559,7 @@ class IntuitEmulator(EmulatorServer):
                     _page("Intuit: sign-in failed", "<p>That user cannot connect apps to this company.</p>"),
                     status=400,
                 )
-            code = "AB11" + secrets.token_urlsafe(24)
+            code = _authorization_code(self.clock.now() + CODE_LIFETIME)
             self._codes[code] = {
                 "email": email,
                 "realm_id": realm,
@@ -633,10 +649,10 @@ class IntuitEmulator(EmulatorServer):
 
     def _issue(self, grant: Grant) -> dict[str, Any]:
         now = self.clock.now()
-        access = "eyJlbmMiOiJBMTI4Q0JDLUhTMjU2In0." + secrets.token_urlsafe(48)
-        refresh = f"RT1-{secrets.randbelow(900) + 100}-H0-" + secrets.token_urlsafe(30)
-        grant.refresh_token = refresh
         grant.refresh_expires_at = min(now + ROLLING_REFRESH_LIFETIME, grant.hard_expires_at)
+        access = _access_token()
+        refresh = _refresh_token(grant.refresh_expires_at)
+        grant.refresh_token = refresh
         self._by_refresh[refresh] = grant.grant_id
         self._access[access] = (grant.grant_id, now + ACCESS_LIFETIME)
         self._issued += [access, refresh]
@@ -893,6 +909,32 @@ def _matches(obj: dict[str, Any], clause: tuple[str, str, str]) -> bool:
         ">=": left >= right,
         "<=": left <= right,
     }[op]
+
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+# An Intuit access token is a JWE in compact form (dir / A128CBC-HS256): this header, an empty
+# key part, then iv, ciphertext and tag; about a thousand characters, opaque to the app.
+_JWE_HEADER = "eyJlbmMiOiJBMTI4Q0JDLUhTMjU2IiwiYWxnIjoiZGlyIn0"
+
+
+def _alnum(n: int) -> str:
+    return "".join(secrets.choice(_ALNUM) for _ in range(n))
+
+
+def _access_token() -> str:
+    iv, ciphertext, tag = secrets.token_bytes(16), secrets.token_bytes(660), secrets.token_bytes(16)
+    parts = [base64.urlsafe_b64encode(b).decode().rstrip("=") for b in (iv, ciphertext, tag)]
+    return f"{_JWE_HEADER}..{'.'.join(parts)}"
+
+
+def _refresh_token(expires_at: datetime) -> str:
+    """As Intuit's look: "AB1", the expiry in epoch seconds, 37 letters and digits (50 in all,
+    e.g. AB11767982735vYeGaQuz4PljtGBGS0AdLWiLJAwzOzYDDa4fK)."""
+    return f"AB1{int(expires_at.timestamp())}{_alnum(37)}"
+
+
+def _authorization_code(expires_at: datetime) -> str:
+    return f"AB1{int(expires_at.timestamp())}{_alnum(37)}"
 
 
 def _set_modified_by(metadata: dict[str, Any], user_id: str | None) -> None:
