@@ -132,6 +132,11 @@ def slack(request: pytest.FixtureRequest) -> Iterator[SlackEmulator]:
             (r["url"], r["error"], r["problems"]) for r in emu.refused_responses() if r["status"] == 400
         ]
         assert refused == [], f"Slack would have refused these messages: {refused}"
+        # and every Web API call it made fits Slack's published OpenAPI spec
+        from tests.conformance.shape import calls_off_spec
+
+        off_spec = calls_off_spec(emu)
+        assert off_spec == [], f"calls that do not fit Slack's OpenAPI spec: {off_spec}"
 
 
 REALM = "9130357766483916"

@@ -89,22 +89,44 @@ class SlackUser:
     team_id: str = TEAM_ID
 
     def as_api(self) -> dict[str, Any]:
+        """As users.info answers (web_api/users.info.json)."""
+        avatar = hashlib.md5(self.id.encode(), usedforsecurity=False).hexdigest()
+        images = {
+            f"image_{size}": f"https://secure.gravatar.com/avatar/{avatar}.jpg?s={size}"
+            for size in (24, 32, 48, 72, 192, 512)
+        }
         return {
             "id": self.id,
             "team_id": self.team_id,
             "name": self.name,
-            "real_name": self.real_name,
             "deleted": False,
+            "color": "9f69e7",
+            "real_name": self.real_name,
+            "tz": "Europe/London",
+            "tz_label": "Greenwich Mean Time",
+            "tz_offset": 0,
+            "profile": {
+                "avatar_hash": "g" + avatar[:11],
+                "status_text": "",
+                "status_emoji": "",
+                "real_name": self.real_name,
+                "display_name": self.name,
+                "real_name_normalized": self.real_name,
+                "display_name_normalized": self.name,
+                "email": self.email,
+                **images,
+                "image_original": images["image_512"],
+                "team": self.team_id,
+            },
             "is_admin": self.is_admin,
             "is_owner": self.is_owner,
             "is_primary_owner": self.is_owner,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
             "is_bot": self.is_bot,
-            "tz": "Europe/London",
-            "profile": {
-                "real_name": self.real_name,
-                "display_name": self.name,
-                "email": self.email,
-            },
+            "is_app_user": False,
+            "updated": 1_700_000_000,
+            "has_2fa": False,
         }
 
 
@@ -1064,19 +1086,40 @@ class SlackEmulator(EmulatorServer):
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
         is_im = channel.id.startswith("D")
-        return {
-            "ok": True,
-            "channel": {
-                "id": channel.id,
-                "name": channel.name,
-                "is_channel": not is_im,
-                "is_im": is_im,
-                "is_member": channel.is_member,
-                "is_private": False,
-                "is_archived": False,
-                "context_team_id": channel.team_id,
-            },
+        info: dict[str, Any] = {
+            "id": channel.id,
+            "name": channel.name,
+            "is_channel": not is_im,
+            "is_im": is_im,
+            "is_member": channel.is_member,
+            "is_private": False,
+            "is_archived": False,
+            "context_team_id": channel.team_id,
         }
+        if not is_im:  # a channel as web_api/conversations.info.json shows one
+            creator = self._installer(channel.team_id) or ""
+            info.update(
+                created=self._bot_updated,
+                creator=creator,
+                is_group=False,
+                is_mpim=False,
+                is_general=channel.name == "general",
+                is_shared=False,
+                is_ext_shared=False,
+                is_org_shared=False,
+                is_pending_ext_shared=False,
+                is_read_only=False,
+                pending_shared=[],
+                parent_conversation=None,
+                unlinked=0,
+                name_normalized=channel.name,
+                last_read="0000000000.000000",
+                previous_names=[],
+                topic={"value": "", "creator": "", "last_set": 0},
+                purpose={"value": "", "creator": "", "last_set": 0},
+                locale="en-US",
+            )
+        return {"ok": True, "channel": info}
 
     def _channel_for_post(self, args: dict[str, Any], grant: Grant) -> tuple[Channel | None, str | None]:
         channel_id = str(args.get("channel", ""))
