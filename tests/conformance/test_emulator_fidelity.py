@@ -11,16 +11,21 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+from xml.etree import ElementTree
 
 import pytest
 import requests
 from flask import Flask, Response
 from flask import request as http_request
+from intuitlib.client import AuthClient
+from intuitlib.enums import Scopes
 from slack_sdk import WebClient
 from werkzeug.serving import make_server
 
 from bot.emulator import SlackEmulator
-from tests.conformance.shape import sample, shape_problems, type_problems
+from tests.conformance.shape import HERE as CORPUS
+from tests.conformance.shape import sample, shape_problems, slack_spec, spec_problems, type_problems
+from tests.conftest import DEDICATED, JANE, REALM
 
 # Keys a real sample has only in a context our call is not in (a missing key or a null passes).
 THREAD_ONLY = (
@@ -397,3 +402,174 @@ def test_event_envelopes(slack, app):
         check(sample(f"slack/inbound/event_callback.{kind}"), ours)
         check(sample(f"slack/inbound/event_callback.{kind}.with_authorizations"), ours)
         check_types(f"slack/inbound/event_callback.{kind}.java_sdk_all_fields", ours)
+
+
+# Intuit OAuth / OpenID and QBO, over real HTTP ------------------------------------------------------
+# The emulator leaves id_token out (API_FACTS: sign real RS256 id_tokens or send none; the bot
+# learns who authorised from userinfo).
+NO_ID_TOKEN = ("id_token",)
+# userinfo's phone and address claims come only with the phone / address scopes zqbo does not ask.
+EMAIL_PROFILE_ONLY = ("phoneNumber", "phoneNumberVerified", "address")
+# What QBO itself puts on every entity; the rest of an entity (lines, refs) is the test's input.
+QBO_SYSTEM_FIELDS = ("domain", "sparse", "Id", "SyncToken", "MetaData")
+
+
+def system_fields(entity: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entity.items() if k in QBO_SYSTEM_FIELDS}
+
+
+def fault_xml_as_json(name: str) -> dict[str, Any]:
+    """A QBO Fault sample seen only as XML, in QBO's JSON form (attributes become keys)."""
+    root = ElementTree.fromstring((CORPUS / f"{name}.xml").read_text())
+    ns = {"i": "http://schema.intuit.com/finance/v3"}
+    fault = root.find("i:Fault", ns)
+    assert fault is not None
+    errors = [
+        {
+            "Message": e.findtext("i:Message", "", ns),
+            "Detail": e.findtext("i:Detail", "", ns),
+            "code": e.get("code"),
+        }
+        for e in fault.findall("i:Error", ns)
+    ]
+    return {"Fault": {"Error": errors, "type": fault.get("type")}, "time": root.get("time")}
+
+
+@pytest.fixture
+def connected(intuit):
+    """Tokens for the dedicated user on REALM, from the code exchange (the raw token response)."""
+    auth_client = AuthClient(
+        intuit.client_id, intuit.client_secret, "http://127.0.0.1:9/cb", intuit.discovery_url
+    )
+    url = auth_client.get_authorization_url(
+        [Scopes.ACCOUNTING, Scopes.OPENID, Scopes.EMAIL, Scopes.PROFILE], "s"
+    )
+    code = parse_qs(urlparse(intuit.authorize(url, as_user=DEDICATED)).query)["code"][0]
+    answer = requests.post(
+        f"{intuit.url}/oauth2/v1/tokens/bearer",
+        data={"grant_type": "authorization_code", "code": code, "redirect_uri": "http://127.0.0.1:9/cb"},
+        auth=(intuit.client_id, intuit.client_secret),
+        timeout=5,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def qbo_get(intuit, token: str, path: str, **params: Any) -> requests.Response:
+    return requests.get(
+        f"{intuit.api_url}/company/{REALM}/{path}",
+        params={"minorversion": 75, **params},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        timeout=5,
+    )
+
+
+def test_intuit_discovery_token_and_userinfo(intuit, connected):
+    discovery = requests.get(intuit.discovery_url, timeout=5).json()
+    check(sample("intuit/oauth/discovery.sandbox"), discovery)
+    check(sample("intuit/oauth/discovery.production"), discovery)
+    check(sample("intuit/oauth/token"), connected, NO_ID_TOKEN)
+    assert connected["access_token"].startswith("eyJ") and len(connected["access_token"]) > 900
+    assert connected["refresh_token"].startswith("AB11") and len(connected["refresh_token"]) == 50
+    again = requests.post(
+        f"{intuit.url}/oauth2/v1/tokens/bearer",
+        data={"grant_type": "refresh_token", "refresh_token": connected["refresh_token"]},
+        auth=(intuit.client_id, intuit.client_secret),
+        timeout=5,
+    )
+    check(sample("intuit/oauth/token"), again.json(), NO_ID_TOKEN)
+    stale = requests.post(  # the old refresh token, once rotated
+        f"{intuit.url}/oauth2/v1/tokens/bearer",
+        data={"grant_type": "refresh_token", "refresh_token": connected["refresh_token"]},
+        auth=(intuit.client_id, intuit.client_secret),
+        timeout=5,
+    )
+    assert stale.status_code == 400
+    check(sample("intuit/oauth/token.invalid_grant"), stale.json())
+    userinfo = requests.get(
+        f"{intuit.url}/v1/openid_connect/userinfo",
+        headers={"Authorization": f"Bearer {again.json()['access_token']}"},
+        timeout=5,
+    )
+    check(sample("intuit/oauth/userinfo"), userinfo.json(), EMAIL_PROFILE_ONLY)
+
+
+def test_qbo_companyinfo_query_and_cdc(intuit, clock, connected):
+    token = connected["access_token"]
+    check(sample("qbo/companyinfo"), qbo_get(intuit, token, f"companyinfo/{REALM}").json())
+
+    since = clock.now()
+    clock.advance(60)
+    for _ in range(2):
+        intuit.add_entry(REALM, "SalesReceipt", by=JANE)
+        intuit.add_entry(REALM, "Estimate", by=DEDICATED)
+    query = qbo_get(intuit, token, "query", query="select * from SalesReceipt").json()
+    real = sample("qbo/query.sales_receipt")
+    real["QueryResponse"]["SalesReceipt"] = [system_fields(e) for e in real["QueryResponse"]["SalesReceipt"]]
+    check(real, query)
+    check(
+        sample("qbo/query.count"),
+        qbo_get(intuit, token, "query", query="select count(*) from Payment").json(),
+    )
+    past_end = qbo_get(intuit, token, "query", query="select * from SalesReceipt startposition 50").json()
+    check(sample("qbo/query.page_past_end"), past_end)
+    assert past_end["QueryResponse"] == {}
+
+    cdc = qbo_get(intuit, token, "cdc", entities="Estimate", changedSince=since.isoformat()).json()
+    real = sample("qbo/cdc")
+    for entry in real["CDCResponse"][0]["QueryResponse"]:
+        entry["Estimate"] = [system_fields(e) for e in entry["Estimate"]]
+    check(real, cdc)
+
+
+def test_qbo_fault_bodies(intuit, connected):
+    token = connected["access_token"]
+    bad_query = qbo_get(intuit, token, "query", query="select * from")
+    assert bad_query.status_code == 400
+    check(sample("qbo/fault_400_query"), bad_query.json())
+    unauthorised = qbo_get(intuit, "not-a-token", f"companyinfo/{REALM}")
+    assert unauthorised.status_code == 401
+    check(sample("qbo/fault_401"), unauthorised.json())
+    check(sample("qbo/fault_401.malformed_token"), unauthorised.json())
+    for status, real in ((403, "qbo/fault_403"), (429, None), (500, None)):
+        intuit.fail_next("companyinfo", status)
+        answer = qbo_get(intuit, token, f"companyinfo/{REALM}")
+        assert answer.status_code == status
+        if real:
+            check(sample(real), answer.json())
+            check(sample(f"{real}.application_authorization_failed"), answer.json())
+        else:
+            check(fault_xml_as_json(f"qbo/fault_{status}"), answer.json())
+
+
+# the checks themselves ------------------------------------------------------------------------------
+def test_the_check_catches_what_the_trial_caught():
+    real = sample("slack/inbound/block_actions.message")
+    without_team = json.loads(json.dumps(real))
+    del without_team["message"]["team"]
+    assert shape_problems(real, without_team, THREAD_ONLY) == ["message.team: missing"]
+    as_object = json.loads(json.dumps(real))
+    as_object["message"]["team"] = {"id": "T0EMU"}
+    assert shape_problems(real, as_object) == ["message.team: string in the sample, object here"]
+    no_block_ids = json.loads(json.dumps(real))
+    for block in no_block_ids["message"]["blocks"]:
+        del block["block_id"]
+    assert shape_problems(real, no_block_ids) == [
+        "message.blocks[0].block_id: missing",
+        "message.blocks[1].block_id: missing",
+    ]
+
+
+def test_the_spec_check_catches_bad_calls():
+    spec = slack_spec()
+    assert spec_problems(spec, "chat.postMessage", {"channel": "C1", "text": "x"}, frozenset()) == []
+    assert spec_problems(spec, "chat.postMessage", {"text": "x"}, frozenset()) == [
+        "chat.postMessage: required channel missing"
+    ]
+    assert spec_problems(
+        spec, "chat.update", {"channel": "C1", "ts": "1.2", "colour": "red"}, frozenset()
+    ) == ["chat.update: colour is not an argument of chat.update"]
+    assert spec_problems(spec, "conversations.history", {"channel": "C1", "limit": "ten"}, frozenset()) == [
+        "conversations.history: limit='ten' is not a integer"
+    ]
+    assert spec_problems(spec, "chat.postMessages", {}, frozenset()) == ["chat.postMessages: not in the spec"]
