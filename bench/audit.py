@@ -33,6 +33,7 @@ from bot.audit.scan import Scan  # noqa: E402
 from bot.clock import FakeClock  # noqa: E402
 from bot.config import load_settings  # noqa: E402
 from bot.emulator import IntuitEmulator, SlackEmulator  # noqa: E402
+from bot.emulator.intuit import DEDICATED_QBO_ID  # noqa: E402
 from bot.models import Connection, Identity  # noqa: E402
 from bot.store.crypto import TokenCipher  # noqa: E402
 from bot.store.redis import RedisStore  # noqa: E402
@@ -40,11 +41,12 @@ from bot.store.redis import RedisStore  # noqa: E402
 REDIS_URL = "redis://127.0.0.1:6379/0"
 REALM = "9130357766483916"
 DEDICATED = "zomentum.integration@acme.example"
+PEOPLE_QBO_IDS = ("9130347769252966", "9130349301837285", "9130340118273645")
 
 
 def recorded_pages(total: int, per_page: int = 1000) -> list[bytes]:
     """CDC responses as QBO sends them: 1 in 5 automated (marker in PrivateNote), 1 in 50 of
-    those under a person rather than the dedicated user (id 9)."""
+    those under a person rather than the dedicated user."""
     rng = random.Random(7)
     start = datetime(2026, 11, 1, tzinfo=UTC)
     pages = []
@@ -53,7 +55,7 @@ def recorded_pages(total: int, per_page: int = 1000) -> list[bytes]:
         for i in range(per_page):
             n = page * per_page + i
             automated = n % 5 == 0
-            by = "9" if automated and n % 50 else str(rng.choice([1, 2, 3]))
+            by = DEDICATED_QBO_ID if automated and n % 50 else rng.choice(PEOPLE_QBO_IDS)
             when = (start + timedelta(seconds=n * 7)).isoformat()
             obj = {
                 "Id": str(100000 + n),
@@ -92,7 +94,7 @@ def settings_for(intuit: IntuitEmulator, slack: SlackEmulator, key: str, **extra
         QBO_API_URL=intuit.api_url,
         ZQBO_ALERT_CHANNEL="C0ALERTS",
         ZQBO_DEDICATED_EMAIL=DEDICATED,
-        ZQBO_DEDICATED_USER_ID="9",
+        ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID,
         ZQBO_MARKERS="PrivateNote~Zomentum",
         REDIS_URL=REDIS_URL,
         ZQBO_ENCRYPTION_KEY=key,
@@ -160,7 +162,9 @@ def calls_per_check() -> None:
         services.oauth.complete(query)
         for entity in ("Payment", "Deposit", "SalesReceipt"):
             for i in range(999):
-                intuit.add_entry(REALM, entity, by="9", private_note="Zomentum payment", doc_number=f"ZP-{i}")
+                intuit.add_entry(
+                    REALM, entity, by=DEDICATED_QBO_ID, private_note="Zomentum payment", doc_number=f"ZP-{i}"
+                )
         rows = []
         for label, advance in (("fresh token", 60), ("token due for refresh", 3600)):
             clock.advance(advance)

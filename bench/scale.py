@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bot.clock import SystemClock  # noqa: E402
 from bot.emulator import IntuitEmulator, SlackEmulator  # noqa: E402
-from bot.emulator.intuit import qbo_time  # noqa: E402
+from bot.emulator.intuit import DEDICATED_QBO_ID, qbo_time  # noqa: E402
 from bot.standing import ranker  # noqa: E402
 from bot.store.crypto import TokenCipher  # noqa: E402
 from bot.store.redis import RedisStore  # noqa: E402
@@ -50,7 +50,7 @@ def seed(intuit: IntuitEmulator, store: RedisStore, n: int, entries: int) -> lis
     now = datetime.now(UTC)
     pipe_every = 500
     for i, realm in enumerate(realms):
-        company = intuit.add_company(realm, f"Company {i}", users={DEDICATED: "9"})
+        company = intuit.add_company(realm, f"Company {i}", users={DEDICATED: DEDICATED_QBO_ID})
         for j in range(entries):  # written straight into the emulator: no HTTP, no lock churn
             stamp = qbo_time(now - timedelta(seconds=entries - j))
             company.entries.setdefault("Payment", {})[str(j + 1)] = {
@@ -63,7 +63,7 @@ def seed(intuit: IntuitEmulator, store: RedisStore, n: int, entries: int) -> lis
                 "MetaData": {
                     "CreateTime": stamp,
                     "LastUpdatedTime": stamp,
-                    "LastModifiedByRef": {"value": "9"},
+                    "LastModifiedByRef": {"value": DEDICATED_QBO_ID},
                 },
             }
         store.save_connection(intuit.connected(realm, DEDICATED, f"Company {i}", now))
@@ -120,7 +120,7 @@ def main() -> None:
             "REDIS_URL": REDIS_URL,
             "ZQBO_ENCRYPTION_KEY": key,
             "ZQBO_DEDICATED_EMAIL": DEDICATED,
-            "ZQBO_DEDICATED_USER_ID": "9",
+            "ZQBO_DEDICATED_USER_ID": DEDICATED_QBO_ID,
             "ZQBO_MARKERS": "PrivateNote~Zomentum",
             "ZQBO_ALERT_CHANNEL": "C0ALERTS",
             "ZQBO_LOG_LEVEL": "WARNING",

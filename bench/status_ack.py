@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bot.emulator import IntuitEmulator, SlackEmulator  # noqa: E402
+from bot.emulator.intuit import DEDICATED_QBO_ID  # noqa: E402
 
 DEDICATED = "zomentum.integration@acme.example"
 
@@ -68,7 +69,7 @@ def seed_companies(
     now = datetime.now(UTC)
     for i in range(n):
         realm = f"9{i:015d}"
-        intuit.add_company(realm, f"Company {i}", users={DEDICATED: "9"})
+        intuit.add_company(realm, f"Company {i}", users={DEDICATED: DEDICATED_QBO_ID})
         team = team_id(i % workspaces) if workspaces else ""
         store.save_connection(intuit.connected(realm, DEDICATED, f"Company {i}", now, team))
     store.close()

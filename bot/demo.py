@@ -26,6 +26,7 @@ from werkzeug.serving import make_server
 from bot.app import build_services, create_web_app
 from bot.config import load_settings
 from bot.emulator import IntuitEmulator, SlackEmulator
+from bot.emulator.intuit import DEDICATED_QBO_ID, JANE_QBO_ID
 from bot.emulator.slack import TEAM_ID
 from bot.render import link_buttons, render
 from bot.services import Services
@@ -152,7 +153,7 @@ def _settings(
         "ZQBO_DEDICATED_EMAIL": DEDICATED,
         "ZQBO_ALERT_CHANNEL": "C0ALERTS",
         "ZQBO_ADMINS": "U0ADMIN",
-        "ZQBO_DEDICATED_USER_ID": "9",
+        "ZQBO_DEDICATED_USER_ID": DEDICATED_QBO_ID,
     }
 
 
@@ -284,7 +285,10 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     play.step("The payments integration posts; zqbo's check sees whom QBO logged the entries under")
     for number, amount in (("ZP-1001", 120.50), ("ZP-1002", 89.00), ("ZP-1003", 410.25)):
         intuit.add_entry(REALM, "Payment", by=PERSON, amount=amount, doc_number=number, private_note=MARK)
-    play.say("  QBO (emulated): 3 Payments marked “Zomentum payment”, LastModifiedByRef = user 1 (Jane)")
+    play.say(
+        "  QBO (emulated): 3 Payments marked “Zomentum payment”,"
+        f" LastModifiedByRef = user {JANE_QBO_ID} (Jane)"
+    )
     _check(play, slack, events)
     shown: dict[str, str] = {}
     _show_channel(play, slack, shown)
@@ -322,7 +326,9 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     _sign_in(play, slack, intuit, DEDICATED)
     play.slack("zqbo (the same DM message, updated)", _checklist(slack))
 
-    play.step("The integration's next entry is logged under the dedicated user (QBO user 9)")
+    play.step(
+        f"The integration's next entry is logged under the dedicated user (QBO user {DEDICATED_QBO_ID})"
+    )
     intuit.add_entry(REALM, "Payment", by=DEDICATED, amount=77.0, doc_number="ZP-1004", private_note=MARK)
     _check(play, slack, events)
     play.slack("zqbo (the checklist: step 5 ticked)", _checklist(slack))
@@ -369,9 +375,9 @@ ACME = Team(
     REALM,
     "Acme Payments Ltd",
     DEDICATED,
-    "9",
+    DEDICATED_QBO_ID,
     PERSON,
-    "1",
+    JANE_QBO_ID,
     ("ZP-1001", "ZP-1002"),
 )
 BETA = Team(
@@ -381,9 +387,9 @@ BETA = Team(
     "4620816365178036850",
     "Beta Books Inc",
     "integration@betabooks.example",
-    "7",
+    "4620816365178036977",
     "bob@betabooks.example",
-    "3",
+    "4620816365178036311",
     ("BB-2001",),
 )
 

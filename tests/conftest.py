@@ -20,6 +20,8 @@ from werkzeug.serving import make_server
 from bot.app import Services, build_services, create_web_app
 from bot.clock import FakeClock
 from bot.config import Settings, load_settings
+from bot.emulator.intuit import DEDICATED_QBO_ID as EMU_DEDICATED_QBO_ID
+from bot.emulator.intuit import JANE_QBO_ID as EMU_JANE_QBO_ID
 from bot.qbo.client import RetryPolicy
 from bot.redact import install as install_redaction
 from bot.store.crypto import TokenCipher
@@ -130,11 +132,21 @@ def slack(request: pytest.FixtureRequest) -> Iterator[SlackEmulator]:
             (r["url"], r["error"], r["problems"]) for r in emu.refused_responses() if r["status"] == 400
         ]
         assert refused == [], f"Slack would have refused these messages: {refused}"
+        # and every Web API call it made fits Slack's published OpenAPI spec
+        from tests.conformance.shape import calls_off_spec
+
+        off_spec = calls_off_spec(emu)
+        assert off_spec == [], f"calls that do not fit Slack's OpenAPI spec: {off_spec}"
 
 
 REALM = "9130357766483916"
 JANE = "jane@acme.example"
 DEDICATED = "zomentum.integration@acme.example"
+# Their QBO user ids in REALM (16 digits, as real ones are: what LastModifiedByRef.value holds),
+# as IntuitEmulator.seed_demo gives them.
+JANE_QBO_ID = EMU_JANE_QBO_ID
+DEDICATED_QBO_ID = EMU_DEDICATED_QBO_ID
+OTHER_PERSON_QBO_ID = "9130349301837285"  # someone else in the company, with no Intuit identity here
 
 
 def make_settings(intuit: IntuitEmulator, slack: SlackEmulator, **overrides: object) -> Settings:

@@ -17,7 +17,17 @@ import requests
 from bot import alerts as A
 from bot.jobs.work import BusyError, Work
 from bot.store.redis import RedisStore
-from tests.conftest import DEDICATED, JANE, REALM, REDIS_URL, make_settings, start_bot
+from tests.conftest import (
+    DEDICATED,
+    DEDICATED_QBO_ID,
+    JANE,
+    JANE_QBO_ID,
+    OTHER_PERSON_QBO_ID,
+    REALM,
+    REDIS_URL,
+    make_settings,
+    start_bot,
+)
 from tests.helpers import ack_message, card_text, command, connect
 
 MARK = "Zomentum payment"
@@ -31,7 +41,7 @@ def audit_bot(intuit, slack, clock, redis_prefix, cipher):
         intuit,
         slack,
         ZQBO_MARKERS="PrivateNote~Zomentum",
-        ZQBO_DEDICATED_USER_ID="9",
+        ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID,
         QBO_WEBHOOK_VERIFIER_TOKEN=VERIFIER,
     )
     store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
@@ -61,7 +71,7 @@ def test_offending_entry_alerts_once(audit_bot, slack, intuit, clock):
     [alert] = alerts_in_channel(slack)
     text = card_text(alert)
     assert "Automated entries logged under a person" in text and "Payment ZP-1001" in text
-    assert ("120.50" in text and "QBO user `1`" in text) or "QBO user 1" in text
+    assert "120.50" in text and (f"QBO user `{JANE_QBO_ID}`" in text or f"QBO user {JANE_QBO_ID}" in text)
     assert {"Start guided reconnect", "Acknowledge", "Mute 24h"} <= set(_buttons(alert))
 
     clock.advance(15 * 60)
@@ -78,7 +88,7 @@ def _buttons(message: dict) -> list[str]:
 def test_one_check_is_one_cdc_call_and_one_slack_call_per_group(audit_bot, slack, intuit, clock):
     for i in range(300):
         automated(intuit, doc_number=f"ZP-{i}")
-    automated(intuit, by="4")  # another person
+    automated(intuit, by=OTHER_PERSON_QBO_ID)  # another person
     clock.advance(60)
     before_cdc, before_posts = intuit.count("cdc"), len(slack.calls_to("chat.postMessage"))
     result = audit_bot.services.auditor.run(REALM)
@@ -236,7 +246,9 @@ def test_alert_channel_problem_is_reported_not_swallowed(audit_bot, slack, intui
 
 
 def test_wrong_identity_alert_resolves_after_reconnect(intuit, slack, clock, redis_prefix, cipher):
-    settings = make_settings(intuit, slack, ZQBO_MARKERS="PrivateNote~Zomentum", ZQBO_DEDICATED_USER_ID="9")
+    settings = make_settings(
+        intuit, slack, ZQBO_MARKERS="PrivateNote~Zomentum", ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID
+    )
     store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
     server, bot = start_bot(settings, clock, store=store)
     try:
@@ -439,8 +451,10 @@ def test_users_command_counts_by_qbo_user(audit_bot, slack, intuit):
     [answer] = slack.wait_for_responses(response_url, 1)
     text = card_text(answer)
     assert "dedicated integration user" in text
-    line9 = next(ln for ln in text.splitlines() if ln.count("`") >= 2 and ln.split("`")[1].strip() == "9")
-    assert "automated      2" in line9 and "manual      0" in line9
+    dedicated = next(ln for ln in text.splitlines() if f"`{DEDICATED_QBO_ID}`" in ln)
+    assert "automated      2" in dedicated and "manual      0" in dedicated
+    jane = next(ln for ln in text.splitlines() if f"`{JANE_QBO_ID}`" in ln)
+    assert "automated      1" in jane and "manual      1" in jane
 
 
 def test_config_markers_refuses_a_bad_rule(audit_bot, slack):
@@ -472,7 +486,7 @@ def test_learned_dedicated_id_shows_on_status_and_ticks_the_checklist(
         first = automated(intuit, by=DEDICATED, doc_number="ZP-77")
         clock.advance(60)
         bot.services.auditor.run(REALM)
-        assert bot.services.auditor.dedicated(REALM)[0] == "9"
+        assert bot.services.auditor.dedicated(REALM)[0] == DEDICATED_QBO_ID
         text = card_text(checklist(slack))
         assert "All done" in text and "Payment ZP-77 was logged under the dedicated user" in text
         resp, _ = command(slack, bot, "status")

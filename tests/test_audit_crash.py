@@ -13,7 +13,16 @@ from bot.clock import SystemClock
 from bot.emulator import IntuitEmulator, SlackEmulator
 from bot.store.crypto import TokenCipher
 from bot.store.sqlite import SQLiteStore
-from tests.conftest import DEDICATED, JANE, REALM, TEST_KEY, bot_env, make_settings, start_bot
+from tests.conftest import (
+    DEDICATED,
+    DEDICATED_QBO_ID,
+    JANE,
+    REALM,
+    TEST_KEY,
+    bot_env,
+    make_settings,
+    start_bot,
+)
 from tests.helpers import card_text, connect
 
 ZQBO = str(Path(sys.executable).parent / "zqbo")
@@ -29,7 +38,7 @@ def _world(tmp_path, intuit, slack):
         REDIS_URL="",
         ZQBO_DB=db,
         ZQBO_MARKERS="PrivateNote~Zomentum",
-        ZQBO_DEDICATED_USER_ID="9",
+        ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID,
     )
     store = SQLiteStore(db, TokenCipher([TEST_KEY]))
     server, bot = start_bot(settings, SystemClock(), store=store)
@@ -47,7 +56,7 @@ def _world(tmp_path, intuit, slack):
             bot.url,
             ZQBO_DB=db,
             ZQBO_MARKERS="PrivateNote~Zomentum",
-            ZQBO_DEDICATED_USER_ID="9",
+            ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID,
             ZQBO_DEDICATED_EMAIL=DEDICATED,
             ZQBO_ALERT_CHANNEL="C0ALERTS",
             REDIS_URL="",

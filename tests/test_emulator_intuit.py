@@ -21,7 +21,8 @@ from quickbooks.objects.company_info import CompanyInfo
 from quickbooks.objects.deposit import Deposit
 from quickbooks.objects.payment import Payment
 
-from tests.conftest import DEDICATED, JANE, REALM
+from bot.emulator.intuit import QUICKBOOKS
+from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, JANE_QBO_ID, REALM
 
 SCOPES = [Scopes.ACCOUNTING, Scopes.OPENID, Scopes.EMAIL, Scopes.PROFILE]
 REDIRECT = "http://127.0.0.1:9/qbo/callback"
@@ -173,7 +174,7 @@ def test_expired_access_token_is_401_authorization_exception(intuit, clock):
 
 
 def test_token_of_another_company_is_refused(intuit):
-    intuit.add_company("4620816365238497", "Other Co", users={DEDICATED: "3"})
+    intuit.add_company("4620816365238497", "Other Co", users={DEDICATED: "4620816365238497113"})
     qb = quickbooks(intuit, grant(intuit))
     qb.company_id = "4620816365238497"
     with pytest.raises(AuthorizationException):
@@ -207,7 +208,7 @@ def test_query_post_and_get(intuit):
     qb = quickbooks(intuit, ac)
     payments = Payment.all(qb=qb)
     assert [p.TotalAmt for p in payments] == [120.5, 80]
-    assert payments[0].MetaData.LastModifiedByRef["value"] == "9"
+    assert payments[0].MetaData.LastModifiedByRef["value"] == DEDICATED_QBO_ID
     resp = requests.get(
         f"{intuit.api_url}/company/{REALM}/query",
         params={"query": "select * from Payment where TotalAmt = '80' maxresults 10", "minorversion": 75},
@@ -215,7 +216,7 @@ def test_query_post_and_get(intuit):
         timeout=5,
     )
     [row] = resp.json()["QueryResponse"]["Payment"]
-    assert row["MetaData"]["LastModifiedByRef"] == {"value": "1"}
+    assert row["MetaData"]["LastModifiedByRef"] == {"value": JANE_QBO_ID}
 
 
 def test_cdc_returns_changes_with_who_and_tombstones(intuit, clock):
@@ -229,7 +230,7 @@ def test_cdc_returns_changes_with_who_and_tombstones(intuit, clock):
     qb = quickbooks(intuit, grant(intuit))
     result = change_data_capture([Payment, Deposit], since, qb=qb)
     [payment] = result.Payment
-    assert payment.TotalAmt == 11 and payment.MetaData.LastModifiedByRef["value"] == "9"
+    assert payment.TotalAmt == 11 and payment.MetaData.LastModifiedByRef["value"] == DEDICATED_QBO_ID
     [tomb] = qb.change_data_capture("Deposit", since.isoformat())["CDCResponse"][0]["QueryResponse"][0][
         "Deposit"
     ]
@@ -253,3 +254,22 @@ def test_cdc_refuses_more_than_30_days_back(intuit, clock):
     qb = quickbooks(intuit, grant(intuit))
     with pytest.raises(QuickbooksException):
         qb.change_data_capture("Payment", (clock.now() - timedelta(days=31)).isoformat())
+
+
+def test_entries_by_quickbooks_itself_or_by_nobody_known(intuit, clock):
+    """QuickBooks' own writes carry LastModifiedByRef "0"; some real entries carry none at all."""
+    system = intuit.add_entry(REALM, "Payment", by="quickbooks")
+    anonymous = intuit.add_entry(REALM, "Deposit", by=None)
+    assert system["MetaData"]["LastModifiedByRef"] == {"value": QUICKBOOKS}
+    assert "LastModifiedByRef" not in anonymous["MetaData"]
+    clock.advance(60)
+    intuit.update_entry(REALM, "Payment", system["Id"], by=None, TotalAmt=3)
+    intuit.update_entry(REALM, "Deposit", anonymous["Id"], by=JANE, TotalAmt=4)
+    qb = quickbooks(intuit, grant(intuit))
+    result = change_data_capture([Payment, Deposit], clock.now() - timedelta(seconds=90), qb=qb)
+    # python-quickbooks then has no LastModifiedByRef attribute at all (not None): read it with getattr
+    assert not hasattr(result.Payment[0].MetaData, "LastModifiedByRef")
+    [raw] = qb.change_data_capture("Deposit", (clock.now() - timedelta(seconds=90)).isoformat())[
+        "CDCResponse"
+    ][0]["QueryResponse"][0]["Deposit"]
+    assert raw["MetaData"]["LastModifiedByRef"] == {"value": JANE_QBO_ID} and result.Deposit

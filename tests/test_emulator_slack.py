@@ -89,8 +89,14 @@ def test_injected_error_and_rate_limit(slack):
 
 
 def test_views_publish_keeps_the_home_tab(slack):
-    web(slack).views_publish(user_id="U0ADMIN", view={"type": "home", "blocks": [{"type": "divider"}]})
-    assert slack.home_views["U0ADMIN"]["blocks"] == [{"type": "divider"}]
+    published = web(slack).views_publish(
+        user_id="U0ADMIN", view={"type": "home", "blocks": [{"type": "divider"}]}
+    )
+    [divider] = slack.home_views["U0ADMIN"]["blocks"]
+    assert divider == {"type": "divider", "block_id": divider["block_id"]}  # Slack names each block
+    assert published["view"]["id"] == slack.home_views["U0ADMIN"]["id"]
+    again = web(slack).views_publish(user_id="U0ADMIN", view={"type": "home", "blocks": []})
+    assert again["view"]["id"] == published["view"]["id"]  # one Home view per user, republished
     with pytest.raises(SlackApiError):
         web(slack).views_publish(user_id="U0ADMIN", view={"type": "modal", "blocks": []})
 

@@ -199,7 +199,8 @@ def test_update_and_ephemeral_are_checked_too(slack):
         client.chat_postEphemeral(channel="C0ALERTS", user="U0ADMIN", text="t" * 40_001)
     assert err.value.response["error"] == "msg_too_long"
     [message] = slack.messages("C0ALERTS")
-    assert message["blocks"] == [section("ok")] and "edited" not in message
+    assert message["blocks"] == posted["message"]["blocks"] and "edited" not in message
+    assert [b["text"]["text"] for b in message["blocks"]] == ["ok"]
     assert [c.method for c in slack.refused_calls()] == ["chat.update", "chat.postEphemeral"]
 
 

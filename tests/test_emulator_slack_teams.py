@@ -292,7 +292,9 @@ def test_uninstall_delivers_tokens_revoked_then_app_uninstalled(slack, receiver)
     assert first["event"]["tokens"] == {"oauth": [], "bot": ["U0BETAZQBO"]}
     assert second["event"]["type"] == "app_uninstalled"
     for envelope in (first, second):
-        assert envelope["team_id"] == "T0BETA" and envelope["enterprise_id"] is None
+        # outside any organisation Slack sends no enterprise_id key (context_enterprise_id null)
+        assert envelope["team_id"] == "T0BETA" and "enterprise_id" not in envelope
+        assert envelope["context_enterprise_id"] is None
         assert envelope["authorizations"] == [
             {
                 "enterprise_id": None,
@@ -332,16 +334,16 @@ def test_two_teams_get_different_tokens_and_cannot_see_each_other(slack):
     assert beta.users_info(user="U0BADMIN")["user"]["team_id"] == "T0BETA"
     assert beta.chat_postMessage(channel="C0BETA", text="hi")["ok"]
     assert beta.conversations_open(users="U0BADMIN")["channel"]["id"] == "D0BADMIN"
-    assert beta.conversations_info(channel="C0BETA")["channel"] == {
+    info = beta.conversations_info(channel="C0BETA")["channel"]
+    assert {k: info[k] for k in ("id", "name", "is_channel", "is_im", "is_member", "context_team_id")} == {
         "id": "C0BETA",
         "name": "beta-alerts",
         "is_channel": True,
         "is_im": False,
         "is_member": True,
-        "is_private": False,
-        "is_archived": False,
         "context_team_id": "T0BETA",
     }
+    assert info["creator"] == "U0BADMIN" and not info["is_private"] and not info["is_archived"]
     for client, user, channel in ((beta, "U0ADMIN", "C0ALERTS"), (acme, "U0BADMIN", "C0BETA")):
         assert api_error(client.users_info, user=user) == "user_not_found"
         assert api_error(client.conversations_open, users=user) == "user_not_found"
@@ -689,7 +691,11 @@ def test_view_submission_payload_and_response_actions(slack, receiver):
         "cadence": {
             "pick_cadence": {
                 "type": "static_select",
-                "selected_option": {"text": {"type": "plain_text", "text": "Daily"}, "value": "daily"},
+                # the option as Slack kept it: plain_text gains "emoji" (inbound/view_submission.json)
+                "selected_option": {
+                    "text": {"type": "plain_text", "text": "Daily", "emoji": True},
+                    "value": "daily",
+                },
             }
         },
     }

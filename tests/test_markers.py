@@ -7,6 +7,7 @@ import pytest
 from bot.audit.classify import classify, classify_all, find
 from bot.audit.markers import MarkerError, parse_markers
 from bot.config import ConfigError, load_settings
+from tests.conftest import DEDICATED_QBO_ID, JANE_QBO_ID
 
 PAYMENT = {
     "Id": "123",
@@ -18,7 +19,7 @@ PAYMENT = {
     "MetaData": {
         "CreateTime": "2026-11-25T01:00:00-08:00",
         "LastUpdatedTime": "2026-11-25T01:00:00-08:00",
-        "LastModifiedByRef": {"value": "1"},
+        "LastModifiedByRef": {"value": JANE_QBO_ID},
     },
 }
 
@@ -79,7 +80,7 @@ def test_bad_markers_stop_the_bot_at_start_with_the_variable_named():
 
 
 def test_classification_keeps_the_latest_version_and_drops_deletions():
-    older = {**PAYMENT, "MetaData": {**PAYMENT["MetaData"], "LastModifiedByRef": {"value": "9"}}}
+    older = {**PAYMENT, "MetaData": {**PAYMENT["MetaData"], "LastModifiedByRef": {"value": DEDICATED_QBO_ID}}}
     newer = {
         **PAYMENT,
         "MetaData": {**PAYMENT["MetaData"], "LastUpdatedTime": "2026-11-25T02:00:00-08:00"},
@@ -89,7 +90,7 @@ def test_classification_keeps_the_latest_version_and_drops_deletions():
         [("Payment", newer), ("Payment", older), ("Deposit", gone)], parse_markers("PrivateNote~Zomentum")
     )
     [entry] = entries
-    assert entry.modified_by == "1" and entry.amount == 99.5 and entry.label == "Payment ZP-0042"
-    findings = find(entries, dedicated_id="9")
-    assert list(findings.offending) == ["1"]
+    assert entry.modified_by == JANE_QBO_ID and entry.amount == 99.5 and entry.label == "Payment ZP-0042"
+    findings = find(entries, dedicated_id=DEDICATED_QBO_ID)
+    assert list(findings.offending) == [JANE_QBO_ID]
     assert find(entries, dedicated_id="").offending == {}  # unknown dedicated id: nothing to judge

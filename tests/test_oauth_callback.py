@@ -125,7 +125,9 @@ def _tampered(callback: str, realm: str) -> str:
 def test_tampered_realm_id_stores_nothing_and_revokes_the_grant(bot, slack, intuit, realm):
     """The realmId in the redirect is the browser's: editing it must not connect that realm."""
     if realm != "1111":
-        intuit.add_company(realm, "Someone Else's Books Inc", users={"boss@else.example": "1"})
+        intuit.add_company(
+            realm, "Someone Else's Books Inc", users={"boss@else.example": "4620816365102938475"}
+        )
     url = fresh_link(slack, bot)
     callback = _tampered(intuit.authorize(url, as_user=DEDICATED), realm)
     resp = requests.get(callback, timeout=10)

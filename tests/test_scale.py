@@ -27,7 +27,7 @@ from bot.standing import ranker
 from bot.store.crypto import TokenCipher
 from bot.store.redis import RedisStore
 from bot.store.sqlite import SQLiteStore
-from tests.conftest import DEDICATED, JANE, TEST_KEY, bot_env
+from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, JANE_QBO_ID, TEST_KEY, bot_env
 
 ZQBO = str(Path(sys.executable).parent / "zqbo")
 REDIS_DB = "redis://127.0.0.1:6379/13"  # these tests' own database, flushed around each
@@ -41,7 +41,7 @@ def seed(intuit: IntuitEmulator, store, realms: list[str], offending: bool = Fal
     """Companies connected as the dedicated user, straight into the store (no browser)."""
     clock = SystemClock()
     for realm in realms:
-        intuit.add_company(realm, f"Company {realm}", users={DEDICATED: "9", JANE: "1"})
+        intuit.add_company(realm, f"Company {realm}", users={DEDICATED: DEDICATED_QBO_ID, JANE: JANE_QBO_ID})
         store.save_connection(intuit.connected(realm, DEDICATED, f"Company {realm}", clock.now()))
         for kind in ("audit", "refresh"):
             store.schedule_set(kind, realm, FAR)
@@ -78,7 +78,7 @@ class Fleet:
                 "http://127.0.0.1:9",
                 REDIS_URL=REDIS_DB,
                 ZQBO_MARKERS="PrivateNote~Zomentum",
-                ZQBO_DEDICATED_USER_ID="9",
+                ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID,
                 ZQBO_DEDICATED_EMAIL=DEDICATED,
                 ZQBO_ALERT_CHANNEL="C0ALERTS",
                 ZQBO_SCHEDULER_TICK_SECONDS="0.5",
@@ -337,7 +337,9 @@ def test_embedded_setup_runs_the_round_in_process_without_redis(tmp_path):
         seed(intuit, store, realms)
         env = {
             **os.environ,
-            **bot_env(intuit, slack, "http://127.0.0.1:9", ZQBO_DB=db, ZQBO_DEDICATED_USER_ID="9"),
+            **bot_env(
+                intuit, slack, "http://127.0.0.1:9", ZQBO_DB=db, ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID
+            ),
         }
         env.pop("REDIS_URL", None)
         done = subprocess.run(

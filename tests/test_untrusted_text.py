@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from bot.store.redis import RedisStore
-from tests.conftest import DEDICATED, JANE, REALM, REDIS_URL, make_settings, start_bot
+from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, REALM, REDIS_URL, make_settings, start_bot
 from tests.helpers import ack_message, card_text, command, connect, link_buttons
 
 HOSTILE = "<!channel> Acme & Sons <https://evil.example|log in>"
@@ -43,8 +43,10 @@ def _texts(value: Any, out: list[str]) -> list[str]:
 def hostile_bot(intuit, slack, clock, redis_prefix, cipher):
     intuit.companies[REALM].name = HOSTILE
     intuit.identities[JANE].given_name = "<!here> Jane"
-    intuit.add_company(SECOND_REALM, "Beta <@U0OWNER> & Co", users={JANE: "1"})
-    settings = make_settings(intuit, slack, ZQBO_MARKERS="PrivateNote~Zomentum", ZQBO_DEDICATED_USER_ID="9")
+    intuit.add_company(SECOND_REALM, "Beta <@U0OWNER> & Co", users={JANE: "9130360000000042"})
+    settings = make_settings(
+        intuit, slack, ZQBO_MARKERS="PrivateNote~Zomentum", ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID
+    )
     store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
     server, bot = start_bot(settings, clock, store=store)
     yield bot

@@ -15,12 +15,22 @@ from bot.alerts import MUTE_KIND
 from bot.store.postgres import PostgresStore
 from bot.store.redis import RedisStore
 from bot.tenancy.workspaces import NotInstalled
-from tests.conftest import DATABASE_URL, DEDICATED, REALM, REDIS_URL, make_settings, start_bot
+from tests.conftest import (
+    DATABASE_URL,
+    DEDICATED,
+    DEDICATED_QBO_ID,
+    REALM,
+    REDIS_URL,
+    make_settings,
+    start_bot,
+)
 from tests.helpers import ack_message, card_text, command, dms_to, link_buttons
 
 REALM_B = "4620816365178036850"
 BETA_DEDICATED = "integration@beta.example"
 BOB = "bob@beta.example"
+BOB_QBO_ID = "4620816365178036311"
+BETA_DEDICATED_QBO_ID = "4620816365178036977"
 JANE = "jane@acme.example"
 MARK = "Zomentum payment"
 
@@ -36,8 +46,8 @@ class Team:
     qbo_user: str  # that user's id in its company
 
 
-A = Team("TALPHA", "UA0ANA", "UA0SAM", "CA0ALERTS", REALM, DEDICATED, "9")
-B = Team("TBETA", "UB0BEA", "UB0TOM", "CB0ALERTS", REALM_B, BETA_DEDICATED, "7")
+A = Team("TALPHA", "UA0ANA", "UA0SAM", "CA0ALERTS", REALM, DEDICATED, DEDICATED_QBO_ID)
+B = Team("TBETA", "UB0BEA", "UB0TOM", "CB0ALERTS", REALM_B, BETA_DEDICATED, BETA_DEDICATED_QBO_ID)
 
 
 @pytest.fixture(params=["redis", "postgres"])
@@ -58,7 +68,7 @@ def hosted(request, intuit, slack, clock, redis_prefix, cipher):
         slack.add_channel(team.channel, f"{name.lower()}-alerts", team_id=team.id)
     intuit.add_identity(BOB, "Bob", "Beta")
     intuit.add_identity(BETA_DEDICATED, "Beta", "Integration")
-    intuit.add_company(REALM_B, "Beta Books", users={BOB: "3", BETA_DEDICATED: "7"})
+    intuit.add_company(REALM_B, "Beta Books", users={BOB: BOB_QBO_ID, BETA_DEDICATED: BETA_DEDICATED_QBO_ID})
     settings = make_settings(
         intuit,
         slack,

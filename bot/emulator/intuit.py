@@ -46,10 +46,15 @@ QUERY_MAX_RESULTS = 1000
 QUERY_DEFAULT_RESULTS = 100
 QBO_TZ = timezone(timedelta(hours=-8))  # QBO answers in the company's local offset
 REQUIRED_SCOPE = "com.intuit.quickbooks.accounting"
+# QBO user ids are 16-digit strings; "0" is QuickBooks itself (recurring transactions, bank rules).
+JANE_QBO_ID = "9130347769252966"
+DEDICATED_QBO_ID = "9130351234567893"
+QUICKBOOKS = "0"
 
 
-def qbo_time(moment: datetime) -> str:
-    return moment.astimezone(QBO_TZ).isoformat(timespec="seconds")
+def qbo_time(moment: datetime, ms: bool = False) -> str:
+    """QBO's times: the company's offset; a response's own `time` has milliseconds."""
+    return moment.astimezone(QBO_TZ).isoformat(timespec="milliseconds" if ms else "seconds")
 
 
 def parse_qbo_time(text: str) -> datetime:
@@ -186,7 +191,7 @@ class IntuitEmulator(EmulatorServer):
         self.add_company(
             "9130357766483916",
             "Acme Payments Ltd",
-            users={"jane@acme.example": "1", "zomentum.integration@acme.example": "9"},
+            users={"jane@acme.example": JANE_QBO_ID, "zomentum.integration@acme.example": DEDICATED_QBO_ID},
         )
 
     # entries -----------------------------------------------------------------------------------
@@ -195,7 +200,7 @@ class IntuitEmulator(EmulatorServer):
         realm_id: str,
         entity: str,
         *,
-        by: str,
+        by: str | None,
         amount: float = 100.0,
         doc_number: str | None = None,
         private_note: str | None = None,
@@ -203,7 +208,9 @@ class IntuitEmulator(EmulatorServer):
         created_at: datetime | None = None,
         **fields: Any,
     ) -> dict[str, Any]:
-        """Create an entry as QBO user `by` (an identity email or a numeric QBO user id)."""
+        """Create an entry as QBO user `by`: an identity email, a numeric QBO user id, "quickbooks"
+        (QuickBooks itself: LastModifiedByRef "0"), or None (no LastModifiedByRef at all, as some
+        real entries have)."""
         with self._lock:
             company = self.companies[realm_id]
             entry_id = str(next(self._ids))
@@ -215,12 +222,9 @@ class IntuitEmulator(EmulatorServer):
                 "sparse": False,
                 "TxnDate": txn_date or when.astimezone(QBO_TZ).date().isoformat(),
                 "TotalAmt": amount,
-                "MetaData": {
-                    "CreateTime": qbo_time(when),
-                    "LastModifiedByRef": {"value": self._user_id(company, by)},
-                    "LastUpdatedTime": qbo_time(when),
-                },
+                "MetaData": {"CreateTime": qbo_time(when), "LastUpdatedTime": qbo_time(when)},
             }
+            _set_modified_by(obj["MetaData"], self._user_id(company, by))
             if doc_number is not None:
                 obj["DocNumber"] = doc_number
             if private_note is not None:
@@ -229,13 +233,15 @@ class IntuitEmulator(EmulatorServer):
             company.entries.setdefault(entity, {})[entry_id] = obj
             return json.loads(json.dumps(obj))
 
-    def update_entry(self, realm_id: str, entity: str, entry_id: str, *, by: str, **fields: Any) -> None:
+    def update_entry(
+        self, realm_id: str, entity: str, entry_id: str, *, by: str | None, **fields: Any
+    ) -> None:
         with self._lock:
             company = self.companies[realm_id]
             obj = company.entries[entity][entry_id]
             obj.update(fields)
             obj["SyncToken"] = str(int(obj["SyncToken"]) + 1)
-            obj["MetaData"]["LastModifiedByRef"] = {"value": self._user_id(company, by)}
+            _set_modified_by(obj["MetaData"], self._user_id(company, by))
             obj["MetaData"]["LastUpdatedTime"] = qbo_time(self.clock.now())
 
     def delete_entry(self, realm_id: str, entity: str, entry_id: str) -> None:
@@ -245,9 +251,11 @@ class IntuitEmulator(EmulatorServer):
             company.deleted.setdefault(entity, {})[entry_id] = self.clock.now()
 
     @staticmethod
-    def _user_id(company: EmuCompany, by: str) -> str:
-        if by.isdigit():
+    def _user_id(company: EmuCompany, by: str | None) -> str | None:
+        if by is None or by.isdigit():
             return by
+        if by.lower() == "quickbooks":
+            return QUICKBOOKS
         return company.users[by.lower()]
 
     # grants, for tests -------------------------------------------------------------------------
@@ -417,63 +425,66 @@ class IntuitEmulator(EmulatorServer):
         text = body if isinstance(body, str) else json.dumps(body)
         return Response(text, status=status, headers=headers, content_type="application/json")
 
-    def _qbo_fault(self, status: int, detail: str | None = None) -> dict[str, Any]:
-        now = qbo_time(self.clock.now())
-        if status == 401:
+    def _qbo_fault(
+        self, status: int, detail: str | None = None, message: str | None = None, code: str | None = None
+    ) -> dict[str, Any]:
+        """QBO's error bodies (tests/conformance/qbo/fault_*): 401 and 403 come as the whole Java
+        IntuitResponse in lower case (`fault.error[]`, `time` in epoch milliseconds), the rest as
+        the usual `Fault.Error[]` envelope; 429 and 500 were only ever seen as XML, given here in
+        that JSON envelope."""
+        if status in (401, 403):
+            if status == 401:
+                error = {
+                    "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                    "detail": detail or "Token expired",
+                    "code": "3200",
+                    "element": None,
+                }
+                kind = "AUTHENTICATION"
+            else:
+                error = {
+                    "message": "message=ApplicationAuthorizationFailed; errorCode=003100; statusCode=403",
+                    "detail": None,
+                    "code": "3100",
+                    "element": None,
+                }
+                kind = "SERVICE"
             return {
-                "fault": {
-                    "error": [
-                        {
-                            "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
-                            "detail": detail or "Token expired",
-                            "code": "3200",
-                        }
-                    ],
-                    "type": "AUTHENTICATION",
-                },
-                "time": now,
+                "warnings": None,
+                "intuitObject": None,
+                "fault": {"error": [error], "type": kind},
+                "report": None,
+                "queryResponse": None,
+                "batchItemResponse": [],
+                "attachableResponse": [],
+                "syncErrorResponse": None,
+                "requestId": None,
+                "time": int(self.clock.now().timestamp() * 1000),
+                "status": None,
+                "cdcresponse": [],
             }
         if status == 429:
-            return {
-                "Fault": {
-                    "Error": [
-                        {
-                            "Message": "message=ThrottleExceeded; errorCode=003001; statusCode=429",
-                            "Detail": "The request limit was reached.",
-                            "code": "3001",
-                        }
-                    ],
-                    "type": "SERVICE",
-                },
-                "time": now,
+            error = {
+                "Message": "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+                "Detail": "The request limit was reached.  Try again later",
+                "code": "3001",
             }
-        if status == 400:
-            return {
-                "Fault": {
-                    "Error": [
-                        {
-                            "Message": "Request has invalid or unsupported property",
-                            "Detail": detail or "",
-                            "code": "2010",
-                        }
-                    ],
-                    "type": "ValidationFault",
-                },
-                "time": now,
+            kind = "SERVICE"
+        elif status == 400:
+            error = {
+                "Message": message or "Request has invalid or unsupported property",
+                "Detail": detail or "",
+                "code": code or "2010",
             }
-        return {
-            "Fault": {
-                "Error": [
-                    {
-                        "Message": "An application error has occurred while processing your request",
-                        "Detail": detail or "System Failure Error",
-                        "code": "10000",
-                    }
-                ],
-                "type": "SystemFault",
-            },
-            "time": now,
-        }
+            kind = "ValidationFault"
+        else:
+            error = {
+                "Message": "An application error has occurred while processing your request",
+                "Detail": f"System Failure Error: {detail or 'An unexpected error occurred'}",
+                "code": "10000",
+            }
+            kind = "SystemFault"
+        return {"Fault": {"Error": [error], "type": kind}, "time": qbo_time(self.clock.now(), ms=True)}
 
     def _discovery(self) -> Response:
         if (fault := self._fault("discovery")) is not None:
@@ -536,7 +547,7 @@ class IntuitEmulator(EmulatorServer):
                     _page("Intuit: sign-in failed", "<p>That user cannot connect apps to this company.</p>"),
                     status=400,
                 )
-            code = "AB11" + secrets.token_urlsafe(24)
+            code = _authorization_code(self.clock.now() + CODE_LIFETIME)
             self._codes[code] = {
                 "email": email,
                 "realm_id": realm,
@@ -599,10 +610,10 @@ class IntuitEmulator(EmulatorServer):
     def _exchange_code(self, code: str, redirect_uri: str) -> dict[str, Any]:
         record = self._codes.get(code)
         if record is None or record["used"]:
-            return {"error": "invalid_grant"}
+            return _invalid_grant()
         record["used"] = True
         if self.clock.now() - record["issued_at"] > CODE_LIFETIME or redirect_uri != record["redirect_uri"]:
-            return {"error": "invalid_grant"}
+            return _invalid_grant()
         now = self.clock.now()
         grant = Grant(
             grant_id=uuid.uuid4().hex,
@@ -620,16 +631,16 @@ class IntuitEmulator(EmulatorServer):
         grant = self._grants.get(grant_id) if grant_id else None
         now = self.clock.now()
         if grant is None or grant.revoked or token != grant.refresh_token or now >= grant.refresh_expires_at:
-            return {"error": "invalid_grant"}
+            return _invalid_grant()
         grant.old_refresh_tokens.add(token)
         return self._issue(grant)
 
     def _issue(self, grant: Grant) -> dict[str, Any]:
         now = self.clock.now()
-        access = "eyJlbmMiOiJBMTI4Q0JDLUhTMjU2In0." + secrets.token_urlsafe(48)
-        refresh = f"RT1-{secrets.randbelow(900) + 100}-H0-" + secrets.token_urlsafe(30)
-        grant.refresh_token = refresh
         grant.refresh_expires_at = min(now + ROLLING_REFRESH_LIFETIME, grant.hard_expires_at)
+        access = _access_token()
+        refresh = _refresh_token(grant.refresh_expires_at)
+        grant.refresh_token = refresh
         self._by_refresh[refresh] = grant.grant_id
         self._access[access] = (grant.grant_id, now + ACCESS_LIFETIME)
         self._issued += [access, refresh]
@@ -691,7 +702,7 @@ class IntuitEmulator(EmulatorServer):
             return _json(self._qbo_fault(401), 401)
         if realm_id not in self.companies:
             self._record(endpoint, 403, realm_id=realm_id)
-            return _json(self._qbo_fault(403, "Company not found"), 403)
+            return _json(self._qbo_fault(403), 403)
         return None
 
     def _companyinfo(self, realm_id: str, company_id: str) -> Response:
@@ -699,16 +710,36 @@ class IntuitEmulator(EmulatorServer):
             return denied
         company = self.companies[realm_id]
         self._record("companyinfo", 200, realm_id=realm_id)
-        info = {
+        address = {"Id": "1", "Line1": "2600 Marine Way", "City": "Mountain View", "Country": "US"}
+        address["CountrySubDivisionCode"] = "CA"
+        info = {  # as qbo/companyinfo.json (its Id is "1", not the realm)
             "CompanyName": company.name,
             "LegalName": company.name,
+            "CompanyAddr": address,
+            "CustomerCommunicationAddr": address,
+            "LegalAddr": address,
+            "PrimaryPhone": {},
+            "CompanyStartDate": company.created_at.astimezone(QBO_TZ).date().isoformat(),
+            "FiscalYearStartMonth": "January",
             "Country": "US",
+            "Email": {"Address": "books@" + re.sub(r"[^a-z0-9]", "", company.name.lower()) + ".example"},
+            "WebAddr": {},
+            "SupportedLanguages": "en",
+            "NameValue": [
+                {"Name": "NeoEnabled", "Value": "true"},
+                {"Name": "SubscriptionStatus", "Value": "SUBSCRIBED"},
+                {"Name": "OfferingSku", "Value": "QuickBooks Online Plus"},
+            ],
+            "domain": "QBO",
+            "sparse": False,
             "Id": "1",
             "SyncToken": "3",
-            "domain": "QBO",
-            "MetaData": {"CreateTime": qbo_time(company.created_at)},
+            "MetaData": {
+                "CreateTime": qbo_time(company.created_at),
+                "LastUpdatedTime": qbo_time(company.created_at),
+            },
         }
-        return _json({"CompanyInfo": info, "time": qbo_time(self.clock.now())}, 200)
+        return _json({"CompanyInfo": info, "time": qbo_time(self.clock.now(), ms=True)}, 200)
 
     def _query(self, realm_id: str) -> Response:
         if (denied := self._qbo_auth("query", realm_id)) is not None:
@@ -717,14 +748,15 @@ class IntuitEmulator(EmulatorServer):
         parsed = _parse_query(text)
         if parsed is None:
             self._record("query", 400, realm_id=realm_id)
-            return _json(self._qbo_fault(400, f"QueryParserError: {text[:80]}"), 400)
+            detail = f"QueryParserError: Encountered an error parsing {text[:80]}"
+            return _json(self._qbo_fault(400, detail, "Invalid query", "4001"), 400)
         if parsed.max_results > QUERY_MAX_RESULTS:
             self._record("query", 400, realm_id=realm_id)
             detail = (
                 f"QueryValidationError: value {parsed.max_results} is too large. "
                 f"Max allowed value is {QUERY_MAX_RESULTS}"
             )
-            return _json(self._qbo_fault(400, detail), 400)
+            return _json(self._qbo_fault(400, detail, "Invalid query", "4001"), 400)
         entity, start, limit = parsed.entity, parsed.start, parsed.max_results
         with self._lock:
             rows = [
@@ -736,7 +768,7 @@ class IntuitEmulator(EmulatorServer):
         for path, descending in reversed(parsed.order):
             rows.sort(key=partial(_sort_value, path=path), reverse=descending)
         self._record("query", 200, realm_id=realm_id)
-        now = qbo_time(self.clock.now())
+        now = qbo_time(self.clock.now(), ms=True)
         if parsed.count_only:
             return _json({"QueryResponse": {"totalCount": len(rows)}, "time": now}, 200)
         page = rows[start - 1 : start - 1 + limit]
@@ -791,7 +823,7 @@ class IntuitEmulator(EmulatorServer):
                 else:
                     responses.append({})
         self._record("cdc", 200, realm_id=realm_id)
-        body = {"CDCResponse": [{"QueryResponse": responses}], "time": qbo_time(now)}
+        body = {"CDCResponse": [{"QueryResponse": responses}], "time": qbo_time(now, ms=True)}
         return _json(body, 200)
 
 
@@ -886,6 +918,45 @@ def _matches(obj: dict[str, Any], clause: tuple[str, str, str]) -> bool:
         ">=": left >= right,
         "<=": left <= right,
     }[op]
+
+
+def _invalid_grant() -> dict[str, str]:
+    """The token endpoint's refusal of a code or refresh token (intuit/oauth/token.invalid_grant)."""
+    return {"error_description": "Token invalid", "error": "invalid_grant"}
+
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+# An Intuit access token is a JWE in compact form (dir / A128CBC-HS256): this header, an empty
+# key part, then iv, ciphertext and tag; about a thousand characters, opaque to the app.
+_JWE_HEADER = "eyJlbmMiOiJBMTI4Q0JDLUhTMjU2IiwiYWxnIjoiZGlyIn0"
+
+
+def _alnum(n: int) -> str:
+    return "".join(secrets.choice(_ALNUM) for _ in range(n))
+
+
+def _access_token() -> str:
+    iv, ciphertext, tag = secrets.token_bytes(16), secrets.token_bytes(660), secrets.token_bytes(16)
+    parts = [base64.urlsafe_b64encode(b).decode().rstrip("=") for b in (iv, ciphertext, tag)]
+    return f"{_JWE_HEADER}..{'.'.join(parts)}"
+
+
+def _refresh_token(expires_at: datetime) -> str:
+    """As Intuit's look: "AB1", the expiry in epoch seconds, 37 letters and digits (50 in all,
+    e.g. AB11767982735vYeGaQuz4PljtGBGS0AdLWiLJAwzOzYDDa4fK)."""
+    return f"AB1{int(expires_at.timestamp())}{_alnum(37)}"
+
+
+def _authorization_code(expires_at: datetime) -> str:
+    return f"AB1{int(expires_at.timestamp())}{_alnum(37)}"
+
+
+def _set_modified_by(metadata: dict[str, Any], user_id: str | None) -> None:
+    """LastModifiedByRef as QBO writes it; None leaves it out, as in some real entries."""
+    if user_id is None:
+        metadata.pop("LastModifiedByRef", None)
+    else:
+        metadata["LastModifiedByRef"] = {"value": user_id}
 
 
 def _json(body: Any, status: int) -> Response:

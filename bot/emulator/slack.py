@@ -49,6 +49,7 @@ from bot.emulator.slack_blockkit import (
     check_modal,
     submission_state,
 )
+from bot.emulator.slack_shapes import as_sent, bot_message, kept_blocks, kept_view, short_id
 from bot.emulator.slack_tenancy import APP_ID, Grant, Team, Workspaces
 
 RESPONSE_URL_POSTS = 5
@@ -88,22 +89,44 @@ class SlackUser:
     team_id: str = TEAM_ID
 
     def as_api(self) -> dict[str, Any]:
+        """As users.info answers (web_api/users.info.json)."""
+        avatar = hashlib.md5(self.id.encode(), usedforsecurity=False).hexdigest()
+        images = {
+            f"image_{size}": f"https://secure.gravatar.com/avatar/{avatar}.jpg?s={size}"
+            for size in (24, 32, 48, 72, 192, 512)
+        }
         return {
             "id": self.id,
             "team_id": self.team_id,
             "name": self.name,
-            "real_name": self.real_name,
             "deleted": False,
+            "color": "9f69e7",
+            "real_name": self.real_name,
+            "tz": "Europe/London",
+            "tz_label": "Greenwich Mean Time",
+            "tz_offset": 0,
+            "profile": {
+                "avatar_hash": "g" + avatar[:11],
+                "status_text": "",
+                "status_emoji": "",
+                "real_name": self.real_name,
+                "display_name": self.name,
+                "real_name_normalized": self.real_name,
+                "display_name_normalized": self.name,
+                "email": self.email,
+                **images,
+                "image_original": images["image_512"],
+                "team": self.team_id,
+            },
             "is_admin": self.is_admin,
             "is_owner": self.is_owner,
             "is_primary_owner": self.is_owner,
+            "is_restricted": False,
+            "is_ultra_restricted": False,
             "is_bot": self.is_bot,
-            "tz": "Europe/London",
-            "profile": {
-                "real_name": self.real_name,
-                "display_name": self.name,
-                "email": self.email,
-            },
+            "is_app_user": False,
+            "updated": 1_700_000_000,
+            "has_2fa": False,
         }
 
 
@@ -156,6 +179,7 @@ class SlackEmulator(EmulatorServer):
         self._releases: list[threading.Event] = []  # every hold not yet released, arrived or not
         self._drops_after: dict[str, int] = {}
         super().__init__(clock=clock, port=port)
+        self._bot_updated = int(self.clock.now().timestamp())  # bot_profile.updated
         self.add_team(TEAM_ID, "Acme", "acme")
         self.workspaces.bot_identity(TEAM_ID, "U0ZQBO", "B0ZQBO")
         self.workspaces.issue(
@@ -460,41 +484,83 @@ class SlackEmulator(EmulatorServer):
         team_id: str = TEAM_ID,
         enterprise_id: str | None = None,
     ) -> tuple[requests.Response, str]:
-        """Press the button `action_id` on `message` (as posted or as received at a response_url)."""
-        element = next(
-            (
-                e
-                for b in message.get("blocks", [])
-                for e in (b.get("elements", []) if b.get("type") == "actions" else [b.get("accessory") or {}])
-                if e.get("action_id") == action_id
-            ),
-            None,
-        )
-        if element is None:
-            raise AssertionError(f"no button {action_id!r} on the message")
-        response_url = response_url or self.new_response_url()
+        """Press the button `action_id` on `message`, as Slack reports it (block_actions):
+        - a message in a channel or DM (one posted with chat.postMessage, found by its ts): the
+          payload embeds the message as Slack keeps it (inbound/block_actions.message.json);
+        - any other message (a command's answer, a response_url post: ephemeral, Slack keeps
+          none): `container.is_ephemeral` and no `message` (inbound/block_actions.ephemeral.json);
+        - a view (a published App Home, an open modal: pass the view): `container` is the view,
+          the payload carries the view and no channel, message or response_url
+          (inbound/block_actions.modal.json); the returned response_url is then "".
+        """
+        if message.get("type") in ("home", "modal"):
+            return self._press_in_view(bot_url, message, action_id, user_id, team_id, enterprise_id), ""
         channel = channel_id or message.get("channel") or "C0ALERTS"
-        payload = {
+        with self._lock:
+            kept = self.channels.get(channel)
+            stored = next((m for m in kept.messages if m["ts"] == message.get("ts")), None) if kept else None
+            shown = {k: v for k, v in stored.items() if k != "channel"} if stored else None
+            shown = json.loads(json.dumps(shown)) if shown else None
+            name = kept.name if kept and not channel.startswith("D") else "directmessage"
+        block, element = _find_button(shown or message, action_id)
+        response_url = response_url or self.new_response_url()
+        container: dict[str, Any] = {
+            "type": "message",
+            "message_ts": str(message.get("ts") or self._new_ts()),
+            "channel_id": channel,
+            "is_ephemeral": shown is None,
+        }
+        thread_ts = (shown or message).get("thread_ts")
+        if thread_ts:
+            container["thread_ts"] = thread_ts
+        payload: dict[str, Any] = {
             "type": "block_actions",
-            **self._interaction_fields(team_id, enterprise_id, user_id),
+            "user": {},
             "api_app_id": APP_ID,
             "token": "legacy-verification-token",
+            "container": container,
             "trigger_id": self.new_trigger_id(user_id, team_id),
-            "channel": {"id": channel},
-            "container": {"type": "message", "message_ts": message.get("ts", ""), "channel_id": channel},
-            "message": message,
-            "response_url": response_url,
-            "actions": [
-                {
-                    "type": element.get("type", "button"),
-                    "action_id": action_id,
-                    "block_id": "b",
-                    "value": element.get("value", ""),
-                    "action_ts": f"{time.time():.6f}",
-                }
-            ],
+            **self._interaction_fields(team_id, enterprise_id, user_id),
+            "channel": {"id": channel, "name": name},
         }
+        if shown is not None:
+            payload["message"] = shown
+        payload.update(
+            state={"values": {}},
+            response_url=response_url,
+            actions=[_action(block, element)],
+        )
         return self.send_action(bot_url, payload), response_url
+
+    def _press_in_view(
+        self,
+        bot_url: str,
+        view: dict[str, Any],
+        action_id: str,
+        user_id: str,
+        team_id: str,
+        enterprise_id: str | None,
+    ) -> requests.Response:
+        with self._lock:
+            kept = self.open_views.get(str(view.get("id")))
+            if kept is None:
+                kept = next((v for v in self.home_views.values() if v.get("id") == view.get("id")), None)
+            if kept is None:
+                raise AssertionError(f"no published or open view {view.get('id')!r}")
+            shown = as_sent(kept)
+        block, element = _find_button(shown, action_id)
+        payload = {
+            "type": "block_actions",
+            "user": {},
+            "api_app_id": APP_ID,
+            "token": "legacy-verification-token",
+            "container": {"type": "view", "view_id": shown["id"]},
+            "trigger_id": self.new_trigger_id(user_id, team_id),
+            **self._interaction_fields(team_id, enterprise_id, user_id),
+            "view": shown,
+            "actions": [_action(block, element)],
+        }
+        return self.send_action(bot_url, payload)
 
     def send_event(
         self,
@@ -530,14 +596,16 @@ class SlackEmulator(EmulatorServer):
         )
         with self._lock:
             bot_user_id, _ = self.workspaces.bot_identity(who["enterprise_id"] if org else team_id)
+            event = self._event_fields(event)
+        envelope: dict[str, Any] = {"token": "legacy-verification-token", "team_id": team_id}
+        if who["enterprise_id"]:  # a workspace outside any organisation has no enterprise_id key
+            envelope["enterprise_id"] = who["enterprise_id"]
         return {
-            "token": "legacy-verification-token",
-            "team_id": team_id,
-            "enterprise_id": who["enterprise_id"],
+            **envelope,
             "context_team_id": team_id,
             "context_enterprise_id": who["enterprise_id"],
             "api_app_id": APP_ID,
-            "event": {"event_ts": f"{time.time():.6f}", **event},
+            "event": event,
             "type": "event_callback",
             "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
             "event_time": int(time.time()),
@@ -552,6 +620,21 @@ class SlackEmulator(EmulatorServer):
             ],
             "is_ext_shared_channel": False,
         }
+
+    def _event_fields(self, event: dict[str, Any]) -> dict[str, Any]:
+        """What Slack puts in an event beside what the caller gave: app_home_opened names the DM
+        with the app, the tab and (the Home tab, once published) the view
+        (inbound/event_callback.app_home_opened.json); every event has its event_ts."""
+        event = dict(event)
+        if event.get("type") == "app_home_opened":
+            user_id = str(event.get("user", ""))
+            event.setdefault("channel", self.dm_channel(user_id))
+            event.setdefault("tab", "home")
+            home = self.home_views.get(user_id)
+            if home is not None and event["tab"] == "home":
+                event.setdefault("view", as_sent(home))
+        event.setdefault("event_ts", f"{time.time():.6f}")
+        return event
 
     def send_view_submission(
         self,
@@ -1010,19 +1093,40 @@ class SlackEmulator(EmulatorServer):
         if channel is None:
             return {"ok": False, "error": "channel_not_found"}
         is_im = channel.id.startswith("D")
-        return {
-            "ok": True,
-            "channel": {
-                "id": channel.id,
-                "name": channel.name,
-                "is_channel": not is_im,
-                "is_im": is_im,
-                "is_member": channel.is_member,
-                "is_private": False,
-                "is_archived": False,
-                "context_team_id": channel.team_id,
-            },
+        info: dict[str, Any] = {
+            "id": channel.id,
+            "name": channel.name,
+            "is_channel": not is_im,
+            "is_im": is_im,
+            "is_member": channel.is_member,
+            "is_private": False,
+            "is_archived": False,
+            "context_team_id": channel.team_id,
         }
+        if not is_im:  # a channel as web_api/conversations.info.json shows one
+            creator = self._installer(channel.team_id) or ""
+            info.update(
+                created=self._bot_updated,
+                creator=creator,
+                is_group=False,
+                is_mpim=False,
+                is_general=channel.name == "general",
+                is_shared=False,
+                is_ext_shared=False,
+                is_org_shared=False,
+                is_pending_ext_shared=False,
+                is_read_only=False,
+                pending_shared=[],
+                parent_conversation=None,
+                unlinked=0,
+                name_normalized=channel.name,
+                last_read="0000000000.000000",
+                previous_names=[],
+                topic={"value": "", "creator": "", "last_set": 0},
+                purpose={"value": "", "creator": "", "last_set": 0},
+                locale="en-US",
+            )
+        return {"ok": True, "channel": info}
 
     def _channel_for_post(self, args: dict[str, Any], grant: Grant) -> tuple[Channel | None, str | None]:
         channel_id = str(args.get("channel", ""))
@@ -1058,15 +1162,16 @@ class SlackEmulator(EmulatorServer):
         metadata, metadata_error = _metadata(args)
         if channel is None or metadata_error:
             return refused or {"ok": False, "error": metadata_error}
-        message = {
-            "type": "message",
-            "user": grant.bot_user_id,
-            "bot_id": grant.bot_id,
-            "ts": self._new_ts(),
-            "text": args.get("text", ""),
-            "blocks": args.get("blocks") or [],
-            "channel": channel.id,
-        }
+        message = bot_message(
+            ts=self._new_ts(),
+            text=str(args.get("text", "")),
+            blocks=args.get("blocks") or [],
+            bot_user_id=grant.bot_user_id,
+            bot_id=grant.bot_id,
+            team_id=channel.team_id,
+            updated=self._bot_updated,
+        )
+        message["channel"] = channel.id  # the emulator's note: where it is (history leaves it out)
         if metadata is not None:
             message["metadata"] = metadata
         if args.get("thread_ts"):
@@ -1082,7 +1187,7 @@ class SlackEmulator(EmulatorServer):
         for message in channel.messages:
             if message["ts"] == args.get("ts"):
                 message["text"] = args.get("text", "")
-                message["blocks"] = args.get("blocks") or []
+                message["blocks"] = kept_blocks(args.get("blocks") or [])
                 if metadata is not None:  # an update without metadata keeps the message's own
                     message["metadata"] = metadata
                 message["edited"] = {"user": grant.bot_user_id, "ts": self._new_ts()}
@@ -1116,9 +1221,11 @@ class SlackEmulator(EmulatorServer):
         problems = block_kit_problems(blocks, "/view/blocks", MAX_VIEW_BLOCKS)
         if problems:
             return MessageRefusal("invalid_blocks", problems).as_api()
-        stored = {**view, "id": f"V{uuid.uuid4().hex[:10].upper()}"}
+        team_id = self.users[user_id].team_id
+        view_id = str(self.home_views.get(user_id, {}).get("id") or f"V{uuid.uuid4().hex[:10].upper()}")
+        stored = kept_view(view, bot_id=grant.bot_id, view_id=view_id, team_id=team_id, user_id=user_id)
         self.home_views[user_id] = stored
-        return {"ok": True, "view": stored}
+        return {"ok": True, "view": as_sent(stored)}
 
     def _m_views_open(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         trigger_id = str(args.get("trigger_id") or args.get("interactivity_pointer") or "")
@@ -1180,35 +1287,7 @@ class SlackEmulator(EmulatorServer):
     def _stored_view(
         self, view: dict[str, Any], bot_id: str, view_id: str, team_id: str, user_id: str
     ) -> dict[str, Any]:
-        """The view as Slack keeps and returns it: ids filled in (block_id, an input's action_id),
-        the team, who sees it, a fresh hash."""
-        blocks = json.loads(json.dumps(view.get("blocks") or []))
-        for block in blocks:
-            block.setdefault("block_id", uuid.uuid4().hex[:5])
-            element = block.get("element")
-            if block.get("type") == "input" and isinstance(element, dict):
-                element.setdefault("action_id", uuid.uuid4().hex[:5])
-        return {
-            "private_metadata": "",
-            "callback_id": "",
-            "external_id": "",
-            "clear_on_close": False,
-            "notify_on_close": False,
-            "submit": None,
-            "close": None,
-            **json.loads(json.dumps(view)),
-            "blocks": blocks,
-            "id": view_id,
-            "team_id": team_id,
-            "user": user_id,
-            "state": {"values": {}},
-            "hash": f"{int(time.time())}.{uuid.uuid4().hex[:8]}",
-            "previous_view_id": None,
-            "root_view_id": view_id,
-            "app_id": APP_ID,
-            "app_installed_team_id": team_id,
-            "bot_id": bot_id,
-        }
+        return kept_view(view, bot_id=bot_id, view_id=view_id, team_id=team_id, user_id=user_id)
 
     def _m_conversations_history(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         """Parent messages (no thread replies), newest first, paged by an opaque cursor."""
@@ -1292,6 +1371,35 @@ class SlackEmulator(EmulatorServer):
             )
             self._cond.notify_all()
         return Response(error, status=status, content_type="text/plain")
+
+
+def _find_button(message: dict[str, Any], action_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The block holding the button `action_id` and the button (an actions element or an accessory)."""
+    for block in message.get("blocks") or []:
+        elements = (
+            block.get("elements", []) if block.get("type") == "actions" else [block.get("accessory") or {}]
+        )
+        for element in elements:
+            if isinstance(element, dict) and element.get("action_id") == action_id:
+                return block, element
+    raise AssertionError(f"no button {action_id!r} on the message")
+
+
+def _action(block: dict[str, Any], element: dict[str, Any]) -> dict[str, Any]:
+    """actions[0] of a button press: what the button says and holds, and when it was pressed."""
+    text = dict(element.get("text") or {"type": "plain_text", "text": ""})
+    if text.get("type") == "plain_text":
+        text.setdefault("emoji", True)
+    action: dict[str, Any] = {
+        "action_id": element["action_id"],
+        "block_id": str(block.get("block_id") or short_id()),
+        "text": text,
+    }
+    for key in ("value", "style", "url"):
+        if key in element:
+            action[key] = element[key]
+    action.update(type=element.get("type", "button"), action_ts=f"{time.time():.6f}")
+    return action
 
 
 def _ok_false(error: str) -> Response:
@@ -1414,6 +1522,4 @@ def _loopback_is_secure(browser: requests.Session) -> None:
             cookie.secure = False
 
 
-def _as_api(view: dict[str, Any]) -> dict[str, Any]:
-    """A kept view as the Web API returns it (who it is open for is the emulator's note)."""
-    return {k: v for k, v in view.items() if k != "user"}
+_as_api = as_sent
