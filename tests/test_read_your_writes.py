@@ -26,9 +26,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-# Its Redis runs use database 14, flushed: one xdist worker runs them all, one after another.
-pytestmark = pytest.mark.xdist_group("redis-db-14")
-
 @pytest.fixture(params=["sqlite", "redis"])
 def two_workers(request, tmp_path):
     # The bot runs with its own (system) clock here, so the emulators use it too.

@@ -31,8 +31,6 @@ from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, JANE_QBO_ID, TEST_
 
 ZQBO = str(Path(sys.executable).parent / "zqbo")
 REDIS_DB = "redis://127.0.0.1:6379/13"  # these tests' own database, flushed around each
-# One xdist worker runs them all, one after another: they flush that database.
-pytestmark = pytest.mark.xdist_group("redis-db-13")
 MARK = "Zomentum payment"
 FAR = 4_000_000_000  # a due time far ahead (2096): nothing falls due by itself during a test
 
