@@ -145,14 +145,6 @@ def writers_bot(intuit, slack, clock, redis_prefix, cipher):
     store.close()
 
 
-def set_writer(intuit, entry: dict, ref: object) -> None:
-    """Make an emulated entry look written by QuickBooks ({"value": "0"}) or by nobody (...)."""
-    meta = intuit.companies[REALM].entries["Payment"][entry["Id"]]["MetaData"]
-    meta.pop("LastModifiedByRef", None)
-    if ref is not ...:
-        meta["LastModifiedByRef"] = ref
-
-
 def test_quickbooks_and_unknown_writers_are_counted_and_shown_never_alerted(
     writers_bot, slack, intuit, clock
 ):
@@ -162,14 +154,10 @@ def test_quickbooks_and_unknown_writers_are_counted_and_shown_never_alerted(
     by_jane = intuit.add_entry(
         REALM, "Payment", by=JANE_ID, private_note="Zomentum payment", doc_number="ZP-1"
     )
-    recurring = intuit.add_entry(
-        REALM, "Payment", by=JANE_ID, private_note="Zomentum payment", doc_number="R-1"
-    )
-    bank_rule = intuit.add_entry(REALM, "Payment", by=JANE_ID, doc_number="B-1")
-    nobody = intuit.add_entry(REALM, "Payment", by=JANE_ID, private_note="Zomentum payment", doc_number="N-1")
-    set_writer(intuit, recurring, {"value": "0"})
-    set_writer(intuit, bank_rule, {"value": "0", "name": "QuickBooks"})
-    set_writer(intuit, nobody, ...)
+    # a recurring payment and a bank-rule entry QuickBooks wrote itself; one with no writer at all
+    intuit.add_entry(REALM, "Payment", by="quickbooks", private_note="Zomentum payment", doc_number="R-1")
+    intuit.add_entry(REALM, "Payment", by="quickbooks", doc_number="B-1")
+    intuit.add_entry(REALM, "Payment", by=None, private_note="Zomentum payment", doc_number="N-1")
     clock.advance(60)
 
     result = auditor.run(REALM)
@@ -198,10 +186,8 @@ def test_trust_on_first_use_never_learns_quickbooks_or_nobody(writers_bot, slack
     # as the guided reconnect leaves it once the dedicated identity reconnected: learning since now
     writers_bot.services.store.put_doc(LEARNING_KIND, REALM, {"since": iso(clock.now()), "checklist": ""})
     clock.advance(60)  # learning takes entries from a later second than the reconnect
-    recurring = intuit.add_entry(REALM, "Payment", by=JANE_ID, private_note="Zomentum payment")
-    nobody = intuit.add_entry(REALM, "Payment", by=JANE_ID, private_note="Zomentum payment")
-    set_writer(intuit, recurring, {"value": "0"})
-    set_writer(intuit, nobody, ...)
+    intuit.add_entry(REALM, "Payment", by="quickbooks", private_note="Zomentum payment")
+    intuit.add_entry(REALM, "Payment", by=None, private_note="Zomentum payment")
     clock.advance(60)
     auditor.run(REALM)
     assert auditor.dedicated(REALM)[0] == ""
