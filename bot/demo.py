@@ -334,6 +334,22 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     play.slack("zqbo (the checklist: step 5 ticked)", _checklist(slack))
     _show_channel(play, slack, shown)
 
+    play.step("Entries nobody typed: QuickBooks' own, and one with no recorded writer")
+    intuit.add_entry(REALM, "Payment", by="quickbooks", amount=49.0, doc_number="REC-7", private_note=MARK)
+    intuit.add_entry(REALM, "Deposit", by=None, amount=310.0, private_note=MARK)
+    play.say(
+        "  QBO (emulated): a recurring Payment written by QuickBooks itself (LastModifiedByRef = 0) and a"
+        " Deposit with no LastModifiedByRef, both marked “Zomentum payment”"
+    )
+    alerts_before = len(slack.messages("C0ALERTS"))
+    _check(play, slack, events)
+    if len(slack.messages("C0ALERTS")) != alerts_before:
+        raise RuntimeError("an entry QuickBooks wrote, or with no writer, was alerted as a person's")
+    play.say("  Counted on the check line and never compared with a person: no alert")
+    _, response_url = _command(play, slack, events, "users")
+    [answer] = slack.wait_for_responses(response_url, 1, timeout=30)
+    play.slack("zqbo (updates the message)", answer)
+
     play.step("Status again: connected as the dedicated user")
     _command(play, slack, events, "status")
 

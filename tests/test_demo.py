@@ -32,6 +32,10 @@ def test_demo_plays_the_whole_story():
     assert "Automated entries logged under a person" in out and "Payment ZP-1001" in out
     assert "Resolved: Automated entries logged under a person" in out
     assert "Payment ZP-1004 was logged under the dedicated user" in out
+    flat = " ".join(out.split())
+    assert "1 written by QuickBooks itself and 1 with no recorded writer (not compared)" in flat
+    assert "Counted on the check line and never compared with a person: no alert" in flat
+    assert "QuickBooks itself (recurring, bank rules): never alerted" in flat
     assert out.rstrip().endswith("then `zqbo serve`.")
     workdir = _workdir(out)
     assert workdir.name.startswith("zqbo-demo-") and not workdir.exists()  # database and key removed
