@@ -7,6 +7,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -237,3 +238,20 @@ def bot(intuit: IntuitEmulator, slack: SlackEmulator, clock: FakeClock, redis_pr
     yield handle
     server.shutdown()
     store.close()
+
+
+@contextmanager
+def connected_bot(intuit, slack, clock, cipher, redis_prefix: str, **overrides: object) -> Iterator[Bot]:
+    """The web app on a Redis store, its company connected as the dedicated user through the
+    emulators (the "connected" DM already sent, so a test counts only its own messages)."""
+    from tests.helpers import connect
+
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    server, bot = start_bot(make_settings(intuit, slack, **overrides), clock, store=store)
+    try:
+        connect(slack, intuit, bot, as_user=DEDICATED)
+        slack.wait_for_calls("chat.postMessage", 1)
+        yield bot
+    finally:
+        server.shutdown()
+        store.close()

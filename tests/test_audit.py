@@ -25,6 +25,7 @@ from tests.conftest import (
     OTHER_PERSON_QBO_ID,
     REALM,
     REDIS_URL,
+    connected_bot,
     make_settings,
     start_bot,
 )
@@ -37,20 +38,17 @@ CHANNEL = "C0ALERTS"
 
 @pytest.fixture
 def audit_bot(intuit, slack, clock, redis_prefix, cipher):
-    settings = make_settings(
+    with connected_bot(
         intuit,
         slack,
+        clock,
+        cipher,
+        redis_prefix,
         ZQBO_MARKERS="PrivateNote~Zomentum",
         ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID,
         QBO_WEBHOOK_VERIFIER_TOKEN=VERIFIER,
-    )
-    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
-    server, bot = start_bot(settings, clock, store=store)
-    connect(slack, intuit, bot, as_user=DEDICATED)
-    slack.wait_for_calls("chat.postMessage", 1)  # the "connected" DM, so counts below are ours
-    yield bot
-    server.shutdown()
-    store.close()
+    ) as bot:
+        yield bot
 
 
 def alerts_in_channel(slack) -> list[dict]:

@@ -17,9 +17,8 @@ from bot.clock import iso
 from bot.commands import parse, plain_text
 from bot.config import ConfigError
 from bot.reconnect import LEARNING_KIND
-from bot.store.redis import RedisStore
-from tests.conftest import DEDICATED, REALM, REDIS_URL, make_settings, start_bot
-from tests.helpers import ack_message, card_text, command, connect
+from tests.conftest import REALM, connected_bot, make_settings
+from tests.helpers import ack_message, card_text, command
 from tests.test_audit import _signed, _wait_for, alerts_in_channel
 
 MARKERS = parse_markers("PrivateNote~Zomentum")
@@ -130,19 +129,16 @@ def test_command_text_escaped_by_slack_reads_as_typed(typed, sent):
 
 @pytest.fixture
 def writers_bot(intuit, slack, clock, redis_prefix, cipher):
-    settings = make_settings(
+    with connected_bot(
         intuit,
         slack,
+        clock,
+        cipher,
+        redis_prefix,
         ZQBO_MARKERS="PrivateNote~Zomentum",
         QBO_WEBHOOK_VERIFIER_TOKEN=VERIFIER,
-    )
-    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
-    server, bot = start_bot(settings, clock, store=store)
-    connect(slack, intuit, bot, as_user=DEDICATED)
-    slack.wait_for_calls("chat.postMessage", 1)  # the "connected" DM
-    yield bot
-    server.shutdown()
-    store.close()
+    ) as bot:
+        yield bot
 
 
 def test_quickbooks_and_unknown_writers_are_counted_and_shown_never_alerted(

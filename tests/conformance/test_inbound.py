@@ -14,11 +14,10 @@ import requests
 import yaml
 
 from bot.blocks.setup import SETTINGS_CALLBACK
-from bot.store.redis import RedisStore
 from handlers.slack_http import malformed
 from tests.conformance.corpus import HERE, load, names, rewrite, sample_files
-from tests.conftest import DEDICATED, REALM, REDIS_URL, make_settings, start_bot
-from tests.helpers import card_text, connect
+from tests.conftest import REALM, connected_bot
+from tests.helpers import card_text
 from tests.test_audit import _signed, alerts_in_channel
 from tests.test_workspaces import A, hosted, install, say, wait_until  # noqa: F401  (fixture)
 
@@ -57,25 +56,22 @@ def test_no_inbound_sample_is_refused_for_its_shape(name):
 @pytest.fixture
 def zqbo(intuit, slack, clock, redis_prefix, cipher):
     """A connected zqbo with one open alert: automated entries under Jane, not the dedicated user."""
-    settings = make_settings(
+    with connected_bot(
         intuit,
         slack,
+        clock,
+        cipher,
+        redis_prefix,
         ZQBO_MARKERS="PrivateNote~Zomentum",
         ZQBO_DEDICATED_USER_ID=DEDICATED_ID,
         QBO_WEBHOOK_VERIFIER_TOKEN=VERIFIER,
-    )
-    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
-    server, bot = start_bot(settings, clock, store=store)
-    connect(slack, intuit, bot, as_user=DEDICATED)
-    slack.wait_for_calls("chat.postMessage", 1)
-    clock.advance(60)
-    intuit.add_entry(REALM, "Payment", by=JANE_ID, private_note="Zomentum payment", doc_number="ZP-9")
-    clock.advance(60)
-    bot.services.auditor.run(REALM)
-    assert len(alerts_in_channel(slack)) == 1
-    yield bot
-    server.shutdown()
-    store.close()
+    ) as bot:
+        clock.advance(60)
+        intuit.add_entry(REALM, "Payment", by=JANE_ID, private_note="Zomentum payment", doc_number="ZP-9")
+        clock.advance(60)
+        bot.services.auditor.run(REALM)
+        assert len(alerts_in_channel(slack)) == 1
+        yield bot
 
 
 def post_form(slack, url: str, form: dict[str, str]) -> requests.Response:
