@@ -132,7 +132,7 @@ def start_bot(
         try:
             if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
                 return proc
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("zqbo serve did not become healthy in 30 s")

@@ -62,7 +62,7 @@ def two_workers(request, tmp_path):
                 try:
                     if requests.get(f"{url}/healthz", timeout=1).ok:
                         break
-                except requests.ConnectionError:
+                except (requests.ConnectionError, requests.Timeout):  # still starting, or busy starting
                     time.sleep(0.1)
             else:
                 pytest.fail("zqbo serve did not start")

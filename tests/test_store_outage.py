@@ -138,7 +138,7 @@ def test_doctor_and_serve_say_why_the_store_is_down(own_redis, intuit, slack, tm
             try:
                 health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # still starting
                 time.sleep(0.1)
         assert health.status_code == 503
         own_redis.start()
