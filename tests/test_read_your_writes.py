@@ -3,6 +3,7 @@ next status ack (the per-process overview cache checks the store's change marker
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -45,9 +46,9 @@ def two_workers(request, tmp_path):
             ZQBO_STATUS_CACHE_SECONDS="600",  # only the change marker may end a cache entry
         )
         if request.param == "redis":
-            db = 14
-            redis.Redis.from_url(f"redis://127.0.0.1:6379/{db}").flushdb()
-            env["REDIS_URL"] = f"redis://127.0.0.1:6379/{db}"
+            # its own database, flushed (another checkout running at once picks another)
+            env["REDIS_URL"] = os.environ.get("ZQBO_TEST_RYW_REDIS_URL", "redis://127.0.0.1:6379/14")
+            redis.Redis.from_url(env["REDIS_URL"]).flushdb()
         proc = subprocess.Popen(
             [ZQBO, "serve", "--workers", "2", "--threads", "4"],
             env=env,

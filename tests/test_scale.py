@@ -30,7 +30,8 @@ from bot.store.sqlite import SQLiteStore
 from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, JANE_QBO_ID, TEST_KEY, bot_env
 
 ZQBO = str(Path(sys.executable).parent / "zqbo")
-REDIS_DB = "redis://127.0.0.1:6379/13"  # these tests' own database, flushed around each
+# these tests' own database, flushed around each (another checkout running at once picks another)
+REDIS_DB = os.environ.get("ZQBO_TEST_SCALE_REDIS_URL", "redis://127.0.0.1:6379/13")
 MARK = "Zomentum payment"
 FAR = 4_000_000_000  # a due time far ahead (2096): nothing falls due by itself during a test
 
