@@ -35,6 +35,7 @@ from bot.probe import Prober
 from bot.qbo.client import QBOClient, RetryPolicy
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
+from bot.qbo.journal import TokenJournal, store_identity
 from bot.qbo.limits import RealmLimits
 from bot.reconnect import ReconnectService
 from bot.redact import remember
@@ -113,7 +114,11 @@ def build_services(
     # Bursts of status acks read the same rows: serve them from memory for up to a second.
     store = OverviewCache(store or open_store(settings), ttl=settings.status_cache_seconds)
     intuit = IntuitOAuth(settings, clock)
-    connections = ConnectionManager(store, intuit, clock)
+    journal = TokenJournal(settings.token_journal_dir, store.cipher, store_identity(store.inner.identity))
+    connections = ConnectionManager(
+        store, intuit, clock, lock_ttl=max(3.0, settings.queue_heartbeat_seconds / 4), journal=journal
+    )
+    connections.start()  # what any process of this store left in the journal goes in first
     namespace = getattr(store.inner, "prefix", "zqbo")  # the Redis store's key prefix
     qbo = QBOClient(
         settings, intuit, connections, retry, RealmLimits(rate_limit_backend(settings), namespace)

@@ -342,6 +342,16 @@ def doctor(live: bool, realms: tuple[str, ...]) -> None:
 
     problem = services.store.problem()
     report("store", not problem, problem or _store_answers(services.store))
+    waiting = services.connections.pending_in_journal()
+    where = settings.token_journal_dir
+    report(
+        "token journal",
+        not waiting,
+        f"{len(waiting)} rotated refresh token(s) waiting in {where} for the store: they are written "
+        f"as soon as it answers (companies {', '.join(sorted({c.realm_id for c in waiting})[:5])})"
+        if waiting
+        else f"nothing waiting ({where})",
+    )
     if live:
         from bot.doctor import intuit_discovery, slack_checks
 

@@ -208,6 +208,9 @@ class Settings(BaseSettings):
         default="", repr=False, validation_alias=AliasChoices("DATABASE_URL", "database_url")
     )
     db_path: str = Field(default="./zqbo.db", validation_alias=AliasChoices("ZQBO_DB", "db_path"))
+    # Where a rotated refresh token is written (sealed, fsync'd) before anything else, and kept
+    # until the store has it. Default: a `zqbo-journal` folder beside ZQBO_DB.
+    journal_dir: str = Field(default="", validation_alias=AliasChoices("ZQBO_JOURNAL_DIR", "journal_dir"))
     encryption_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("ZQBO_ENCRYPTION_KEY", "encryption_key")
     )
@@ -408,6 +411,10 @@ class Settings(BaseSettings):
     @property
     def encryption_keys(self) -> list[str]:
         return _split(self.encryption_key.get_secret_value()) if self.encryption_key else []
+
+    @property
+    def token_journal_dir(self) -> str:
+        return self.journal_dir or str(Path(self.db_path).absolute().parent / "zqbo-journal")
 
     @property
     def qbo_api_is_local_http(self) -> bool:

@@ -3,7 +3,10 @@ web app."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
 REDIS_URL = "redis://127.0.0.1:6379/0"
 DATABASE_URL = os.environ.get("ZQBO_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/zqbo_test")
 TEST_KEY = Fernet.generate_key().decode()
+# Rotated tokens are journaled before anything else: the tests' journal lives outside the checkout.
+JOURNAL_DIR = tempfile.mkdtemp(prefix="zqbo-test-journal-")
+atexit.register(shutil.rmtree, JOURNAL_DIR, ignore_errors=True)
 install_redaction()
 # CI replays the same examples every run (repeatable); `--hypothesis-profile=explore` looks further.
 hypothesis_settings.register_profile("ci", derandomize=True, database=None)
@@ -164,6 +170,7 @@ def make_settings(intuit: IntuitEmulator, slack: SlackEmulator, **overrides: obj
         "ZQBO_DEDICATED_EMAIL": DEDICATED,
         "REDIS_URL": REDIS_URL,
         "ZQBO_ENCRYPTION_KEY": TEST_KEY,
+        "ZQBO_JOURNAL_DIR": JOURNAL_DIR,
     }
     values.update(overrides)
     return load_settings(_env_file=None, **values)  # type: ignore[arg-type]
@@ -181,6 +188,7 @@ def bot_env(intuit: IntuitEmulator, slack: SlackEmulator, public_url: str, **ext
         "QBO_ENVIRONMENT": intuit.discovery_url,
         "QBO_API_URL": intuit.api_url,
         "ZQBO_ENCRYPTION_KEY": TEST_KEY,
+        "ZQBO_JOURNAL_DIR": JOURNAL_DIR,
         **extra,
     }
 

@@ -22,6 +22,7 @@ import random
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from functools import partial
@@ -131,6 +132,9 @@ class IntuitEmulator(EmulatorServer):
         self.identities: dict[str, EmuIdentity] = {}
         self.companies: dict[str, EmuCompany] = {}
         self.calls: list[Call] = []
+        # Called after a refresh has rotated the token and before its answer leaves (tests kill a
+        # store, or a process, in the most dangerous moment).
+        self.on_refresh: Callable[[], None] | None = None
         self._in_flight: dict[str, int] = {}
         self._peak: dict[str, int] = {}
         self._codes: dict[str, dict[str, Any]] = {}
@@ -605,6 +609,8 @@ class IntuitEmulator(EmulatorServer):
                 result = {"error": "unsupported_grant_type"}
             status = 400 if "error" in result else 200
             self.calls.append(Call("token", "POST", status, self.clock.now(), grant_type=grant_type))
+        if grant_type == "refresh_token" and status == 200 and self.on_refresh is not None:
+            self.on_refresh()  # Intuit has rotated the token; its answer is not sent yet
         return _json(result, status)
 
     def _exchange_code(self, code: str, redirect_uri: str) -> dict[str, Any]:

@@ -1,23 +1,29 @@
 """The connection manager: the only code that reads, refreshes or stores QBO tokens.
 
-Rules it keeps (API_FACTS.md): one refresh per realm at a time across processes; a rotated
-refresh token is stored before the new access token is used; on invalid_grant the stored
-token is re-read first, because another process may already hold a newer one; transient
-failures never mark a connection lost.
+Rules it keeps (API_FACTS.md): one refresh per realm at a time across processes (a lock renewed
+while held, so a dead holder frees it within a heartbeat); a rotated refresh token is made durable
+before anything else — the token journal on local disk, then the store, which keeps whichever
+generation is newer —; on invalid_grant the stored and journaled tokens are looked at first,
+because another process may already hold a newer one; transient failures never mark a connection
+lost.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import time
 from dataclasses import replace
 from datetime import timedelta
 
 from bot import metrics
-from bot.clock import Clock
+from bot.clock import Clock, iso
 from bot.models import Connection, ConnectionStatus, Identity
 from bot.qbo.errors import ConnectionLost, InvalidGrant, NotConnected, TransientError
 from bot.qbo.intuit import IntuitOAuth, TokenSet
-from bot.store.base import Store
+from bot.qbo.journal import Retrier, TokenJournal
+from bot.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -26,17 +32,90 @@ LOST_REASON_INVALID_GRANT = (
     "Intuit refused the refresh token (invalid_grant): the app was disconnected in QuickBooks, "
     "the token was revoked, or it expired"
 )
+LOST_REASON_DIED_MID_REFRESH = (
+    "the zqbo process refreshing its tokens stopped mid-call (Intuit had already replaced the "
+    "refresh token, and the new one never reached zqbo): reconnect the company"
+)
+INFLIGHT_KIND = "refresh_inflight"  # who is refreshing a realm right now; left behind by a crash
 
 
 class ConnectionManager:
     def __init__(
-        self, store: Store, intuit: IntuitOAuth, clock: Clock, lock_wait: float = 30, lock_ttl: float = 60
+        self,
+        store: Store,
+        intuit: IntuitOAuth,
+        clock: Clock,
+        lock_wait: float = 30,
+        lock_ttl: float = 15,
+        journal: TokenJournal | None = None,
+        grace: float = 5.0,
     ) -> None:
         self._store = store
         self._intuit = intuit
         self._clock = clock
         self._lock_wait = lock_wait
-        self._lock_ttl = lock_ttl
+        self._lock_ttl = lock_ttl  # renewed while held: how soon a dead holder's lock frees
+        self._journal = journal
+        self._grace = grace  # how long an invalid_grant waits for another process's journal
+        self._retrier = Retrier(self.replay_journal) if journal else None
+        self._me = f"{socket.gethostname()}:{os.getpid()}"
+
+    # the token journal ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """At process start: write to the store whatever any process of this store left in the
+        journal folder (a kill, or an outage that outlived its process)."""
+        if self._journal is not None and self._journal.pending():
+            self._retrier.kick()  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        if self._retrier is not None:
+            self._retrier.stop()
+
+    def replay_journal(self) -> int:
+        """One pass over the journal; how many lines are still waiting for the store."""
+        if self._journal is None:
+            return 0
+        written, left = self._journal.replay(self._save_if_newer)
+        if written:
+            log.info("stored %d journaled QBO token(s); %d still waiting", written, left)
+        return left
+
+    def pending_in_journal(self) -> list[Connection]:
+        return [p.conn for p in self._journal.pending()] if self._journal else []
+
+    def _save_if_newer(self, conn: Connection) -> bool:
+        """Store a rotated connection unless the store already has it or a newer generation
+        (a late replay never rolls a token back). True when the store holds it or newer."""
+        with self._store.lock(f"tokens:{conn.realm_id}", ttl=10, wait=10) as got:
+            if not got:
+                return False
+            stored = self._store.get_connection(conn.realm_id)
+            if stored is None:
+                return True  # the company was removed since: nothing of it to keep
+            if stored.token_generation >= conn.token_generation:
+                return True
+            self._store.save_connection(conn)
+            return True
+
+    def _keep(self, rotated: Connection) -> None:
+        """Intuit has answered: the old refresh token is dead. Durable first (the journal), then
+        the store; a store that cannot take it now gets it from the retrier."""
+        if self._journal is None:
+            self._save_if_newer(rotated)
+            return
+        self._journal.record(rotated)
+        try:
+            if self._save_if_newer(rotated):
+                self._journal.settle(rotated.realm_id, rotated.token_generation)
+                return
+        except StoreUnavailable as exc:
+            log.error(
+                "rotated QBO token for realm %s kept in the journal until the store answers: %s",
+                rotated.realm_id,
+                exc,
+            )
+        metrics.TOKEN_REFRESHES.labels(outcome="journaled").inc()
+        self._retrier.kick()  # type: ignore[union-attr]
 
     def get(self, realm_id: str) -> Connection | None:
         return self._store.get_connection(realm_id)
@@ -162,20 +241,30 @@ class ConnectionManager:
         return self._refresh(realm_id, seen_generation=conn.token_generation, force=force_refresh)
 
     def _refresh(self, realm_id: str, *, seen_generation: int, force: bool) -> Connection:
-        with self._store.lock(f"refresh:{realm_id}", ttl=self._lock_ttl, wait=self._lock_wait) as got:
+        lock = self._store.lock(f"refresh:{realm_id}", ttl=self._lock_ttl, wait=self._lock_wait, renew=True)
+        with lock as got:
             if not got:
                 raise TransientError(f"another process is refreshing realm {realm_id}; try again")
             conn = self._usable(realm_id)
+            journaled = self._journal.newest(realm_id) if self._journal else None
+            if journaled is not None and journaled.token_generation > conn.token_generation:
+                # The newest token is on this host's disk, not yet in the store: never refresh
+                # with the stored one (Intuit killed it). Store it now if the store takes it.
+                conn = journaled
+                self._keep(journaled)
             if conn.token_generation != seen_generation and self._fresh(conn):
                 return conn  # someone refreshed while we waited for the lock
             if self._fresh(conn) and not force:
                 return conn
+            unfinished = self._store.get_doc(INFLIGHT_KIND, realm_id)
+            self._store.put_doc(INFLIGHT_KIND, realm_id, {"by": self._me, "at": iso(self._clock.now())})
             try:
                 tokens = self._intuit.refresh(conn.refresh_token)
             except InvalidGrant:
-                return self._after_invalid_grant(conn)
+                return self._after_invalid_grant(conn, unfinished)
             except TransientError:
                 metrics.TOKEN_REFRESHES.labels(outcome="transient").inc()
+                self._forget_inflight(realm_id)
                 raise
             rotated = replace(
                 conn,
@@ -187,23 +276,52 @@ class ConnectionManager:
                 token_generation=conn.token_generation + 1,
             )
             self.record_rotated_refresh_token(rotated)
+            self._forget_inflight(realm_id)
             metrics.TOKEN_REFRESHES.labels(outcome="ok").inc()
             return rotated
 
+    def _forget_inflight(self, realm_id: str) -> None:
+        try:
+            self._store.delete_doc(INFLIGHT_KIND, realm_id)
+        except StoreUnavailable:
+            pass  # left behind: the next refresh reads it as "did not finish", and looks around
+
     def record_rotated_refresh_token(self, conn: Connection) -> None:
-        # Persist before anyone uses the new access token: the old refresh token is now dead.
-        self._store.save_connection(conn)
+        # Durable before anyone uses the new access token: the old refresh token is now dead.
+        self._keep(conn)
         log.info("refreshed QBO tokens for realm %s (generation %d)", conn.realm_id, conn.token_generation)
 
-    def _after_invalid_grant(self, used: Connection) -> Connection:
+    def _after_invalid_grant(self, used: Connection, unfinished: dict | None = None) -> Connection:
+        newer = self._newer_than(used)
+        if newer is None and unfinished and unfinished.get("by") != self._me:
+            # Another process started a refresh and never finished it: if Intuit answered it,
+            # its journal holds the live token and writes it to the store within seconds.
+            deadline = time.monotonic() + self._grace
+            while newer is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+                newer = self._newer_than(used)
+        if newer is not None:
+            # Another process rotated the token after we read it (its lock expired, or its
+            # journal had it): its token is the live one; our refusal says nothing of the company.
+            metrics.TOKEN_REFRESHES.labels(outcome="superseded").inc()
+            self._forget_inflight(used.realm_id)
+            return newer
+        metrics.TOKEN_REFRESHES.labels(outcome="invalid_grant").inc()
+        died = bool(unfinished) and unfinished.get("by") != self._me  # type: ignore[union-attr]
+        reason = LOST_REASON_DIED_MID_REFRESH if died else LOST_REASON_INVALID_GRANT
+        used.status, used.status_reason = ConnectionStatus.LOST, reason
+        self._store.save_connection(used)
+        self._forget_inflight(used.realm_id)
+        log.warning("QBO connection for realm %s lost: invalid_grant on refresh (%s)", used.realm_id, reason)
+        raise ConnectionLost(used.realm_id, reason)
+
+    def _newer_than(self, used: Connection) -> Connection | None:
+        """A newer generation than `used`, in the store or in this host's journal (stored then)."""
         latest = self._store.get_connection(used.realm_id)
         if latest is not None and latest.token_generation != used.token_generation:
-            # Another process rotated the token after we read it (e.g. its lock expired):
-            # its token is the live one; our refusal says nothing about the connection.
-            metrics.TOKEN_REFRESHES.labels(outcome="superseded").inc()
             return self._usable(used.realm_id)
-        metrics.TOKEN_REFRESHES.labels(outcome="invalid_grant").inc()
-        used.status, used.status_reason = ConnectionStatus.LOST, LOST_REASON_INVALID_GRANT
-        self._store.save_connection(used)
-        log.warning("QBO connection for realm %s lost: invalid_grant on refresh", used.realm_id)
-        raise ConnectionLost(used.realm_id, LOST_REASON_INVALID_GRANT)
+        journaled = self._journal.newest(used.realm_id) if self._journal else None
+        if journaled is not None and journaled.token_generation > used.token_generation:
+            self._keep(journaled)
+            return journaled
+        return None

@@ -215,6 +215,8 @@ class PostgresStore:
         self.where = host if host.startswith("/") else f"{host}:{port}"  # never the password
         self.schema = schema
         self.prefix = prefix  # Redis users (locks, queue, limits) keep their keys under it
+        # which data this is, for the token journal (never the password)
+        self.identity = f"postgres:{self.where}/{given.get('dbname', '')}/{schema}:{prefix}"
         self._cipher = cipher
         self._rank = ranker
         # Autocommit: a single statement is its own transaction; writes that must move together

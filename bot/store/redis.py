@@ -208,6 +208,8 @@ class RedisStore:
         self._cipher = cipher
         self._p = prefix
         self.prefix = prefix  # other Redis users (queue, limits) keep their keys under it too
+        db = self._r.connection_pool.connection_kwargs.get("db", 0)
+        self.identity = f"redis:{redis_where(self._r)}/{db}:{prefix}"  # for the token journal
         self._local = threading.local()
         self._rank = ranker
         self._save_script = self._r.register_script(_SAVE_CONNECTION_LUA)

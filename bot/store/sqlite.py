@@ -119,6 +119,7 @@ class SQLiteStore:
         self, path: str, cipher: TokenCipher, ranker: Callable[[Connection], tuple[str, int]] = default_rank
     ) -> None:
         self.path = path
+        self.identity = f"sqlite:{os.path.abspath(path)}"  # which data this is, for the token journal
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         # One connection per thread: WAL lets readers run beside a writer, and SQLite's own
         # busy timeout orders writers (across threads and processes alike).

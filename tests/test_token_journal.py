@@ -1,0 +1,218 @@
+"""A rotated refresh token is never dropped: the journal takes it before anything else, a store
+that cannot take it gets it as soon as it answers, a replay never rolls a token back, and a
+refresh that another process left unfinished is looked for before a company is called lost.
+Real Redis servers of the test's own are stopped and started; the Intuit emulator rotates tokens
+and kills the old ones, as Intuit does."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from bot.app import build_services
+from bot.models import ConnectionStatus
+from bot.qbo.connection import INFLIGHT_KIND, LOST_REASON_DIED_MID_REFRESH, ConnectionManager
+from bot.qbo.errors import ConnectionLost
+from bot.qbo.intuit import IntuitOAuth
+from bot.qbo.journal import TokenJournal, store_identity, wait_until
+from bot.store.redis import RedisStore
+from tests.conftest import DEDICATED, REALM, REDIS_URL, TEST_KEY, make_settings
+from tests.test_store_outage import own_redis  # noqa: F401  (fixture)
+
+
+def due_connection(intuit, clock):
+    """Connected as the dedicated user, its access token already due for a refresh."""
+    conn = intuit.connected(REALM, DEDICATED, "Acme Payments Ltd", clock.now())
+    return replace(conn, access_expires_at=clock.now() - timedelta(minutes=1))
+
+
+def rotate_elsewhere(intuit, slack, clock, stored) -> str:
+    """What another process did: refreshed at Intuit (the stored token is dead now) and never
+    stored the answer. Returns the live refresh token."""
+    return IntuitOAuth(make_settings(intuit, slack), clock).refresh(stored.refresh_token).refresh_token
+
+
+@pytest.fixture
+def on_own_redis(own_redis, intuit, slack, clock, cipher, tmp_path):  # noqa: F811
+    settings = make_settings(
+        intuit, slack, REDIS_URL=own_redis.url, ZQBO_JOURNAL_DIR=str(tmp_path / "journal")
+    )
+    store = RedisStore(own_redis.url, cipher, prefix="zqbo")
+    services = build_services(settings, store=store, clock=clock)
+    store.save_connection(due_connection(intuit, clock))
+    yield services, store, own_redis
+    services.connections.stop()
+    services.engine.close()
+    store.close()
+
+
+def test_a_token_rotated_while_the_store_is_down_is_kept_and_stored_when_it_returns(on_own_redis, intuit):
+    services, store, redis_server = on_own_redis
+    intuit.on_refresh = redis_server.stop  # Intuit rotates, then the store goes away
+    conn = services.connections.valid(REALM)
+    intuit.on_refresh = None
+    live = intuit.current_refresh_token(REALM)
+    assert conn.refresh_token == live  # the caller got the new token and can use it
+    [pending] = services.connections.pending_in_journal()
+    assert pending.refresh_token == live and pending.token_generation == 1
+
+    redis_server.start()  # its data kept (AOF): the old, dead token
+    assert wait_until(lambda: store.get_connection(REALM).refresh_token == live, timeout=10)
+    assert wait_until(lambda: services.connections.pending_in_journal() == [], timeout=5)
+    assert store.get_connection(REALM).token_generation == 1
+    # and the company keeps working: the next refresh uses the stored (live) token
+    again = services.connections.valid(REALM, force_refresh=True)
+    assert again.status is ConnectionStatus.CONNECTED and again.token_generation == 2
+    assert intuit.current_refresh_token(REALM) == store.get_connection(REALM).refresh_token
+
+
+def test_the_journal_holds_nothing_readable_but_sealed_lines(on_own_redis, intuit, tmp_path):
+    services, _, redis_server = on_own_redis
+    intuit.on_refresh = redis_server.stop
+    conn = services.connections.valid(REALM)
+    intuit.on_refresh = None
+    [path] = (tmp_path / "journal").glob("*.journal")
+    text = path.read_text()
+    assert conn.refresh_token not in text and conn.access_token not in text and REALM not in text
+    assert path.stat().st_mode & 0o077 == 0  # this user's only
+    redis_server.start()
+
+
+def test_a_process_replays_at_start_what_a_killed_one_left(
+    intuit, slack, clock, cipher, redis_prefix, tmp_path
+):
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    stored = due_connection(intuit, clock)
+    store.save_connection(stored)
+    # a process that died after Intuit answered: its journal holds generation 1, the store has 0
+    live = rotate_elsewhere(intuit, slack, clock, stored)
+    rotated = replace(stored, refresh_token=live, token_generation=1)
+    dead = TokenJournal(tmp_path, cipher, store_identity(store.identity))
+    dead.record(rotated)
+    # and an older line that must never roll a token back
+    dead.record(replace(stored, refresh_token="an-older-token", token_generation=0))
+
+    settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
+    services = build_services(settings, store=store, clock=clock)
+    try:
+        assert wait_until(lambda: store.get_connection(REALM).refresh_token == live, timeout=10)
+        assert wait_until(lambda: not any(tmp_path.glob("*.journal")), timeout=5)
+        assert store.get_connection(REALM).token_generation == 1
+    finally:
+        services.connections.stop()
+        services.engine.close()
+        store.close()
+
+
+def test_another_stores_lines_are_never_replayed_into_this_one(
+    intuit, slack, clock, cipher, redis_prefix, tmp_path
+):
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    store.save_connection(due_connection(intuit, clock))
+    other = TokenJournal(tmp_path, cipher, store_identity("redis:elsewhere:6379/0:zqbo"))
+    other.record(replace(due_connection(intuit, clock), refresh_token="theirs", token_generation=7))
+    settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
+    services = build_services(settings, store=store, clock=clock)
+    try:
+        time.sleep(0.5)
+        assert store.get_connection(REALM).token_generation == 0
+        assert len(other.pending()) == 1  # kept for the zqbo it belongs to
+    finally:
+        services.connections.stop()
+        services.engine.close()
+        store.close()
+
+
+def test_while_the_newest_token_is_journaled_no_refresh_uses_the_stored_one(
+    intuit, slack, clock, cipher, redis_prefix, tmp_path
+):
+    """Same host, another process: the store still has the dead token, the journal the live one."""
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    stored = due_connection(intuit, clock)
+    store.save_connection(stored)
+    live = rotate_elsewhere(intuit, slack, clock, stored)  # the stored one is dead now
+    TokenJournal(tmp_path, cipher, store_identity(store.identity)).record(
+        replace(stored, refresh_token=live, token_generation=1)
+    )
+    settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
+    services = build_services(settings, store=store, clock=clock)
+    services.connections.stop()  # no replay at start: the refresh itself must look
+    try:
+        conn = services.connections.valid(REALM, force_refresh=True)
+        assert conn.status is ConnectionStatus.CONNECTED and conn.token_generation == 2
+        assert store.get_connection(REALM).refresh_token == intuit.current_refresh_token(REALM)
+    finally:
+        services.engine.close()
+        store.close()
+
+
+def test_invalid_grant_after_a_refresh_left_unfinished_says_the_process_stopped(
+    intuit, slack, clock, cipher, redis_prefix, tmp_path
+):
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    stored = due_connection(intuit, clock)
+    store.save_connection(stored)
+    rotate_elsewhere(intuit, slack, clock, stored)  # Intuit rotated for a process that then died
+    store.put_doc(INFLIGHT_KIND, REALM, {"by": "worker-7:4242", "at": "2026-12-03T10:00:00+00:00"})
+    settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
+    services = build_services(settings, store=store, clock=clock)
+    journal = TokenJournal(tmp_path, cipher, store_identity(store.identity))
+    manager = ConnectionManager(store, services.intuit, clock, journal=journal, grace=0.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ConnectionLost, match="stopped mid-call"):
+            manager.valid(REALM)
+        assert time.monotonic() - started >= 0.5  # it waited for the other process's journal
+        lost = store.get_connection(REALM)
+        assert lost.status is ConnectionStatus.LOST and lost.status_reason == LOST_REASON_DIED_MID_REFRESH
+        assert store.get_doc(INFLIGHT_KIND, REALM) is None
+    finally:
+        services.engine.close()
+        store.close()
+
+
+HOLD_LOCK = """
+import sys, time
+from bot.store.crypto import TokenCipher
+from bot.store.redis import RedisStore
+store = RedisStore(sys.argv[1], TokenCipher([sys.argv[2]]), prefix=sys.argv[3])
+with store.lock("refresh:" + sys.argv[4], ttl=float(sys.argv[5]), wait=5, renew=True) as got:
+    print("held" if got else "not held", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_refresh_lock_whose_holder_was_killed_frees_within_the_heartbeat(
+    intuit, slack, clock, cipher, redis_prefix, tmp_path
+):
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    store.save_connection(due_connection(intuit, clock))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, REDIS_URL, TEST_KEY, redis_prefix, REALM, "2"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        time.sleep(3)  # well past the TTL: only the renewals keep it
+        settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
+        services = build_services(settings, store=store, clock=clock)
+        journal = TokenJournal(tmp_path, cipher, store_identity(store.identity))
+        busy = ConnectionManager(store, services.intuit, clock, lock_wait=0.5, lock_ttl=2, journal=journal)
+        with pytest.raises(Exception, match="another process is refreshing"):
+            busy.valid(REALM)
+        holder.kill()  # kill -9: no release
+        holder.wait(5)
+        waiting = ConnectionManager(store, services.intuit, clock, lock_wait=10, lock_ttl=2, journal=journal)
+        started = time.monotonic()
+        conn = waiting.valid(REALM)
+        assert conn.token_generation == 1 and time.monotonic() - started < 4
+        services.engine.close()
+    finally:
+        holder.kill()
+        store.close()
