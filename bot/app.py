@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from bot.audit.scan import Auditor
 from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.connect import OAuthFlow, Outcome
+from bot.drain import DrainablePool
 from bot.models import OAuthState
 from bot.probe import Prober
 from bot.qbo.client import QBOClient, RetryPolicy
@@ -211,8 +211,9 @@ def build_services(
         render_resolved_note=lambda alert: blocks.alert_resolved_note(alert).as_kwargs(),
     )
     auditor = Auditor(store, qbo, alerts, reconnect, settings, clock, workspaces)
-    background = ThreadPoolExecutor(max_workers=8, thread_name_prefix="zqbo-bg")
-    after_ack = ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-after-ack")
+    # DrainablePool: on SIGTERM what these started finishes within ZQBO_DRAIN_SECONDS (bot/drain.py)
+    background = DrainablePool(max_workers=8, thread_name_prefix="zqbo-bg")
+    after_ack = DrainablePool(max_workers=32, thread_name_prefix="zqbo-after-ack")
     services = Services(
         settings,
         store,
@@ -233,6 +234,8 @@ def build_services(
         installations,
     )
     services.engine = build_engine(services)
+    # Lazy work (probes, links, DMs) waits on Intuit and QBO: more room than Bolt's 5 threads.
+    services.lazy_listeners = DrainablePool(max_workers=32, thread_name_prefix="zqbo-lazy")
     return services
 
 
@@ -291,8 +294,7 @@ def _bolt_app(services: Services) -> App:
         # The ack is answered inline and the slow part runs as a lazy listener after it.
         process_before_response=True,
         token_verification_enabled=False,
-        # Lazy work (probes, links, DMs) waits on Intuit and QBO: more room than Bolt's 5 threads.
-        listener_executor=ThreadPoolExecutor(max_workers=32, thread_name_prefix="zqbo-lazy"),
+        listener_executor=services.lazy_listeners,
         **(_oauth(services) if settings.multi_workspace else {}),
     )
 

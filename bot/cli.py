@@ -63,21 +63,46 @@ def _default_workers() -> int:
 )
 @click.option("--threads", type=int, default=8, show_default=True, help="Threads per worker.")
 def serve(port: int | None, workers: int | None, threads: int) -> None:
-    """Run the web process (Slack, OAuth callback, health, metrics) under gunicorn."""
+    """Run the web process (Slack, OAuth callback, health, metrics) under gunicorn.
+
+    SIGTERM drains: gunicorn stops accepting and finishes the requests in flight, then each
+    worker finishes the work they started after their ack, all within ZQBO_DRAIN_SECONDS."""
+    import math
+
     from gunicorn.app.base import BaseApplication
+    from gunicorn.workers.gthread import ThreadWorker
+
+    from bot.drain import Deadline, drain_web, report
 
     settings = _settings()  # fail here, once, with a clear message, before any worker starts
     _say_if_store_is_down(settings)
+    built: dict[str, Any] = {}  # what load() made in this worker process, for its drain
+    # The drain ends a second before gunicorn's own bound (graceful_timeout), when it kills.
+    drain_seconds = max(0.5, settings.drain_seconds - 1)
+
+    class _Worker(ThreadWorker):  # type: ignore[misc]
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            built.setdefault("deadline", Deadline(drain_seconds))  # the bound counts from SIGTERM
+            super().handle_exit(sig, frame)
+
+    def worker_exit(_arbiter: Any, _worker: Any) -> None:
+        # gunicorn calls this in the worker once its requests are done (and in the arbiter for a
+        # worker that is gone, where nothing was built)
+        if "services" in built:
+            deadline = built.get("deadline") or Deadline(drain_seconds)
+            left = drain_web(built["services"], deadline, built.get("clock"), built.get("scheduler"))
+            report(f"zqbo serve worker {os.getpid()}", deadline, left)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options: dict[str, Any] = {
                 "bind": f"0.0.0.0:{port or settings.port}",
                 "workers": workers or _default_workers(),
-                "worker_class": "gthread",
+                "worker_class": _Worker,
+                "worker_exit": worker_exit,
                 "threads": threads,
                 "timeout": 60,
-                "graceful_timeout": 20,
+                "graceful_timeout": math.ceil(settings.drain_seconds),
                 "keepalive": 5,
                 "accesslog": None,
             }
@@ -90,12 +115,14 @@ def serve(port: int | None, workers: int | None, threads: int) -> None:
             from bot.app import build_services, create_web_app
 
             services = build_services(settings)
+            built["services"] = services
             if settings.scheduler_mode == "inline":
                 # Every web worker ticks; the one holding the leader lease schedules, and the
                 # jobs run on that process's bounded pool (no broker on one host).
                 from bot.scheduler import build
 
-                scheduler, _ = build(services, blocking=False)
+                scheduler, clock = build(services, blocking=False)
+                built["scheduler"], built["clock"] = scheduler, clock
                 scheduler.start()
             return create_web_app(services)
 
@@ -133,10 +160,14 @@ def worker(concurrency: int | None) -> None:
 
     With REDIS_URL: a Dramatiq consumer with `--concurrency` threads on the shared queue; start
     as many as you need, they share the work. The scheduler runs in every worker, and acts in the
-    one holding the leader lease. Without Redis: the jobs run on this process's thread pool."""
+    one holding the leader lease. Without Redis: the jobs run on this process's thread pool.
+
+    SIGTERM (or Ctrl-C) drains: no new job is taken, the jobs in flight get ZQBO_DRAIN_SECONDS to
+    finish (a token refresh cut short can lose a company), the rest are left for other workers."""
     import signal
 
     from bot.app import build_services
+    from bot.drain import Deadline, drain_worker, report
     from bot.scheduler import build
 
     settings = _settings()
@@ -148,9 +179,12 @@ def worker(concurrency: int | None) -> None:
     if settings.redis_url:
         services.engine.start_worker(threads)  # type: ignore[attr-defined]
     scheduler, clock = build(services, blocking=True, concurrency=threads)
+    stopping: list[Deadline] = []
 
     def stop(*_: object) -> None:
-        scheduler.shutdown(wait=False)
+        if not stopping:  # a second SIGTERM changes nothing
+            stopping.append(Deadline(settings.drain_seconds))  # the bound counts from the signal
+            scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     click.echo(
@@ -162,7 +196,8 @@ def worker(concurrency: int | None) -> None:
     except (KeyboardInterrupt, SystemExit):
         pass
     finally:
-        clock.lease.release()
+        deadline = stopping[0] if stopping else Deadline(settings.drain_seconds)
+        report("zqbo worker", deadline, drain_worker(services, clock, deadline))
         services.engine.close()
 
 

@@ -247,6 +247,15 @@ class Settings(BaseSettings):
         le=300,
         validation_alias=AliasChoices("ZQBO_LEADER_LEASE_SECONDS", "leader_lease_seconds"),
     )
+    # On SIGTERM (a deploy, a scale-down) `zqbo worker` and `zqbo serve` take no new work and give
+    # the work in flight this long to finish: a token refresh cut short between Intuit's answer and
+    # the store write loses the company. Below the orchestrator's grace period (often 30 s).
+    drain_seconds: float = Field(
+        default=25.0,
+        ge=1,
+        le=3600,
+        validation_alias=AliasChoices("ZQBO_DRAIN_SECONDS", "drain_seconds"),
+    )
     # How many per-company jobs this process runs at once without a broker (embedded setup).
     inline_concurrency: int = Field(
         default=16,

@@ -51,3 +51,5 @@ class Services:
     installations: StoreInstallations | None  # Slack installations, with many workspaces
     # Where per-company jobs run (Dramatiq on Redis, or a thread pool here); set by build_services.
     engine: Engine = None  # type: ignore[assignment]
+    # Bolt's lazy listeners (App Home, uninstall clean-up); drained with the pools above on SIGTERM.
+    lazy_listeners: ThreadPoolExecutor | None = None

@@ -21,6 +21,7 @@ import json
 import random
 import re
 import secrets
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -146,6 +147,7 @@ class IntuitEmulator(EmulatorServer):
         self._ids = itertools.count(1001)
         self.cdc_order = "oldest"  # which 1000 a full CDC page holds; see set_cdc_order()
         self._cdc_random = random.Random()
+        self._token_answer_delay = 0.0
         super().__init__(clock=clock, port=port)
 
     # URLs ------------------------------------------------------------------------------------
@@ -349,6 +351,13 @@ class IntuitEmulator(EmulatorServer):
     ) -> None:
         """The next `times` calls to `endpoint` answer `status` (429 with Retry-After if given)."""
         self._queue_fault(endpoint, {"status": status, "retry_after": retry_after, "body": body}, times)
+
+    def hold_token_answers(self, seconds: float) -> None:
+        """Answer the token endpoint `seconds` late, after the work is done: a refresh has already
+        rotated (the old refresh token is dead) while the caller still waits for the new one —
+        the moment in which a process must not die (set_latency delays before the work)."""
+        with self._lock:
+            self._token_answer_delay = seconds
 
     # driving the browser part ------------------------------------------------------------------
     def authorize(
@@ -609,8 +618,11 @@ class IntuitEmulator(EmulatorServer):
                 result = {"error": "unsupported_grant_type"}
             status = 400 if "error" in result else 200
             self.calls.append(Call("token", "POST", status, self.clock.now(), grant_type=grant_type))
+            held = self._token_answer_delay
         if grant_type == "refresh_token" and status == 200 and self.on_refresh is not None:
             self.on_refresh()  # Intuit has rotated the token; its answer is not sent yet
+        if held:
+            time.sleep(held)
         return _json(result, status)
 
     def _exchange_code(self, code: str, redirect_uri: str) -> dict[str, Any]:

@@ -121,16 +121,34 @@ class Clock:
         self.concurrency = concurrency
         self._reconciled_at = 0.0
         self._tick_lock = threading.Lock()
+        self._stopped = False
 
     def tick(self) -> None:
         if not self._tick_lock.acquire(blocking=False):
             return  # the last tick is still running
         try:
-            self._tick()
+            if not self._stopped:
+                self._tick()
         except StoreUnavailable as exc:
             log.error("scheduler tick skipped: %s", exc)
         finally:
             self._tick_lock.release()
+
+    def stop(self, wait: float) -> None:
+        """Hand out nothing more (SIGTERM): let a tick in progress end (up to `wait` s), give up
+        the leader lease at once, so another process schedules from its next tick while this one
+        finishes its jobs, and leave the live workers (`zqbo check` no longer counts on this one)."""
+        got = self._tick_lock.acquire(timeout=wait)
+        try:
+            self._stopped = True
+            self.lease.release()
+            if self.concurrency:
+                self.s.store.delete_doc("workers", self.id)
+        except Exception as exc:  # the store is down: the lease and the entry expire by themselves
+            log.warning("scheduler stop: %s", type(exc).__name__)
+        finally:
+            if got:
+                self._tick_lock.release()
 
     def _tick(self) -> None:
         now = self.s.clock.now()

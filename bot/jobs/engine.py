@@ -7,6 +7,9 @@
   older than two check intervals is dropped (the next round has it). `run_round` waits for a
   whole round through its tally in the store (each job reports there once).
 - `InlineEngine` (embedded): the same jobs on a bounded thread pool in this process, no broker.
+
+`drain` is the SIGTERM path (bot/drain.py): take no new job, finish the ones in flight within a
+bound, and leave the ones not started for someone else.
 """
 
 from __future__ import annotations
@@ -15,13 +18,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, as_completed
 from typing import TYPE_CHECKING, Any, Protocol
 
 import dramatiq
+from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.common import iter_queue
 
 from bot import metrics
+from bot.drain import DrainablePool
 from bot.jobs.work import BusyError, Work
 
 if TYPE_CHECKING:
@@ -47,6 +53,10 @@ class Engine(Protocol):
     def depth(self) -> int:
         """Jobs waiting in the queue."""
 
+    def drain(self, timeout: float) -> int:
+        """Start no more jobs here (those not started are left for others), give the ones in
+        flight up to `timeout` s; how many are still running."""
+
     def close(self) -> None: ...
 
 
@@ -55,8 +65,9 @@ class InlineEngine:
 
     def __init__(self, work: Work, concurrency: int = 8) -> None:
         self._work = work
-        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="zqbo-job")
+        self._pool = DrainablePool(max_workers=max(1, concurrency), thread_name_prefix="zqbo-job")
         self._pending = 0
+        self._jobs: dict[Future[dict[str, Any]], tuple[str, str, str]] = {}
 
     def _run(self, kind: str, realm_id: str, round_id: str) -> dict[str, Any]:
         try:
@@ -72,7 +83,12 @@ class InlineEngine:
 
     def submit(self, kind: str, realm_id: str, round_id: str) -> None:
         self._pending += 1
-        self._pool.submit(self._run, kind, realm_id, round_id)
+        future = self._pool.submit(self._run, kind, realm_id, round_id)
+        self._jobs[future] = (kind, realm_id, round_id)
+        future.add_done_callback(self._forget)
+
+    def _forget(self, future: Future[dict[str, Any]]) -> None:
+        self._jobs.pop(future, None)
 
     def run_round(
         self, kind: str, realm_ids: list[str], round_id: str, work_here: int = 0
@@ -83,6 +99,14 @@ class InlineEngine:
 
     def depth(self) -> int:
         return max(0, self._pending)
+
+    def drain(self, timeout: float) -> int:
+        waiting = dict(self._jobs)
+        left = self._pool.drain(timeout, cancel_waiting=True)
+        for future, (kind, realm_id, round_id) in waiting.items():
+            if future.cancelled():  # no broker to hold it: back on the schedule, due as it was
+                self._work.put_back(kind, realm_id, round_id)
+        return left
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -162,6 +186,48 @@ class DramatiqEngine:
 
     def depth(self) -> int:
         return int(self.broker.do_qsize(QUEUE) or 0)
+
+    def drain(self, timeout: float) -> int:
+        """Stop fetching; put the messages fetched but not started back on the queue at once (the
+        other workers take them); give the jobs in flight up to `timeout` s, heartbeating meanwhile
+        so no other worker takes their messages for a dead worker's. Dramatiq's own `stop` keeps
+        fetching while its threads finish and heartbeats nothing while it waits."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return 0
+        deadline = time.monotonic() + timeout
+        consumers = list(worker.consumers.values())
+        for consumer in consumers:
+            consumer.stop()
+        for consumer in consumers:
+            consumer.join(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+        for thread in worker.workers:
+            thread.stop()  # each finishes the job it holds, then takes no other
+        self._requeue_unstarted(worker)
+        running = [t for t in worker.workers if t.is_alive()]
+        if running:
+            log.info("draining: %d job thread(s) finishing, up to %.1f s", len(running), timeout)
+        while running and time.monotonic() < deadline:
+            self.broker.do_qsize(QUEUE)  # every broker command is also this worker's heartbeat
+            running[0].join(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+            running = [t for t in running if t.is_alive()]
+        for consumer in consumers:
+            consumer.close()  # retries waiting for their backoff go back to the queue
+        return len(running)
+
+    def _requeue_unstarted(self, worker: dramatiq.Worker) -> None:
+        by_queue: dict[str, list[Any]] = {}
+        for item in iter_queue(worker.work_queue):
+            by_queue.setdefault(item.message.queue_name, []).append(item.message)
+        for name, consumer in worker.consumers.items():
+            # fetched in the consumer's last batch, never handed to a thread
+            cached = getattr(consumer.consumer, "message_cache", None) or []
+            if cached:
+                consumer.consumer.message_cache = []
+                by_queue.setdefault(name, []).extend(Message.decode(data) for data in cached if data)
+        for name, messages in by_queue.items():
+            log.info("draining: %d job(s) not started go back on the queue", len(messages))
+            worker.consumers[name].requeue_messages(messages)
 
     def close(self) -> None:
         self.stop_worker()

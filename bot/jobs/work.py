@@ -125,6 +125,17 @@ class Work:
         metrics.JOBS.labels(kind="probe", outcome="ok" if result.ok else "failed").inc()
         return {"realm_id": realm_id, "ok": result.ok, "summary": result.summary}
 
+    def put_back(self, kind: str, realm_id: str, round_id: str) -> None:
+        """A job handed out but never started (its process stopped first) is due again at its own
+        due time, which its round id holds: the next tick hands it out again. A `zqbo check`
+        round has no due time: its waiter is the process that stopped."""
+        due = round_id.removeprefix(f"{kind}-")
+        try:
+            at = float(due)
+        except ValueError:
+            return
+        self.s.store.schedule_set(kind, realm_id, at)
+
     # helpers -----------------------------------------------------------------------------------
     def schedule_refresh(self, realm_id: str, access_expires_at: float) -> None:
         self.s.store.schedule_set("refresh", realm_id, access_expires_at - REFRESH_BEFORE.total_seconds())
