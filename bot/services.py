@@ -21,6 +21,7 @@ from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
 from bot.reconnect import ReconnectService
 from bot.store import Store
+from bot.store.base import DEFAULT_THREADS
 from bot.tenancy.installations import StoreInstallations
 from bot.tenancy.workspaces import Workspaces
 
@@ -51,3 +52,6 @@ class Services:
     installations: StoreInstallations | None  # Slack installations, with many workspaces
     # Where per-company jobs run (Dramatiq on Redis, or a thread pool here); set by build_services.
     engine: Engine = None  # type: ignore[assignment]
+    # Threads of this process that may use the store, the queue and QBO's limits at once: the
+    # connection pools to Redis and PostgreSQL are sized for them (bot.store.base.pool_size).
+    threads: int = DEFAULT_THREADS

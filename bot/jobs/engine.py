@@ -23,6 +23,8 @@ from dramatiq.brokers.redis import RedisBroker
 
 from bot import metrics
 from bot.jobs.work import BusyError, Work
+from bot.store.base import DEFAULT_THREADS
+from bot.store.redis import waiting_client
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -91,11 +93,15 @@ class InlineEngine:
 class DramatiqEngine:
     name = "dramatiq"
 
-    def __init__(self, settings: Settings, work: Work, namespace: str = "zqbo") -> None:
+    def __init__(
+        self, settings: Settings, work: Work, namespace: str = "zqbo", *, threads: int = DEFAULT_THREADS
+    ) -> None:
         self._store = work.s.store
         heartbeat_ms = int(settings.queue_heartbeat_seconds * 1000)
         self.broker = RedisBroker(
-            url=settings.redis_url,
+            # Worker threads enqueue (retries) and the consumers fetch, ack and beat: one
+            # connection each at a time, from a pool that waits when it runs dry.
+            client=waiting_client(settings.redis_url, threads),
             namespace=f"{namespace}:dramatiq",
             heartbeat_timeout=heartbeat_ms,
             # How often a queue command also looks for dead workers (in a million): with short
