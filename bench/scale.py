@@ -40,7 +40,7 @@ from bot.store.crypto import TokenCipher  # noqa: E402
 from bot.store.redis import RedisStore  # noqa: E402
 
 DEDICATED = "zomentum.integration@acme.example"
-REDIS_URL = "redis://127.0.0.1:6379/15"  # the benchmark's own database, flushed at start
+REDIS_URL = "redis://127.0.0.1:6379/15"  # the benchmark's own database, flushed at start and end
 ZQBO = str(Path(sys.executable).parent / "zqbo")
 FAR = 4_000_000_000.0
 
@@ -91,9 +91,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64, help="jobs at once per worker")
     parser.add_argument("--entries", type=int, default=20)
     parser.add_argument("--latency", type=float, default=0.25, help="every Intuit/QBO answer (s)")
+    parser.add_argument(
+        "--redis-url", default=REDIS_URL, help="a Redis database of the benchmark's own: it is flushed"
+    )
     args = parser.parse_args()
+    redis_url = args.redis_url
 
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(redis_url)
     client.flushdb()
     key = Fernet.generate_key().decode()
     with (
@@ -104,7 +108,7 @@ def main() -> None:
         print(
             f"zqbo scale benchmark: {args.realms:,} companies, {args.workers} worker(s) x {args.concurrency}"
         )
-        store = RedisStore(REDIS_URL, TokenCipher([key]), ranker=ranker(DEDICATED))
+        store = RedisStore(redis_url, TokenCipher([key]), ranker=ranker(DEDICATED))
         realms = seed(intuit, store, args.realms, args.entries)
         intuit.set_latency(args.latency)
         env = {
@@ -117,7 +121,7 @@ def main() -> None:
             "QBO_CLIENT_SECRET": intuit.client_secret,
             "QBO_ENVIRONMENT": intuit.discovery_url,
             "QBO_API_URL": intuit.api_url,
-            "REDIS_URL": REDIS_URL,
+            "REDIS_URL": redis_url,
             "ZQBO_ENCRYPTION_KEY": key,
             "ZQBO_DEDICATED_EMAIL": DEDICATED,
             "ZQBO_DEDICATED_USER_ID": DEDICATED_QBO_ID,

@@ -46,18 +46,34 @@ from bot.tenancy.workspaces import NotInstalled, Workspaces
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
 from bot.store import Store, open_store
+from bot.store.base import DEFAULT_THREADS
 from bot.store.cache import OverviewCache
+from bot.store.redis import waiting_client
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1024 * 1024
 
 
-def rate_limit_backend(settings: Settings) -> RateLimiterBackend:
-    """Where QBO's per-company limits are counted: Redis, shared by every process; in memory for
-    the embedded one-process setup."""
+def rate_limit_backend(settings: Settings, threads: int = DEFAULT_THREADS) -> RateLimiterBackend:
+    """Where QBO's per-company limits are counted: Redis, shared by every process (a pool sized
+    for the threads that call QBO); in memory for the embedded one-process setup."""
     if settings.redis_url:
-        return RedisBackend(url=settings.redis_url)
+        return RedisBackend(client=waiting_client(settings.redis_url, threads))
     return StubBackend()
+
+
+# The thread pools build_services and the Bolt app start; each may use the store.
+BACKGROUND_THREADS = 8
+AFTER_ACK_THREADS = 32
+LAZY_LISTENER_THREADS = 32
+
+
+def store_threads(settings: Settings, threads: int) -> int:
+    """Threads of one process that may use the store at once: the caller's own (`threads`:
+    gunicorn's request threads, Dramatiq's worker threads), the pools built here, and the inline
+    engine's jobs when there is no Redis."""
+    inline = 0 if settings.redis_url else settings.inline_concurrency
+    return threads + BACKGROUND_THREADS + AFTER_ACK_THREADS + LAZY_LISTENER_THREADS + inline
 
 
 def _token(settings: Settings) -> str | None:
@@ -96,7 +112,10 @@ def build_services(
     clock: Clock | None = None,
     retry: RetryPolicy | None = None,
     probe_reuse_seconds: float | None = None,
+    threads: int = DEFAULT_THREADS,
 ) -> Services:
+    """`threads`: the caller's own threads that use the services at once (gunicorn's request
+    threads, `zqbo worker --concurrency`); connection pools are sized from them."""
     remember(
         _token(settings),
         settings.slack_client_secret.get_secret_value() if settings.slack_client_secret else None,
@@ -112,7 +131,8 @@ def build_services(
     )
     clock = clock or SystemClock()
     # Bursts of status acks read the same rows: serve them from memory for up to a second.
-    store = OverviewCache(store or open_store(settings), ttl=settings.status_cache_seconds)
+    threads = store_threads(settings, threads)
+    store = OverviewCache(store or open_store(settings, threads=threads), ttl=settings.status_cache_seconds)
     intuit = IntuitOAuth(settings, clock)
     journal = TokenJournal(settings.token_journal_dir, store.cipher, store_identity(store.inner.identity))
     connections = ConnectionManager(
@@ -121,7 +141,7 @@ def build_services(
     connections.start()  # what any process of this store left in the journal goes in first
     namespace = getattr(store.inner, "prefix", "zqbo")  # the Redis store's key prefix
     qbo = QBOClient(
-        settings, intuit, connections, retry, RealmLimits(rate_limit_backend(settings), namespace)
+        settings, intuit, connections, retry, RealmLimits(rate_limit_backend(settings, threads), namespace)
     )
     reuse = settings.probe_reuse_seconds if probe_reuse_seconds is None else probe_reuse_seconds
     prober = Prober(qbo, connections, store, clock, reuse_seconds=reuse)
@@ -212,8 +232,8 @@ def build_services(
     )
     auditor = Auditor(store, qbo, alerts, reconnect, settings, clock, workspaces)
     # DrainablePool: on SIGTERM what these started finishes within ZQBO_DRAIN_SECONDS (bot/drain.py)
-    background = DrainablePool(max_workers=8, thread_name_prefix="zqbo-bg")
-    after_ack = DrainablePool(max_workers=32, thread_name_prefix="zqbo-after-ack")
+    background = DrainablePool(max_workers=BACKGROUND_THREADS, thread_name_prefix="zqbo-bg")
+    after_ack = DrainablePool(max_workers=AFTER_ACK_THREADS, thread_name_prefix="zqbo-after-ack")
     services = Services(
         settings,
         store,
@@ -232,10 +252,11 @@ def build_services(
         auditor,
         workspaces,
         installations,
+        threads=threads,
     )
     services.engine = build_engine(services)
     # Lazy work (probes, links, DMs) waits on Intuit and QBO: more room than Bolt's 5 threads.
-    services.lazy_listeners = DrainablePool(max_workers=32, thread_name_prefix="zqbo-lazy")
+    services.lazy_listeners = DrainablePool(max_workers=LAZY_LISTENER_THREADS, thread_name_prefix="zqbo-lazy")
     return services
 
 
@@ -246,7 +267,9 @@ def build_engine(services: Services) -> Engine:
 
     work = Work(services)
     if services.settings.redis_url:
-        return DramatiqEngine(services.settings, work, getattr(services.store.inner, "prefix", "zqbo"))
+        return DramatiqEngine(
+            services.settings, work, getattr(services.store.inner, "prefix", "zqbo"), threads=services.threads
+        )
     return InlineEngine(work, services.settings.inline_concurrency)
 
 

@@ -114,7 +114,7 @@ def serve(port: int | None, workers: int | None, threads: int) -> None:
             # between processes. Several workers are safe on SQLite too (WAL, OS file locks).
             from bot.app import build_services, create_web_app
 
-            services = build_services(settings)
+            services = build_services(settings, threads=threads)
             built["services"] = services
             if settings.scheduler_mode == "inline":
                 # Every web worker ticks; the one holding the leader lease schedules, and the
@@ -174,8 +174,9 @@ def worker(concurrency: int | None) -> None:
     _say_if_store_is_down(settings)
     if not settings.redis_url and concurrency:
         settings = settings.model_copy(update={"inline_concurrency": concurrency})
-    services = build_services(settings)
     threads = concurrency or (32 if settings.redis_url else settings.inline_concurrency)
+    # Dramatiq's threads are this process's; the inline engine's are counted with its pool.
+    services = build_services(settings, threads=threads if settings.redis_url else 0)
     if settings.redis_url:
         services.engine.start_worker(threads)  # type: ignore[attr-defined]
     scheduler, clock = build(services, blocking=True, concurrency=threads)
@@ -222,7 +223,7 @@ def check(realm: str | None, concurrency: int) -> None:
     settings = _settings()
     if not settings.redis_url:
         settings = settings.model_copy(update={"inline_concurrency": concurrency})
-    services = build_services(settings)
+    services = build_services(settings, threads=concurrency if settings.redis_url else 0)
     if realm:
         if services.store.get_connection(realm) is None:
             raise click.ClickException(f"no connected company has realm id {realm}")

@@ -233,6 +233,18 @@ class Settings(BaseSettings):
         le=3600,
         validation_alias=AliasChoices("ZQBO_QUEUE_HEARTBEAT_SECONDS", "queue_heartbeat_seconds"),
     )
+    # A job that fails (raises) is retried this many times by the queue, the first retry after
+    # ZQBO_JOB_RETRY_SECONDS, each next one after twice as long (at most 5 minutes); a round that
+    # `zqbo check` waits for counts a company only once its job has finished for good.
+    job_retries: int = Field(
+        default=5, ge=0, le=20, validation_alias=AliasChoices("ZQBO_JOB_RETRIES", "job_retries")
+    )
+    job_retry_seconds: float = Field(
+        default=5.0,
+        ge=0.01,
+        le=300,
+        validation_alias=AliasChoices("ZQBO_JOB_RETRY_SECONDS", "job_retry_seconds"),
+    )
     # The scheduler's tick, and how long its leader lease lasts without renewal (a dead leader is
     # replaced within lease + tick).
     scheduler_tick_seconds: float = Field(

@@ -21,6 +21,7 @@ from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
 from bot.reconnect import ReconnectService
 from bot.store import Store
+from bot.store.base import DEFAULT_THREADS
 from bot.tenancy.installations import StoreInstallations
 from bot.tenancy.workspaces import Workspaces
 
@@ -53,3 +54,6 @@ class Services:
     engine: Engine = None  # type: ignore[assignment]
     # Bolt's lazy listeners (App Home, uninstall clean-up); drained with the pools above on SIGTERM.
     lazy_listeners: ThreadPoolExecutor | None = None
+    # Threads of this process that may use the store, the queue and QBO's limits at once: the
+    # connection pools to Redis and PostgreSQL are sized for them (bot.store.base.pool_size).
+    threads: int = DEFAULT_THREADS

@@ -328,6 +328,50 @@ def test_zqbo_check_works_a_full_round_with_or_without_workers(world, tmp_path):
     assert {r: cdc_per_realm(intuit)[r] for r in realms} == {r: 2 for r in realms}
 
 
+# A CDC answer of a shape the audit cannot read: the job raises, and the queue retries it.
+UNREADABLE_CDC = {"CDCResponse": "not a list"}
+
+
+def _check(fleet: Fleet, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [ZQBO, "check"],
+        env={**fleet.env, "ZQBO_JOB_RETRIES": "2", "ZQBO_JOB_RETRY_SECONDS": "0.3", **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_zqbo_check_waits_for_a_retried_audit_and_counts_its_final_outcome(world, tmp_path):
+    intuit, slack, store, fleet = world
+    realms = [f"74100000{i:04d}" for i in range(3)]
+    seed(intuit, store, realms)
+    intuit.fail_next("cdc", 200, body=UNREADABLE_CDC)  # one company's first attempt fails
+    done = _check(fleet, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "round done: 3 companies checked, 0 failed" in done.stdout
+    assert "FAILED" not in done.stdout
+    # the round waited for the retry of the company whose first attempt failed
+    assert sorted(cdc_per_realm(intuit)[r] for r in realms) == [1, 1, 2]
+
+
+def test_zqbo_check_reports_a_company_failed_once_after_its_last_retry(world, tmp_path):
+    intuit, slack, store, fleet = world
+    realms = [f"74200000{i:04d}" for i in range(2)]
+    seed(intuit, store, realms)
+    intuit.fail_next("cdc", 200, body=UNREADABLE_CDC, times=100)  # every attempt fails
+    done = _check(fleet, tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr[-2000:]
+    assert "round done: 2 companies checked, 2 failed" in done.stdout
+    failed = [line for line in done.stdout.splitlines() if ": FAILED: " in line]
+    assert sorted(line.split(":")[0] for line in failed) == realms  # each company once
+    for line in failed:
+        assert "failed after 3 attempts: AttributeError" in line, line  # the reason, with the attempts
+    attempts = Counter(x.realm_id for x in intuit.calls if x.endpoint == "cdc")
+    assert {r: attempts[r] for r in realms} == {r: 3 for r in realms}  # reported after the last one
+
+
 def test_embedded_setup_runs_the_round_in_process_without_redis(tmp_path):
     with IntuitEmulator(clock=SystemClock()) as intuit, SlackEmulator() as slack:
         db = str(tmp_path / "zqbo.db")

@@ -3,9 +3,10 @@
 - `DramatiqEngine` (REDIS_URL set): Dramatiq actors on a Redis broker, consumed by any number of
   `zqbo worker` processes (threads each). Late acknowledgement: a message is acked only when its
   job returns, and a dead worker's unacked messages are requeued once its heartbeat is older
-  than ZQBO_QUEUE_HEARTBEAT_SECONDS. Failed jobs are retried with exponential backoff; a job
-  older than two check intervals is dropped (the next round has it). `run_round` waits for a
-  whole round through its tally in the store (each job reports there once).
+  than ZQBO_QUEUE_HEARTBEAT_SECONDS. Failed jobs are retried with exponential backoff
+  (ZQBO_JOB_RETRIES, ZQBO_JOB_RETRY_SECONDS); a job older than two check intervals is dropped
+  (the next round has it). `run_round` waits for a whole round through its tally in the store:
+  each company's final outcome, once — its result, or its failure after its last retry.
 - `InlineEngine` (embedded): the same jobs on a bounded thread pool in this process, no broker.
 
 `drain` is the SIGTERM path (bot/drain.py): take no new job, finish the ones in flight within a
@@ -25,10 +26,13 @@ import dramatiq
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import iter_queue
+from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 from bot import metrics
 from bot.drain import DrainablePool
 from bot.jobs.work import BusyError, Work
+from bot.store.base import DEFAULT_THREADS
+from bot.store.redis import waiting_client
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -115,30 +119,37 @@ class InlineEngine:
 class DramatiqEngine:
     name = "dramatiq"
 
-    def __init__(self, settings: Settings, work: Work, namespace: str = "zqbo") -> None:
+    def __init__(
+        self, settings: Settings, work: Work, namespace: str = "zqbo", *, threads: int = DEFAULT_THREADS
+    ) -> None:
         self._store = work.s.store
+        self._work = work
+        self._retries = settings.job_retries
         heartbeat_ms = int(settings.queue_heartbeat_seconds * 1000)
         self.broker = RedisBroker(
-            url=settings.redis_url,
+            # Worker threads enqueue (retries) and the consumers fetch, ack and beat: one
+            # connection each at a time, from a pool that waits when it runs dry.
+            client=waiting_client(settings.redis_url, threads),
             namespace=f"{namespace}:dramatiq",
             heartbeat_timeout=heartbeat_ms,
             # How often a queue command also looks for dead workers (in a million): with short
             # heartbeats (tests) look often, so their messages come back within the round.
             maintenance_chance=100_000 if heartbeat_ms < 30_000 else 1_000,
         )
+        self.broker.add_middleware(CurrentMessage())  # which attempt a job is (its retries so far)
         interval_ms = int(settings.check_interval.total_seconds() * 1000)
         options = {
             "broker": self.broker,
             "queue_name": QUEUE,
-            "max_retries": 5,
-            "min_backoff": 5_000,
+            "max_retries": settings.job_retries,
+            "min_backoff": max(1, int(settings.job_retry_seconds * 1000)),
             "max_backoff": 300_000,
             "time_limit": 15 * 60 * 1000,
-            "retry_when": _retry_when,
+            "retry_when": self._retry_when,
         }
         self.actors: dict[str, dramatiq.Actor] = {
             kind: dramatiq.actor(
-                _no_result(job),
+                self._final_outcome_tallied(job),
                 actor_name=f"zqbo_{kind}",
                 max_age=2 * interval_ms,  # an old round is dropped: the next one has the company
                 **options,
@@ -170,6 +181,32 @@ class DramatiqEngine:
         finally:
             if worker is not None:
                 self.stop_worker()
+
+    def _retry_when(self, retries: int, exc: BaseException) -> bool:
+        """Whether a job that failed after `retries` retries is tried again (Retries middleware).
+        A busy company is retried soon and often; anything else ZQBO_JOB_RETRIES times."""
+        return retries < (20 if isinstance(exc, BusyError) else self._retries)
+
+    def _final_outcome_tallied(self, job: Callable[..., Any]) -> Callable[..., None]:
+        """The job as an actor. A round someone waits for (`zqbo check`) is told each company's
+        final outcome: the job's result, or its failure once no retry follows — never a failure
+        the queue is about to retry (it would count the company done while it is not)."""
+
+        def run(realm_id: str, round_id: str) -> None:
+            try:
+                result = job(realm_id, round_id)
+            except (Exception, TimeLimitExceeded) as exc:
+                message = CurrentMessage.get_current_message()
+                retries = int(message.options.get("retries", 0)) if message else 0
+                if not self._retry_when(retries, exc):
+                    attempts = f"{retries + 1} attempt{'s' if retries else ''}"
+                    summary = f"failed after {attempts}: {type(exc).__name__}: {exc}"
+                    self._work.tally(round_id, {"realm_id": realm_id, "ok": False, "summary": summary})
+                raise
+            self._work.tally(round_id, result)
+
+        run.__name__ = getattr(job, "__name__", "job")
+        return run
 
     def start_worker(self, concurrency: int, poll_ms: int = 100) -> dramatiq.Worker:
         """Consume the queue in this process; `poll_ms` bounds how long stopping takes."""
@@ -232,19 +269,6 @@ class DramatiqEngine:
     def close(self) -> None:
         self.stop_worker()
         self.broker.close()
-
-
-def _no_result(job: Callable[..., Any]) -> Callable[..., None]:
-    def run(*args: Any) -> None:
-        job(*args)
-
-    run.__name__ = getattr(job, "__name__", "job")
-    return run
-
-
-def _retry_when(retries: int, exc: Exception) -> bool:
-    # A busy company is retried soon; anything else a few times, with backoff (Retries middleware).
-    return retries < (20 if isinstance(exc, BusyError) else 5)
 
 
 def new_round_id(prefix: str) -> str:

@@ -41,9 +41,16 @@ class Work:
         return self.jobs()[kind](realm_id, round_id)
 
     def tally(self, round_id: str, result: dict[str, Any]) -> None:
-        """A round that someone waits for (`zqbo check`) counts its companies as they finish."""
-        if round_id.startswith(TALLIED):
-            self.s.store.put_doc(f"round:{round_id}", result["realm_id"], result)
+        """A round that someone waits for (`zqbo check`) counts its companies as they finish for
+        good (the engine calls this with each job's final outcome). A second delivery of a done
+        job ("already done") counts only a company the round has no outcome for yet (its first
+        run ended between marking it done and counting it)."""
+        if not round_id.startswith(TALLIED):
+            return
+        tally, realm = f"round:{round_id}", result["realm_id"]
+        if result.get("duplicate") and self.s.store.get_doc(tally, realm) is not None:
+            return
+        self.s.store.put_doc(tally, realm, result)
 
     def _done(self, kind: str, realm_id: str, round_id: str) -> bool:
         if self.s.store.claimed(DONE_KIND, f"{kind}:{realm_id}:{round_id}"):
@@ -59,17 +66,7 @@ class Work:
     def audit(self, realm_id: str, round_id: str) -> dict[str, Any]:
         if self._done("audit", realm_id, round_id):
             return {"realm_id": realm_id, "ok": True, "summary": "already done", "duplicate": True}
-        try:
-            outcome = self._audit(realm_id, round_id)
-        except BusyError:
-            raise
-        except Exception as exc:
-            self.tally(
-                round_id, {"realm_id": realm_id, "ok": False, "summary": f"{type(exc).__name__}: {exc}"}
-            )
-            raise
-        self.tally(round_id, outcome)
-        return outcome
+        return self._audit(realm_id, round_id)
 
     def _audit(self, realm_id: str, round_id: str) -> dict[str, Any]:
         result = self.s.auditor.run(realm_id, trigger=f"round {round_id}", wait=60)

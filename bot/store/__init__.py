@@ -8,11 +8,13 @@ from collections.abc import Callable
 from bot.config import Settings
 from bot.models import Connection
 from bot.standing import ranker
-from bot.store.base import Store
+from bot.store.base import DEFAULT_THREADS, Store
 from bot.store.crypto import TokenCipher, create_key_file, new_key, read_key_file
 
 
-def open_store(settings: Settings, *, redis_prefix: str = "zqbo") -> Store:
+def open_store(settings: Settings, *, redis_prefix: str = "zqbo", threads: int = DEFAULT_THREADS) -> Store:
+    """`threads`: how many threads of this process may use the store at once; its connection
+    pools are sized for them (bot.store.base.pool_size)."""
     # The status index counts wrong identities as such: against the one dedicated email, or with
     # many workspaces against the company's workspace's own (its settings document, if it set one).
     opened: list[Store] = []
@@ -22,12 +24,14 @@ def open_store(settings: Settings, *, redis_prefix: str = "zqbo") -> Store:
         return str(doc.get("dedicated_email", settings.dedicated_email)) if doc else settings.dedicated_email
 
     rank = ranker(workspace_email if settings.multi_workspace else settings.dedicated_email)
-    store = _open(settings, redis_prefix, rank)
+    store = _open(settings, redis_prefix, rank, threads)
     opened.append(store)
     return store
 
 
-def _open(settings: Settings, redis_prefix: str, rank: Callable[[Connection], tuple[str, int]]) -> Store:
+def _open(
+    settings: Settings, redis_prefix: str, rank: Callable[[Connection], tuple[str, int]], threads: int
+) -> Store:
     if settings.database_url:
         from bot.store.postgres import PostgresStore
 
@@ -37,11 +41,14 @@ def _open(settings: Settings, redis_prefix: str, rank: Callable[[Connection], tu
             rank,
             redis_url=settings.redis_url,
             prefix=redis_prefix,
+            threads=threads,
         )
     if settings.redis_url:
         from bot.store.redis import RedisStore
 
-        return RedisStore(settings.redis_url, TokenCipher(settings.encryption_keys), redis_prefix, rank)
+        return RedisStore(
+            settings.redis_url, TokenCipher(settings.encryption_keys), redis_prefix, rank, threads=threads
+        )
     from bot.store.sqlite import SQLiteStore
 
     keys = settings.encryption_keys or read_key_file(settings.db_path)

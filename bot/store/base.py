@@ -17,6 +17,19 @@ STATE_RETENTION_SECONDS = 24 * 3600
 # The kinds of per-company schedules (Store.schedule_*): deleting a connection clears them all.
 SCHEDULE_KINDS = ("audit", "refresh", "probe")
 
+# Connection pools are sized from the threads of the process that use the store (`threads`):
+# each may hold `per_thread` connections at once, and the process's own threads (the scheduler's
+# tick, the worker heartbeat, the lock renewer, /metrics) a few more. A pool that runs dry waits
+# for a connection, at most POOL_WAIT_SECONDS, instead of failing the job at once.
+DEFAULT_THREADS = 8
+OWN_CONNECTIONS = 8
+POOL_WAIT_SECONDS = 5.0
+
+
+def pool_size(threads: int, per_thread: int = 1) -> int:
+    """Connections one process may need at once from one pool."""
+    return max(1, threads) * per_thread + OWN_CONNECTIONS
+
 
 class StoreUnavailable(Exception):
     """The store cannot be reached (Redis down, database file unreadable…). The message says why

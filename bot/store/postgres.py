@@ -24,24 +24,26 @@ from bot.models import CheckResult, Connection, OAuthState
 from bot.standing import default_rank
 from bot.store import codec
 from bot.store.base import (
+    DEFAULT_THREADS,
+    POOL_WAIT_SECONDS,
     STATE_RETENTION_SECONDS,
     IndexEntry,
     Overview,
     StoreUnavailable,
     iter_chunks,
+    pool_size,
     raises_store_unavailable,
 )
 from bot.store.crypto import TokenCipher
-from bot.store.redis import describe_redis_error, redis_lock
+from bot.store.redis import describe_redis_error, redis_lock, waiting_client
 
 log = logging.getLogger(__name__)
 CHECK_KINDS = ("audit", "probe")
-POOL_SIZE = 16
-POOL_WAIT_SECONDS = 5.0  # how long a call waits for a free connection (like Redis's socket timeout)
 CONNECT_TIMEOUT_SECONDS = 5
 # Without Redis every held lock keeps a PostgreSQL session: they get a pool of their own, so locks
-# held around long work never starve the data pool (a job holds one while it writes).
-LOCK_POOL_SIZE = 64
+# held around long work never starve the data pool (a job holds one while it writes). A thread
+# holds at most this many at once (an uninstall: the company's owner, its audit, its refresh).
+LOCKS_HELD_PER_THREAD = 3
 # Taken (per transaction) by whoever migrates the schema: processes starting together queue.
 MIGRATION_LOCK = 0x7A71626F_6D696772  # "zqbomigr"
 SWEEP_CLAIMS_EVERY = 500  # expired claims are deleted every this many claims (per process)
@@ -200,6 +202,7 @@ class PostgresStore:
         redis_url: str = "",
         prefix: str = "zqbo",
         schema: str = "public",
+        threads: int = DEFAULT_THREADS,
     ) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
             raise ValueError("a schema name is lower-case letters, digits and _")
@@ -222,10 +225,12 @@ class PostgresStore:
         # Autocommit: a single statement is its own transaction; writes that must move together
         # say BEGIN/COMMIT themselves.
         kwargs = {"autocommit": True, "context": _ADAPTERS}
+        # Each thread uses one data connection at a time; the pool opens them as they are needed.
+        self.pool_size = pool_size(threads)
         self._pool = ConnectionPool(
             self._conninfo,
             min_size=1,
-            max_size=POOL_SIZE,
+            max_size=self.pool_size,
             kwargs=kwargs,
             check=self._check_pooled,
             timeout=POOL_WAIT_SECONDS,
@@ -236,14 +241,14 @@ class PostgresStore:
         self._r: redis.Redis | None = None
         self.lock_backend = "redis" if redis_url else "postgres"
         if redis_url:
-            self._r = redis.Redis.from_url(
-                redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+            self._r = waiting_client(
+                redis_url, threads, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
             )
         else:
             self._lock_pool = ConnectionPool(
                 self._conninfo,
                 min_size=0,
-                max_size=LOCK_POOL_SIZE,
+                max_size=pool_size(threads, LOCKS_HELD_PER_THREAD),
                 kwargs=kwargs,
                 check=self._check_pooled,
                 timeout=POOL_WAIT_SECONDS,
@@ -347,7 +352,7 @@ class PostgresStore:
                 exc = direct
             else:
                 return (
-                    f"PostgreSQL at {self.where} answers, but all of zqbo's {POOL_SIZE} connections "
+                    f"PostgreSQL at {self.where} answers, but all of zqbo's {self.pool_size} connections "
                     f"stayed busy for {POOL_WAIT_SECONDS:g} s"
                 )
         self._reachable = False  # until a connection succeeds again (see _connection)

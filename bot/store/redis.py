@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
@@ -19,12 +20,15 @@ from bot.models import CheckResult, Connection, OAuthState
 from bot.standing import default_rank
 from bot.store import codec
 from bot.store.base import (
+    DEFAULT_THREADS,
+    POOL_WAIT_SECONDS,
     SCHEDULE_KINDS,
     STATE_RETENTION_SECONDS,
     IndexEntry,
     Overview,
     StoreUnavailable,
     iter_chunks,
+    pool_size,
     raises_store_unavailable,
 )
 from bot.store.crypto import TokenCipher
@@ -134,6 +138,24 @@ class _Renewer:
 
 
 _RENEWER = _Renewer()
+# What redis-py's BlockingConnectionPool says when no connection freed up in its timeout.
+_POOL_EMPTY = "No connection available"
+
+
+def waiting_client(url: str, threads: int, per_thread: int = 1, **kwargs: Any) -> redis.Redis:
+    """A client whose pool is sized for `threads` (bot.store.base.pool_size) and, when every
+    connection is in use, waits up to POOL_WAIT_SECONDS for one to come back instead of failing
+    (redis-py's default pool raises "Too many connections" at once)."""
+    pool = redis.BlockingConnectionPool.from_url(
+        url, max_connections=pool_size(threads, per_thread), timeout=POOL_WAIT_SECONDS, **kwargs
+    )
+    client = redis.Redis(connection_pool=pool)
+    client.auto_close_connection_pool = True  # as from_url does: close() closes the pool too
+    return client
+
+
+def pool_ran_dry(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectionError) and _POOL_EMPTY in str(exc)
 
 
 def redis_where(client: redis.Redis) -> str:
@@ -145,6 +167,12 @@ def redis_where(client: redis.Redis) -> str:
 def describe_redis_error(client: redis.Redis, exc: BaseException) -> str:
     """The operator's sentence for a Redis connection error."""
     where = redis_where(client)
+    if pool_ran_dry(exc):
+        pool = client.connection_pool
+        return (
+            f"Redis at {where} answers, but all of zqbo's {pool.max_connections} connections to it "
+            f"stayed busy for {getattr(pool, 'timeout', POOL_WAIT_SECONDS):g} s"
+        )
     if isinstance(exc, TimeoutError):
         return f"Redis at {where} did not answer in time"
     if isinstance(exc, BusyLoadingError):
@@ -183,7 +211,8 @@ def redis_lock(client: redis.Redis, key: str, *, ttl: float, wait: float, renew:
 
 
 def _why(store: RedisStore, exc: BaseException) -> str:
-    store._drop_thread_client()  # its socket is broken: the next call opens a fresh one
+    if not pool_ran_dry(exc):
+        store._drop_thread_client()  # its socket is broken: the next call opens a fresh one
     return store.describe_error(exc)
 
 
@@ -197,14 +226,21 @@ class RedisStore:
         cipher: TokenCipher,
         prefix: str = "zqbo",
         ranker: Callable[[Connection], tuple[str, int]] = default_rank,
+        *,
+        threads: int = DEFAULT_THREADS,
     ) -> None:
-        self._r = redis.Redis.from_url(
+        # Each of `threads` pins a connection of its own (_c) and takes at most one more from the
+        # pool at a time (a pipeline, a script, a lock command: a held redis-py Lock keeps none).
+        self._r = waiting_client(
             url,
+            threads,
+            per_thread=2,
             decode_responses=True,
             socket_timeout=5,
             socket_connect_timeout=5,
             health_check_interval=30,
         )
+        self._pins = max(1, threads)
         self._cipher = cipher
         self._p = prefix
         self.prefix = prefix  # other Redis users (queue, limits) keep their keys under it too
@@ -216,7 +252,8 @@ class RedisStore:
         self._delete_script = self._r.register_script(_DELETE_CONNECTION_LUA)
         self._hset_script = self._r.register_script(_HSET_CHANGED_LUA)
         self._hdel_script = self._r.register_script(_HDEL_CHANGED_LUA)
-        self._clients: list[redis.Redis] = []
+        # The pinned clients; one whose thread ended is collected, and gives its connection back.
+        self._clients: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
         self._clients_lock = threading.Lock()
 
     def _k(self, *parts: str) -> str:
@@ -249,7 +286,7 @@ class RedisStore:
 
     def close(self) -> None:
         with self._clients_lock:
-            clients, self._clients = self._clients, []
+            clients, self._clients = list(self._clients), weakref.WeakSet()
         for client in clients:
             client.close()
         self._local = threading.local()
@@ -282,19 +319,25 @@ class RedisStore:
     def _c(self) -> redis.Redis:
         """This thread's own connection, for single commands on hot paths (status acks, audits):
         it skips the pool's checkout and its pre-use socket poll, so a command costs one send and
-        one receive. (Pipelines and locks use the pool: a lock may be renewed from another thread.)"""
+        one receive. (Pipelines and locks use the pool: a lock may be renewed from another thread.)
+        At most `threads` threads pin one; any thread beyond them uses the pool command by command,
+        so pinned connections never starve the pool."""
         client = getattr(self._local, "client", None)
         if client is None:
-            client = redis.Redis(connection_pool=self._r.connection_pool, single_connection_client=True)
+            with self._clients_lock:  # counted and taken together: never more pins than threads
+                if len(self._clients) >= self._pins:
+                    return self._r
+                client = redis.Redis(connection_pool=self._r.connection_pool, single_connection_client=True)
+                self._clients.add(client)
             self._local.client = client
-            with self._clients_lock:
-                self._clients.append(client)
         return client
 
     def _drop_thread_client(self) -> None:
         client = getattr(self._local, "client", None)
         self._local.client = None  # a fresh one next time, once Redis is back
         if client is not None:
+            with self._clients_lock:
+                self._clients.discard(client)
             client.close()
 
     def change_marker(self, team: str | None = None) -> str:
