@@ -30,7 +30,6 @@ from bot.store.sqlite import SQLiteStore
 from tests.conftest import DEDICATED, DEDICATED_QBO_ID, TEST_KEY, bot_env
 from tests.test_read_your_writes import _free_port
 from tests.test_scale import (
-    REDIS_DB,
     ZQBO,
     Fleet,
     alert_messages,
@@ -40,6 +39,9 @@ from tests.test_scale import (
     seed,
     wait_until,
 )
+
+# Its own database, flushed around each test (test_scale.py flushes another, maybe at the same time)
+REDIS_DB = os.environ.get("ZQBO_TEST_DRAIN_REDIS_URL", "redis://127.0.0.1:6379/12")
 
 
 @pytest.fixture
@@ -97,7 +99,7 @@ def test_a_worker_stopped_mid_refresh_stores_the_rotated_token_and_exits_0(world
     seed(intuit, store, [realm])
     expiring(store, realm)
     intuit.hold_token_answers(4)  # Intuit has rotated; its answer comes 4 s later
-    fleet = Fleet(intuit, slack, tmp_path)
+    fleet = Fleet(intuit, slack, tmp_path, REDIS_URL=REDIS_DB)
     try:
         [worker] = fleet.start(1)
         store.schedule_set("refresh", realm, time.time() - 1)
@@ -120,7 +122,7 @@ def test_audits_in_flight_finish_and_alert_once_and_the_jobs_not_started_go_to_a
     intuit.set_latency(2, "cdc")
     # a heartbeat far longer than the test: the jobs not started reach the other worker because
     # the stopping one puts them back, not because it is taken for dead
-    fleet = Fleet(intuit, slack, tmp_path)
+    fleet = Fleet(intuit, slack, tmp_path, REDIS_URL=REDIS_DB)
     fleet.env["ZQBO_QUEUE_HEARTBEAT_SECONDS"] = "120"
     try:
         [stopping] = fleet.start(1, concurrency=2)
@@ -158,7 +160,7 @@ def test_a_job_that_hangs_past_the_bound_does_not_keep_the_worker_and_is_done_el
     realm = "790000000001"
     seed(intuit, store, [realm], offending=True)
     intuit.set_latency(30, "cdc")
-    fleet = Fleet(intuit, slack, tmp_path, ZQBO_DRAIN_SECONDS="3")
+    fleet = Fleet(intuit, slack, tmp_path, REDIS_URL=REDIS_DB, ZQBO_DRAIN_SECONDS="3")
     try:
         [stopping] = fleet.start(1, concurrency=2)
         force_round(store, [realm])

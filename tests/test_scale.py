@@ -75,16 +75,18 @@ class Fleet:
                 intuit,
                 slack,
                 "http://127.0.0.1:9",
-                REDIS_URL=REDIS_DB,
-                ZQBO_MARKERS="PrivateNote~Zomentum",
-                ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID,
-                ZQBO_DEDICATED_EMAIL=DEDICATED,
-                ZQBO_ALERT_CHANNEL="C0ALERTS",
-                ZQBO_SCHEDULER_TICK_SECONDS="0.5",
-                ZQBO_LEADER_LEASE_SECONDS="3",
-                ZQBO_QUEUE_HEARTBEAT_SECONDS="3",
-                ZQBO_LOG_LEVEL="WARNING",
-                **env,
+                **{
+                    "REDIS_URL": REDIS_DB,
+                    "ZQBO_MARKERS": "PrivateNote~Zomentum",
+                    "ZQBO_DEDICATED_USER_ID": DEDICATED_QBO_ID,
+                    "ZQBO_DEDICATED_EMAIL": DEDICATED,
+                    "ZQBO_ALERT_CHANNEL": "C0ALERTS",
+                    "ZQBO_SCHEDULER_TICK_SECONDS": "0.5",
+                    "ZQBO_LEADER_LEASE_SECONDS": "3",
+                    "ZQBO_QUEUE_HEARTBEAT_SECONDS": "3",
+                    "ZQBO_LOG_LEVEL": "WARNING",
+                    **env,  # a test's own, REDIS_URL included
+                },
             ),
         }
         self.tmp_path = tmp_path
