@@ -138,6 +138,7 @@ class IntuitEmulator(EmulatorServer):
         self._by_refresh: dict[str, str] = {}  # any refresh token ever issued -> grant id
         self._access: dict[str, tuple[str, datetime]] = {}  # access token -> (grant id, expiry)
         self._issued: list[str] = []
+        self._refreshes = {"received": 0, "answered": 0}
         self._default_identity: str | None = None
         self._ids = itertools.count(1001)
         self.cdc_order = "oldest"  # which 1000 a full CDC page holds; see set_cdc_order()
@@ -298,6 +299,13 @@ class IntuitEmulator(EmulatorServer):
     def current_refresh_token(self, realm_id: str) -> str | None:
         live = [g for g in self.grants(realm_id) if not g.revoked]
         return live[-1].refresh_token if live else None
+
+    def refresh_counts(self) -> dict[str, int]:
+        """Refresh requests received, and answered (their answer handed back). A refresh received
+        but not answered is in flight: if its caller dies now, Intuit still rotates the token and
+        the answer reaches no one (the chaos suite counts these at a kill -9)."""
+        with self._lock:
+            return dict(self._refreshes)
 
     def revoke_company(self, realm_id: str) -> None:
         """What a QBO admin does under Apps → Disconnect: every grant for the company dies."""
@@ -589,6 +597,17 @@ class IntuitEmulator(EmulatorServer):
 
     def _token(self) -> Response:
         grant_type = request.form.get("grant_type")
+        if grant_type != "refresh_token":
+            return self._token_answer(grant_type)
+        with self._lock:
+            self._refreshes["received"] += 1
+        try:
+            return self._token_answer(grant_type)
+        finally:
+            with self._lock:
+                self._refreshes["answered"] += 1
+
+    def _token_answer(self, grant_type: str | None) -> Response:
         if (fault := self._fault("token", grant_type=grant_type)) is not None:
             return fault
         if not self._client_ok():
