@@ -137,8 +137,10 @@ def test_refreshes_in_flight_are_counted_until_answered(intuit):
     while intuit.refresh_counts()["received"] < 1 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert intuit.refresh_counts() == {"received": 1, "answered": 0}
+    assert list(intuit.refreshes_in_flight().values()) == [REALM]
     caller.join()
     assert intuit.refresh_counts() == {"received": 1, "answered": 1}
+    assert intuit.refreshes_in_flight() == {}
     assert intuit.current_refresh_token(REALM) != first
 
 
