@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import subprocess
 import tempfile
 import time
 from collections import Counter
@@ -88,8 +89,12 @@ class Scenario:
     burst: int = 1  # QBO/Intuit faults: this many failed answers per company, on average
 
     @property
+    def store_fault(self) -> bool:
+        return self.fault in ("redis-kill9", "postgres-stop")
+
+    @property
     def name(self) -> str:
-        outage = f" {self.outage:.0f}s" if self.fault in ("redis-kill9", "postgres-stop") else ""
+        outage = f" {self.outage:.0f}s" if self.store_fault else ""
         return f"{self.fault}{outage} ({self.variant})"
 
 
@@ -242,11 +247,11 @@ def run(servers: Servers, scenario: Scenario, workdir: Path) -> Figures:
         play = _Play(scenario, servers, intuit, slack, fleet, env, realms, figures)
         try:
             play.run()
+            play.count_end_state()  # as the deployment stands, before anything is stopped
         finally:
-            fleet.stop()
+            fleet.stop(timeout=5)  # a worker stuck on a lock is not waited for
             servers.ensure_up()
-            figures.logs = fleet.logs()
-        play.count_end_state()
+            figures.logs = fleet.logs(tail=1_000_000)
     return figures
 
 
@@ -261,6 +266,8 @@ class _Play:
         self.realms: list[str] = realms
         self.fig: Figures = figures
         self._next_look = 0.0
+        self._sigtermed: tuple | None = None  # the worker sent SIGTERM, and when
+        self._killed_in_flight: set[str] = set()  # realms whose refresh a killed worker awaited
         self._windows: list[Counter] = []  # audits per company when each round was made due
         self._missing: list[set[str]] = []  # each round: companies not audited by its end
 
@@ -282,6 +289,23 @@ class _Play:
         self._next_look = time.monotonic() + 1.0
         lost = self._with_store(lambda store: set(self._lost_tokens(store, waiting)), set())
         return set(waiting) <= lost
+
+    def _alerted(self) -> bool:
+        alerts = alerts_per_company(self.slack)
+        waiting = [r for r in self.realms if not alerts[f"Company {r}"]]
+        if not waiting or time.monotonic() < self._next_look:
+            return not waiting
+        self._next_look = time.monotonic() + 1.0
+        lost = self._with_store(lambda store: set(self._lost_tokens(store, waiting)), set())
+        return set(waiting) <= lost
+
+    def _wait(self, predicate, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.1)
+        return bool(predicate())
 
     def _in_flight(self) -> int:
         counts = self.intuit.refresh_counts()
@@ -318,7 +342,7 @@ class _Play:
             self.intuit.fail_next("token", 503, times=sc.burst * sc.companies)
         self._due(round_no=1)
         fault_end = self._fault(leader)
-        self._wait(self._settled, sc.outage + sc.round_timeout)
+        self._wait(self._settled, (sc.outage if sc.store_fault else 0) + sc.round_timeout)
         if not self._unaudited():
             self.fig.recovery = max(0.0, time.monotonic() - fault_end)
         self._round_end()
@@ -327,9 +351,10 @@ class _Play:
             self._due(round_no)
             self._wait(self._settled, sc.round_timeout)
             self._round_end()
-        # every company alerted, or given up on; then time for a doubled one to show
-        self._wait(lambda: len(alerts_per_company(self.slack)) >= len(self.realms), 10)
-        time.sleep(1.5)
+        # every company alerted (or its token lost: it will not be); then time for a doubled one
+        self._next_look = 0.0
+        self._wait(self._alerted, 5)
+        time.sleep(0.5)
 
     def _due(self, round_no: int) -> None:
         self._windows.append(cdc_per_realm(self.intuit))
@@ -364,6 +389,30 @@ class _Play:
         if not self._wait(lambda: self._in_flight() >= 2, 15):
             self.fig.notes.append("the fault came after the refresh burst")
 
+    def _victim(self, leader: int | None):
+        """The worker the fault is for (the leader, or another one), once it has a refresh of its
+        own in flight: a kill then lands where a token can be lost."""
+        alive = self.fleet.alive()
+        if self.sc.fault == "kill9-leader":
+            victims = [w for w in alive if w.pid == leader]
+            if not victims:
+                self.fig.notes.append("no leader known: the fault went to a worker")
+        else:
+            victims = [w for w in alive if w.pid != leader]
+        victims = victims or alive
+
+        def busy():
+            in_flight = set(self.intuit.refreshes_in_flight())
+            return next((w for w in victims if local_ports(w.pid) & in_flight), None)
+
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if (worker := busy()) is not None:
+                return worker
+            time.sleep(0.02)
+        self.fig.notes.append("the victim had no refresh in flight")
+        return victims[0]
+
     def _fault(self, leader: int | None) -> float:
         """Inject the scenario's fault; returns when it ended (monotonic)."""
         fault = self.sc.fault
@@ -371,23 +420,18 @@ class _Play:
             return time.monotonic()
         self._mid_burst()
         if fault in ("kill9-worker", "kill9-leader", "sigterm-worker"):
-            alive = self.fleet.alive()
-            others = [w for w in alive if w.pid != leader]
-            if fault == "kill9-leader":
-                victims = [w for w in alive if w.pid == leader] or alive[:1]
-                if leader is None or victims[0].pid != leader:
-                    self.fig.notes.append("no leader known: killed a worker")
-            else:
-                victims = others or alive
-            victim = victims[0]
+            victim = self._victim(leader)
             if fault == "sigterm-worker":
                 victim.send_signal(signal.SIGTERM)
-                return time.monotonic()
+                signalled = time.monotonic()
+                self._sigtermed = (victim, signalled)
+                return signalled
             ports = local_ports(victim.pid)
             victim.send_signal(signal.SIGKILL)
             in_flight = self.intuit.refreshes_in_flight()  # after the kill: none can still arrive
             victim.wait(10)
             mine = sorted(realm for port, realm in in_flight.items() if port in ports)
+            self._killed_in_flight = set(mine)
             self.fig.in_flight_at_kill = len(mine)
             if mine:
                 self.fig.notes.append("in flight at kill: " + ", ".join(mine))
@@ -408,9 +452,19 @@ class _Play:
     # the figures -----------------------------------------------------------------------------------
     def count_end_state(self) -> None:
         fig, realms = self.fig, self.realms
+        if self._sigtermed is not None:
+            worker, signalled = self._sigtermed
+            try:
+                worker.wait(max(0.0, signalled + 35 - time.monotonic()))
+                fig.notes.append(f"the SIGTERM'd worker exited with {worker.returncode}")
+            except subprocess.TimeoutExpired:
+                fig.notes.append("the SIGTERM'd worker had not exited 35 s after the signal")
         counts = cdc_per_realm(self.intuit)
-        fig.rounds_done = sum(1 for n in range(1, self.sc.rounds + 1) if all(counts[r] >= n for r in realms))
-        fig.missed = sum(1 for r in realms if counts[r] < self.sc.rounds)
+        fig.rounds_done = sum(1 for missing in self._missing if not missing)
+        fig.missed = len(set().union(*self._missing))
+        for n, missing in enumerate(self._missing, 1):
+            if missing:
+                fig.notes.append(f"round {n} missed: " + ", ".join(sorted(missing)))
         fig.duplicate_audits = sum(max(0, counts[r] - self.sc.rounds) for r in realms)
         alerts = alerts_per_company(self.slack)
         names = [f"Company {r}" for r in realms]
@@ -428,6 +482,9 @@ class _Play:
         fig.tokens_lost = len(lost)
         if lost:
             fig.notes.append("tokens lost: " + ", ".join(lost))
+        beyond = sorted(set(lost) - self._killed_in_flight)
+        if fig.in_flight_at_kill is not None and beyond:
+            fig.notes.append("lost beyond the refreshes in flight at the kill: " + ", ".join(beyond))
 
     def _lost_tokens(self, store, realms: list[str]) -> list[str]:
         lost = []
