@@ -14,11 +14,8 @@ Run: `.venv/bin/python bench/scale.py --realms 1000 --workers 1` (see README, Sc
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,7 +24,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
-from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,6 +34,8 @@ from bot.emulator.intuit import DEDICATED_QBO_ID, qbo_time  # noqa: E402
 from bot.standing import ranker  # noqa: E402
 from bot.store.crypto import TokenCipher  # noqa: E402
 from bot.store.redis import RedisStore  # noqa: E402
+from tests.conftest import TEST_KEY  # noqa: E402
+from tests.fleet import Fleet  # noqa: E402
 
 DEDICATED = "zomentum.integration@acme.example"
 REDIS_URL = "redis://127.0.0.1:6379/15"  # the benchmark's own database, flushed at start and end
@@ -99,7 +97,6 @@ def main() -> None:
 
     client = redis.Redis.from_url(redis_url)
     client.flushdb()
-    key = Fernet.generate_key().decode()
     with (
         IntuitEmulator(clock=SystemClock()) as intuit,
         SlackEmulator() as slack,
@@ -108,36 +105,12 @@ def main() -> None:
         print(
             f"zqbo scale benchmark: {args.realms:,} companies, {args.workers} worker(s) x {args.concurrency}"
         )
-        store = RedisStore(redis_url, TokenCipher([key]), ranker=ranker(DEDICATED))
+        store = RedisStore(redis_url, TokenCipher([TEST_KEY]), ranker=ranker(DEDICATED))
         realms = seed(intuit, store, args.realms, args.entries)
         intuit.set_latency(args.latency)
-        env = {
-            **os.environ,
-            "SLACK_BOT_TOKEN": slack.bot_token,
-            "SLACK_SIGNING_SECRET": slack.signing_secret,
-            "SLACK_API_URL": slack.api_url,
-            "ZQBO_PUBLIC_URL": "http://127.0.0.1:9",
-            "QBO_CLIENT_ID": intuit.client_id,
-            "QBO_CLIENT_SECRET": intuit.client_secret,
-            "QBO_ENVIRONMENT": intuit.discovery_url,
-            "QBO_API_URL": intuit.api_url,
-            "REDIS_URL": redis_url,
-            "ZQBO_ENCRYPTION_KEY": key,
-            "ZQBO_DEDICATED_EMAIL": DEDICATED,
-            "ZQBO_DEDICATED_USER_ID": DEDICATED_QBO_ID,
-            "ZQBO_MARKERS": "PrivateNote~Zomentum",
-            "ZQBO_ALERT_CHANNEL": "C0ALERTS",
-            "ZQBO_LOG_LEVEL": "WARNING",
-        }
-        workers = [
-            subprocess.Popen(
-                [ZQBO, "worker", "--concurrency", str(args.concurrency)],
-                env=env,
-                cwd=tmp,
-                stdout=subprocess.DEVNULL,
-            )
-            for _ in range(args.workers)
-        ]
+        fleet = Fleet(intuit, slack, Path(tmp), quick=False, REDIS_URL=redis_url)
+        fleet.worker_log_level = "WARNING"
+        workers = fleet.start(args.workers, args.concurrency)
         try:
             deadline = time.monotonic() + 30
             while len(store.list_docs("workers")) < args.workers and time.monotonic() < deadline:
@@ -145,7 +118,7 @@ def main() -> None:
             before = Counter((c.endpoint, c.realm_id) for c in intuit.calls)
             discovery_before = intuit.count("discovery")
             started = time.monotonic()
-            check = subprocess.run([ZQBO, "check"], env=env, cwd=tmp, capture_output=True, text=True)
+            check = fleet.run("check", timeout=3600)
             wall = time.monotonic() - started
             summary = next(
                 (ln for ln in check.stdout.splitlines() if ln.startswith("round done")), check.stderr[-500:]
@@ -174,13 +147,7 @@ def main() -> None:
                 + f", zqbo check {check_rss:.0f} MB"
             )
         finally:
-            for w in workers:
-                w.send_signal(signal.SIGTERM)
-            for w in workers:
-                try:
-                    w.wait(60)
-                except subprocess.TimeoutExpired:
-                    w.kill()
+            fleet.stop(timeout=60)
             store.close()
     client.flushdb()
 

@@ -123,6 +123,27 @@ def test_refresh_rotates_and_the_old_token_dies(intuit):
     assert b"invalid_grant" in err.value.content
 
 
+def test_refreshes_in_flight_are_counted_until_answered(intuit):
+    """A refresh the caller never sees answered still rotates the token (the chaos suite's bound)."""
+    import threading
+    import time
+
+    ac = grant(intuit)
+    first = ac.refresh_token
+    intuit.set_latency(0.5, "token")
+    caller = threading.Thread(target=ac.refresh, kwargs={"refresh_token": first})
+    caller.start()
+    deadline = time.monotonic() + 5
+    while intuit.refresh_counts()["received"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert intuit.refresh_counts() == {"received": 1, "answered": 0}
+    assert list(intuit.refreshes_in_flight().values()) == [REALM]
+    caller.join()
+    assert intuit.refresh_counts() == {"received": 1, "answered": 1}
+    assert intuit.refreshes_in_flight() == {}
+    assert intuit.current_refresh_token(REALM) != first
+
+
 def test_refresh_token_expires_after_100_idle_days(intuit, clock):
     ac = grant(intuit)
     clock.advance(101 * 86400)

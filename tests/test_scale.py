@@ -27,109 +27,20 @@ from bot.standing import ranker
 from bot.store.crypto import TokenCipher
 from bot.store.redis import RedisStore
 from bot.store.sqlite import SQLiteStore
-from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, JANE_QBO_ID, TEST_KEY, bot_env
+from tests.conftest import DEDICATED, DEDICATED_QBO_ID, TEST_KEY, bot_env
+from tests.fleet import (
+    ZQBO,
+    Fleet,
+    alert_messages,
+    cdc_in_flight,
+    cdc_per_realm,
+    force_round,
+    seed,
+    wait_until,
+)
 
-ZQBO = str(Path(sys.executable).parent / "zqbo")
 # these tests' own database, flushed around each (another checkout running at once picks another)
 REDIS_DB = os.environ.get("ZQBO_TEST_SCALE_REDIS_URL", "redis://127.0.0.1:6379/13")
-MARK = "Zomentum payment"
-FAR = 4_000_000_000  # a due time far ahead (2096): nothing falls due by itself during a test
-
-
-def seed(intuit: IntuitEmulator, store, realms: list[str], offending: bool = False) -> None:
-    """Companies connected as the dedicated user, straight into the store (no browser)."""
-    clock = SystemClock()
-    for realm in realms:
-        intuit.add_company(realm, f"Company {realm}", users={DEDICATED: DEDICATED_QBO_ID, JANE: JANE_QBO_ID})
-        store.save_connection(intuit.connected(realm, DEDICATED, f"Company {realm}", clock.now()))
-        for kind in ("audit", "refresh"):
-            store.schedule_set(kind, realm, FAR)
-        if offending:
-            intuit.add_entry(realm, "Payment", by=JANE, private_note=MARK, doc_number=f"ZP-{realm[-4:]}")
-
-
-def cdc_per_realm(intuit: IntuitEmulator) -> Counter:
-    with intuit._lock:
-        return Counter(c.realm_id for c in intuit.calls if c.endpoint == "cdc" and c.status == 200)
-
-
-def force_round(store, realms: list[str]) -> None:
-    now = time.time() - 1
-    for realm in realms:
-        store.schedule_set("audit", realm, now)
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
-class Fleet:
-    def __init__(self, intuit: IntuitEmulator, slack: SlackEmulator, tmp_path: Path, **env: str) -> None:
-        self.env = {
-            **os.environ,
-            **bot_env(
-                intuit,
-                slack,
-                "http://127.0.0.1:9",
-                **{
-                    "REDIS_URL": REDIS_DB,
-                    "ZQBO_MARKERS": "PrivateNote~Zomentum",
-                    "ZQBO_DEDICATED_USER_ID": DEDICATED_QBO_ID,
-                    "ZQBO_DEDICATED_EMAIL": DEDICATED,
-                    "ZQBO_ALERT_CHANNEL": "C0ALERTS",
-                    "ZQBO_SCHEDULER_TICK_SECONDS": "0.5",
-                    "ZQBO_LEADER_LEASE_SECONDS": "3",
-                    "ZQBO_QUEUE_HEARTBEAT_SECONDS": "3",
-                    "ZQBO_LOG_LEVEL": "WARNING",
-                    **env,  # a test's own, REDIS_URL included
-                },
-            ),
-        }
-        self.tmp_path = tmp_path
-        self.workers: list[subprocess.Popen] = []
-        self._logs: list = []
-
-    def start(self, n: int, concurrency: int = 4) -> list[subprocess.Popen]:
-        for _ in range(n):
-            log = open(self.tmp_path / f"worker-{len(self.workers)}.log", "w")
-            self._logs.append(log)
-            self.workers.append(
-                subprocess.Popen(
-                    [ZQBO, "worker", "--concurrency", str(concurrency)],
-                    env={**self.env, "ZQBO_LOG_LEVEL": os.environ.get("ZQBO_TEST_WORKER_LOG", "INFO")},
-                    cwd=self.tmp_path,
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                )
-            )
-        return self.workers
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- worker {i} (pid {w.pid})\n"
-            + "\n".join(
-                line
-                for line in (self.tmp_path / f"worker-{i}.log").read_text().splitlines()
-                if "apscheduler" not in line and "HTTP Request" not in line
-            )[-4000:]
-            for i, w in enumerate(self.workers)
-        )
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in self.workers:
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-        for log in self._logs:
-            log.close()
 
 
 @pytest.fixture
@@ -138,7 +49,7 @@ def world(tmp_path):
     client.flushdb()
     with IntuitEmulator(clock=SystemClock()) as intuit, SlackEmulator() as slack:
         store = RedisStore(REDIS_DB, TokenCipher([TEST_KEY]), ranker=ranker(DEDICATED))
-        fleet = Fleet(intuit, slack, tmp_path)
+        fleet = Fleet(intuit, slack, tmp_path, REDIS_URL=REDIS_DB)
         try:
             yield intuit, slack, store, fleet
         finally:
@@ -199,19 +110,6 @@ def _queue_state() -> dict:
         if "dramatiq" in key or "claim" in key or "lock" in key:
             out[key] = size(key) if size else client.pttl(key)
     return out
-
-
-def cdc_in_flight(intuit: IntuitEmulator) -> dict[str, int]:
-    with intuit._lock:
-        return {realm: n for realm, n in intuit._in_flight.items() if n}
-
-
-def alert_messages(slack: SlackEmulator) -> list[dict]:
-    return [
-        m
-        for m in slack.messages("C0ALERTS")
-        if "thread_ts" not in m and "logged under a person" in m.get("text", "")
-    ]
 
 
 def test_killing_the_leader_hands_the_clock_over_without_skipping_or_doubling(world):

@@ -5,63 +5,21 @@ as soon as Redis is back."""
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
 from bot.store.redis import RedisStore
 from tests.conftest import DEDICATED, REALM, bot_env, make_settings, start_bot
 from tests.helpers import ack_message, card_text, command, connect
+from tests.servers import RedisServer, free_port
 
 ZQBO = str(Path(sys.executable).parent / "zqbo")
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of the test's own, that keeps its data across a stop and a start."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        client = redis.Redis.from_url(self.url)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @pytest.fixture
@@ -120,7 +78,7 @@ def _signed(body: bytes) -> dict[str, str]:
 
 def test_doctor_and_serve_say_why_the_store_is_down(own_redis, intuit, slack, tmp_path):
     own_redis.stop()
-    port = _free_port()
+    port = free_port()
     env = bot_env(intuit, slack, f"http://127.0.0.1:{port}", REDIS_URL=own_redis.url, PORT=str(port))
     doctor = subprocess.run(
         [ZQBO, "doctor"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60

@@ -4,10 +4,7 @@ says when PostgreSQL is away. (The contract all stores share is in test_store_co
 from __future__ import annotations
 
 import contextlib
-import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +18,7 @@ import pytest
 from bot.store.base import StoreUnavailable
 from bot.store.postgres import MIGRATIONS, PostgresStore
 from tests.conftest import DATABASE_URL, REDIS_URL
+from tests.servers import PostgresServer, free_port, why_no_postgres_server
 
 
 def _versions(store: PostgresStore) -> list[int]:
@@ -132,14 +130,8 @@ def test_a_lock_of_another_schema_is_another_lock(pg_schema, cipher, postgres):
         postgres.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(other_schema)))
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_postgres_away_is_said_in_a_sentence_without_the_password(cipher):
-    port = _closed_port()
+    port = free_port()
     store = PostgresStore(f"postgresql://zqbo:s3cret-pw@127.0.0.1:{port}/zqbo", cipher)
     sentence = f"PostgreSQL at 127.0.0.1:{port} refused the connection (is it running?)"
     try:
@@ -208,7 +200,7 @@ def test_doctor_names_postgres_and_where_its_locks_are(intuit, slack, tmp_path, 
 
 
 def test_doctor_says_why_postgres_is_away_without_the_password(intuit, slack, tmp_path):
-    port = _closed_port()
+    port = free_port()
     url = f"postgresql://zqbo:s3cret-pw@127.0.0.1:{port}/zqbo"
     line, output = _doctor_store_line(intuit, slack, tmp_path, DATABASE_URL=url)
     assert line.startswith("BAD") and f"PostgreSQL at 127.0.0.1:{port} refused the connection" in line
@@ -253,68 +245,12 @@ def test_the_bot_on_postgres_alone_connects_answers_refreshes_and_audits(intuit,
         bot.services.store.close()
 
 
-def _postgres_bin() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found:
-        return Path(found).parent
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    return versions[-1].parent if versions else None
-
-
-def _has_user(name: str) -> bool:
-    import pwd
-
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
-
-
-class PostgresServer:
-    """A PostgreSQL server of the test's own (initdb in a temporary folder), stopped and started
-    by the test; it keeps its data across a stop and a start."""
-
-    def __init__(self, workdir: Path, bindir: Path) -> None:
-        self.port = _closed_port()
-        self.dir = workdir
-        self.bin = bindir
-        # PostgreSQL refuses to run as root: CI's machine runs the tests as root.
-        self.as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        workdir.chmod(0o777)
-        self._run("initdb", "-D", str(workdir / "data"), "-A", "trust", "-U", "postgres")
-
-    @property
-    def url(self) -> str:
-        return f"postgresql://postgres:s3cret-pw@127.0.0.1:{self.port}/postgres"
-
-    def _run(self, tool: str, *args: str) -> None:
-        subprocess.run(
-            [*self.as_user, str(self.bin / tool), *args], check=True, capture_output=True, timeout=60
-        )
-
-    def _ctl(self, *args: str) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-        self._run(
-            "pg_ctl", "-D", str(self.dir / "data"), "-o", options, "-l", str(self.dir / "log"), "-w", *args
-        )
-
-    def start(self) -> None:
-        self._ctl("start")
-
-    def stop(self) -> None:
-        self._ctl("stop", "-m", "fast")
-
-
 @pytest.fixture
 def own_postgres():
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.skip("needs PostgreSQL's server binaries (initdb, pg_ctl)")
-    if os.geteuid() == 0 and (shutil.which("runuser") is None or not _has_user("postgres")):
-        pytest.skip("as root, needs runuser and a postgres user to run a server")
+    if why := why_no_postgres_server():
+        pytest.skip(why)
     with tempfile.TemporaryDirectory(prefix="zqbo-pg-") as workdir:
-        server = PostgresServer(Path(workdir), bindir)
+        server = PostgresServer(Path(workdir))
         server.start()
         yield server
         with contextlib.suppress(subprocess.CalledProcessError):
