@@ -23,15 +23,17 @@ from concurrent.futures import Future, as_completed
 from typing import TYPE_CHECKING, Any, Protocol
 
 import dramatiq
+import redis
 from dramatiq import Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.common import iter_queue
+from dramatiq.errors import BrokerError
 from dramatiq.middleware import CurrentMessage, TimeLimitExceeded
 
 from bot import metrics
 from bot.drain import DrainablePool
 from bot.jobs.work import BusyError, Work
-from bot.store.base import DEFAULT_THREADS
+from bot.store.base import DEFAULT_THREADS, StoreUnavailable
 from bot.store.redis import waiting_client
 
 if TYPE_CHECKING:
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 QUEUE = "zqbo"
+# A job that meets a store or broker outage waits it out where it is, holding its message: the
+# queue could not take a retry while Redis is away, and the company would miss its round.
+OUTAGES = (StoreUnavailable, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, BrokerError)
+OUTAGE_PATIENCE_SECONDS = 120.0
 ROUND_TIMEOUT_SECONDS = 6 * 3600
 
 
@@ -194,7 +200,7 @@ class DramatiqEngine:
 
         def run(realm_id: str, round_id: str) -> None:
             try:
-                result = job(realm_id, round_id)
+                result = self._through_outages(job, realm_id, round_id)
             except (Exception, TimeLimitExceeded) as exc:
                 message = CurrentMessage.get_current_message()
                 retries = int(message.options.get("retries", 0)) if message else 0
@@ -207,6 +213,20 @@ class DramatiqEngine:
 
         run.__name__ = getattr(job, "__name__", "job")
         return run
+
+    @staticmethod
+    def _through_outages(job: Callable[..., Any], realm_id: str, round_id: str) -> Any:
+        deadline = time.monotonic() + OUTAGE_PATIENCE_SECONDS
+        delay = 0.5
+        while True:
+            try:
+                return job(realm_id, round_id)
+            except OUTAGES as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("job for %s waits for the store (again in %.1f s): %s", realm_id, delay, exc)
+                time.sleep(delay)
+                delay = min(5.0, delay * 2)
 
     def start_worker(self, concurrency: int, poll_ms: int = 100) -> dramatiq.Worker:
         """Consume the queue in this process; `poll_ms` bounds how long stopping takes."""
