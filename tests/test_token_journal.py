@@ -216,3 +216,17 @@ def test_a_refresh_lock_whose_holder_was_killed_frees_within_the_heartbeat(
     finally:
         holder.kill()
         store.close()
+
+
+def test_a_refresh_call_gives_up_before_a_draining_process_must_exit(intuit, slack, clock):
+    """An answer that could arrive after the process has exited would be a lost token: the token
+    endpoint's read timeout stays under ZQBO_DRAIN_SECONDS."""
+    from bot.qbo.errors import TransientError
+
+    oauth = IntuitOAuth(make_settings(intuit, slack, ZQBO_DRAIN_SECONDS="10"), clock)
+    stored = due_connection(intuit, clock)
+    intuit.hold_token_answers(8)
+    started = time.monotonic()
+    with pytest.raises(TransientError):
+        oauth.refresh(stored.refresh_token)
+    assert time.monotonic() - started < 7  # read timeout 5 s, drain 10 s

@@ -58,8 +58,13 @@ class _AuthClient(AuthClient):
     _discovery: ClassVar[dict[str, tuple[float, bytes]]] = {}
     _discovery_lock: ClassVar[threading.Lock] = threading.Lock()
 
+    # A refresh whose answer could come after a draining process exits is a lost token: the
+    # token endpoint's read timeout stays under ZQBO_DRAIN_SECONDS (set per client).
+    token_timeout: tuple[float, float] = DEFAULT_TIMEOUT
+
     def request(self, method: str, url: str, *args: object, **kwargs: object) -> requests.Response:  # type: ignore[override]
-        kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
+        token_call = method.upper() == "POST" and url == getattr(self, "token_endpoint", None)
+        kwargs.setdefault("timeout", self.token_timeout if token_call else DEFAULT_TIMEOUT)
         if method.upper() != "GET" or url != discovery_url(getattr(self, "environment", "") or ""):
             return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
         with self._discovery_lock:
@@ -118,7 +123,7 @@ class IntuitOAuth:
         self, access_token: str | None = None, refresh_token: str | None = None, realm_id: str | None = None
     ) -> AuthClient:
         try:
-            return _AuthClient(
+            ac = _AuthClient(
                 client_id=self._settings.qbo_client_id,
                 client_secret=self._settings.qbo_client_secret.get_secret_value(),
                 redirect_uri=self._settings.qbo_redirect_uri,
@@ -129,6 +134,9 @@ class IntuitOAuth:
             )
         except Exception as exc:
             raise _classify(exc, "discovery") from None
+        read = max(5.0, min(DEFAULT_TIMEOUT[1], self._settings.drain_seconds - 5))
+        ac.token_timeout = (DEFAULT_TIMEOUT[0], read)
+        return ac
 
     def authorization_url(self, state: str) -> str:
         return self.client().get_authorization_url(SCOPES, state_token=state)
