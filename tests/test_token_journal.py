@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -20,8 +21,9 @@ from bot.qbo.connection import INFLIGHT_KIND, LOST_REASON_DIED_MID_REFRESH, Conn
 from bot.qbo.errors import ConnectionLost
 from bot.qbo.intuit import IntuitOAuth
 from bot.qbo.journal import TokenJournal, store_identity, wait_until
+from bot.store.crypto import TokenCipher
 from bot.store.redis import RedisStore
-from tests.conftest import DEDICATED, REALM, REDIS_URL, TEST_KEY, make_settings
+from tests.conftest import DEDICATED, REALM, REDIS_URL, TEST_KEY, bot_env, make_settings
 from tests.test_store_outage import own_redis  # noqa: F401  (fixture)
 
 
@@ -230,3 +232,32 @@ def test_a_refresh_call_gives_up_before_a_draining_process_must_exit(intuit, sla
     with pytest.raises(TransientError):
         oauth.refresh(stored.refresh_token)
     assert time.monotonic() - started < 7  # read timeout 5 s, drain 10 s
+
+
+def test_doctor_shows_tokens_waiting_in_the_journal_while_the_store_is_away(
+    own_redis,  # noqa: F811
+    intuit,
+    slack,
+    clock,
+    cipher,
+    tmp_path,
+):
+    store = RedisStore(own_redis.url, cipher, prefix="zqbo")
+    stored = due_connection(intuit, clock)
+    store.save_connection(stored)
+    identity = store.identity
+    store.close()
+    own_redis.stop()
+    journal = tmp_path / "journal"
+    TokenJournal(journal, TokenCipher([TEST_KEY]), store_identity(identity)).record(
+        replace(stored, refresh_token=rotate_elsewhere(intuit, slack, clock, stored), token_generation=1)
+    )
+    env = bot_env(intuit, slack, "http://127.0.0.1:9", REDIS_URL=own_redis.url, ZQBO_JOURNAL_DIR=str(journal))
+    zqbo = str(Path(sys.executable).parent / "zqbo")
+    doctor = subprocess.run(
+        [zqbo, "doctor"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert doctor.returncode == 1
+    [line] = [ln for ln in doctor.stdout.splitlines() if "token journal" in ln]
+    assert line.startswith("BAD") and "1 rotated refresh token(s) waiting" in line and REALM in line
+    assert stored.refresh_token not in doctor.stdout
