@@ -22,9 +22,12 @@ _PATTERNS = [
     re.compile(r"xapp-[A-Za-z0-9-]+"),
     re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"),
     re.compile(
-        r"(?i)([\"']?(?:access_token|refresh_token|id_token|client_secret|code|token)[\"']?\s*[=:]\s*[\"']?)"
-        r"([^\"&\s,;}']{6,})"
+        r"(?i)([\"']?(?:access_token|refresh_token|id_token|client_secret|code|token)[\"']?\s*[=:]\s*\[?\s*[\"']?)"
+        r"([^\"&\s,;}'\]]{6,})"
     ),
+    # OAuth states (Slack's and Intuit's): long random values; a short word after "state" is not one.
+    # Bolt logs a failed callback's query as a dict of lists: {'code': ['…'], 'state': ['…']}.
+    re.compile(r"(?i)([\"']?(?:oauth_state|state)[\"']?\s*[=:]\s*\[?\s*[\"']?)([^\"&\s,;}'\]]{16,})"),
 ]
 _MAX_REMEMBERED = 4096
 
