@@ -23,6 +23,25 @@ log = logging.getLogger(__name__)
 NOT_ADMIN_FIELD = "Only zqbo admins may change these settings."
 
 
+def envelope_disagrees(body: dict[str, Any]) -> str:
+    """Why an event's `authorizations` (which Bolt takes its workspace from) does not match its
+    envelope's team and enterprise, or "". Slack never sends that; refusing it keeps a crafted
+    event for one workspace from acting on another. Slack Connect events (is_ext_shared_channel)
+    name the other side's team in the envelope by design, and are left to Bolt."""
+    if body.get("type") != "event_callback" or body.get("is_ext_shared_channel") is True:
+        return ""
+    authorizations = body.get("authorizations") or []
+    if not authorizations:
+        return ""
+    first = authorizations[0]
+    if (first.get("enterprise_id") or None) != (body.get("enterprise_id") or None):
+        return "its authorization names another enterprise"
+    org_wide = first.get("is_enterprise_install") in (True, "true") and not first.get("team_id")
+    if not org_wide and (first.get("team_id") or None) != (body.get("team_id") or None):
+        return "its authorization names another workspace"
+    return ""
+
+
 def installed(services: Services, args: SuccessArgs) -> BoltResponse:
     """Bolt stored the installation: greet the installer with a way to set zqbo up."""
     installation = args.installation
@@ -48,6 +67,17 @@ def _welcome(client: WebClient, user_id: str) -> None:
 
 def register(app: App, services: Services) -> None:
     workspaces = services.workspaces
+
+    @app.use
+    def events_agree_with_their_envelope(body: dict[str, Any], next: Any) -> BoltResponse | None:
+        problem = envelope_disagrees(body)
+        if problem:
+            log.warning(
+                "event %s for team %s ignored: %s", body.get("event_id"), body.get("team_id"), problem
+            )
+            return BoltResponse(status=200, body="")
+        next()
+        return None
 
     def ack_at_once(ack: Ack) -> None:
         ack()  # the admin check and views.open run after (the trigger id lasts 3 s from the click)

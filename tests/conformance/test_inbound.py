@@ -19,7 +19,7 @@ from tests.conformance.corpus import HERE, load, names, rewrite, sample_files
 from tests.conftest import REALM, connected_bot
 from tests.helpers import card_text
 from tests.test_audit import _signed, alerts_in_channel
-from tests.test_workspaces import A, hosted, install, say, wait_until  # noqa: F401  (fixture)
+from tests.test_workspaces import A, B, hosted, install, say, wait_until  # noqa: F401  (fixture)
 
 VERIFIER = "emu-webhook-verifier"
 JANE_ID = "9130347769252971"
@@ -291,3 +291,30 @@ def test_mentions_and_links_as_slack_sends_them_are_read_and_plain_names_get_a_s
     assert workspace.alert_channel == A.channel
     assert list(workspace.admins) == [A.admin, A.staff]
     assert workspace.dedicated_email == "integration@acme.example"
+
+
+def test_an_event_whose_authorization_disagrees_with_its_envelope_changes_nothing(hosted, slack):  # noqa: F811
+    """A signed app_uninstalled whose envelope says B and whose authorizations say A: Slack would
+    not send it, and it must not delete A (Bolt takes the workspace from authorizations[0])."""
+    install(slack, hosted, A)
+    install(slack, hosted, B)
+    store = hosted.services.store
+    body = load("slack/inbound/event_callback.app_uninstalled.with_authorizations").body
+    crafted = rewrite(
+        body,
+        team_id=B.id,
+        enterprise_id=None,
+        event_time=int(time.time()) + 5,
+        authorizations__0__team_id=A.id,
+        authorizations__0__enterprise_id=None,
+    )
+    resp = post_event(slack, hosted.events_url, crafted)
+    assert resp.status_code == 200
+    time.sleep(0.5)
+    installed = store.list_docs("slack_installation")
+    assert installed.get(f"T:{A.id}") and installed.get(f"T:{B.id}")
+    # the same event with its envelope and authorization agreeing does what it says
+    agreeing = rewrite(crafted, team_id=A.id)
+    assert post_event(slack, hosted.events_url, agreeing).status_code == 200
+    wait_until(lambda: not store.list_docs("slack_installation").get(f"T:{A.id}"))
+    assert store.list_docs("slack_installation").get(f"T:{B.id}")
