@@ -35,6 +35,23 @@ def _who(body: dict[str, Any]) -> tuple[str, str]:
     return str(user.get("id", "")), str(user.get("team_id") or team_id or "")
 
 
+def foreign(body: dict[str, Any], context: BoltContext) -> bool:
+    """A user of another organisation, pressing a button in a channel shared with it (Slack
+    Connect): the payload's user belongs to a team that is not the installation's. With an
+    org-wide install every team of the org is zqbo's own (membership is not in the payload)."""
+    user = body.get("user") if isinstance(body.get("user"), dict) else {}
+    user_team = user.get("team_id")
+    if not isinstance(user_team, str) or not user_team or context.is_enterprise_install:
+        return False
+    return bool(context.team_id) and user_team != context.team_id
+
+
+READ_ONLY = (
+    "This channel is shared with another organisation: you can see zqbo's messages, but only "
+    "members of the workspace that installed zqbo can act on them."
+)
+
+
 def _value(body: dict[str, Any]) -> str:
     actions = body.get("actions")
     first = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
@@ -83,6 +100,8 @@ def register(app: App, services: Services) -> None:
             scope = services.workspaces.scope_of(context)
 
             def guarded() -> blocks.Message | None:
+                if foreign(body, context):  # never asked of users.info with this workspace's token
+                    return blocks.notice(READ_ONLY, ":lock:")
                 if not services.admins.is_admin(user_id, scope):
                     return blocks.not_allowed(what, services.admins.who(scope))
                 return work(body, scope)
@@ -115,12 +134,14 @@ def register(app: App, services: Services) -> None:
         return work
 
     def acknowledge(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
-        """Anyone in the alert channel may say they are on it (their workspace's alerts only)."""
+        """Anyone of the workspace in the alert channel may say they are on it (its alerts only)."""
         ack()
         user_id, _ = _who(body)
         scope = services.workspaces.scope_of(context)
 
         def work() -> blocks.Message | None:
+            if foreign(body, context):
+                return blocks.notice(READ_ONLY, ":lock:")
             alert = services.alerts.acknowledge(
                 _value(body), user_id, scope if services.workspaces.multi else None
             )
@@ -137,6 +158,8 @@ def register(app: App, services: Services) -> None:
         scope = services.workspaces.scope_of(context)
 
         def work() -> blocks.Message | None:
+            if foreign(body, context):
+                return blocks.notice(READ_ONLY, ":lock:")
             if not services.admins.is_admin(user_id, scope):
                 return blocks.not_allowed("mute alerts", services.admins.who(scope))
             message, announce = slash.mute_button(services, _value(body), user_id, scope)

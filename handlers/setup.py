@@ -17,6 +17,7 @@ from bot.blocks.setup import FIELDS, OPEN_SETTINGS, SETTINGS_CALLBACK
 from bot.services import Services
 from bot.tenancy.uninstall import forget_workspace
 from bot.tenancy.workspaces import NotInstalled, SettingError, parse_setting, scope_for
+from handlers.actions import READ_ONLY, foreign
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,9 @@ def register(app: App, services: Services) -> None:
         user_id, scope = str(user.get("id", "")), workspaces.scope_of(context)
         if not workspaces.multi:
             _say(client, body, "This zqbo is set up by its environment (ZQBO_ALERT_CHANNEL and the rest).")
+            return
+        if foreign(body, context):
+            _say(client, body, READ_ONLY)
             return
         if not services.admins.is_admin(user_id, scope):
             _say(client, body, f"Only zqbo admins may change its settings: {services.admins.who(scope)}.")

@@ -318,3 +318,40 @@ def test_an_event_whose_authorization_disagrees_with_its_envelope_changes_nothin
     assert post_event(slack, hosted.events_url, agreeing).status_code == 200
     wait_until(lambda: not store.list_docs("slack_installation").get(f"T:{A.id}"))
     assert store.list_docs("slack_installation").get(f"T:{B.id}")
+
+
+@pytest.mark.parametrize("action_id", ["zqbo_alert_ack", "zqbo_alert_mute", "zqbo_reconnect"])
+def test_a_user_of_another_organisation_in_a_shared_channel_can_only_look(zqbo, slack, action_id):
+    """Slack Connect: the alert channel is shared with another organisation, whose user presses a
+    button on zqbo's alert (the payload's user.team_id is not the installation's)."""
+    store = zqbo.services.store
+    before = (store.list_docs("mute"), [a.acked_by for a in zqbo.services.alerts.open_alerts(REALM)])
+    users_info = len(slack.calls_to("users.info"))
+    url = slack.new_response_url()
+    payload = rewrite(
+        load("slack/inbound/block_actions.message").body,
+        user__id="U0FOREIGN1",
+        user__team_id="T0PARTNER1",
+        team__id="T0EMU",
+        response_url=url,
+        actions__0__action_id=action_id,
+    )
+    [alert] = alerts_in_channel(slack)
+    element = next(
+        e for b in alert["blocks"] for e in b.get("elements", []) if e.get("action_id") == action_id
+    )
+    payload["actions"][0]["value"] = element.get("value", "")
+    assert post_payload(slack, zqbo.events_url, payload).status_code == 200
+    [answer] = slack.wait_for_responses(url, 1)
+    assert "shared with another organisation" in card_text(answer)
+    after = (store.list_docs("mute"), [a.acked_by for a in zqbo.services.alerts.open_alerts(REALM)])
+    assert after == before
+    assert len(slack.calls_to("users.info")) == users_info  # never asked about them with our token
+    # status stays open to them: read-only
+    form = rewrite(
+        load("slack/inbound/slash_command.plain").body,
+        command="/zqbo",
+        text="status",
+        response_url=slack.new_response_url(),
+    )
+    assert "Acme Payments Ltd" in card_text(json.loads(post_form(slack, zqbo.events_url, form).text))
