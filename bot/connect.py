@@ -21,6 +21,9 @@ from bot.store.base import Store, StoreUnavailable
 log = logging.getLogger(__name__)
 
 STATE_TTL = timedelta(minutes=10)
+# Links a person may have open at once (the newest kept): 300 `/zqbo connect` make 3 states, not 300.
+LINKS_PER_USER = 3
+LINKS_KIND = "oauth_links"
 REALM_ID = re.compile(r"[0-9]{1,20}")  # QBO realm ids: ASCII digits
 
 
@@ -135,7 +138,19 @@ class OAuthFlow:
         )
         url = self._intuit.authorization_url(state.state)
         self._store.put_oauth_state(state)
+        self._keep_newest(f"{state.team_id}:{slack_user_id}", state.state)
         return url, state
+
+    def _keep_newest(self, key: str, newest: str) -> None:
+        """Forget a person's older links beyond LINKS_PER_USER: they stop working."""
+        with self._store.lock(f"oauth-links:{key}", ttl=10, wait=5) as got:
+            if not got:
+                return  # another start of the same person is trimming: it sees this one next time
+            doc = self._store.get_doc(LINKS_KIND, key) or {}
+            states = [s for s in doc.get("states", []) if isinstance(s, str)] + [newest]
+            for old in states[:-LINKS_PER_USER]:
+                self._store.take_oauth_state(old)
+            self._store.put_doc(LINKS_KIND, key, {"states": states[-LINKS_PER_USER:]})
 
     def complete(self, query: Mapping[str, str]) -> CallbackResult:
         result = self._complete(query)

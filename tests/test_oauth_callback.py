@@ -169,3 +169,19 @@ def test_connected_company_is_verified_and_named_in_one_write(bot, slack, intuit
     conn = bot.services.store.get_connection(REALM)
     assert conn.company_name == "Acme Payments Ltd" and conn.identity.email == DEDICATED
     assert not intuit.grants(REALM)[0].revoked
+
+
+def test_a_person_keeps_at_most_three_connect_links_the_newest(bot, slack, intuit, redis_client):
+    """Three hundred `/zqbo connect` leave three working links, not three hundred rows."""
+    urls = []
+    for _ in range(5):
+        resp, response_url = command(slack, bot, "connect")
+        ack_message(resp)
+        [message] = slack.wait_for_responses(response_url, 1)
+        [url] = link_buttons(message)
+        urls.append(url)
+    for dropped in urls[:2]:
+        page = requests.get(intuit.authorize(dropped, as_user=DEDICATED), timeout=10)
+        assert page.status_code >= 400 and bot.services.store.get_connection(REALM) is None
+    kept = requests.get(intuit.authorize(urls[2], as_user=DEDICATED), timeout=10)  # the oldest of 3
+    assert kept.status_code == 200 and bot.services.store.get_connection(REALM) is not None

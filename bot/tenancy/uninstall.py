@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from bot.alerts import ALERT_KIND, MUTE_KIND, OPEN_KIND, problem_key
 from bot.audit.scan import CURSOR_KIND, DEDICATED_KIND
+from bot.connect import LINKS_KIND
 from bot.models import ConnectionStatus
 from bot.qbo.errors import QBOError
 from bot.reconnect import DOC_KIND, LEARNING_KIND, new_key
@@ -84,6 +85,11 @@ def _forget(
             _purge(store, realm)
             done.companies += 1
     store.delete_doc(DOC_KIND, new_key(scope))
+    for key, doc in store.list_docs(LINKS_KIND).items():  # connect links still open: dead now
+        if key.split(":", 1)[0] == scope:
+            for state in doc.get("states", []):
+                store.take_oauth_state(str(state))
+            store.delete_doc(LINKS_KIND, key)
     store.delete_doc(SETTINGS_KIND, scope)
     store.delete_doc("alert_channel", problem_key(scope))
     if services.installations is not None:  # exactly this scope's installation
