@@ -16,13 +16,19 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import redis
+
 from bot.clock import SystemClock
 from bot.emulator import IntuitEmulator, SlackEmulator
-from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, JANE_QBO_ID, bot_env
+from bot.standing import ranker
+from bot.store.crypto import TokenCipher
+from bot.store.redis import RedisStore
+from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, JANE_QBO_ID, TEST_KEY, bot_env
 
 ZQBO = str(Path(sys.executable).parent / "zqbo")
 MARK = "Zomentum payment"
@@ -212,3 +218,19 @@ class Fleet:
 def expired(seconds_ago: float = 60) -> datetime:
     """An access token's end that has passed: its refresh is due at once."""
     return SystemClock().now() - timedelta(seconds=seconds_ago)
+
+
+@contextmanager
+def flushed_world(redis_url: str) -> Iterator[tuple[IntuitEmulator, SlackEmulator, RedisStore]]:
+    """The emulators and a store on a Redis database of the caller's own, flushed before and after
+    (the scale and drain tests each have one, as they may run at once)."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    with IntuitEmulator(clock=SystemClock()) as intuit, SlackEmulator() as slack:
+        store = RedisStore(redis_url, TokenCipher([TEST_KEY]), ranker=ranker(DEDICATED))
+        try:
+            yield intuit, slack, store
+        finally:
+            store.close()
+            client.flushdb()
+            client.close()

@@ -15,7 +15,6 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-import redis
 import requests
 
 from bot.clock import SystemClock
@@ -25,20 +24,20 @@ from bot.jobs.work import Work
 from bot.models import ConnectionStatus
 from bot.standing import ranker
 from bot.store.crypto import TokenCipher
-from bot.store.redis import RedisStore
 from bot.store.sqlite import SQLiteStore
 from tests.conftest import DEDICATED, DEDICATED_QBO_ID, TEST_KEY, bot_env
-from tests.test_read_your_writes import _free_port
-from tests.test_scale import (
+from tests.fleet import (
     ZQBO,
     Fleet,
     alert_messages,
     cdc_in_flight,
     cdc_per_realm,
+    flushed_world,
     force_round,
     seed,
     wait_until,
 )
+from tests.test_read_your_writes import _free_port
 
 # Its own database, flushed around each test (test_scale.py flushes another, maybe at the same time)
 REDIS_DB = os.environ.get("ZQBO_TEST_DRAIN_REDIS_URL", "redis://127.0.0.1:6379/12")
@@ -46,16 +45,8 @@ REDIS_DB = os.environ.get("ZQBO_TEST_DRAIN_REDIS_URL", "redis://127.0.0.1:6379/1
 
 @pytest.fixture
 def world(tmp_path):
-    client = redis.Redis.from_url(REDIS_DB)
-    client.flushdb()
-    with IntuitEmulator(clock=SystemClock()) as intuit, SlackEmulator() as slack:
-        store = RedisStore(REDIS_DB, TokenCipher([TEST_KEY]), ranker=ranker(DEDICATED))
-        try:
-            yield intuit, slack, store, tmp_path
-        finally:
-            store.close()
-            client.flushdb()
-            client.close()
+    with flushed_world(REDIS_DB) as (intuit, slack, store):
+        yield intuit, slack, store, tmp_path
 
 
 def expiring(store, realm: str) -> None:

@@ -34,6 +34,7 @@ from tests.fleet import (
     alert_messages,
     cdc_in_flight,
     cdc_per_realm,
+    flushed_world,
     force_round,
     seed,
     wait_until,
@@ -45,18 +46,12 @@ REDIS_DB = os.environ.get("ZQBO_TEST_SCALE_REDIS_URL", "redis://127.0.0.1:6379/1
 
 @pytest.fixture
 def world(tmp_path):
-    client = redis.Redis.from_url(REDIS_DB)
-    client.flushdb()
-    with IntuitEmulator(clock=SystemClock()) as intuit, SlackEmulator() as slack:
-        store = RedisStore(REDIS_DB, TokenCipher([TEST_KEY]), ranker=ranker(DEDICATED))
+    with flushed_world(REDIS_DB) as (intuit, slack, store):
         fleet = Fleet(intuit, slack, tmp_path, REDIS_URL=REDIS_DB)
         try:
             yield intuit, slack, store, fleet
         finally:
             fleet.stop()
-            store.close()
-            client.flushdb()
-            client.close()
 
 
 def test_two_workers_audit_every_company_exactly_once_per_round(world):

@@ -85,97 +85,96 @@ def test_the_journal_holds_nothing_readable_but_sealed_lines(on_own_redis, intui
     redis_server.start()
 
 
-def test_a_process_replays_at_start_what_a_killed_one_left(
-    intuit, slack, clock, cipher, redis_prefix, tmp_path
-):
+@pytest.fixture
+def due(intuit, clock, cipher, redis_prefix):
+    """The shared Redis, one company in it whose access token is due."""
     store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
     stored = due_connection(intuit, clock)
     store.save_connection(stored)
+    yield store, stored
+    store.close()
+
+
+@pytest.fixture
+def start(intuit, slack, clock, tmp_path):
+    """Start a zqbo process's services on a store, its journal folder tmp_path (what a process
+    does at start: the replay included)."""
+    started = []
+
+    def start_on(store):
+        settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
+        services = build_services(settings, store=store, clock=clock)
+        started.append(services)
+        return services
+
+    yield start_on
+    for services in started:
+        services.connections.stop()
+        services.engine.close()
+
+
+def journal_of(store, cipher, folder) -> TokenJournal:
+    """Another process's journal for the same store, in the same folder."""
+    return TokenJournal(folder, cipher, store_identity(store.identity))
+
+
+def test_a_process_replays_at_start_what_a_killed_one_left(
+    due, start, intuit, slack, clock, cipher, tmp_path
+):
+    store, stored = due
     # a process that died after Intuit answered: its journal holds generation 1, the store has 0
     live = rotate_elsewhere(intuit, slack, clock, stored)
-    rotated = replace(stored, refresh_token=live, token_generation=1)
-    dead = TokenJournal(tmp_path, cipher, store_identity(store.identity))
-    dead.record(rotated)
+    dead = journal_of(store, cipher, tmp_path)
+    dead.record(replace(stored, refresh_token=live, token_generation=1))
     # and an older line that must never roll a token back
     dead.record(replace(stored, refresh_token="an-older-token", token_generation=0))
 
-    settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
-    services = build_services(settings, store=store, clock=clock)
-    try:
-        assert wait_until(lambda: store.get_connection(REALM).refresh_token == live, timeout=10)
-        assert wait_until(lambda: not any(tmp_path.glob("*.journal")), timeout=5)
-        assert store.get_connection(REALM).token_generation == 1
-    finally:
-        services.connections.stop()
-        services.engine.close()
-        store.close()
+    start(store)
+    assert wait_until(lambda: store.get_connection(REALM).refresh_token == live, timeout=10)
+    assert wait_until(lambda: not any(tmp_path.glob("*.journal")), timeout=5)
+    assert store.get_connection(REALM).token_generation == 1
 
 
-def test_another_stores_lines_are_never_replayed_into_this_one(
-    intuit, slack, clock, cipher, redis_prefix, tmp_path
-):
-    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
-    store.save_connection(due_connection(intuit, clock))
+def test_another_stores_lines_are_never_replayed_into_this_one(due, start, intuit, clock, cipher, tmp_path):
+    store, stored = due
     other = TokenJournal(tmp_path, cipher, store_identity("redis:elsewhere:6379/0:zqbo"))
-    other.record(replace(due_connection(intuit, clock), refresh_token="theirs", token_generation=7))
-    settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
-    services = build_services(settings, store=store, clock=clock)
-    try:
-        time.sleep(0.5)
-        assert store.get_connection(REALM).token_generation == 0
-        assert len(other.pending()) == 1  # kept for the zqbo it belongs to
-    finally:
-        services.connections.stop()
-        services.engine.close()
-        store.close()
+    other.record(replace(stored, refresh_token="theirs", token_generation=7))
+    start(store)
+    time.sleep(0.5)
+    assert store.get_connection(REALM).token_generation == 0
+    assert len(other.pending()) == 1  # kept for the zqbo it belongs to
 
 
 def test_while_the_newest_token_is_journaled_no_refresh_uses_the_stored_one(
-    intuit, slack, clock, cipher, redis_prefix, tmp_path
+    due, start, intuit, slack, clock, cipher, tmp_path
 ):
     """Same host, another process: the store still has the dead token, the journal the live one."""
-    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
-    stored = due_connection(intuit, clock)
-    store.save_connection(stored)
+    store, stored = due
     live = rotate_elsewhere(intuit, slack, clock, stored)  # the stored one is dead now
-    TokenJournal(tmp_path, cipher, store_identity(store.identity)).record(
-        replace(stored, refresh_token=live, token_generation=1)
-    )
-    settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
-    services = build_services(settings, store=store, clock=clock)
+    journal_of(store, cipher, tmp_path).record(replace(stored, refresh_token=live, token_generation=1))
+    services = start(store)
     services.connections.stop()  # no replay at start: the refresh itself must look
-    try:
-        conn = services.connections.valid(REALM, force_refresh=True)
-        assert conn.status is ConnectionStatus.CONNECTED and conn.token_generation == 2
-        assert store.get_connection(REALM).refresh_token == intuit.current_refresh_token(REALM)
-    finally:
-        services.engine.close()
-        store.close()
+    conn = services.connections.valid(REALM, force_refresh=True)
+    assert conn.status is ConnectionStatus.CONNECTED and conn.token_generation == 2
+    assert store.get_connection(REALM).refresh_token == intuit.current_refresh_token(REALM)
 
 
 def test_invalid_grant_after_a_refresh_left_unfinished_says_the_process_stopped(
-    intuit, slack, clock, cipher, redis_prefix, tmp_path
+    due, start, intuit, slack, clock, cipher, tmp_path
 ):
-    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
-    stored = due_connection(intuit, clock)
-    store.save_connection(stored)
+    store, stored = due
     rotate_elsewhere(intuit, slack, clock, stored)  # Intuit rotated for a process that then died
     store.put_doc(INFLIGHT_KIND, REALM, {"by": "worker-7:4242", "at": "2026-12-03T10:00:00+00:00"})
-    settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
-    services = build_services(settings, store=store, clock=clock)
-    journal = TokenJournal(tmp_path, cipher, store_identity(store.identity))
+    services = start(store)
+    journal = journal_of(store, cipher, tmp_path)
     manager = ConnectionManager(store, services.intuit, clock, journal=journal, grace=0.5)
-    try:
-        started = time.monotonic()
-        with pytest.raises(ConnectionLost, match="stopped mid-call"):
-            manager.valid(REALM)
-        assert time.monotonic() - started >= 0.5  # it waited for the other process's journal
-        lost = store.get_connection(REALM)
-        assert lost.status is ConnectionStatus.LOST and lost.status_reason == LOST_REASON_DIED_MID_REFRESH
-        assert store.get_doc(INFLIGHT_KIND, REALM) is None
-    finally:
-        services.engine.close()
-        store.close()
+    started = time.monotonic()
+    with pytest.raises(ConnectionLost, match="stopped mid-call"):
+        manager.valid(REALM)
+    assert time.monotonic() - started >= 0.5  # it waited for the other process's journal
+    lost = store.get_connection(REALM)
+    assert lost.status is ConnectionStatus.LOST and lost.status_reason == LOST_REASON_DIED_MID_REFRESH
+    assert store.get_doc(INFLIGHT_KIND, REALM) is None
 
 
 HOLD_LOCK = """
@@ -190,10 +189,9 @@ with store.lock("refresh:" + sys.argv[4], ttl=float(sys.argv[5]), wait=5, renew=
 
 
 def test_a_refresh_lock_whose_holder_was_killed_frees_within_the_heartbeat(
-    intuit, slack, clock, cipher, redis_prefix, tmp_path
+    due, start, clock, cipher, redis_prefix, tmp_path
 ):
-    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
-    store.save_connection(due_connection(intuit, clock))
+    store, _ = due
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, REDIS_URL, TEST_KEY, redis_prefix, REALM, "2"],
         stdout=subprocess.PIPE,
@@ -202,9 +200,8 @@ def test_a_refresh_lock_whose_holder_was_killed_frees_within_the_heartbeat(
     try:
         assert holder.stdout.readline().strip() == "held"
         time.sleep(3)  # well past the TTL: only the renewals keep it
-        settings = make_settings(intuit, slack, ZQBO_JOURNAL_DIR=str(tmp_path))
-        services = build_services(settings, store=store, clock=clock)
-        journal = TokenJournal(tmp_path, cipher, store_identity(store.identity))
+        services = start(store)
+        journal = journal_of(store, cipher, tmp_path)
         busy = ConnectionManager(store, services.intuit, clock, lock_wait=0.5, lock_ttl=2, journal=journal)
         with pytest.raises(Exception, match="another process is refreshing"):
             busy.valid(REALM)
@@ -214,10 +211,8 @@ def test_a_refresh_lock_whose_holder_was_killed_frees_within_the_heartbeat(
         started = time.monotonic()
         conn = waiting.valid(REALM)
         assert conn.token_generation == 1 and time.monotonic() - started < 4
-        services.engine.close()
     finally:
         holder.kill()
-        store.close()
 
 
 def test_a_refresh_call_gives_up_before_a_draining_process_must_exit(intuit, slack, clock):
