@@ -13,6 +13,7 @@ from bot.connect import new_error_id
 from bot.reconnect import ReconnectError
 from bot.services import Services
 from bot.store.base import StoreUnavailable
+from bot.tenancy.workspaces import READ_ONLY
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +36,11 @@ def _who(body: dict[str, Any]) -> tuple[str, str]:
     return str(user.get("id", "")), str(user.get("team_id") or team_id or "")
 
 
-def foreign(body: dict[str, Any], context: BoltContext) -> bool:
-    """A user of another organisation, pressing a button in a channel shared with it (Slack
-    Connect): the payload's user belongs to a team that is not the installation's. With an
-    org-wide install every team of the org is zqbo's own (membership is not in the payload)."""
+def foreign(services: Services, body: dict[str, Any], context: BoltContext) -> bool:
+    """A user of another organisation pressing a button in a channel shared with it (Slack
+    Connect): the payload's `user.team_id` is not the installation's (bot/tenancy/workspaces.py)."""
     user = body.get("user") if isinstance(body.get("user"), dict) else {}
-    user_team = user.get("team_id")
-    if not isinstance(user_team, str) or not user_team or context.is_enterprise_install:
-        return False
-    return bool(context.team_id) and user_team != context.team_id
-
-
-READ_ONLY = (
-    "This channel is shared with another organisation: you can see zqbo's messages, but only "
-    "members of the workspace that installed zqbo can act on them."
-)
+    return services.workspaces.outsider(user.get("team_id"), context)
 
 
 def _value(body: dict[str, Any]) -> str:
@@ -100,7 +91,7 @@ def register(app: App, services: Services) -> None:
             scope = services.workspaces.scope_of(context)
 
             def guarded() -> blocks.Message | None:
-                if foreign(body, context):  # never asked of users.info with this workspace's token
+                if foreign(services, body, context):  # never asked of users.info with this workspace's token
                     return blocks.notice(READ_ONLY, ":lock:")
                 if not services.admins.is_admin(user_id, scope):
                     return blocks.not_allowed(what, services.admins.who(scope))
@@ -140,7 +131,7 @@ def register(app: App, services: Services) -> None:
         scope = services.workspaces.scope_of(context)
 
         def work() -> blocks.Message | None:
-            if foreign(body, context):
+            if foreign(services, body, context):
                 return blocks.notice(READ_ONLY, ":lock:")
             alert = services.alerts.acknowledge(
                 _value(body), user_id, scope if services.workspaces.multi else None
@@ -158,7 +149,7 @@ def register(app: App, services: Services) -> None:
         scope = services.workspaces.scope_of(context)
 
         def work() -> blocks.Message | None:
-            if foreign(body, context):
+            if foreign(services, body, context):
                 return blocks.notice(READ_ONLY, ":lock:")
             if not services.admins.is_admin(user_id, scope):
                 return blocks.not_allowed("mute alerts", services.admins.who(scope))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, Respond
@@ -13,6 +14,7 @@ from bot.commands import ADMIN_ONLY, TOO_LONG, parse, too_long_sentence
 from bot.connect import new_error_id
 from bot.services import Services
 from bot.store.base import StoreUnavailable
+from bot.tenancy.workspaces import READ_ONLY_COMMAND
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,9 @@ FOLLOW_UP = {
     "check": lambda: blocks.notice("Checking QuickBooks now…", ":mag:"),
     "users": lambda: blocks.notice("Reading 30 days of entries from QuickBooks…", ":mag:"),
 }
+# What a person of another organisation (Slack Connect) may run: a look, never a change, and
+# nothing that reads the companies' QuickBooks entries (check, users) or lists alerts.
+LOOK_ONLY = frozenset({"status", "help", "unknown"})
 NO_RESPONSE_URL = (
     "Slack did not give zqbo a way to answer this command later (no response_url), so it was "
     "not run. Try again from a channel or from zqbo's DM."
@@ -33,7 +38,9 @@ def register(app: App, services: Services) -> None:
     def zqbo_command(ack: Ack, command: dict[str, Any], respond: Respond, context: BoltContext) -> None:
         """Answer from stored state at once; what needs Intuit, QBO or a DM runs after."""
         try:
-            after = answer(services, ack, command, services.workspaces.scope_of(context))
+            scope = services.workspaces.scope_of(context)
+            outsider = partial(services.workspaces.outsider, command.get("team_id"), context)
+            after = answer(services, ack, command, scope, outsider)
         except StoreUnavailable as exc:
             error_id = new_error_id()
             log.error("/zqbo answered without the store [%s]: %s", error_id, exc)
@@ -46,10 +53,15 @@ def register(app: App, services: Services) -> None:
 
 
 def answer(
-    services: Services, ack: Ack, command: dict[str, Any], scope: str = ""
+    services: Services,
+    ack: Ack,
+    command: dict[str, Any],
+    scope: str = "",
+    outsider: Callable[[], bool] = lambda: False,
 ) -> Callable[[Respond], None] | None:
     """Ack the command; return the work to do after the ack, if any. Everything it reads or
-    changes is the workspace's (`scope`)."""
+    changes is the workspace's (`scope`). A person of another organisation (`outsider`, asked
+    only when the subcommand is more than a look) gets status and help, nothing else."""
     text = command.get("text") or ""
     cmd = parse(text)
     metrics.SLACK_COMMANDS.labels(subcommand=cmd.name if cmd.name != TOO_LONG else "unknown").inc()
@@ -61,6 +73,9 @@ def answer(
 
     if cmd.name == TOO_LONG:
         reply(blocks.notice(too_long_sentence(len(text)), ":thinking_face:"))
+        return None
+    if cmd.name not in LOOK_ONLY and outsider():  # before the admin check: no users.info on them
+        reply(blocks.notice(READ_ONLY_COMMAND.format(name=cmd.name), ":lock:"))
         return None
     if cmd.name in ADMIN_ONLY and not services.admins.is_admin(user_id, scope):
         reply(blocks.not_allowed(ADMIN_ONLY[cmd.name], services.admins.who(scope)))

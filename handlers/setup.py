@@ -16,8 +16,8 @@ from bot import blocks, slash
 from bot.blocks.setup import FIELDS, OPEN_SETTINGS, SETTINGS_CALLBACK
 from bot.services import Services
 from bot.tenancy.uninstall import forget_workspace
-from bot.tenancy.workspaces import NotInstalled, SettingError, parse_setting, scope_for
-from handlers.actions import READ_ONLY, foreign
+from bot.tenancy.workspaces import READ_ONLY, NotInstalled, SettingError, parse_setting, scope_for
+from handlers.actions import foreign
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def register(app: App, services: Services) -> None:
         if not workspaces.multi:
             _say(client, body, "This zqbo is set up by its environment (ZQBO_ALERT_CHANNEL and the rest).")
             return
-        if foreign(body, context):
+        if foreign(services, body, context):
             _say(client, body, READ_ONLY)
             return
         if not services.admins.is_admin(user_id, scope):

@@ -63,7 +63,19 @@ DEFAULT_SCOPES = "commands,chat:write,im:write,users:read,channels:history,group
 NO_TOKEN_METHODS = frozenset({"oauth.v2.access"})
 TRIGGER_LIFETIME = 3.0  # seconds a trigger_id can open a modal
 
-__all__ = ["BAD_MESSAGE_ERRORS", "MessageRefusal", "SlackEmulator", "block_kit_problems", "check_message"]
+__all__ = [
+    "BAD_MESSAGE_ERRORS",
+    "MessageRefusal",
+    "NotAValidCommand",
+    "SlackEmulator",
+    "block_kit_problems",
+    "check_message",
+]
+
+
+class NotAValidCommand(Exception):
+    """What Slack tells a person whose workspace does not have the app: "/zqbo is not a valid
+    command" — the app is never asked."""
 
 
 @dataclass
@@ -137,6 +149,7 @@ class Channel:
     is_member: bool = True
     messages: list[dict[str, Any]] = field(default_factory=list)
     team_id: str = TEAM_ID
+    shared_with: tuple[str, ...] = ()  # Slack Connect: the other organisations' teams in it
 
 
 class SlackEmulator(EmulatorServer):
@@ -224,11 +237,20 @@ class SlackEmulator(EmulatorServer):
         return user
 
     def add_channel(
-        self, channel_id: str, name: str, is_member: bool = True, *, team_id: str = TEAM_ID
+        self,
+        channel_id: str,
+        name: str,
+        is_member: bool = True,
+        *,
+        team_id: str = TEAM_ID,
+        shared_with: tuple[str, ...] = (),
     ) -> Channel:
-        channel = Channel(channel_id, name, is_member, team_id=team_id)
+        """A channel of `team_id`; `shared_with` other organisations' teams makes it a Slack
+        Connect channel: their members see it, type commands and press buttons in it."""
+        channel = Channel(channel_id, name, is_member, team_id=team_id, shared_with=tuple(shared_with))
         with self._lock:
-            self._known_team(team_id)
+            for team in (team_id, *shared_with):
+                self._known_team(team)
             self.channels[channel_id] = channel
         return channel
 
@@ -404,9 +426,18 @@ class SlackEmulator(EmulatorServer):
         timestamp: int | None = None,
         bad_signature: bool = False,
     ) -> tuple[requests.Response, str]:
-        """Type `command text` in Slack. Returns the bot's HTTP answer and the response_url."""
+        """Type `command text` in Slack. Returns the bot's HTTP answer and the response_url.
+        A member of another organisation typing it in a Slack Connect channel types it in their
+        own workspace: the payload names their team, and where the app is not installed for it
+        Slack answers them itself (NotAValidCommand) and the app hears nothing."""
         response_url = self.new_response_url()
         user = self.users.get(user_id)
+        with self._lock:
+            channel = self.channels.get(channel_id)
+            if user is not None and channel is not None and user.team_id in channel.shared_with:
+                team_id, enterprise_id = user.team_id, None
+                if not self.workspaces.reachable(team_id):
+                    raise NotAValidCommand(command)
         who = self._team_fields(team_id, enterprise_id)
         form = {
             "token": "legacy-verification-token",
@@ -446,9 +477,12 @@ class SlackEmulator(EmulatorServer):
             team.update(enterprise_id=who["enterprise_id"], enterprise_name=who["enterprise_name"])
             enterprise = {"id": who["enterprise_id"], "name": who["enterprise_name"]}
         name = user.name if user else "someone"
+        # The person's own team: in a Slack Connect channel, another organisation's
+        # (java-slack-sdk issue #1041: `team` is the app's workspace, `user.team_id` the clicker's).
+        user_team = user.team_id if user else team_id
         return {
             "team": team,
-            "user": {"id": user_id, "username": name, "name": name, "team_id": team_id},
+            "user": {"id": user_id, "username": name, "name": name, "team_id": user_team},
             "enterprise": enterprise,
             "is_enterprise_install": who["is_enterprise_install"],
         }
@@ -1014,7 +1048,10 @@ class SlackEmulator(EmulatorServer):
 
     def _channel_for(self, grant: Grant, channel_id: Any) -> Channel | None:
         channel = self.channels.get(str(channel_id or ""))
-        return channel if channel is not None and self.workspaces.covers(grant, channel.team_id) else None
+        if channel is None:
+            return None
+        teams = (channel.team_id, *channel.shared_with)
+        return channel if any(self.workspaces.covers(grant, t) for t in teams) else None
 
     def _m_auth_test(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         answer: dict[str, Any] = {"ok": True, "user": "zqbo"}
@@ -1034,6 +1071,13 @@ class SlackEmulator(EmulatorServer):
             answer["enterprise_id"] = enterprise_id
         answer["is_enterprise_install"] = grant.is_enterprise_install
         return answer
+
+    def _m_auth_teams_list(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        """The workspaces a token reaches: every team of the org for an org-wide install (the
+        ones it was approved for), its own team otherwise."""
+        teams = [t for t in self.teams.values() if self.workspaces.covers(grant, t.id)]
+        listed = [{"id": t.id, "name": t.name} for t in teams]
+        return {"ok": True, "teams": listed, "response_metadata": {"next_cursor": ""}}
 
     def _m_auth_revoke(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         if _flag(args.get("test")):

@@ -119,6 +119,10 @@ class Workspaces:
             self._bots[key] = (user_id or f"U{key[1:]}ZQBO", bot_id or f"B{key[1:]}ZQBO")
         return self._bots[key]
 
+    def reachable(self, team_id: str) -> bool:
+        """Is the app installed for `team_id`, on its own or through its org?"""
+        return any(not g.revoked and self.covers(g, team_id) for g in self.tokens.values())
+
     def org_installed(self, team_id: str) -> bool:
         """Is the app reached in `team_id` through an org-wide install (no live install of its own)?"""
         team = self.teams.get(team_id)

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 SETTINGS_KIND = "workspace"  # documents keyed by scope: the settings a workspace chose
 SETTABLE = ("alert_channel", "dedicated_email", "admins", "markers", "check_interval")
 CLIENT_CACHE_SECONDS = 60.0
+ORG_TEAMS_CACHE_SECONDS = 300.0  # an org-wide install's list of workspaces (auth.teams.list)
 LEGACY_MARKERS = ("config", "markers")  # where one workspace's markers were kept before
 SETTINGS_CACHE_SECONDS = 2.0  # another process's settings change shows within this (own at once)
 
@@ -53,6 +54,17 @@ class Workspace:
     def configured(self) -> bool:
         """Ready to alert: it has somewhere to post."""
         return bool(self.alert_channel)
+
+
+# Slack Connect: what a person of another organisation is told when they try more than a look.
+READ_ONLY = (
+    "This channel is shared with another organisation: you can see zqbo's messages, but only "
+    "members of the workspace that installed zqbo can act on them."
+)
+READ_ONLY_COMMAND = (
+    "This channel is shared with another organisation: `/zqbo status` and `/zqbo help` work for "
+    "you here, but only members of the workspace that installed zqbo can run `/zqbo {name}`."
+)
 
 
 def scope_for(enterprise_id: str | None, team_id: str | None, is_enterprise_install: bool | None) -> str:
@@ -82,6 +94,7 @@ class Workspaces:
         self._installed = installed
         self._clients: dict[str, tuple[float, str, WebClient]] = {}
         self._settings_cache: dict[str, tuple[float, Workspace]] = {}
+        self._org_teams: dict[str, tuple[float, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -100,6 +113,46 @@ class Workspaces:
         return scope_for(
             context.get("enterprise_id"), context.get("team_id"), context.get("is_enterprise_install")
         )
+
+    def outsider(self, user_team: Any, context: Any) -> bool:
+        """Whether a person belongs to another organisation than the installation that answers
+        (Slack Connect): not its workspace (nor, on Grid, its org) for a workspace install; not one
+        of the org's workspaces for an org-wide install. `user_team` is the person's team as the
+        payload says it (a button's `user.team_id`, a command's `team_id`); Grid may report the
+        org's id there. Unknown (no team given) is not an outsider: there is nothing to compare."""
+        if not isinstance(user_team, str) or not user_team:
+            return False
+        enterprise_id = context.get("enterprise_id")
+        if user_team == enterprise_id:
+            return False
+        if context.get("is_enterprise_install") and enterprise_id:
+            return user_team not in self.org_teams(str(enterprise_id))
+        return user_team != context.get("team_id")
+
+    def org_teams(self, enterprise_id: str) -> frozenset[str]:
+        """The workspaces an org-wide install was approved for, as Slack lists them
+        (`auth.teams.list`), kept a few minutes; the last list is kept while Slack cannot answer,
+        and with none yet nobody is taken for a member (fail closed)."""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._org_teams.get(enterprise_id)
+        if hit and now - hit[0] < ORG_TEAMS_CACHE_SECONDS:
+            return hit[1]
+        try:
+            client, teams, cursor = self.client(enterprise_id), set(), None
+            for _ in range(20):  # 20 pages of 1000 workspaces: more than any org has
+                page = client.auth_teams_list(limit=1000, cursor=cursor)
+                teams.update(str(t.get("id")) for t in page.get("teams") or [] if t.get("id"))
+                cursor = (page.get("response_metadata") or {}).get("next_cursor")
+                if not cursor:
+                    break
+        except Exception as exc:  # Slack down, or the org uninstalled: keep what we knew
+            log.warning("auth.teams.list failed for %s (%s)", enterprise_id, type(exc).__name__)
+            return hit[1] if hit else frozenset()
+        found = frozenset(teams)
+        with self._lock:
+            self._org_teams[enterprise_id] = (now, found)
+        return found
 
     def team_filter(self, scope: str) -> str | None:
         """What to pass the store to see exactly this scope's companies (None: all of them)."""
@@ -230,6 +283,7 @@ class Workspaces:
         with self._lock:
             self._clients.pop(scope, None)
             self._settings_cache.pop(scope, None)
+            self._org_teams.pop(scope, None)
 
 
 class NotInstalled(Exception):
