@@ -264,9 +264,9 @@ class StoreAuthorize(Authorize):
         except SlackTokenRotationError as exc:  # unrecoverable for this request, as in Bolt
             log.error("could not rotate the bot token of %s: %s", scope, type(exc).__name__)
             return None
-        return AuthorizeResult(
-            enterprise_id=enterprise_id,
-            team_id=team_id,
+        return AuthorizeResult(  # whose installation answers: an org-wide one has no team
+            enterprise_id=bot.enterprise_id,
+            team_id=None if bot.is_enterprise_install else bot.team_id,
             bot_user_id=bot.bot_user_id,
             bot_id=bot.bot_id,
             bot_token=bot.bot_token,

@@ -110,6 +110,9 @@ class Workspaces:
         workspace — "" with one workspace."""
         if not self.multi:
             return ""
+        installed = context.get("authorize_result")  # whose installation answers, when Bolt found one
+        if installed is not None and (installed.team_id or installed.enterprise_id):
+            return scope_for(installed.enterprise_id, installed.team_id, not installed.team_id)
         return scope_for(
             context.get("enterprise_id"), context.get("team_id"), context.get("is_enterprise_install")
         )
@@ -122,12 +125,14 @@ class Workspaces:
         org's id there. Unknown (no team given) is not an outsider: there is nothing to compare."""
         if not isinstance(user_team, str) or not user_team:
             return False
-        enterprise_id = context.get("enterprise_id")
-        if user_team == enterprise_id:
+        installed = context.get("authorize_result")  # the installation Bolt answers with
+        team_id = installed.team_id if installed is not None else context.get("team_id")
+        enterprise_id = installed.enterprise_id if installed is not None else context.get("enterprise_id")
+        if user_team in (team_id, enterprise_id):
             return False
-        if context.get("is_enterprise_install") and enterprise_id:
+        if enterprise_id and not team_id:  # an org-wide install: any workspace it was approved for
             return user_team not in self.org_teams(str(enterprise_id))
-        return user_team != context.get("team_id")
+        return True
 
     def org_teams(self, enterprise_id: str) -> frozenset[str]:
         """The workspaces an org-wide install was approved for, as Slack lists them
