@@ -125,7 +125,9 @@ class Workspaces:
         org's id there. Unknown (no team given) is not an outsider: there is nothing to compare."""
         if not isinstance(user_team, str) or not user_team:
             return False
-        installed = context.get("authorize_result")  # the installation Bolt answers with
+        # With many workspaces, the installation Bolt answers with (StoreAuthorize's result); with
+        # one, Bolt asked auth.test once and the request's own team is the one to compare with.
+        installed = context.get("authorize_result") if self.multi else None
         team_id = installed.team_id if installed is not None else context.get("team_id")
         enterprise_id = installed.enterprise_id if installed is not None else context.get("enterprise_id")
         if user_team in (team_id, enterprise_id):
