@@ -314,7 +314,9 @@ def distributed_manifest(text: str) -> str:
             "      - app_home_opened\n",
             "      - app_home_opened\n"
             "      # A workspace removed zqbo: everything of it is deleted, its QuickBooks grants revoked.\n"
-            "      - app_uninstalled\n      - tokens_revoked\n",
+            "      - app_uninstalled\n      - tokens_revoked\n"
+            "      # An org-wide install gained or lost workspaces (Enterprise Grid).\n"
+            "      - team_access_granted\n      - team_access_revoked\n",
         ),
         ("  org_deploy_enabled: false\n", "  org_deploy_enabled: true\n"),
     ]

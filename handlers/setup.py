@@ -158,6 +158,18 @@ def register(app: App, services: Services) -> None:
 
     app.action(OPEN_SETTINGS)(ack=ack_at_once, lazy=[open_settings])
     app.view(SETTINGS_CALLBACK)(save_settings)
+
+    def org_changed(event: dict[str, Any], context: BoltContext) -> None:
+        """An org-wide install gained or lost workspaces: its data stays the org's; who counts as
+        one of the org's people is asked of Slack afresh."""
+        scope = workspaces.scope_of(context)
+        workspaces.forget(scope)
+        log.info(
+            "org %s: %s %s", scope, event.get("type"), ",".join(map(str, event.get("team_ids") or []))[:200]
+        )
+
+    app.event("team_access_granted")(org_changed)
+    app.event("team_access_revoked")(org_changed)
     app.event("app_uninstalled")(ack=gone, lazy=[forget])
     app.event("tokens_revoked")(ack=gone, lazy=[forget])
 

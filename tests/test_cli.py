@@ -164,7 +164,13 @@ def test_distributed_manifest_is_an_app_many_workspaces_can_install(tmp_path):
     assert manifest["oauth_config"]["redirect_urls"] == ["https://zqbo.vendor.example/slack/oauth_redirect"]
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(SCOPES)  # what Bolt asks for
     events = manifest["settings"]["event_subscriptions"]
-    assert set(events["bot_events"]) == {"app_home_opened", "app_uninstalled", "tokens_revoked"}
+    assert set(events["bot_events"]) == {
+        "app_home_opened",
+        "app_uninstalled",
+        "tokens_revoked",
+        "team_access_granted",
+        "team_access_revoked",
+    }
     assert events["request_url"] == "https://zqbo.vendor.example/slack/events"
     assert manifest["settings"]["org_deploy_enabled"] is True
     # the single-workspace manifest stays as it was: no redirect, no uninstall events

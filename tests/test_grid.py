@@ -162,7 +162,12 @@ def test_a_command_from_a_workspace_outside_the_org_gets_status_and_help_only(gr
     before = (services.workspaces.get(ORG, fresh=True), services.store.list_docs("mute"))
     users_info = len(slack.calls_to("users.info"))
     resp, url = slack.send_command(
-        grid.events_url, text, team_id=PARTNER, enterprise_id=ORG, user_id=PARTNER_ADMIN, channel_id=SHARED
+        grid.events_url,
+        text,
+        team_id=PARTNER,
+        enterprise_id=ORG,
+        user_id=PARTNER_ADMIN,
+        channel_id=EAST_CHANNEL,
     )
     answer = card_text(ack_message(resp))
     assert "shared with another organisation" in answer and "/zqbo status" in answer
@@ -175,7 +180,7 @@ def test_a_command_from_a_workspace_outside_the_org_gets_status_and_help_only(gr
         team_id=PARTNER,
         enterprise_id=ORG,
         user_id=PARTNER_ADMIN,
-        channel_id=SHARED,
+        channel_id=EAST_CHANNEL,
     )
     assert "Acme Payments Ltd" in card_text(ack_message(resp))
 
@@ -215,3 +220,20 @@ def test_a_grid_person_whose_team_is_given_as_the_org_is_not_taken_for_an_outsid
     assert slack.send_action(grid.events_url, payload).status_code == 200
     answer = card_text(slack.wait_for_responses(url, 1)[0])
     assert "shared with another organisation" not in answer and "QuickBooks" in answer
+
+
+def test_a_workspace_taken_away_from_the_org_install_leaves_the_orgs_data_and_its_people_become_outsiders(
+    grid, slack
+):
+    """Slack's `team_access_revoked`: the org keeps its install, companies and settings; a person
+    of the removed workspace pressing a button in an org channel can no longer act on them."""
+    services = grid.services
+    prompt = say(slack, grid, EAST, EAST_ADMIN, "disconnect")
+    assert WEST in services.workspaces.org_teams(ORG)
+    assert slack.remove_from_org_install(grid.events_url, WEST).status_code == 200
+    assert list(services.store.list_docs(INSTALLS)) == [f"E:{ORG}"]
+    assert services.workspaces.org_teams(ORG) == frozenset({EAST})  # asked afresh
+    answer = press_disconnect(slack, grid, prompt, EAST, WEST_ADMIN, EAST_CHANNEL)
+    assert "shared with another organisation" in card_text(answer)
+    assert services.store.get_connection(REALM).status.value == "connected"
+    assert "Acme Payments Ltd" in card_text(say(slack, grid, EAST, EAST_ADMIN, "status"))

@@ -835,6 +835,18 @@ class SlackEmulator(EmulatorServer):
         )
         return first, second
 
+    def remove_from_org_install(self, events_url: str, team_id: str) -> requests.Response:
+        """An org admin takes one workspace away from the org-wide install: its token no longer
+        reaches that workspace, and Slack tells the app with `team_access_revoked`
+        (docs.slack.dev/reference/events/team_access_revoked). Returns the bot's answer."""
+        with self._lock:
+            enterprise_id = self.teams[team_id].enterprise_id
+            for grant in self.tokens.values():
+                if grant.is_enterprise_install and grant.enterprise_id == enterprise_id:
+                    grant.removed_teams.add(team_id)
+        event = {"type": "team_access_revoked", "team_ids": [team_id]}
+        return self._post_event(events_url, self._event_envelope(event, str(enterprise_id), None))
+
     def _post_event(self, events_url: str, envelope: dict[str, Any]) -> requests.Response:
         return self._post_signed(events_url, json.dumps(envelope).encode(), "application/json")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,6 +48,7 @@ class Grant:
     expires_at: datetime | None = None  # rotating tokens only
     refresh_token: str | None = None
     revoked: bool = False
+    removed_teams: set[str] = field(default_factory=set)  # an org install's workspaces taken away
 
     @property
     def install_key(self) -> str:
@@ -107,7 +108,11 @@ class Workspaces:
         """May this token act in `team_id` (its own team, or any team of its org)?"""
         if grant.is_enterprise_install:
             team = self.teams.get(team_id or "")
-            return team is not None and team.enterprise_id == grant.enterprise_id
+            return (
+                team is not None
+                and team.enterprise_id == grant.enterprise_id
+                and team.id not in grant.removed_teams
+            )
         return team_id == grant.team_id
 
     def bot_identity(
