@@ -28,6 +28,7 @@ from werkzeug.serving import make_server
 
 from bot.clock import FakeClock
 from bot.emulator import SlackEmulator
+from bot.emulator.slack import NotAValidCommand
 
 REDIRECT = "https://zqbo.example.com/slack/oauth_redirect"
 SCOPES = "commands,chat:write,users:read"
@@ -420,6 +421,42 @@ def test_requests_from_an_org_installed_team_say_so(slack, receiver):
     press = receiver.received[-1]
     assert press["team"]["id"] == "T0ORGB" and press["user"]["team_id"] == "T0ORGB"
     assert press["enterprise"] == {"id": "E0ORG", "name": "Orgco"} and press["is_enterprise_install"] is True
+
+
+def test_a_slack_connect_channel_and_a_partner_of_another_organisation(slack, receiver):
+    """A channel of T0EMU shared with Beta (Slack Connect): Beta's person presses buttons in it as
+    themselves (user.team_id Beta, the message's team T0EMU); their /zqbo is typed in their own
+    workspace, so without the app there Slack refuses it itself; once Beta installs, its token sees
+    the shared channel and the command names Beta."""
+    add_beta(slack)
+    slack.add_channel("C0SHARED", "acme-beta", team_id="T0EMU", shared_with=("T0BETA",))
+    message = {"ts": "1.000001", "channel": "C0SHARED", "blocks": [{"type": "actions", "elements": [
+        {"type": "button", "action_id": "go", "text": {"type": "plain_text", "text": "Go"}}]}]}  # fmt: skip
+    slack.press_button(receiver.url, message, "go", user_id="U0BADMIN", channel_id="C0SHARED")
+    press = receiver.received[-1]
+    assert press["team"]["id"] == "T0EMU" and press["user"]["team_id"] == "T0BETA"
+    with pytest.raises(NotAValidCommand):
+        slack.send_command(receiver.url, "status", user_id="U0BADMIN", channel_id="C0SHARED")
+    beta = web(slack, exchange(slack, approve(slack, team_id="T0BETA"))["access_token"])
+    assert beta.chat_postMessage(channel="C0SHARED", text="hello from Beta")["ok"]
+    assert beta.auth_teams_list()["teams"] == [{"id": "T0BETA", "name": "Beta Ltd"}]
+    slack.send_command(receiver.url, "status", user_id="U0BADMIN", channel_id="C0SHARED")
+    assert receiver.received[-1]["team_id"] == "T0BETA"
+
+
+def test_auth_teams_list_names_the_workspaces_an_org_install_reaches(slack, receiver):
+    add_org(slack)
+    org = web(
+        slack, exchange(slack, approve(slack, enterprise_id="E0ORG", user_id="U0OADMIN"))["access_token"]
+    )
+    assert {t["id"] for t in org.auth_teams_list()["teams"]} == {"T0ORGA", "T0ORGB"}
+    answer = slack.remove_from_org_install(receiver.url, "T0ORGB")
+    assert answer.status_code == 200
+    event = receiver.received[-1]
+    assert event["event"] == {**event["event"], "type": "team_access_revoked", "team_ids": ["T0ORGB"]}
+    assert event["authorizations"][0]["is_enterprise_install"] is True
+    assert [t["id"] for t in org.auth_teams_list()["teams"]] == ["T0ORGA"]
+    assert api_error(org.chat_postMessage, channel="C0ORGB", text="x") == "channel_not_found"
 
 
 # OAuth errors ----------------------------------------------------------------------------------------
