@@ -151,9 +151,8 @@ def test_while_the_newest_token_is_journaled_no_refresh_uses_the_stored_one(
     """Same host, another process: the store still has the dead token, the journal the live one."""
     store, stored = due
     live = rotate_elsewhere(intuit, slack, clock, stored)  # the stored one is dead now
+    services = start(store)  # nothing journaled yet, so no replay runs: the refresh itself must look
     journal_of(store, cipher, tmp_path).record(replace(stored, refresh_token=live, token_generation=1))
-    services = start(store)
-    services.connections.stop()  # no replay at start: the refresh itself must look
     conn = services.connections.valid(REALM, force_refresh=True)
     assert conn.status is ConnectionStatus.CONNECTED and conn.token_generation == 2
     assert store.get_connection(REALM).refresh_token == intuit.current_refresh_token(REALM)
