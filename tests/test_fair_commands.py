@@ -10,23 +10,32 @@ import time
 import pytest
 
 from bot.store.redis import RedisStore
+from bot.store.sqlite import SQLiteStore
 from tests.conftest import DEDICATED, DEDICATED_QBO_ID, REDIS_URL, make_settings, start_bot
 from tests.helpers import ack_message, card_text, command
 
 FAILING = "<!channel> & Co"  # a company name that would ping everyone if it were not escaped
 
 
-@pytest.fixture
-def many(intuit, slack, clock, cipher, redis_prefix):
-    """The bot (Redis store, a queue consumer of 4 threads in this process) with 6 companies:
-    five answer QBO after 1.5 s; the first, named FAILING, answers at once: its grant was revoked
-    in QuickBooks, so its check fails."""
-    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
-    server, bot = start_bot(
-        make_settings(intuit, slack, ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID, ZQBO_ADMINS="U0ADMIN"),
-        clock,
-        store=store,
+@pytest.fixture(params=["dramatiq", "inline"])
+def many(request, intuit, slack, clock, cipher, redis_prefix, tmp_path):
+    """The bot with 6 companies — on Redis with a queue consumer of 4 threads in this process, or
+    on SQLite with its own job pool (no broker): five answer QBO after 1.5 s; the first, named
+    FAILING, answers at once: its grant was revoked in QuickBooks, so its check fails."""
+    if request.param == "dramatiq":
+        store, redis_url, jobs = RedisStore(REDIS_URL, cipher, prefix=redis_prefix), REDIS_URL, "16"
+    else:
+        store, redis_url, jobs = SQLiteStore(str(tmp_path / "zqbo.db"), cipher), "", "4"
+    settings = make_settings(
+        intuit,
+        slack,
+        REDIS_URL=redis_url,
+        ZQBO_INLINE_CONCURRENCY=jobs,
+        ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID,
+        ZQBO_ADMINS="U0ADMIN",
     )
+    server, bot = start_bot(settings, clock, store=store)
+    assert bot.services.engine.name == request.param
     realms = [f"55000000000{i}" for i in range(6)]
     for i, realm in enumerate(realms):
         name = FAILING if i == 0 else f"Company {i}"
