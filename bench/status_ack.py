@@ -401,7 +401,7 @@ def noisy_neighbour(
     print(
         f"noisy workspace: {len(flood_urls)} commands in {bursts} bursts of 40 check + 40 users "
         f"({answered} acked, {len(errors)} failed), company answering after {args.latency:g} s; "
-        f"{accepted} run, {len(flood_urls) - accepted} refused with a sentence"
+        f"{accepted} answered through the response_url, {len(flood_urls) - accepted} not (refused in the ack)"
     )
     print(f"{'other workspaces':<28}{'quiet':>30}{'noisy':>30}{'ratio':>16}")
     rows = (
