@@ -5,6 +5,12 @@ subprocess), connects a company through the real OAuth flow, then sends N signed
 from C concurrent clients and prints p50/p99/max of the HTTP answer (the ack). Runs twice: QBO
 answering at once, and QBO answering after 2 s (the probe runs after the ack, so the ack must
 not move). Run: `.venv/bin/python bench/status_ack.py`.
+
+`--workspaces 100 --noisy`: a noisy neighbour instead of the second run. Workspace 0's company
+answers QBO after `--latency` s and, every `--flood-every` s, its admin sends 40 `/zqbo check`
+and one of its staff 40 `/zqbo users`. Meanwhile the other workspaces' status acks are measured
+as above, and `--checks` of them ask `/zqbo check` (the time until its answer is posted to the
+response_url); quiet run first, then the noisy one, and their ratio (target: within 1.5x).
 """
 
 from __future__ import annotations
@@ -150,50 +156,72 @@ def connect_company(slack: SlackEmulator, intuit: IntuitEmulator, events: str) -
 
 
 def install_workspaces(slack: SlackEmulator, bot_url: str, n: int) -> None:
-    """N workspaces, each installed the way a person does (Add to Slack → consent → back)."""
+    """N workspaces, each installed the way a person does (Add to Slack → consent → back) by
+    its admin; each also has a member who is not an admin."""
     started = time.perf_counter()
     for i in range(n):
         slack.add_team(team_id(i), f"Team {i}")
         slack.add_user(
-            f"UW{i:05d}", f"admin{i}", f"Admin {i}", f"admin{i}@team{i}.example", team_id=team_id(i)
+            f"UW{i:05d}",
+            f"admin{i}",
+            f"Admin {i}",
+            f"admin{i}@team{i}.example",
+            team_id=team_id(i),
+            is_admin=True,
+        )
+        slack.add_user(
+            f"UX{i:05d}", f"staff{i}", f"Staff {i}", f"staff{i}@team{i}.example", team_id=team_id(i)
         )
         slack.install(bot_url, team_id(i), f"UW{i:05d}").raise_for_status()
     print(f"installed {n:,} workspaces through Slack's OAuth in {time.perf_counter() - started:.1f} s")
 
 
-def signed_requests(slack: SlackEmulator, host: str, total: int, workspaces: int = 0) -> list[bytes]:
+def signed_requests(
+    slack: SlackEmulator, host: str, total: int, workspaces: int = 0, first: int = 0
+) -> list[bytes]:
     """Raw HTTP/1.1 requests, signed up front (a signature stays valid for 5 minutes), so the
     load generator spends its CPU on sending, not on building requests. With workspaces, the
-    requests come from all of them in turn."""
+    requests come from all of them in turn (from workspace `first` on)."""
     out = []
     for n in range(total):
-        team, user = (
-            (team_id(n % workspaces), f"UW{n % workspaces:05d}") if workspaces else ("T0EMU", "U0ADMIN")
-        )
-        body = urlencode(
-            {
-                "team_id": team,
-                "user_id": user,
-                "user_name": "ana",
-                "channel_id": "C0ALERTS",
-                "command": "/zqbo",
-                "text": "status",
-                "response_url": slack.new_response_url(),
-                "trigger_id": "1.2.3",
-            }
-        ).encode()
-        headers = {
-            "Host": host,
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Content-Length": str(len(body)),
-            **slack.sign(body),
-        }
-        head = "POST /slack/events HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        out.append(head.encode() + b"\r\n" + body)
+        i = first + n % (workspaces - first) if workspaces else 0
+        team, user = (team_id(i), f"UW{i:05d}") if workspaces else ("T0EMU", "U0ADMIN")
+        out.append(signed_command(slack, host, team, user, "status")[0])
     return out
 
 
-async def _client(port: int, queue: list[bytes], latencies: list[float], errors: list[str]) -> None:
+def signed_command(slack: SlackEmulator, host: str, team: str, user: str, text: str) -> tuple[bytes, str]:
+    """One raw signed slash command, and its response_url."""
+    response_url = slack.new_response_url()
+    body = urlencode(
+        {
+            "team_id": team,
+            "user_id": user,
+            "user_name": "ana",
+            "channel_id": "C0ALERTS",
+            "command": "/zqbo",
+            "text": text,
+            "response_url": response_url,
+            "trigger_id": "1.2.3",
+        }
+    ).encode()
+    headers = {
+        "Host": host,
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Content-Length": str(len(body)),
+        **slack.sign(body),
+    }
+    head = "POST /slack/events HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return head.encode() + b"\r\n" + body, response_url
+
+
+async def _client(
+    port: int,
+    queue: list[bytes],
+    latencies: list[float],
+    errors: list[str],
+    marker: bytes = b"connection status",
+) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while queue:
@@ -208,7 +236,7 @@ async def _client(port: int, queue: list[bytes], latencies: list[float], errors:
             body = await reader.readexactly(length)
             elapsed = time.perf_counter() - started
             status = int(head.split(b" ", 2)[1])
-            if status == 200 and b"connection status" in body:
+            if status == 200 and marker in body:
                 latencies.append(elapsed * 1000)
             else:
                 errors.append(str(status))
@@ -232,15 +260,68 @@ def _load_process(port: int, queue: list[bytes], clients: int, out) -> None:
     out.close()
 
 
+def _flood_process(port: int, bursts: list[list[bytes]], every: float, out) -> None:
+    """Send each burst of the noisy workspace's commands at once (16 connections), one burst
+    every `every` s; how many were answered 200."""
+    answered: list[float] = []
+    errors: list[str] = []
+
+    async def main() -> None:
+        for n, burst in enumerate(bursts):
+            started = time.perf_counter()
+            queue = list(burst)
+            await asyncio.gather(*(_client(port, queue, answered, errors, b"") for _ in range(16)))
+            if n < len(bursts) - 1:
+                await asyncio.sleep(max(0.0, every - (time.perf_counter() - started)))
+
+    asyncio.run(main())
+    out.send((len(answered), errors))
+    out.close()
+
+
+def start_flood(slack: SlackEmulator, port: int, bursts: int, every: float):
+    """Workspace 0 floods: 40 `/zqbo check` from its admin and 40 `/zqbo users` from its staff,
+    `bursts` times, from a process of its own."""
+    host = f"127.0.0.1:{port}"
+    who = [("UW00000", "check") if n % 2 == 0 else ("UX00000", "users") for n in range(80)]
+    planned = [
+        [signed_command(slack, host, team_id(0), user, text) for user, text in who] for _ in range(bursts)
+    ]
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    raw = [[request for request, _ in burst] for burst in planned]
+    child = ctx.Process(target=_flood_process, args=(port, raw, every, send))
+    child.start()
+    return child, receive, [url for burst in planned for _, url in burst]
+
+
+def check_answers(slack: SlackEmulator, port: int, teams: list[int], concurrency: int = 5) -> list[float]:
+    """`/zqbo check` from each of these workspaces' admins: ms until the answer reached the
+    response_url (the ack, then the audit, then the post)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(i: int) -> float:
+        started = time.perf_counter()
+        resp, url = slack.send_command(
+            f"http://127.0.0.1:{port}/slack/events", "check", team_id=team_id(i), user_id=f"UW{i:05d}"
+        )
+        resp.raise_for_status()
+        slack.wait_for_responses(url, 1, timeout=120)
+        return (time.perf_counter() - started) * 1000
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, teams))
+
+
 def run_load(
-    slack: SlackEmulator, port: int, total: int, clients: int, workspaces: int = 0
+    slack: SlackEmulator, port: int, total: int, clients: int, workspaces: int = 0, first: int = 0
 ) -> tuple[list[float], float]:
     """`clients` keep-alive connections, each sending its next request when the last is answered.
 
     The load generator runs in a process of its own: the emulators in this process receive the
     bot's follow-up posts (response_url), as Slack would, and must not share the measuring
     client's interpreter (its GIL) while they do."""
-    queue = signed_requests(slack, f"127.0.0.1:{port}", total, workspaces)
+    queue = signed_requests(slack, f"127.0.0.1:{port}", total, workspaces, first)
     ctx = multiprocessing.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_load_process, args=(port, queue, clients, send))
@@ -278,6 +359,66 @@ def report(label: str, latencies: list[float], wall: float) -> None:
     )
 
 
+def noisy_neighbour(
+    args: argparse.Namespace, intuit: IntuitEmulator, slack: SlackEmulator, port: int
+) -> None:
+    """The other workspaces' status acks and check answers, quiet and then while workspace 0
+    floods zqbo with its slow company; the figures side by side."""
+    import threading
+
+    many = args.workspaces
+    # each run asks workspaces that have not been checked yet (a first check reads more)
+    others = list(range(1, many))
+    samples = [others[: args.checks], others[args.checks : 2 * args.checks] or others[: args.checks]]
+
+    def measure() -> tuple[list[float], float, list[float]]:
+        checks: list[float] = []
+        sample = samples.pop(0)
+        asking = threading.Thread(target=lambda: checks.extend(check_answers(slack, port, sample)))
+        asking.start()
+        acks, wall = run_load(slack, port, args.requests, args.clients, many, first=1)
+        asking.join()
+        return acks, wall, checks
+
+    quiet_acks, quiet_wall, quiet_checks = measure()
+    settle(slack)
+    noisy_realm = f"9{0:015d}"  # workspace 0's company (bench seeding: company i is workspace i's)
+    intuit.set_company_latency(noisy_realm, args.latency)
+    bursts = max(2, int((quiet_wall + 5) / args.flood_every) + 2)
+    child, receive, flood_urls = start_flood(slack, port, bursts, args.flood_every)
+    time.sleep(1.0)  # the first burst's work is in flight
+    noisy_acks, noisy_wall, noisy_checks = measure()
+    answered, errors = receive.recv()
+    child.join()
+    intuit.set_company_latency(noisy_realm, 0)
+    settle(slack, quiet=1.0, timeout=120)
+    accepted = sum(1 for url in flood_urls if slack.responses(url))
+
+    def q(values: list[float], p: float) -> float:
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+    print(
+        f"noisy workspace: {len(flood_urls)} commands in {bursts} bursts of 40 check + 40 users "
+        f"({answered} acked, {len(errors)} failed), company answering after {args.latency:g} s; "
+        f"{accepted} answered through the response_url, {len(flood_urls) - accepted} not (refused in the ack)"
+    )
+    print(f"{'other workspaces':<28}{'quiet':>30}{'noisy':>30}{'ratio':>16}")
+    rows = (
+        ("status ack p50/p99/max ms", quiet_acks, noisy_acks, (0.5, 0.99, 1.0)),
+        ("check answer p50/p99 ms", quiet_checks, noisy_checks, (0.5, 0.99)),
+    )
+    for label, quiet, noisy, ps in rows:
+        qs = "/".join(f"{q(quiet, p):.1f}" for p in ps)
+        ns = "/".join(f"{q(noisy, p):.1f}" for p in ps)
+        ratio = "/".join(f"{q(noisy, p) / q(quiet, p):.2f}x" for p in ps[:2])
+        print(f"{label:<28}{qs:>30}{ns:>30}{ratio:>16}")
+    print(
+        f"measured: status acks quiet {len(quiet_acks)}, noisy {len(noisy_acks)}; "
+        f"checks quiet {len(quiet_checks)}, noisy {len(noisy_checks)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
@@ -310,7 +451,17 @@ def main() -> None:
         help="ZQBO_PROBE_REUSE_SECONDS for the bot (default: the production default, 20; "
         "1 keeps probes and card updates running through the whole load)",
     )
+    parser.add_argument(
+        "--noisy",
+        action="store_true",
+        help="with --workspaces: workspace 0 floods check and users with a slow company (--latency) "
+        "while the others' status acks and check answers are measured; quiet run first",
+    )
+    parser.add_argument("--checks", type=int, default=30, help="with --noisy: /zqbo check answers measured")
+    parser.add_argument("--flood-every", type=float, default=5.0, help="with --noisy: seconds between bursts")
     args = parser.parse_args()
+    if args.noisy and args.workspaces < 2:
+        parser.error("--noisy needs --workspaces 2 or more")
 
     with IntuitEmulator() as intuit, SlackEmulator() as slack, tempfile.TemporaryDirectory() as workdir:
         intuit.seed_demo()
@@ -336,6 +487,9 @@ def main() -> None:
                 f"{'+redis' if args.postgres and args.redis else ''}, probe reuse {args.probe_reuse:g} s"
                 + (f", {many} workspaces" if many else "")
             )
+            if args.noisy:
+                noisy_neighbour(args, intuit, slack, port)
+                return
             fast, wall = run_load(slack, port, args.requests, args.clients, many)
             report("QBO answering at once", fast, wall)
             intuit.set_latency(args.latency)

@@ -30,6 +30,7 @@ from bot.clock import Clock, SystemClock
 from bot.config import Settings
 from bot.connect import OAuthFlow, Outcome
 from bot.drain import DrainablePool
+from bot.fairness import CommandLimits, FairPool
 from bot.models import OAuthState
 from bot.probe import Prober
 from bot.qbo.client import QBOClient, RetryPolicy
@@ -140,9 +141,8 @@ def build_services(
     )
     connections.start()  # what any process of this store left in the journal goes in first
     namespace = getattr(store.inner, "prefix", "zqbo")  # the Redis store's key prefix
-    qbo = QBOClient(
-        settings, intuit, connections, retry, RealmLimits(rate_limit_backend(settings, threads), namespace)
-    )
+    limits_backend = rate_limit_backend(settings, threads)
+    qbo = QBOClient(settings, intuit, connections, retry, RealmLimits(limits_backend, namespace))
     reuse = settings.probe_reuse_seconds if probe_reuse_seconds is None else probe_reuse_seconds
     prober = Prober(qbo, connections, store, clock, reuse_seconds=reuse)
     slack = slack_client(settings)
@@ -233,7 +233,10 @@ def build_services(
     auditor = Auditor(store, qbo, alerts, reconnect, settings, clock, workspaces)
     # DrainablePool: on SIGTERM what these started finishes within ZQBO_DRAIN_SECONDS (bot/drain.py)
     background = DrainablePool(max_workers=BACKGROUND_THREADS, thread_name_prefix="zqbo-bg")
-    after_ack = DrainablePool(max_workers=AFTER_ACK_THREADS, thread_name_prefix="zqbo-after-ack")
+    # Each workspace's after-ack work waits its own turn (bot/fairness.py); with one workspace
+    # there is no neighbour to make room for.
+    per_workspace = settings.after_ack_per_workspace if settings.multi_workspace else AFTER_ACK_THREADS
+    after_ack = FairPool(AFTER_ACK_THREADS, per_workspace, thread_name_prefix="zqbo-after-ack")
     services = Services(
         settings,
         store,
@@ -255,6 +258,12 @@ def build_services(
         threads=threads,
     )
     services.engine = build_engine(services)
+    services.limits = CommandLimits(
+        limits_backend,
+        namespace,
+        settings.commands_in_flight_per_user,
+        settings.commands_per_workspace_minute,
+    )
     # Lazy work (probes, links, DMs) waits on Intuit and QBO: more room than Bolt's 5 threads.
     services.lazy_listeners = DrainablePool(max_workers=LAZY_LISTENER_THREADS, thread_name_prefix="zqbo-lazy")
     return services

@@ -275,6 +275,27 @@ class Settings(BaseSettings):
         le=512,
         validation_alias=AliasChoices("ZQBO_INLINE_CONCURRENCY", "inline_concurrency"),
     )
+    # Fairness (bot/fairness.py): after-ack work of one workspace running at once (per process; the
+    # rest waits its turn in that workspace's queue), heavy commands (check, users, connect,
+    # reconnect) one person may have in flight, and heavy commands a workspace may send a minute.
+    after_ack_per_workspace: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        validation_alias=AliasChoices("ZQBO_AFTER_ACK_PER_WORKSPACE", "after_ack_per_workspace"),
+    )
+    commands_in_flight_per_user: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        validation_alias=AliasChoices("ZQBO_COMMANDS_IN_FLIGHT_PER_USER", "commands_in_flight_per_user"),
+    )
+    commands_per_workspace_minute: int = Field(
+        default=30,
+        ge=1,
+        le=10_000,
+        validation_alias=AliasChoices("ZQBO_COMMANDS_PER_WORKSPACE_MINUTE", "commands_per_workspace_minute"),
+    )
     # How long a live probe's answer is shown instead of asking QBO again (per process).
     probe_reuse_seconds: float = Field(
         default=20.0,

@@ -35,3 +35,14 @@ JOBS_HANDED_OUT = Counter("zqbo_jobs_handed_out_total", "Jobs the scheduler lead
 QUEUE_DEPTH = Gauge("zqbo_queue_depth", "Jobs waiting in the queue (as this process last saw it)")
 ROUND_LAG = Gauge("zqbo_round_lag_seconds", "How late the most overdue company was when last handed out")
 LEADER = Gauge("zqbo_scheduler_leader", "1 when this process holds the scheduler lease")
+# After-ack work waits in its workspace's own queue: one total and one histogram, never a label per
+# workspace (thousands of them would be thousands of series).
+AFTER_ACK_WAITING = Gauge("zqbo_after_ack_waiting", "After-ack work waiting for its workspace's turn")
+AFTER_ACK_WAIT_SECONDS = Histogram(
+    "zqbo_after_ack_wait_seconds",
+    "Time after-ack work waited before it started",
+    buckets=(0.005, 0.05, 0.25, 1, 5, 15, 60, 300),
+)
+COMMANDS_LIMITED = Counter(
+    "zqbo_commands_limited_total", "Heavy /zqbo commands refused by a limit", ["limit"]
+)

@@ -15,6 +15,7 @@ from bot.audit.scan import Auditor
 from bot.clock import Clock
 from bot.config import Settings
 from bot.connect import OAuthFlow
+from bot.fairness import CommandLimits, FairPool
 from bot.probe import Prober
 from bot.qbo.client import QBOClient
 from bot.qbo.connection import ConnectionManager
@@ -42,8 +43,9 @@ class Services:
     oauth: OAuthFlow
     # Work a web request starts but must not wait for (DMs that Slack may rate-limit).
     background: ThreadPoolExecutor
-    # Slash-command work after the ack (live probes, links): waits on Intuit and QBO.
-    after_ack: ThreadPoolExecutor
+    # Slash-command and button work after the ack (live probes, links): waits on Intuit and QBO;
+    # queued per workspace (`submit_for(scope, …)`).
+    after_ack: FairPool
     admins: AdminPolicy
     reconnect: ReconnectService
     alerts: AlertBook
@@ -52,6 +54,8 @@ class Services:
     installations: StoreInstallations | None  # Slack installations, with many workspaces
     # Where per-company jobs run (Dramatiq on Redis, or a thread pool here); set by build_services.
     engine: Engine = None  # type: ignore[assignment]
+    # How many heavy commands a person and a workspace may ask for (bot/fairness.py).
+    limits: CommandLimits = None  # type: ignore[assignment]
     # Bolt's lazy listeners (App Home, uninstall clean-up); drained with the pools above on SIGTERM.
     lazy_listeners: ThreadPoolExecutor | None = None
     # Threads of this process that may use the store, the queue and QBO's limits at once: the

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.alerts import CHANNEL_PROBLEM_KIND, KINDS, MUTE_NAMES, problem_key
 from bot.audit.markers import parse_markers
+from bot.audit.scan import AuditResult
 from bot.blocks import Message, code, md, mention
 from bot.blocks.status import MAX_COMPANIES_ON_CARD
 from bot.commands import (
@@ -188,15 +191,80 @@ def disconnect(services: Services, realm: str, user_id: str, scope: str = "") ->
 # --- the audit ------------------------------------------------------------------------------
 
 
-def run_check(services: Services, args: tuple[str, ...], scope: str = "") -> Message:
+# More companies than this: `/zqbo check` hands a round to the job engine and shows its progress.
+DIRECT_CHECK_MAX = 3
+# A response_url takes 5 posts within 30 minutes: at most 3 progress updates, then the final card,
+# and one left for an error card; the final one comes before the URL expires.
+PROGRESS_POSTS = 3
+PROGRESS_EVERY_SECONDS = 2.0
+SLACK_ROUND_SECONDS = 25 * 60
+
+
+def run_check(
+    services: Services,
+    args: tuple[str, ...],
+    scope: str = "",
+    update: Callable[[Message], None] | None = None,
+) -> Message:
+    """The entry audit now. A few companies are audited here, one after the other; more are a
+    round on the job engine, whose progress `update` shows in the command's message."""
     try:
         realms = [_realm(services, args, scope)] if args else services.workspaces.realms(scope)
     except ReconnectError as exc:
         return _refusal(str(exc))
     if not realms:
         return blocks.notice("No QuickBooks company is connected yet.")
-    results = [services.auditor.run(realm, trigger="slack", wait=30) for realm in realms]
-    return blocks.check_results(results)
+    if len(realms) <= DIRECT_CHECK_MAX or update is None:
+        return blocks.check_results(
+            [services.auditor.run(realm, trigger="slack", wait=30) for realm in realms]
+        )
+    return _check_round(services, realms, update)
+
+
+def _check_round(services: Services, realms: list[str], update: Callable[[Message], None]) -> Message:
+    from bot.jobs.engine import new_round_id
+
+    names = {r: c.company_name for r in realms if (c := services.store.get_connection(r)) is not None}
+    paced = _Paced(update, PROGRESS_POSTS, PROGRESS_EVERY_SECONDS)
+
+    def progress(done: list[dict]) -> None:
+        paced(lambda: blocks.check_progress(_audit_results(done), len(realms), names))
+
+    done = services.engine.run_round(
+        "audit", realms, new_round_id("check"), progress=progress, timeout=SLACK_ROUND_SECONDS
+    )
+    results = sorted(_audit_results(done), key=lambda r: (r.ok, names.get(r.realm_id, "")))
+    return blocks.check_results(results, names=names, total=len(realms))
+
+
+def _audit_results(done: list[dict]) -> list[AuditResult]:
+    return [
+        AuditResult(
+            str(d.get("realm_id", "")),
+            bool(d.get("ok")),
+            str(d.get("summary", "")),
+            qbo_calls=int(d.get("qbo_calls") or 0),
+        )
+        for d in done
+    ]
+
+
+class _Paced:
+    """Shows progress at most `most` times, `every` seconds apart (Slack counts response_url posts)."""
+
+    def __init__(self, post: Callable[[Message], None], most: int, every: float) -> None:
+        self._post, self._most, self._every = post, most, every
+        self._posts, self._last = 0, float("-inf")
+
+    def __call__(self, render: Callable[[], Message]) -> None:
+        now = time.monotonic()
+        if self._posts >= self._most or now - self._last < self._every:
+            return
+        self._posts, self._last = self._posts + 1, now
+        try:
+            self._post(render())
+        except Exception:  # a lost progress update is no reason to lose the round
+            log.exception("could not show the check's progress")
 
 
 def list_users(services: Services, args: tuple[str, ...], scope: str = "") -> Message:

@@ -55,8 +55,11 @@ def _channel(body: dict[str, Any]) -> str:
 
 
 def register(app: App, services: Services) -> None:
-    def later(name: str, respond: Respond, work: Callable[[], blocks.Message | None], in_place: bool) -> None:
-        """Run after the ack; the answer replaces the message (in_place) or is a private reply."""
+    def later(
+        name: str, scope: str, respond: Respond, work: Callable[[], blocks.Message | None], in_place: bool
+    ) -> None:
+        """Run after the ack, in the workspace's own queue; the answer replaces the message
+        (in_place) or is a private reply."""
 
         def run() -> None:
             try:
@@ -80,7 +83,7 @@ def register(app: App, services: Services) -> None:
             except Exception:
                 log.exception("could not answer button %s", name)
 
-        services.after_ack.submit(run)
+        services.after_ack.submit_for(scope, run)
 
     def admin_only(what: str, work: Work, in_place: bool = False):
         """A button that changes the connection: refused, politely and privately, for non-admins."""
@@ -97,7 +100,7 @@ def register(app: App, services: Services) -> None:
                     return blocks.not_allowed(what, services.admins.who(scope))
                 return work(body, scope)
 
-            later(what, respond, guarded, in_place)
+            later(what, scope, respond, guarded, in_place)
 
         return listener
 
@@ -140,7 +143,7 @@ def register(app: App, services: Services) -> None:
                 return blocks.notice("That alert is not open any more; nothing was changed.")
             return None  # the alert message itself now says who is on it
 
-        later("acknowledge", respond, work, in_place=False)
+        later("acknowledge", scope, respond, work, in_place=False)
 
     def mute(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
         """Admins only; a mute is news for the whole alert channel, a refusal is private."""
@@ -159,7 +162,7 @@ def register(app: App, services: Services) -> None:
             respond(response_type="in_channel", replace_original=False, **message.as_kwargs())
             return None
 
-        later("mute", respond, work, in_place=False)
+        later("mute", scope, respond, work, in_place=False)
 
     def confirm_dedicated(body: dict[str, Any], scope: str) -> blocks.Message:
         user_id, _ = _who(body)

@@ -12,6 +12,7 @@ from slack_bolt import Ack, App, BoltContext, Respond
 from bot import blocks, metrics, slash
 from bot.commands import ADMIN_ONLY, TOO_LONG, parse, too_long_sentence
 from bot.connect import new_error_id
+from bot.fairness import HEAVY, Refusal
 from bot.services import Services
 from bot.store.base import StoreUnavailable
 from bot.tenancy.workspaces import READ_ONLY_COMMAND
@@ -28,6 +29,8 @@ FOLLOW_UP = {
 # What a person of another organisation (Slack Connect) may run: a look, never a change, and
 # nothing that reads the companies' QuickBooks entries (check, users) or lists alerts.
 LOOK_ONLY = frozenset({"status", "help", "unknown"})
+assert set(FOLLOW_UP) <= set(HEAVY)
+Update = Callable[[blocks.Message], None]  # shows a message in place of the command's answer
 NO_RESPONSE_URL = (
     "Slack did not give zqbo a way to answer this command later (no response_url), so it was "
     "not run. Try again from a channel or from zqbo's DM."
@@ -46,8 +49,8 @@ def register(app: App, services: Services) -> None:
             log.error("/zqbo answered without the store [%s]: %s", error_id, exc)
             ack(response_type="ephemeral", **blocks.store_unavailable(error_id).as_kwargs())
             return
-        if after is not None:
-            services.after_ack.submit(_guarded, command.get("text") or "", after, respond)
+        if after is not None:  # in the workspace's own queue: a busy neighbour never delays it
+            services.after_ack.submit_for(scope, _guarded, command.get("text") or "", after, respond)
 
     app.command("/zqbo")(zqbo_command)
 
@@ -90,19 +93,30 @@ def answer(
             return None
         return lambda respond: _replace(respond, slash.status_after_probe(services, stale, scope))
     if cmd.name in FOLLOW_UP:
+        held = services.limits.take(scope, user_id)  # every FOLLOW_UP subcommand is HEAVY
+        if isinstance(held, Refusal):
+            reply(blocks.notice(held.sentence, ":hourglass_flowing_sand:"))
+            return None
         reply(FOLLOW_UP[cmd.name]())
-        work: dict[str, Callable[[], blocks.Message | None]] = {
-            "connect": lambda: slash.connect_link(
+        work: dict[str, Callable[[Update], blocks.Message | None]] = {
+            "connect": lambda _: slash.connect_link(
                 services, user_id, team_id, command.get("channel_id", ""), scope
             ),
-            "reconnect": lambda: slash.start_reconnect(
+            "reconnect": lambda _: slash.start_reconnect(
                 services, user_id, team_id, cmd.args[0] if cmd.args else "", scope
             ),
-            "check": lambda: slash.run_check(services, cmd.args, scope),
-            "users": lambda: slash.list_users(services, cmd.args, scope),
+            "check": lambda update: slash.run_check(services, cmd.args, scope, update),
+            "users": lambda _: slash.list_users(services, cmd.args, scope),
         }
         job = work[cmd.name]
-        return lambda respond: _replace(respond, job())
+
+        def run(respond: Respond) -> None:
+            try:
+                _replace(respond, job(lambda message: _replace(respond, message)))
+            finally:
+                services.limits.give_back(held)
+
+        return run
     if cmd.name == "disconnect":
         reply(slash.disconnect_prompt(services, cmd.args, scope))
     elif cmd.name == "alerts":

@@ -672,3 +672,35 @@ def test_an_alert_of_a_company_nobody_owns_is_never_posted(bot, slack):
     alerts.raise_condition(LOST, "5550001", "Ghost Co", "the connection was lost")
     assert alerts.flush("5550001") == 0
     assert not [c for c in slack.calls_to("chat.postMessage") if "Ghost Co" in str(c.args)]
+
+
+def test_a_workspace_flooding_zqbo_with_a_slow_company_never_delays_anothers_check(two, slack, intuit):
+    """B's admin sends 40 `/zqbo check` and B's staff 40 `/zqbo users` at once while B's company
+    answers QBO calls after 3 s; A's `/zqbo check` comes after the flood. A is answered before any
+    of B's work ends; B's work runs at most 4 at a time; each of B's people has at most 5
+    requests in flight and the rest of the flood is told so in a sentence."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    intuit.set_company_latency(B.realm, 3.0)
+
+    def flood(i: int) -> tuple[str, str, str]:
+        text, user = ("check", B.admin) if i % 2 == 0 else ("users", B.staff)
+        resp, url = command(slack, two, text, team_id=B.id, user_id=user, channel_id=B.channel)
+        return text, card_text(ack_message(resp)), url
+
+    with ThreadPoolExecutor(16) as senders:
+        flooded = list(senders.map(flood, range(80)))
+    _, a_url = command(slack, two, "check", team_id=A.id, user_id=A.admin, channel_id=A.channel)
+    [a_answer] = slack.wait_for_responses(a_url, 1, timeout=10)
+    b_answered_before_a = sum(len(slack.responses(url)) for _, _, url in flooded)
+    assert "Entry audit" in card_text(a_answer) and REALM in card_text(a_answer)
+    assert b_answered_before_a == 0
+
+    refused = [ack for _, ack, _ in flooded if "still working on your last 5 requests" in ack]
+    accepted = [(text, url) for text, ack, url in flooded if "still working" not in ack]
+    assert len(refused) >= 60 and len(accepted) >= 10
+    assert {text for text, _ in accepted} == {"check", "users"}
+    intuit.set_company_latency(B.realm, 0)  # the rest of B's work ends quickly now
+    for _, url in accepted:
+        slack.wait_for_responses(url, 1, timeout=30)
+    assert intuit.max_in_flight(B.realm) <= two.services.settings.after_ack_per_workspace == 4

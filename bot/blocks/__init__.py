@@ -7,6 +7,7 @@ Slack's limits. Callers use `from bot import blocks` and the names below.
 from bot.blocks.alerts import ALERT_TITLES, alert_message, alert_resolved_note, alerts_list
 from bot.blocks.answers import (
     callback_problem_text,
+    check_progress,
     check_results,
     connect_link,
     connect_preparing,
@@ -53,6 +54,7 @@ __all__ = [
     "alerts_list",
     "callback_problem_text",
     "channel_link",
+    "check_progress",
     "check_results",
     "checklist_message",
     "code",

@@ -223,19 +223,67 @@ def disconnect_failed(conn: Connection, problem: str) -> Message:
 # --- audit commands ------------------------------------------------------------------------------
 
 
-def check_results(results: list[Any]) -> Message:
+def _companies(n: int) -> str:
+    return f"{n} compan{'y' if n == 1 else 'ies'}"
+
+
+def _company(realm_id: str, names: dict[str, str] | None) -> Mrkdwn:
+    name = (names or {}).get(realm_id)
+    return md("*{}* {}", name, code(realm_id)) if name else code(realm_id)
+
+
+def check_results(
+    results: list[Any], names: dict[str, str] | None = None, total: int | None = None
+) -> Message:
+    """The audit's answer, a line per company; with `total`, a round that may not be over."""
     lines = []
     for r in results:
         icon = Mrkdwn(":white_check_mark:" if r.ok else ":x:")
         calls = f" · {r.qbo_calls} QBO call{'s' if r.qbo_calls != 1 else ''}" if r.qbo_calls else ""
-        lines.append(md("{} {} — {}{}", icon, code(r.realm_id), r.summary, calls))
+        lines.append(md("{} {} — {}{}", icon, _company(r.realm_id, names), r.summary, calls))
     failed = sum(1 for r in results if not r.ok)
-    text = f"zqbo check: {len(results)} compan{'y' if len(results) == 1 else 'ies'} checked"
+    text = f"zqbo check: {_companies(len(results))} checked"
     if failed:
         text += f", {failed} failed"
-    if len(results) == 1:
+    if len(results) == 1 and total is None:
         text = f"zqbo check: {results[0].summary}"
-    return Message(text, [section(Mrkdwn("*Entry audit*\n") + Mrkdwn("\n").join(lines))])
+    parts = [section(Mrkdwn("*Entry audit*\n") + Mrkdwn("\n").join(lines))]
+    if total is not None and total > len(results):
+        left = total - len(results)
+        text += f"; {left} still being checked"
+        parts.append(
+            context(
+                md(
+                    "{} of {} are still being checked; `/zqbo status` shows their results when they finish.",
+                    _companies(left),
+                    total,
+                )
+            )
+        )
+    return Message(text, parts)
+
+
+PROGRESS_BAR = 20
+PROGRESS_FAILURES = 10
+
+
+def check_progress(done: list[Any], total: int, names: dict[str, str]) -> Message:
+    """A round of `/zqbo check` under way: a bar, N of M companies, and the failures so far."""
+    filled = round(PROGRESS_BAR * len(done) / total) if total else PROGRESS_BAR
+    bar = "█" * filled + "░" * (PROGRESS_BAR - filled)
+    failed = [r for r in done if not r.ok]
+    head = md(":hourglass_flowing_sand: *Entry audit* — {} of {} companies\n`{}`", len(done), total, bar)
+    text = f"zqbo check: {len(done)} of {total} companies checked"
+    parts = [section(head)]
+    if failed:
+        text += f", {len(failed)} failed"
+        lines = [
+            md(":x: {} — {}", _company(r.realm_id, names), r.summary) for r in failed[:PROGRESS_FAILURES]
+        ]
+        if len(failed) > PROGRESS_FAILURES:
+            lines.append(md("… and {} more", len(failed) - PROGRESS_FAILURES))
+        parts.append(section(Mrkdwn("\n").join(lines)))
+    return Message(text, parts)
 
 
 def users_table(stats: dict[str, dict[str, int]], dedicated_id: str, source: dict[str, Any]) -> Message:

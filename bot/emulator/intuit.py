@@ -150,6 +150,7 @@ class IntuitEmulator(EmulatorServer):
         self.cdc_order = "oldest"  # which 1000 a full CDC page holds; see set_cdc_order()
         self._cdc_random = random.Random()
         self._token_answer_delay = 0.0
+        self._company_latency: dict[str, float] = {}
         super().__init__(clock=clock, port=port)
 
     # URLs ------------------------------------------------------------------------------------
@@ -293,6 +294,12 @@ class IntuitEmulator(EmulatorServer):
             connected_at=now,
             team_id=team_id,
         )
+
+    def set_company_latency(self, realm_id: str, seconds: float) -> None:
+        """Delay every QBO API answer for one company (a slow company among fast ones), on top of
+        any per-endpoint latency (`set_latency`)."""
+        with self._lock:
+            self._company_latency[realm_id] = seconds
 
     def max_in_flight(self, realm_id: str) -> int:
         """The most QBO requests for one company this emulator ever served at the same time."""
@@ -743,6 +750,10 @@ class IntuitEmulator(EmulatorServer):
         return _json(self.identities[grant.email].userinfo(), 200)
 
     def _qbo_auth(self, endpoint: str, realm_id: str) -> Response | None:
+        with self._lock:
+            slow = self._company_latency.get(realm_id, 0.0)
+        if slow:
+            time.sleep(slow)
         if (fault := self._fault(endpoint, qbo=True, realm_id=realm_id)) is not None:
             return fault
         if self._bearer_grant(realm_id) is None:

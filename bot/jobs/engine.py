@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import TYPE_CHECKING, Any, Protocol
 
 import dramatiq
@@ -46,6 +47,7 @@ QUEUE = "zqbo"
 OUTAGES = (StoreUnavailable, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, BrokerError)
 OUTAGE_PATIENCE_SECONDS = 120.0
 ROUND_TIMEOUT_SECONDS = 6 * 3600
+Progress = Callable[[list[dict[str, Any]]], None]
 
 
 class Engine(Protocol):
@@ -55,10 +57,18 @@ class Engine(Protocol):
         """Run job `kind` for the company, once for this round, on some worker."""
 
     def run_round(
-        self, kind: str, realm_ids: list[str], round_id: str, work_here: int = 0
+        self,
+        kind: str,
+        realm_ids: list[str],
+        round_id: str,
+        work_here: int = 0,
+        *,
+        progress: Progress | None = None,
+        timeout: float = ROUND_TIMEOUT_SECONDS,
     ) -> list[dict[str, Any]]:
-        """Run the job for every company and wait for all of them; `work_here` threads of this
-        process help (0: only the workers do)."""
+        """Run the job for every company and wait for all of them (at most `timeout` s: then the
+        results so far); `work_here` threads of this process help (0: only the workers do).
+        `progress` is told the results so far each time more are in."""
 
     def depth(self) -> int:
         """Jobs waiting in the queue."""
@@ -101,11 +111,26 @@ class InlineEngine:
         self._jobs.pop(future, None)
 
     def run_round(
-        self, kind: str, realm_ids: list[str], round_id: str, work_here: int = 0
+        self,
+        kind: str,
+        realm_ids: list[str],
+        round_id: str,
+        work_here: int = 0,
+        *,
+        progress: Progress | None = None,
+        timeout: float = ROUND_TIMEOUT_SECONDS,
     ) -> list[dict[str, Any]]:
         self._pending += len(realm_ids)
         futures = [self._pool.submit(self._run, kind, realm, round_id) for realm in realm_ids]
-        return [f.result() for f in as_completed(futures)]
+        results: list[dict[str, Any]] = []
+        try:
+            for future in as_completed(futures, timeout=timeout):
+                results.append(future.result())
+                if progress is not None:
+                    progress(list(results))
+        except FuturesTimeout:
+            pass  # the rest finish on their own; the caller says they are still running
+        return results
 
     def depth(self) -> int:
         return max(0, self._pending)
@@ -168,18 +193,32 @@ class DramatiqEngine:
         self.actors[kind].send(realm_id, round_id)
 
     def run_round(
-        self, kind: str, realm_ids: list[str], round_id: str, work_here: int = 0
+        self,
+        kind: str,
+        realm_ids: list[str],
+        round_id: str,
+        work_here: int = 0,
+        *,
+        progress: Progress | None = None,
+        timeout: float = ROUND_TIMEOUT_SECONDS,
     ) -> list[dict[str, Any]]:
         """Enqueue the job for every company and wait until each has reported to the round's
-        tally in the store (one write per job; the waiter reads a count, then the results once)."""
+        tally in the store (one write per job; the waiter reads a count — and, with `progress`,
+        the results each time the count grows — then the results once)."""
         worker = self.start_worker(work_here) if work_here and self._worker is None else None
         tally = f"round:{round_id}"
         try:
             actor = self.actors[kind]
             for realm in realm_ids:
                 actor.send_with_options(args=(realm, round_id), max_age=ROUND_TIMEOUT_SECONDS * 1000)
-            deadline = time.monotonic() + ROUND_TIMEOUT_SECONDS
-            while self._store.count_docs(tally) < len(set(realm_ids)) and time.monotonic() < deadline:
+            deadline = time.monotonic() + timeout
+            seen = 0
+            while (done := self._store.count_docs(tally)) < len(
+                set(realm_ids)
+            ) and time.monotonic() < deadline:
+                if progress is not None and done > seen:
+                    seen = done
+                    progress(list(self._store.list_docs(tally).values()))
                 time.sleep(0.2)
             results = list(self._store.list_docs(tally).values())
             self._store.drop_docs(tally)
