@@ -784,7 +784,10 @@ class SlackEmulator(EmulatorServer):
         if page.status_code != 200 or form is None:
             raise AssertionError(f"Slack's sign-in page ({page.status_code}): {page.text[:300]}")
         approved = browser.post(
-            urljoin(target, form.action), data={**form.fields, "user_id": user_id}, allow_redirects=False, timeout=10
+            urljoin(target, form.action),
+            data={**form.fields, "user_id": user_id},
+            allow_redirects=False,
+            timeout=10,
         )
         if approved.status_code != 302:
             raise AssertionError(f"Slack refused the sign-in: {approved.status_code} {approved.text[:300]}")
@@ -863,10 +866,16 @@ class SlackEmulator(EmulatorServer):
             problem = "bad_redirect_uri: redirect_uri is not one of the app's Redirect URLs"
         if problem:
             return _html("Slack: something went wrong", f"<p>{html.escape(problem)}</p>", 400)
-        fields = {k: args.get(k, "") for k in ("client_id", "redirect_uri", "state", "nonce", "team", "scope")}
+        fields = {
+            k: args.get(k, "") for k in ("client_id", "redirect_uri", "state", "nonce", "team", "scope")
+        }
         body = (
             "<p>zqbo wants to know who you are on Slack (your name, email and workspace).</p>"
-            + _form("Continue", {**fields, "decision": "allow", "user_id": ""}, "/openid/connect/authorize/approve")
+            + _form(
+                "Continue",
+                {**fields, "decision": "allow", "user_id": ""},
+                "/openid/connect/authorize/approve",
+            )
             + _form("Cancel", {**fields, "decision": "cancel"}, "/openid/connect/authorize/approve")
         )
         return _html("Slack (emulated): sign in to zqbo", body, 200)
