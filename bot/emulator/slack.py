@@ -889,11 +889,19 @@ class SlackEmulator(EmulatorServer):
         if form.get("decision") != "allow":
             return _redirect(redirect_uri, {"error": "access_denied", "state": state})
         with self._lock:
+            # `team` only picks the workspace the page opens on: a person may switch to another one
+            # they belong to (what real Slack does with a non-member is not known here).
             user = self.users.get(form.get("user_id", ""))
-            if user is None or (form.get("team") and form.get("team") != user.team_id):
-                return _html("Slack: something went wrong", "<p>Sign in to that workspace first.</p>", 400)
+            if user is None:
+                return _html("Slack: something went wrong", "<p>Sign in to Slack first.</p>", 400)
             code = self.openid.new_code(
-                self.client_id, redirect_uri, user.id, user.team_id, form.get("nonce", ""), self.clock.now()
+                self.client_id,
+                redirect_uri,
+                user.id,
+                user.team_id,
+                form.get("nonce", ""),
+                self.clock.now(),
+                state,
             )
         return _redirect(redirect_uri, {"code": code, "state": state})
 

@@ -39,6 +39,7 @@ class SignInCode:
     team_id: str
     nonce: str
     issued_at: datetime
+    state: str = ""  # the app's state it was sent back with (tests look for it in logs)
     used: bool = False
 
 
@@ -53,10 +54,17 @@ class OpenID:
         return bool(redirect_uri) and (not self.redirect_urls or redirect_uri in self.redirect_urls)
 
     def new_code(
-        self, client_id: str, redirect_uri: str, user_id: str, team_id: str, nonce: str, now: datetime
+        self,
+        client_id: str,
+        redirect_uri: str,
+        user_id: str,
+        team_id: str,
+        nonce: str,
+        now: datetime,
+        state: str,
     ) -> str:
         code = f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**13)}.{secrets.token_hex(32)}"
-        self.codes[code] = SignInCode(code, client_id, redirect_uri, user_id, team_id, nonce, now)
+        self.codes[code] = SignInCode(code, client_id, redirect_uri, user_id, team_id, nonce, now, state)
         return code
 
     def exchange(
