@@ -425,13 +425,6 @@ class Settings(BaseSettings):
                 "ZQBO_CONNECT_SIGN_IN=off is for one workspace only: with many workspaces a connect "
                 "link always asks for Sign in with Slack"
             )
-        secret = self.slack_client_secret.get_secret_value() if self.slack_client_secret else ""
-        if self.sign_in and not (self.slack_client_id and secret):
-            raise ValueError(
-                "ZQBO_CONNECT_SIGN_IN is on (the default), so a connect link asks for Sign in with "
-                "Slack, which needs SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (the Slack app's Basic "
-                "Information page); set them, or set ZQBO_CONNECT_SIGN_IN=off"
-            )
         self.public_url = self.public_url.rstrip("/")
         if not self.slack_api_url.endswith("/"):
             self.slack_api_url += "/"
@@ -446,6 +439,13 @@ class Settings(BaseSettings):
                     f"ZQBO_ENCRYPTION_KEY is required with {name}: every process must share the "
                     "key that encrypts tokens (make one with `zqbo keygen`)"
                 )
+        secret = self.slack_client_secret.get_secret_value() if self.slack_client_secret else ""
+        if self.sign_in and not (self.slack_client_id and secret):
+            raise ValueError(
+                "ZQBO_CONNECT_SIGN_IN is on (the default), so a connect link asks for Sign in with "
+                "Slack, which needs SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (the Slack app's Basic "
+                "Information page); set them, or set ZQBO_CONNECT_SIGN_IN=off"
+            )
         return self
 
     @property
