@@ -86,6 +86,7 @@ def settings_for(intuit: IntuitEmulator, slack: SlackEmulator, key: str, **extra
         _env_file=None,
         SLACK_BOT_TOKEN=slack.bot_token,
         SLACK_SIGNING_SECRET=slack.signing_secret,
+        ZQBO_CONNECT_SIGN_IN="off",  # the callback is completed in-process, no browser
         SLACK_API_URL=slack.api_url,
         ZQBO_PUBLIC_URL="http://127.0.0.1:9",
         QBO_CLIENT_ID=intuit.client_id,

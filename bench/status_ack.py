@@ -97,6 +97,9 @@ def start_bot(
         "SLACK_BOT_TOKEN": slack.bot_token,
         "SLACK_SIGNING_SECRET": slack.signing_secret,
         "SLACK_API_URL": slack.api_url,
+        "SLACK_CLIENT_ID": slack.client_id,  # connect links ask for Sign in with Slack
+        "SLACK_CLIENT_SECRET": slack.client_secret,
+        "SLACK_AUTHORIZE_URL": f"{slack.url}/oauth/v2/authorize",
         "ZQBO_PUBLIC_URL": f"http://127.0.0.1:{port}",
         "QBO_CLIENT_ID": intuit.client_id,
         "QBO_CLIENT_SECRET": intuit.client_secret,
@@ -125,8 +128,6 @@ def start_bot(
     env["ZQBO_ENCRYPTION_KEY"] = Fernet.generate_key().decode()
     if workspaces:  # many workspaces: installed with "Add to Slack", no bot token of its own
         del env["SLACK_BOT_TOKEN"]
-        env["SLACK_CLIENT_ID"], env["SLACK_CLIENT_SECRET"] = slack.client_id, slack.client_secret
-        env["SLACK_AUTHORIZE_URL"] = f"{slack.url}/oauth/v2/authorize"
         env["ZQBO_ALERT_CHANNEL"] = ""
     if companies:
         seed_companies(intuit, env, workdir, companies, workspaces)
@@ -151,8 +152,10 @@ def connect_company(slack: SlackEmulator, intuit: IntuitEmulator, events: str) -
     url = next(
         e["url"] for b in message["blocks"] if b["type"] == "actions" for e in b["elements"] if e.get("url")
     )
-    callback = intuit.authorize(url, as_user=DEDICATED)
-    requests.get(callback, timeout=10).raise_for_status()
+    browser = requests.Session()
+    signed_in = slack.sign_in(url, "U0ADMIN", browser)  # Sign in with Slack as the link's person
+    callback = intuit.authorize(signed_in.headers["Location"], as_user=DEDICATED)
+    browser.get(callback, timeout=10).raise_for_status()
 
 
 def install_workspaces(slack: SlackEmulator, bot_url: str, n: int) -> None:

@@ -41,6 +41,7 @@ from bot.qbo.limits import RealmLimits
 from bot.reconnect import ReconnectService
 from bot.redact import remember
 from bot.services import Services
+from bot.signin import SignIn
 from bot.tenancy.installations import StoreAuthorize, StoreInstallations, StoreInstallStates
 from bot.tenancy.workspaces import NotInstalled, Workspaces
 
@@ -93,6 +94,14 @@ def slack_client(settings: Settings, token: str | None = None) -> WebClient:
             RateLimitErrorRetryHandler(max_retry_count=3),
         ],
     )
+
+
+def slack_app_client(settings: Settings) -> WebClient:
+    """A client with no token: for the calls that take the app's own credentials (Sign in with
+    Slack's openid.connect.token) or a token given per call."""
+    client = slack_client(settings)
+    client.token = None
+    return client
 
 
 def slack_quick_client(settings: Settings, token: str | None = None) -> WebClient:
@@ -161,6 +170,7 @@ def build_services(
         client_for_token=lambda token: slack_client(settings, token),
         bot_token=installations.bot_token if installations else None,
         installed=installations.while_installed if installations else None,
+        install_name=installations.name if installations else None,
     )
     quick = slack_quick_client(settings)
 
@@ -200,6 +210,18 @@ def build_services(
         owner = workspaces.owner(realm_id) if workspaces.multi else None
         return owner is not None and owner != state_scope(state)
 
+    sign_in = None
+    if settings.sign_in:
+        sign_in = SignIn(
+            store,
+            clock,
+            public_url=settings.public_url,
+            client_id=settings.slack_client_id,
+            client_secret=settings.slack_client_secret.get_secret_value(),  # type: ignore[union-attr]
+            authorize_url=settings.slack_oidc_authorize_url,
+            slack=slack_app_client(settings),
+            intuit_url=intuit.authorization_url,
+        )
     oauth = OAuthFlow(
         store,
         intuit,
@@ -209,6 +231,7 @@ def build_services(
         gate=gate,
         taken=taken,
         recheck=still_installed,
+        sign_in=sign_in,
     )
     reconnect = ReconnectService(
         store,
@@ -256,6 +279,7 @@ def build_services(
         workspaces,
         installations,
         threads=threads,
+        sign_in=sign_in,
     )
     services.engine = build_engine(services)
     services.limits = CommandLimits(

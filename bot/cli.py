@@ -307,8 +307,8 @@ def distributed_manifest(text: str) -> str:
     say a workspace removed zqbo, and org-wide installs (comments kept, so it is edited as text)."""
     edits = [
         (
-            "oauth_config:\n",
-            "oauth_config:\n  redirect_urls:\n    - https://zqbo.example.com/slack/oauth_redirect\n",
+            "  redirect_urls:\n",
+            "  redirect_urls:\n    - https://zqbo.example.com/slack/oauth_redirect\n",
         ),
         (
             "      - app_home_opened\n",

@@ -159,6 +159,12 @@ class Settings(BaseSettings):
         default="https://slack.com/oauth/v2/authorize",
         validation_alias=AliasChoices("SLACK_AUTHORIZE_URL", "slack_authorize_url"),
     )
+    # Connect links ask the browser to Sign in with Slack (OpenID Connect) and go on to Intuit only
+    # for the person the link was made for. Always on with many workspaces; "off" (one workspace
+    # only) hands out Intuit's link directly, as before.
+    connect_sign_in: str = Field(
+        default="on", validation_alias=AliasChoices("ZQBO_CONNECT_SIGN_IN", "connect_sign_in")
+    )
     slack_app_token: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("SLACK_APP_TOKEN", "slack_app_token")
     )
@@ -315,6 +321,14 @@ class Settings(BaseSettings):
             raise ValueError("must be inline, worker or off")
         return value
 
+    @field_validator("connect_sign_in", mode="before")
+    @classmethod
+    def _on_off(cls, value: object) -> str:
+        text = str(value).strip().lower()
+        if text not in ("on", "off"):
+            raise ValueError("use on (the default) or off")
+        return text
+
     @property
     def scheduler_mode(self) -> str:
         return self.scheduler or ("worker" if self.redis_url else "inline")
@@ -427,6 +441,11 @@ class Settings(BaseSettings):
                 "SLACK_BOT_TOKEN is not set: give the bot token (one workspace), or SLACK_CLIENT_ID and "
                 "SLACK_CLIENT_SECRET (many workspaces, installed with Add to Slack)"
             )
+        if self.multi_workspace and self.connect_sign_in == "off":
+            raise ValueError(
+                "ZQBO_CONNECT_SIGN_IN=off is for one workspace only: with many workspaces a connect "
+                "link always asks for Sign in with Slack"
+            )
         self.public_url = self.public_url.rstrip("/")
         if not self.slack_api_url.endswith("/"):
             self.slack_api_url += "/"
@@ -441,6 +460,13 @@ class Settings(BaseSettings):
                     f"ZQBO_ENCRYPTION_KEY is required with {name}: every process must share the "
                     "key that encrypts tokens (make one with `zqbo keygen`)"
                 )
+        secret = self.slack_client_secret.get_secret_value() if self.slack_client_secret else ""
+        if self.sign_in and not (self.slack_client_id and secret):
+            raise ValueError(
+                "ZQBO_CONNECT_SIGN_IN is on (the default), so a connect link asks for Sign in with "
+                "Slack, which needs SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (the Slack app's Basic "
+                "Information page); set them, or set ZQBO_CONNECT_SIGN_IN=off"
+            )
         return self
 
     @property
@@ -449,6 +475,17 @@ class Settings(BaseSettings):
         no single workspace's bot token is."""
         secret = self.slack_client_secret.get_secret_value() if self.slack_client_secret else ""
         return bool(self.slack_client_id and secret and self.slack_bot_token is None)
+
+    @property
+    def sign_in(self) -> bool:
+        """Connect links go through Sign in with Slack (always, with many workspaces)."""
+        return self.multi_workspace or self.connect_sign_in == "on"
+
+    @property
+    def slack_oidc_authorize_url(self) -> str:
+        """Slack's Sign in with Slack page, on the host of SLACK_AUTHORIZE_URL."""
+        parts = urlsplit(self.slack_authorize_url)
+        return f"{parts.scheme}://{parts.netloc}/openid/connect/authorize"
 
     @property
     def encryption_keys(self) -> list[str]:

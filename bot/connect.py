@@ -16,6 +16,7 @@ from bot.models import Connection, Identity, OAuthState
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.errors import AccessDenied, ClientRejected, InvalidGrant, QBOError, TransientError
 from bot.qbo.intuit import IntuitOAuth, TokenSet
+from bot.signin import SignIn
 from bot.store.base import Store, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 STATE_TTL = timedelta(minutes=10)
 # Links a person may have open at once (the newest kept): 300 `/zqbo connect` make 3 states, not 300.
 LINKS_PER_USER = 3
+# Links a workspace (or organisation) may have open at once, the newest kept.
+LINKS_PER_WORKSPACE = 50
 LINKS_KIND = "oauth_links"
 REALM_ID = re.compile(r"[0-9]{1,20}")  # QBO realm ids: ASCII digits
 
@@ -41,6 +44,9 @@ class Outcome(StrEnum):
     WRONG_COMPANY = "wrong_company"  # the token does not open the company the callback named
     TAKEN = "taken"  # the company is linked to zqbo from another Slack workspace
     UNINSTALLED = "uninstalled"  # the link's Slack workspace removed zqbo since
+    # Sign in with Slack bound the state to another browser (or it was never signed in for):
+    # a forwarded Intuit link. Nothing is taken, so the owner's own browser can still finish it.
+    OTHER_BROWSER = "other_browser"
 
 
 _OUTCOME_TEXT = {
@@ -56,6 +62,10 @@ _OUTCOME_TEXT = {
     Outcome.WRONG_COMPANY: (
         "Intuit did not grant access to the QuickBooks company this link came back with, so "
         "nothing was connected. Start again and pick the company on Intuit's screen."
+    ),
+    Outcome.OTHER_BROWSER: (
+        "This QuickBooks link was made for someone else, or started in another browser: it can "
+        "only be finished in the browser that signed in with Slack for it."
     ),
     Outcome.UNINSTALLED: "zqbo was removed from this link's Slack workspace, so nothing was connected.",
     # Says nothing about which workspace, who, or what it holds.
@@ -78,6 +88,7 @@ class CallbackResult:
     connection: Connection | None = None
     detail: str = ""  # safe to show: never a token
     error_id: str = ""
+    realm_id: str = ""  # the company the callback named (digits only), when it named one
 
     @property
     def ok(self) -> bool:
@@ -99,6 +110,7 @@ class OAuthFlow:
         gate: Callable[[OAuthState], Outcome | None] | None = None,
         taken: Callable[[OAuthState, str], bool] | None = None,
         recheck: Callable[[OAuthState], Outcome | None] | None = None,
+        sign_in: SignIn | None = None,
     ) -> None:
         self._store = store
         self._intuit = intuit
@@ -114,6 +126,9 @@ class OAuthFlow:
         # Asked again just before the grant is stored (the exchange takes seconds): an Outcome
         # here (e.g. the workspace removed zqbo meanwhile) drops and revokes the new grant.
         self._recheck = recheck
+        # Sign in with Slack (bot/signin.py): the link in Slack is zqbo's, and a state completes
+        # only in the browser bound to it. None: Intuit's link is handed out directly.
+        self._sign_in = sign_in
 
     def start(
         self,
@@ -136,31 +151,43 @@ class OAuthFlow:
             channel_id=channel_id,
             checklist=checklist,
         )
-        url = self._intuit.authorization_url(state.state)
         self._store.put_oauth_state(state)
-        self._keep_newest(f"{state.team_id}:{slack_user_id}", state.state)
+        if self._sign_in is not None:
+            url = self._sign_in.url(self._sign_in.new_link(state))
+        else:
+            url = self._intuit.authorization_url(state.state)
+        self._keep_newest(f"{state.team_id}:{slack_user_id}", state.state, LINKS_PER_USER)
+        self._keep_newest(state.team_id, state.state, LINKS_PER_WORKSPACE)
         return url, state
 
-    def _keep_newest(self, key: str, newest: str) -> None:
-        """Forget a person's older links beyond LINKS_PER_USER: they stop working."""
+    def _keep_newest(self, key: str, newest: str, keep: int) -> None:
+        """Forget a person's (or a workspace's) older links beyond `keep`: they stop working."""
         with self._store.lock(f"oauth-links:{key}", ttl=10, wait=5) as got:
             if not got:
                 return  # another start of the same person is trimming: it sees this one next time
             doc = self._store.get_doc(LINKS_KIND, key) or {}
             states = [s for s in doc.get("states", []) if isinstance(s, str)] + [newest]
-            for old in states[:-LINKS_PER_USER]:
+            for old in states[:-keep]:
                 self._store.take_oauth_state(old)
-            self._store.put_doc(LINKS_KIND, key, {"states": states[-LINKS_PER_USER:]})
+            self._store.put_doc(LINKS_KIND, key, {"states": states[-keep:]})
 
-    def complete(self, query: Mapping[str, str]) -> CallbackResult:
-        result = self._complete(query)
+    def intuit_url(self, state: str) -> str:
+        return self._intuit.authorization_url(state)
+
+    def complete(self, query: Mapping[str, str], browser: str = "") -> CallbackResult:
+        """`browser`: the sign-in cookie the callback came with (bot/signin.py)."""
+        result = self._complete(query, browser)
         metrics.OAUTH_CALLBACKS.labels(outcome=result.outcome.value).inc()
         return result
 
-    def _complete(self, query: Mapping[str, str]) -> CallbackResult:
+    def _complete(self, query: Mapping[str, str], browser: str) -> CallbackResult:
         value = (query.get("state") or "").strip()
         if not value:
             return CallbackResult(Outcome.MISSING_STATE)
+        if self._sign_in is not None and not self._sign_in.bound(value, browser):
+            # nothing taken: the state stays usable by its own browser
+            realm = query.get("realmId", "")
+            return CallbackResult(Outcome.OTHER_BROWSER, realm_id=realm if REALM_ID.fullmatch(realm) else "")
         record, first_use = self._store.take_oauth_state(value)
         if record is None:
             return CallbackResult(Outcome.UNKNOWN_STATE)
@@ -180,15 +207,19 @@ class OAuthFlow:
         # Another workspace's company: refused before the code is exchanged, so its grant at
         # Intuit is never touched (revoking any grant of the company would disconnect the owner).
         if self._taken is not None and self._taken(record, realm_id):
-            return CallbackResult(Outcome.TAKEN, record)
+            return CallbackResult(Outcome.TAKEN, record, realm_id=realm_id)
         try:
             tokens = self._intuit.exchange_code(code, realm_id)
         except InvalidGrant:
-            return CallbackResult(Outcome.BAD_CODE, record, detail="Intuit refused the authorisation code")
+            return CallbackResult(
+                Outcome.BAD_CODE, record, realm_id=realm_id, detail="Intuit refused the authorisation code"
+            )
         except (TransientError, ClientRejected) as exc:
             error_id = new_error_id()
             log.error("OAuth code exchange failed [%s]: %s", error_id, exc)
-            return CallbackResult(Outcome.FAILED, record, detail=str(exc), error_id=error_id)
+            return CallbackResult(
+                Outcome.FAILED, record, realm_id=realm_id, detail=str(exc), error_id=error_id
+            )
         # The realmId came from the browser's address bar: only QBO answering for that company
         # with the new token proves the grant covers it. Until then nothing is stored.
         try:
@@ -196,12 +227,16 @@ class OAuthFlow:
         except AccessDenied as exc:
             log.warning("OAuth callback for realm %s refused: %s", realm_id, exc)
             self._discard(tokens)
-            return CallbackResult(Outcome.WRONG_COMPANY, record, detail=f"realm id {realm_id}")
+            return CallbackResult(
+                Outcome.WRONG_COMPANY, record, realm_id=realm_id, detail=f"realm id {realm_id}"
+            )
         except QBOError as exc:
             error_id = new_error_id()
             log.error("could not verify realm %s after the code exchange [%s]: %s", realm_id, error_id, exc)
             self._discard(tokens)
-            return CallbackResult(Outcome.FAILED, record, detail=str(exc), error_id=error_id)
+            return CallbackResult(
+                Outcome.FAILED, record, realm_id=realm_id, detail=str(exc), error_id=error_id
+            )
         identity = Identity(email="")
         try:
             identity = self._intuit.user_info(tokens.access_token)
@@ -213,10 +248,10 @@ class OAuthFlow:
                     # Taken meanwhile by another workspace: its grant is the live one; revoking this
                     # one would disconnect it too, so this grant is dropped, not revoked.
                     log.warning("realm %s was linked from another workspace during this callback", realm_id)
-                    return CallbackResult(Outcome.TAKEN, record)
+                    return CallbackResult(Outcome.TAKEN, record, realm_id=realm_id)
                 if self._recheck is not None and (stop := self._recheck(record)) is not None:
                     self._discard(tokens)
-                    return CallbackResult(stop, record)
+                    return CallbackResult(stop, record, realm_id=realm_id)
                 conn = self._connections.record_grant(
                     realm_id,
                     tokens,
@@ -228,7 +263,7 @@ class OAuthFlow:
         except StoreUnavailable:
             self._discard(tokens)  # a grant zqbo could not keep must not stay alive at Intuit
             raise
-        return CallbackResult(Outcome.CONNECTED, record, conn)
+        return CallbackResult(Outcome.CONNECTED, record, conn, realm_id=realm_id)
 
     def _discard(self, tokens: TokenSet) -> None:
         """A grant zqbo will not keep is revoked, so no live token is left behind."""

@@ -122,6 +122,10 @@ def _settings(
     common: dict[str, object] = {
         "SLACK_SIGNING_SECRET": slack.signing_secret,
         "SLACK_API_URL": slack.api_url,
+        # connect links ask for Sign in with Slack, with the Slack app's credentials
+        "SLACK_CLIENT_ID": slack.client_id,
+        "SLACK_CLIENT_SECRET": slack.client_secret,
+        "SLACK_AUTHORIZE_URL": f"{slack.url}/oauth/v2/authorize",
         "ZQBO_PUBLIC_URL": bot_url,
         "QBO_CLIENT_ID": intuit.client_id,
         "QBO_CLIENT_SECRET": intuit.client_secret,
@@ -139,9 +143,6 @@ def _settings(
         return {
             **common,
             "SLACK_BOT_TOKEN": "",
-            "SLACK_CLIENT_ID": slack.client_id,
-            "SLACK_CLIENT_SECRET": slack.client_secret,
-            "SLACK_AUTHORIZE_URL": f"{slack.url}/oauth/v2/authorize",
             "ZQBO_DEDICATED_EMAIL": "",
             "ZQBO_ALERT_CHANNEL": "",
             "ZQBO_ADMINS": "",
@@ -209,11 +210,25 @@ def _press(play: Player, slack: SlackEmulator, events: str, action_id: str, labe
     slack.wait_for_calls("chat.update", done + 1, timeout=10)
 
 
+def _through_slack(
+    play: Player, slack: SlackEmulator, link: str, user_id: str
+) -> tuple[requests.Session, str]:
+    """The browser opens zqbo's link and signs in with Slack as the person who asked for it:
+    (that browser, Intuit's URL zqbo sends it on to)."""
+    play.say(f"  Sign in with Slack (emulated) as {user_id} → Continue")
+    browser = requests.Session()
+    answer = slack.sign_in(link, user_id, browser)
+    if answer.status_code != 302:
+        raise RuntimeError(f"Sign in with Slack did not go on to Intuit: HTTP {answer.status_code}")
+    return browser, answer.headers["Location"]
+
+
 def _sign_in(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, as_user: str) -> None:
-    [auth_url] = link_buttons(_checklist(slack))
+    [link] = link_buttons(_checklist(slack))
+    browser, auth_url = _through_slack(play, slack, link, "U0ADMIN")
     play.say(f"  Intuit's consent screen (emulated), signed in as {as_user} → Connect")
     done = len([c for c in slack.calls_to("chat.update") if c.ok])
-    page = requests.get(intuit.authorize(auth_url, as_user=as_user), timeout=10)
+    page = browser.get(intuit.authorize(auth_url, as_user=as_user), timeout=10)
     play.say(f"  Browser shows: “{_title(page.text)}” (HTTP {page.status_code})")
     slack.wait_for_calls("chat.update", done + 1, timeout=10)
 
@@ -270,12 +285,13 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     _, response_url = _command(play, slack, events, "connect")
     [message] = slack.wait_for_responses(response_url, 1)
     play.slack("zqbo (updates the message)", message)
-    [auth_url] = link_buttons(message)
+    [link] = link_buttons(message)
 
     play.step(
         f"Ana signs in to Intuit with her everyday login, {PERSON} (how most integrations get connected)"
     )
-    page = requests.get(intuit.authorize(auth_url, as_user=PERSON), timeout=10)
+    browser, auth_url = _through_slack(play, slack, link, "U0ADMIN")
+    page = browser.get(intuit.authorize(auth_url, as_user=PERSON), timeout=10)
     play.say(f"  Browser shows: “{_title(page.text)}” (HTTP {page.status_code})")
     slack.wait_for_calls("chat.postMessage", 1, timeout=10)
     for call in slack.calls_to("chat.postMessage"):
@@ -465,10 +481,11 @@ def _connect(play: Player, stage: Stage, team: Team, as_user: str, realm: str) -
     """/zqbo connect, then Intuit's consent screen: signed in as `as_user`, picking `realm`."""
     _, response_url = _command(play, stage.slack, stage.events, "connect", team.admin)
     [message] = stage.slack.wait_for_responses(response_url, 1)
-    [auth_url] = link_buttons(message)
+    [link] = link_buttons(message)
+    browser, auth_url = _through_slack(play, stage.slack, link, team.admin.user_id)
     company = stage.intuit.companies[realm].name
     play.say(f"  Intuit's consent screen (emulated), signed in as {as_user}, company {company} → Connect")
-    page = requests.get(stage.intuit.authorize(auth_url, as_user=as_user, realm=realm), timeout=10)
+    page = browser.get(stage.intuit.authorize(auth_url, as_user=as_user, realm=realm), timeout=10)
     play.say(f"  Browser shows: “{_title(page.text)}” (HTTP {page.status_code})")
     return page
 

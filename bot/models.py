@@ -65,6 +65,9 @@ class OAuthState:
     purpose: str = "connect"
     channel_id: str = ""
     checklist: str = ""  # the guided-reconnect checklist this link belongs to, if any
+    # The record this one leads to: a connect link's QBO state, a sign-in's connect link, a
+    # browser binding's QBO state (bot/signin.py). Empty for a plain QBO state.
+    link: str = ""
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from html import escape
 from bot.blocks import callback_problem_text
 from bot.connect import CallbackResult, Outcome
 from bot.models import Connection
+from bot.signin import REFUSALS, Refusal
 from bot.status import State, connection_state, is_dedicated
 
 _PAGE = """<!doctype html>
@@ -27,7 +28,16 @@ def page(title: str, body_html: str, tone: str = "ok") -> str:
     return _PAGE.format(title=escape(title), body=body_html, tone=tone)
 
 
-def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, str]:
+def _where(workspace: str, company: str, linked: bool) -> str:
+    """The line naming the Slack workspace and the QuickBooks company, linked or not."""
+    space = f"the Slack workspace <b>{escape(workspace)}</b>" if workspace else "any Slack workspace"
+    what = f"QuickBooks company <b>{escape(company)}</b>" if company else "No QuickBooks company"
+    if linked:
+        return f"<p>{what} is now linked to {space}.</p>"
+    return f"<p>{what} was {'not ' if company else ''}linked to {space}.</p>"
+
+
+def callback_page(result: CallbackResult, dedicated_email: str, workspace: str = "") -> tuple[int, str]:
     reconnecting = result.state is not None and result.state.purpose == "reconnect"
     back = (
         "<p>Your checklist in Slack (the direct message from zqbo) has been updated.</p>"
@@ -39,6 +49,7 @@ def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, st
         company = escape(conn.company_name or "your QuickBooks company")
         email = escape(conn.identity.email or "an identity Intuit did not tell us")
         verdict = is_dedicated(conn.identity.email, dedicated_email)
+        back = _where(workspace, conn.company_name or f"realm {conn.realm_id}", True) + back
         if verdict is False:
             body = (
                 f"<p>zqbo is connected to <b>{company}</b>, authorised as <b>{email}</b>.</p>"
@@ -59,7 +70,14 @@ def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, st
         return 200, page("QuickBooks connected", body + back, "ok")
     what = escape(callback_problem_text(result))
     ref = f" Reference <code>{escape(result.error_id)}</code>." if result.error_id else ""
-    if result.outcome is Outcome.TAKEN:
+    where = _where(workspace, f"realm {result.realm_id}" if result.realm_id else "", False)
+    if result.outcome is Outcome.OTHER_BROWSER:
+        todo = (
+            "<p>Nothing was stored, and the link still works for the person it was made for, in "
+            "the browser where they signed in with Slack. To connect a company yourself, run "
+            "<code>/zqbo connect</code> in your own Slack workspace.</p>"
+        )
+    elif result.outcome is Outcome.TAKEN:
         todo = "<p>Nothing was stored here.</p>"
     elif result.outcome is Outcome.NOT_ADMIN:
         todo = "<p>Nothing was stored. Ask a zqbo admin to connect QuickBooks.</p>"
@@ -76,8 +94,26 @@ def callback_page(result: CallbackResult, dedicated_email: str) -> tuple[int, st
         Outcome.WRONG_COMPANY: 403,
         Outcome.TAKEN: 409,
         Outcome.UNINSTALLED: 410,
+        Outcome.OTHER_BROWSER: 403,
     }.get(result.outcome, 400)
-    return status, page("QuickBooks was not connected", f"<p>{what}{ref}</p>{todo}", "bad")
+    return status, page("QuickBooks was not connected", f"<p>{what}{ref}</p>{where}{todo}", "bad")
+
+
+def sign_in_page(refusal: Refusal | None, workspace: str) -> tuple[int, str]:
+    """Why a connect link did not go on to Intuit (bot/signin.py). Nothing was stored."""
+    if refusal is None:
+        return 404, page("Not found", "<p>zqbo hands out QuickBooks links directly here.</p>", "bad")
+    where = f" It was made in the Slack workspace <b>{escape(workspace)}</b>." if workspace else ""
+    todo = (
+        "<p>Nothing was connected. To connect a QuickBooks company yourself, run "
+        "<code>/zqbo connect</code> in your own Slack workspace.</p>"
+        if refusal is Refusal.SOMEONE_ELSE
+        else "<p>Nothing was connected. In Slack, run <code>/zqbo connect</code> for a fresh link.</p>"
+    )
+    someone_else = refusal is Refusal.SOMEONE_ELSE
+    title = "This link was made for someone else" if someone_else else "QuickBooks was not connected"
+    status = {Refusal.SOMEONE_ELSE: 403, Refusal.DENIED: 200, Refusal.SLACK_FAILED: 502}.get(refusal, 400)
+    return status, page(title, f"<p>{escape(REFUSALS[refusal])}{where}</p>{todo}", "bad")
 
 
 def reconnect_page(connections: list[Connection] | None, now: datetime) -> str:

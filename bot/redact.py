@@ -27,7 +27,10 @@ _PATTERNS = [
     ),
     # OAuth states (Slack's and Intuit's): long random values; a short word after "state" is not one.
     # Bolt logs a failed callback's query as a dict of lists: {'code': ['…'], 'state': ['…']}.
-    re.compile(r"(?i)([\"']?(?:oauth_state|state)[\"']?\s*[=:]\s*\[?\s*[\"']?)([^\"&\s,;}'\]]{16,})"),
+    # Sign in with Slack's nonce goes with its state.
+    re.compile(r"(?i)([\"']?(?:oauth_state|state|nonce)[\"']?\s*[=:]\s*\[?\s*[\"']?)([^\"&\s,;}'\]]{16,})"),
+    # A connect link's id, in the path of zqbo's link (bot/signin.py).
+    re.compile(r"(/qbo/connect/)([A-Za-z0-9_-]{16,})"),
 ]
 _MAX_REMEMBERED = 4096
 

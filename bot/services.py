@@ -21,6 +21,7 @@ from bot.qbo.client import QBOClient
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.intuit import IntuitOAuth
 from bot.reconnect import ReconnectService
+from bot.signin import SignIn
 from bot.store import Store
 from bot.store.base import DEFAULT_THREADS
 from bot.tenancy.installations import StoreInstallations
@@ -61,3 +62,5 @@ class Services:
     # Threads of this process that may use the store, the queue and QBO's limits at once: the
     # connection pools to Redis and PostgreSQL are sized for them (bot.store.base.pool_size).
     threads: int = DEFAULT_THREADS
+    # Sign in with Slack before a connect link goes on to Intuit (None: ZQBO_CONNECT_SIGN_IN=off).
+    sign_in: SignIn | None = None

@@ -1,4 +1,5 @@
-"""GET /qbo/callback: Intuit sends the browser back here after consent."""
+"""The browser side of connecting QuickBooks: the connect link and Sign in with Slack
+(bot/signin.py), then GET /qbo/callback, where Intuit sends the browser back after consent."""
 
 from __future__ import annotations
 
@@ -9,24 +10,58 @@ from slack_sdk.errors import SlackApiError
 
 from bot import blocks
 from bot.connect import CallbackResult
-from bot.pages import callback_page, reconnect_page
+from bot.pages import callback_page, reconnect_page, sign_in_page
 from bot.services import Services
+from bot.signin import CALLBACK_PATH, COOKIE, COOKIE_PATH, SIGN_IN_TTL, Step, new_browser_secret
 from bot.tenancy.workspaces import NotInstalled
 
 log = logging.getLogger(__name__)
 
 
 def register(web: Flask, services: Services) -> None:
+    @web.get("/qbo/connect/<link_id>")
+    def qbo_connect(link_id: str) -> Response:
+        """The link zqbo shows in Slack: on to Sign in with Slack, in this browser."""
+        if services.sign_in is None:
+            return _html(*sign_in_page(None, ""))
+        browser = request.cookies.get(COOKIE) or new_browser_secret()
+        step = services.sign_in.open_link(link_id[:100], browser)
+        return _step(step, browser)
+
+    @web.get(CALLBACK_PATH)
+    def slack_signed_in() -> Response:
+        """Slack sends the browser back here after Sign in with Slack."""
+        if services.sign_in is None:
+            return _html(*sign_in_page(None, ""))
+        browser = request.cookies.get(COOKIE, "")
+        return _step(services.sign_in.signed_in(request.args.to_dict(), browser), browser)
+
+    def _step(step: Step, browser: str) -> Response:
+        if step.refusal is not None:
+            workspace = services.workspaces.display_name(step.link.team_id) if step.link else ""
+            return _html(*sign_in_page(step.refusal, workspace))
+        answer = Response("", status=302, headers={"Location": step.redirect, **_NO_STORE})
+        answer.set_cookie(
+            COOKIE,
+            browser,
+            max_age=int(SIGN_IN_TTL.total_seconds()),
+            path=COOKIE_PATH,
+            secure=services.sign_in is not None and services.sign_in.secure_cookie,
+            httponly=True,
+            samesite="Lax",
+        )
+        return answer
+
     @web.get("/qbo/callback")
     def qbo_callback() -> Response:
-        result = services.oauth.complete(request.args.to_dict())
+        result = services.oauth.complete(request.args.to_dict(), request.cookies.get(COOKIE, ""))
         # The browser gets its page now; Slack follows (it may ask us to wait): a guided
         # reconnect updates its checklist message, a plain connect sends a DM.
         if result.state is not None and result.state.purpose == "reconnect":
             services.background.submit(update_checklist, services, result)
         else:
             services.background.submit(notify_user, services, result)
-        status, html = callback_page(result, _dedicated_email(services, result))
+        status, html = callback_page(result, _dedicated_email(services, result), _workspace(services, result))
         return _html(status, html)
 
     @web.get("/qbo/reconnect")
@@ -46,13 +81,15 @@ def _dedicated_email(services: Services, result: CallbackResult) -> str:
     return services.workspaces.get(result.state.team_id if services.workspaces.multi else "").dedicated_email
 
 
+def _workspace(services: Services, result: CallbackResult) -> str:
+    return services.workspaces.display_name(result.state.team_id) if result.state is not None else ""
+
+
+_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+
 def _html(status: int, html: str) -> Response:
-    return Response(
-        html,
-        status=status,
-        mimetype="text/html",
-        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
-    )
+    return Response(html, status=status, mimetype="text/html", headers=_NO_STORE)
 
 
 def update_checklist(services: Services, result: CallbackResult) -> None:

@@ -161,6 +161,10 @@ def make_settings(intuit: IntuitEmulator, slack: SlackEmulator, **overrides: obj
         "SLACK_BOT_TOKEN": slack.bot_token,
         "SLACK_SIGNING_SECRET": slack.signing_secret,
         "SLACK_API_URL": slack.api_url,
+        # Sign in with Slack (on by default) uses the app's credentials, and Slack's page there
+        "SLACK_CLIENT_ID": slack.client_id,
+        "SLACK_CLIENT_SECRET": slack.client_secret,
+        "SLACK_AUTHORIZE_URL": f"{slack.url}/oauth/v2/authorize",
         "ZQBO_PUBLIC_URL": "http://127.0.0.1:9",  # replaced by the bot fixture
         "QBO_CLIENT_ID": intuit.client_id,
         "QBO_CLIENT_SECRET": intuit.client_secret,
@@ -182,6 +186,9 @@ def bot_env(intuit: IntuitEmulator, slack: SlackEmulator, public_url: str, **ext
         "SLACK_BOT_TOKEN": slack.bot_token,
         "SLACK_SIGNING_SECRET": slack.signing_secret,
         "SLACK_API_URL": slack.api_url,
+        "SLACK_CLIENT_ID": slack.client_id,
+        "SLACK_CLIENT_SECRET": slack.client_secret,
+        "SLACK_AUTHORIZE_URL": f"{slack.url}/oauth/v2/authorize",
         "ZQBO_PUBLIC_URL": public_url,
         "QBO_CLIENT_ID": intuit.client_id,
         "QBO_CLIENT_SECRET": intuit.client_secret,

@@ -29,13 +29,26 @@ def ack_message(resp: requests.Response) -> dict[str, Any]:
 
 
 def connect(slack, intuit, bot, as_user: str, user_id: str = "U0ADMIN") -> requests.Response:
-    """/zqbo connect → the link → Intuit consent as `as_user` → the bot's callback page."""
+    """/zqbo connect → the link → Sign in with Slack → Intuit consent as `as_user` → the bot's
+    callback page."""
     resp, response_url = command(slack, bot, "connect", user_id=user_id)
     ack_message(resp)
     [message] = slack.wait_for_responses(response_url, 1)
-    [auth_url] = link_buttons(message)
+    [link] = link_buttons(message)
+    browser, auth_url = signed_in(slack, link, user_id)
     callback = intuit.authorize(auth_url, as_user=as_user)
-    return requests.get(callback, timeout=10)
+    return browser.get(callback, timeout=10)
+
+
+def signed_in(
+    slack, link: str, user_id: str = "U0ADMIN", browser: requests.Session | None = None
+) -> tuple[requests.Session, str]:
+    """Open zqbo's connect link in a browser and Sign in with Slack as `user_id`: (that browser,
+    Intuit's authorisation URL zqbo sent it on to). The callback must be opened in that browser."""
+    browser = browser or requests.Session()
+    answer = slack.sign_in(link, user_id, browser)
+    assert answer.status_code == 302, f"{answer.status_code}: {answer.text[:300]}"
+    return browser, answer.headers["Location"]
 
 
 def signed_form(slack, url: str, form: dict[str, str]) -> requests.Response:

@@ -21,6 +21,7 @@ VALID = {
     "ZQBO_PUBLIC_URL": "https://zqbo.example.com",
     "QBO_CLIENT_ID": "id",
     "QBO_CLIENT_SECRET": "secret",
+    "ZQBO_CONNECT_SIGN_IN": "off",  # Sign in with Slack needs the Slack app's client id and secret
 }
 
 
@@ -161,7 +162,11 @@ def test_distributed_manifest_is_an_app_many_workspaces_can_install(tmp_path):
     done = zqbo(tmp_path, "manifest", "--distributed", "--public-url", "https://zqbo.vendor.example/")
     assert done.returncode == 0, done.stderr
     manifest = yaml.safe_load(done.stdout)
-    assert manifest["oauth_config"]["redirect_urls"] == ["https://zqbo.vendor.example/slack/oauth_redirect"]
+    assert manifest["oauth_config"]["redirect_urls"] == [
+        "https://zqbo.vendor.example/slack/oauth_redirect",
+        "https://zqbo.vendor.example/qbo/oidc/callback",  # Sign in with Slack
+    ]
+    assert manifest["oauth_config"]["scopes"]["user"] == ["openid", "profile", "email"]
     assert sorted(manifest["oauth_config"]["scopes"]["bot"]) == sorted(SCOPES)  # what Bolt asks for
     events = manifest["settings"]["event_subscriptions"]
     assert set(events["bot_events"]) == {
@@ -175,7 +180,9 @@ def test_distributed_manifest_is_an_app_many_workspaces_can_install(tmp_path):
     assert manifest["settings"]["org_deploy_enabled"] is True
     # the single-workspace manifest stays as it was: no redirect, no uninstall events
     single = yaml.safe_load(zqbo(tmp_path, "manifest", "--public-url", "https://a.example").stdout)
-    assert "redirect_urls" not in single["oauth_config"]
+    # one workspace: only Sign in with Slack's redirect (connect links), no install redirect
+    assert single["oauth_config"]["redirect_urls"] == ["https://a.example/qbo/oidc/callback"]
+    assert single["oauth_config"]["scopes"]["user"] == ["openid", "profile", "email"]
     assert single["settings"]["event_subscriptions"]["bot_events"] == ["app_home_opened"]
 
 

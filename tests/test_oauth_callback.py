@@ -8,15 +8,20 @@ import pytest
 import requests
 
 from tests.conftest import DEDICATED, REALM
-from tests.helpers import ack_message, card_text, command, dms_to, link_buttons
+from tests.helpers import ack_message, card_text, command, dms_to, link_buttons, signed_in
 
 
-def fresh_link(slack, bot, user_id: str = "U0ADMIN") -> str:
+def slack_link(slack, bot, user_id: str = "U0ADMIN") -> str:
     resp, response_url = command(slack, bot, "connect", user_id=user_id)
     ack_message(resp)
     [message] = slack.wait_for_responses(response_url, 1)
     [url] = link_buttons(message)
     return url
+
+
+def fresh_link(slack, bot, user_id: str = "U0ADMIN") -> tuple[requests.Session, str]:
+    """A browser signed in with Slack as `user_id` through a fresh link, and Intuit's URL."""
+    return signed_in(slack, slack_link(slack, bot, user_id), user_id)
 
 
 def state_of(url: str) -> str:
@@ -28,7 +33,8 @@ def nothing_stored(bot) -> bool:
 
 
 def test_link_is_intuit_authorize_with_all_scopes(bot, slack, intuit):
-    url = fresh_link(slack, bot)
+    assert slack_link(slack, bot).startswith(f"{bot.url}/qbo/connect/")  # Sign in with Slack first
+    _, url = fresh_link(slack, bot)
     query = parse_qs(urlparse(url).query)
     assert url.startswith(intuit.url)
     assert set(query["scope"][0].split()) == {
@@ -49,16 +55,17 @@ def test_missing_state(bot):
 
 def test_forged_state(bot, slack):
     resp = requests.get(f"{bot.url}/qbo/callback?code=abc&realmId={REALM}&state=forged123", timeout=5)
-    assert resp.status_code == 400 and "not issued by zqbo" in resp.text
+    # no browser was bound to it by Sign in with Slack
+    assert resp.status_code == 403 and "made for someone else" in resp.text
     assert nothing_stored(bot)
     assert slack.calls_to("chat.postMessage") == []  # we do not know whom to tell
 
 
 def test_expired_state(bot, slack, intuit, clock):
-    url = fresh_link(slack, bot)
+    browser, url = fresh_link(slack, bot)
     callback = intuit.authorize(url, as_user=DEDICATED)
     clock.advance(601)
-    resp = requests.get(callback, timeout=5)
+    resp = browser.get(callback, timeout=5)
     assert resp.status_code == 400 and "expired" in resp.text
     assert nothing_stored(bot)
     [dm] = dms_to(slack, "U0ADMIN", wait_for=1)
@@ -66,20 +73,20 @@ def test_expired_state(bot, slack, intuit, clock):
 
 
 def test_reused_state(bot, slack, intuit):
-    url = fresh_link(slack, bot)
+    browser, url = fresh_link(slack, bot)
     callback = intuit.authorize(url, as_user=DEDICATED)
-    assert requests.get(callback, timeout=5).status_code == 200
+    assert browser.get(callback, timeout=5).status_code == 200
     bot.services.store.delete_connection(REALM)
-    again = requests.get(callback, timeout=5)
+    again = browser.get(callback, timeout=5)
     assert again.status_code == 400 and "already used" in again.text
     assert nothing_stored(bot)
 
 
 def test_declined_consent(bot, slack, intuit):
-    url = fresh_link(slack, bot)
+    browser, url = fresh_link(slack, bot)
     callback = intuit.authorize(url, decline=True)
     assert "error=access_denied" in callback
-    resp = requests.get(callback, timeout=5)
+    resp = browser.get(callback, timeout=5)
     assert "declined" in resp.text
     assert nothing_stored(bot)
     [dm] = dms_to(slack, "U0ADMIN", wait_for=1)
@@ -87,8 +94,8 @@ def test_declined_consent(bot, slack, intuit):
 
 
 def test_bad_code(bot, slack):
-    url = fresh_link(slack, bot)
-    resp = requests.get(
+    browser, url = fresh_link(slack, bot)
+    resp = browser.get(
         f"{bot.url}/qbo/callback?code=not-a-real-code&realmId={REALM}&state={state_of(url)}", timeout=5
     )
     assert resp.status_code == 400 and "did not accept the authorisation code" in resp.text
@@ -96,19 +103,19 @@ def test_bad_code(bot, slack):
 
 
 def test_intuit_down_during_code_exchange(bot, slack, intuit):
-    url = fresh_link(slack, bot)
+    browser, url = fresh_link(slack, bot)
     callback = intuit.authorize(url, as_user=DEDICATED)
     intuit.fail_next("token", 503, times=5)
-    resp = requests.get(callback, timeout=10)
+    resp = browser.get(callback, timeout=10)
     assert resp.status_code == 502 and "Reference" in resp.text
     assert nothing_stored(bot)
 
 
 @pytest.mark.parametrize("user", ["U0OWNER"])
 def test_state_is_bound_to_the_user_who_asked(bot, slack, intuit, user):
-    url = fresh_link(slack, bot, user_id=user)
+    browser, url = fresh_link(slack, bot, user_id=user)
     callback = intuit.authorize(url, as_user=DEDICATED)
-    requests.get(callback, timeout=5)
+    browser.get(callback, timeout=5)
     conn = bot.services.store.get_connection(REALM)
     assert conn.connected_by == user
     assert dms_to(slack, user, wait_for=1) and not dms_to(slack, "U0ADMIN")
@@ -128,9 +135,9 @@ def test_tampered_realm_id_stores_nothing_and_revokes_the_grant(bot, slack, intu
         intuit.add_company(
             realm, "Someone Else's Books Inc", users={"boss@else.example": "4620816365102938475"}
         )
-    url = fresh_link(slack, bot)
+    browser, url = fresh_link(slack, bot)
     callback = _tampered(intuit.authorize(url, as_user=DEDICATED), realm)
-    resp = requests.get(callback, timeout=10)
+    resp = browser.get(callback, timeout=10)
     assert resp.status_code == 403
     assert "did not grant access" in resp.text and "connected ✓" not in resp.text
     assert nothing_stored(bot)
@@ -144,18 +151,18 @@ def test_tampered_realm_id_stores_nothing_and_revokes_the_grant(bot, slack, intu
 
 
 def test_non_numeric_realm_id_is_refused_before_the_code_is_spent(bot, slack, intuit):
-    url = fresh_link(slack, bot)
+    browser, url = fresh_link(slack, bot)
     callback = _tampered(intuit.authorize(url, as_user=DEDICATED), "١٢٣")  # Arabic-Indic digits
-    resp = requests.get(callback, timeout=10)
+    resp = browser.get(callback, timeout=10)
     assert resp.status_code == 400 and nothing_stored(bot)
     assert intuit.count("token", "authorization_code") == 0
 
 
 def test_qbo_down_while_verifying_the_company_stores_nothing(bot, slack, intuit):
-    url = fresh_link(slack, bot)
+    browser, url = fresh_link(slack, bot)
     callback = intuit.authorize(url, as_user=DEDICATED)
     intuit.fail_next("companyinfo", 503, times=10)
-    resp = requests.get(callback, timeout=20)
+    resp = browser.get(callback, timeout=20)
     assert resp.status_code == 502 and "Reference" in resp.text
     assert nothing_stored(bot)
     [grant] = intuit.grants(REALM)
@@ -163,8 +170,8 @@ def test_qbo_down_while_verifying_the_company_stores_nothing(bot, slack, intuit)
 
 
 def test_connected_company_is_verified_and_named_in_one_write(bot, slack, intuit):
-    url = fresh_link(slack, bot)
-    resp = requests.get(intuit.authorize(url, as_user=DEDICATED), timeout=10)
+    browser, url = fresh_link(slack, bot)
+    resp = browser.get(intuit.authorize(url, as_user=DEDICATED), timeout=10)
     assert resp.status_code == 200 and "Acme Payments Ltd" in resp.text
     conn = bot.services.store.get_connection(REALM)
     assert conn.company_name == "Acme Payments Ltd" and conn.identity.email == DEDICATED
@@ -181,7 +188,9 @@ def test_a_person_keeps_at_most_three_connect_links_the_newest(bot, slack, intui
         [url] = link_buttons(message)
         urls.append(url)
     for dropped in urls[:2]:
-        page = requests.get(intuit.authorize(dropped, as_user=DEDICATED), timeout=10)
+        browser, auth_url = signed_in(slack, dropped)
+        page = browser.get(intuit.authorize(auth_url, as_user=DEDICATED), timeout=10)
         assert page.status_code >= 400 and bot.services.store.get_connection(REALM) is None
-    kept = requests.get(intuit.authorize(urls[2], as_user=DEDICATED), timeout=10)  # the oldest of 3
+    browser, auth_url = signed_in(slack, urls[2])
+    kept = browser.get(intuit.authorize(auth_url, as_user=DEDICATED), timeout=10)  # the oldest of 3
     assert kept.status_code == 200 and bot.services.store.get_connection(REALM) is not None

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 import requests
 
 from bot.redact import REDACTOR
-from tests.helpers import link_buttons
+from tests.helpers import link_buttons, signed_in
 from tests.test_workspaces import A, hosted, install, say  # noqa: F401  (fixture)
 
 
@@ -43,13 +43,27 @@ def test_no_oauth_code_or_state_reaches_the_log_at_debug(hosted, slack, intuit, 
     say(slack, hosted, A, f"config channel <#{A.channel}|alerts>")
     resp, response_url = slack.send_command(hosted.events_url, "connect", team_id=A.id, user_id=A.admin)
     [message] = slack.wait_for_responses(response_url, 1)
-    [auth_url] = link_buttons(message)
+    [link] = link_buttons(message)
+    seen.append(link.rsplit("/", 1)[1])  # the link id
+    # Sign in with Slack on the way: a refused person, a cancel, then the link's own admin
+    assert slack.sign_in(link, A.staff).status_code == 403
+    assert "did not sign in" in slack.sign_in(link, A.admin, decline=True).text
+    browser, auth_url = signed_in(slack, link, A.admin)
+    seen.append(browser.cookies.get("zqbo_browser") or "")
+    seen += [c.code for c in slack.openid.codes.values()] + [c.state for c in slack.openid.codes.values()]
+    seen += [c.nonce for c in slack.openid.codes.values()] + list(slack.openid.tokens)
+    used = next(c for c in slack.openid.codes.values() if c.used)
+    replayed = requests.get(
+        f"{hosted.url}/qbo/oidc/callback", params={"code": used.code, "state": used.state}, timeout=10
+    )
+    assert replayed.status_code == 400  # a sign-in answer replayed in another browser: refused
     seen += parse_qs(urlparse(auth_url).query)["state"]
     callback = intuit.authorize(auth_url, as_user=A.dedicated, realm=A.realm)
     seen += parse_qs(urlparse(callback).query)["code"]
-    assert requests.get(callback, timeout=10).status_code == 200
+    assert requests.get(callback, timeout=10).status_code == 403  # not the signed-in browser
+    assert browser.get(callback, timeout=10).status_code == 200
     assert hosted.services.store.get_connection(A.realm) is not None  # connected through it
-    assert requests.get(callback, timeout=10).status_code >= 400  # the same code again: refused
+    assert browser.get(callback, timeout=10).status_code >= 400  # the same code again: refused
     forged_qbo = {
         "code": "AB11forgedintuitcode0000000001",
         "state": "forged-qbo-state-0123456789",

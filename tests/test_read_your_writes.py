@@ -16,7 +16,7 @@ import requests
 
 from bot.emulator import IntuitEmulator, SlackEmulator
 from tests.conftest import DEDICATED, bot_env
-from tests.helpers import ack_message, card_text, link_buttons
+from tests.helpers import ack_message, card_text, link_buttons, signed_in
 
 ZQBO = str(Path(sys.executable).parent / "zqbo")
 
@@ -93,7 +93,8 @@ def test_every_ack_after_a_connect_shows_it_in_both_workers(two_workers):
     ack_message(resp)
     [message] = slack.wait_for_responses(response_url, 1, timeout=10)
     [link] = link_buttons(message)
-    page = requests.get(intuit.authorize(link, as_user=DEDICATED), timeout=10)
+    browser, auth_url = signed_in(slack, link)
+    page = browser.get(intuit.authorize(auth_url, as_user=DEDICATED), timeout=10)
     assert page.status_code == 200
 
     after = _acks(slack, events, 20)

@@ -8,7 +8,7 @@ import requests
 
 from bot.models import ConnectionStatus
 from tests.conftest import DEDICATED, JANE, REALM, make_settings, start_bot
-from tests.helpers import ack_message, card_text, command, connect, link_buttons
+from tests.helpers import ack_message, card_text, command, connect, link_buttons, signed_in
 
 ADMIN = "U0ADMIN"
 STAFF = "U0STAFF"
@@ -49,7 +49,8 @@ def start(slack, bot, user: str = ADMIN) -> None:
 def sign_in(slack, intuit, as_user: str) -> requests.Response:
     [url] = link_buttons(checklist(slack))
     before = updates(slack)
-    page = requests.get(intuit.authorize(url, as_user=as_user), timeout=10)
+    browser, auth_url = signed_in(slack, url)
+    page = browser.get(intuit.authorize(auth_url, as_user=as_user), timeout=10)
     slack.wait_for_calls("chat.update", before + 1)
     return page
 
@@ -178,10 +179,11 @@ def test_expired_link_stores_nothing(bot, slack, intuit, clock):
     start(slack, bot)
     press(slack, bot, "zqbo_rc_link")
     [url] = link_buttons(checklist(slack))
-    callback = intuit.authorize(url, as_user=DEDICATED)
+    browser, auth_url = signed_in(slack, url)
+    callback = intuit.authorize(auth_url, as_user=DEDICATED)
     clock.advance(601)
     before = updates(slack)
-    page = requests.get(callback, timeout=10)
+    page = browser.get(callback, timeout=10)
     assert page.status_code == 400 and "expired" in page.text and "Get a new link" in page.text
     slack.wait_for_calls("chat.update", before + 1)
     assert bot.services.store.list_connections() == []
@@ -195,14 +197,16 @@ def test_replaced_and_reused_links_store_nothing(bot, slack, intuit):
     press(slack, bot, "zqbo_rc_link")  # a new link replaces the old one
     [new] = link_buttons(checklist(slack))
     assert new != old
-    page = requests.get(intuit.authorize(old, as_user=JANE), timeout=10)
+    browser, auth_url = signed_in(slack, old)
+    page = browser.get(intuit.authorize(auth_url, as_user=JANE), timeout=10)
     assert page.status_code == 400
     assert bot.services.store.list_connections() == []
 
-    callback = intuit.authorize(new, as_user=DEDICATED)
-    assert requests.get(callback, timeout=10).status_code == 200
+    browser, auth_url = signed_in(slack, new)
+    callback = intuit.authorize(auth_url, as_user=DEDICATED)
+    assert browser.get(callback, timeout=10).status_code == 200
     generation = bot.services.store.get_connection(REALM).token_generation
-    again = requests.get(callback, timeout=10)
+    again = browser.get(callback, timeout=10)
     assert again.status_code == 400 and "already used" in again.text
     assert bot.services.store.get_connection(REALM).token_generation == generation
 
@@ -210,7 +214,8 @@ def test_replaced_and_reused_links_store_nothing(bot, slack, intuit):
 def test_a_non_admins_link_stores_nothing(bot, slack, intuit):
     """A link issued before its user lost admin rights (or forged into one) is refused at the callback."""
     url, _ = bot.services.oauth.start(STAFF, "T0EMU")
-    page = requests.get(intuit.authorize(url, as_user=DEDICATED), timeout=10)
+    browser, auth_url = signed_in(slack, url, STAFF)
+    page = browser.get(intuit.authorize(auth_url, as_user=DEDICATED), timeout=10)
     assert page.status_code == 403 and "admin" in page.text
     assert bot.services.store.list_connections() == []
     assert intuit.count("token") == 0  # the code was never even exchanged
@@ -269,7 +274,8 @@ def test_cancel_ends_the_checklist_and_its_link(bot, slack, intuit):
     press(slack, bot, "zqbo_rc_cancel")
     text = card_text(checklist(slack))
     assert "Cancelled" in text and link_buttons(checklist(slack)) == []
-    page = requests.get(intuit.authorize(url, as_user=DEDICATED), timeout=10)
+    browser, auth_url = signed_in(slack, url)
+    page = browser.get(intuit.authorize(auth_url, as_user=DEDICATED), timeout=10)
     assert page.status_code == 400 and bot.services.store.list_connections() == []
 
 

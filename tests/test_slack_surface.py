@@ -20,7 +20,7 @@ def test_connect_button_on_the_status_card_sends_a_link(bot, slack, intuit):
     assert press.status_code == 200
     [message] = slack.wait_for_responses(response_url, 1)
     [url] = link_buttons(message)
-    assert url.startswith(intuit.url) and "state=" in url
+    assert url.startswith(f"{bot.url}/qbo/connect/")  # zqbo's link: Sign in with Slack, then Intuit
 
 
 def test_forged_button_press_is_rejected(bot, slack):

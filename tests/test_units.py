@@ -28,6 +28,7 @@ SETTINGS = dict(
     QBO_CLIENT_ID="id",
     QBO_CLIENT_SECRET="secret",
     ZQBO_DEDICATED_EMAIL="zomentum.integration@acme.example",
+    ZQBO_CONNECT_SIGN_IN="off",  # no Slack app credentials here
 )
 
 

@@ -8,11 +8,10 @@ import re
 from typing import Any
 
 import pytest
-import requests
 
 from bot.store.redis import RedisStore
 from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, REALM, REDIS_URL, make_settings, start_bot
-from tests.helpers import ack_message, card_text, command, connect, link_buttons
+from tests.helpers import ack_message, card_text, command, connect, link_buttons, signed_in
 
 HOSTILE = "<!channel> Acme & Sons <https://evil.example|log in>"
 HOSTILE_DOC = "<!everyone>"
@@ -88,7 +87,8 @@ def test_untrusted_text_is_escaped_on_every_surface(hostile_bot, slack, intuit, 
     ack_message(resp)
     [message] = slack.wait_for_responses(url, 1)
     [link] = link_buttons(message)
-    assert requests.get(intuit.authorize(link, as_user=JANE, realm=SECOND_REALM), timeout=10).ok
+    browser, auth_url = signed_in(slack, link)
+    assert browser.get(intuit.authorize(auth_url, as_user=JANE, realm=SECOND_REALM), timeout=10).ok
     run("reconnect", wait=1)
     assert "say which one" in card_text(slack.responses(followups[-1])[-1])
 
@@ -104,7 +104,8 @@ def test_untrusted_text_is_escaped_on_every_surface(hostile_bot, slack, intuit, 
         slack.press_button(bot.events_url, checklist(), action, channel_id=dm)
         slack.wait_for_calls("chat.update", before + 1, ok=False)
     [link] = link_buttons(checklist())
-    assert requests.get(intuit.authorize(link, as_user=DEDICATED), timeout=10).ok
+    browser, auth_url = signed_in(slack, link)
+    assert browser.get(intuit.authorize(auth_url, as_user=DEDICATED), timeout=10).ok
     clock.advance(60)
     run(f"check {REALM}", wait=1)
     assert any(m.get("thread_ts") for m in slack.messages("C0ALERTS")), "no resolved note was posted"

@@ -24,7 +24,7 @@ from tests.conftest import (
     make_settings,
     start_bot,
 )
-from tests.helpers import ack_message, card_text, command, dms_to, link_buttons
+from tests.helpers import ack_message, card_text, command, dms_to, link_buttons, signed_in
 
 REALM_B = "4620816365178036850"
 BETA_DEDICATED = "integration@beta.example"
@@ -114,8 +114,9 @@ def setup(slack, bot, team: Team) -> None:
     )
     ack_message(resp)
     [message] = slack.wait_for_responses(response_url, 1)
-    [auth_url] = link_buttons(message)
-    page = requests.get(
+    [link] = link_buttons(message)
+    browser, auth_url = signed_in(slack, link, team.admin)
+    page = browser.get(
         intuit_of(bot).authorize(auth_url, as_user=team.dedicated, realm=team.realm), timeout=10
     )
     assert page.status_code == 200, page.text
@@ -234,9 +235,10 @@ def test_a_company_linked_from_another_workspace_is_refused_without_touching_it(
     resp, response_url = command(slack, two, "connect", team_id=B.id, user_id=B.admin, channel_id=B.channel)
     ack_message(resp)
     [message] = slack.wait_for_responses(response_url, 1)
-    [auth_url] = link_buttons(message)
+    [link] = link_buttons(message)
+    browser, auth_url = signed_in(slack, link, B.admin)
     tokens_before = intuit.count("token")
-    page = requests.get(intuit.authorize(auth_url, as_user=DEDICATED, realm=A.realm), timeout=10)
+    page = browser.get(intuit.authorize(auth_url, as_user=DEDICATED, realm=A.realm), timeout=10)
     assert page.status_code == 409
     assert "already linked to zqbo from another Slack workspace" in page.text
     assert "Alpha" not in page.text and A.admin not in page.text
@@ -507,10 +509,10 @@ def test_an_org_wide_install_is_one_workspace_for_every_team_of_the_org(hosted, 
         channel_id="C0ORGA",
     )
     ack_message(resp)
-    [auth_url] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    [link] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    browser, auth_url = signed_in(slack, link, "U0OADMIN")
     assert (
-        requests.get(intuit.authorize(auth_url, as_user=DEDICATED, realm=REALM), timeout=10).status_code
-        == 200
+        browser.get(intuit.authorize(auth_url, as_user=DEDICATED, realm=REALM), timeout=10).status_code == 200
     )
     assert hosted.services.store.get_connection(REALM).team_id == "E0ORG"
     # another team of the org sees the org's company and settings
@@ -552,8 +554,9 @@ def test_alerts_wait_for_a_channel_and_go_out_once_one_is_chosen(hosted, slack, 
     install(slack, hosted, A)
     resp, url = command(slack, hosted, "connect", team_id=A.id, user_id=A.admin, channel_id=A.channel)
     ack_message(resp)
-    [auth_url] = link_buttons(slack.wait_for_responses(url, 1)[0])
-    assert requests.get(intuit.authorize(auth_url, as_user=JANE, realm=A.realm), timeout=10).ok
+    [link] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    browser, auth_url = signed_in(slack, link, A.admin)
+    assert browser.get(intuit.authorize(auth_url, as_user=JANE, realm=A.realm), timeout=10).ok
     say(slack, hosted, A, f"config dedicated-user {A.qbo_user}")
     intuit.add_entry(A.realm, "Payment", by=JANE, doc_number="ZP-A3", private_note=MARK)
     hosted.services.auditor.run(A.realm, trigger="test", wait=30)
@@ -592,11 +595,12 @@ def test_a_workspace_leaving_during_a_qbo_callback_keeps_nothing(hosted, slack, 
     install(slack, hosted, A)
     resp, url = command(slack, hosted, "connect", team_id=A.id, user_id=A.admin, channel_id=A.channel)
     ack_message(resp)
-    [auth_url] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    [link] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    session, auth_url = signed_in(slack, link, A.admin)
     callback = intuit.authorize(auth_url, as_user=DEDICATED, realm=A.realm)
     intuit.set_latency(2.0, "companyinfo")  # verifying the company takes a while
     pages = []
-    browser = threading.Thread(target=lambda: pages.append(requests.get(callback, timeout=15)))
+    browser = threading.Thread(target=lambda: pages.append(session.get(callback, timeout=15)))
     browser.start()
     wait_until(lambda: intuit.count("token") >= 1 or None, timeout=5)  # the code is exchanged
     slack.uninstall(hosted.events_url, A.id)
@@ -704,3 +708,36 @@ def test_a_workspace_flooding_zqbo_with_a_slow_company_never_delays_anothers_che
     for _, url in accepted:
         slack.wait_for_responses(url, 1, timeout=30)
     assert intuit.max_in_flight(B.realm) <= two.services.settings.after_ack_per_workspace == 4
+
+
+def test_a_forwarded_connect_link_links_nothing_and_stays_its_owners(hosted, slack, intuit):
+    """B's admin runs /zqbo connect and forwards the link to A's admin (whose company is connected
+    nowhere yet). Slack says who opened it: someone else, so nothing is linked to B — neither from
+    the zqbo link nor from Intuit's link copied out of B's browser — and B's admin can still use it."""
+    install(slack, hosted, A)
+    install(slack, hosted, B)
+    services = hosted.services
+    resp, url = command(slack, hosted, "connect", team_id=B.id, user_id=B.admin, channel_id=B.channel)
+    ack_message(resp)
+    [link] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    assert link.startswith(f"{hosted.url}/qbo/connect/")
+    for someone_else in (A.admin, B.staff):  # another workspace's person, then B's own staff
+        page = slack.sign_in(link, someone_else)
+        assert page.status_code == 403 and "made for someone else" in page.text
+        assert "the Slack workspace <b>Beta</b>" in page.text  # where the link was made, escaped
+    assert services.store.list_connections() == [] and intuit.count("token") == 0
+
+    # Intuit's link, copied out of B's browser after B's sign-in, consented to in A's browser
+    browser, auth_url = signed_in(slack, link, B.admin)
+    callback = intuit.authorize(auth_url, as_user=DEDICATED, realm=A.realm)
+    forwarded = requests.get(callback, timeout=10)
+    assert forwarded.status_code == 403 and "made for someone else" in forwarded.text
+    assert services.store.list_connections() == []
+    assert intuit.count("token", "authorization_code") == 0  # the code was never exchanged
+
+    # the state was not spent: B's admin finishes with B's own company, in B's own browser
+    own = browser.get(intuit.authorize(auth_url, as_user=BETA_DEDICATED, realm=B.realm), timeout=10)
+    assert own.status_code == 200, own.text
+    assert "Beta Books" in own.text and "the Slack workspace <b>Beta</b>" in own.text
+    assert [c.realm_id for c in services.store.list_connections()] == [B.realm]
+    assert services.store.get_connection(B.realm).team_id == B.id

@@ -49,6 +49,7 @@ from bot.emulator.slack_blockkit import (
     check_modal,
     submission_state,
 )
+from bot.emulator.slack_openid import OpenID, user_claims
 from bot.emulator.slack_shapes import as_sent, bot_message, kept_blocks, kept_view, short_id
 from bot.emulator.slack_tenancy import APP_ID, Grant, Team, Workspaces
 
@@ -60,7 +61,8 @@ HISTORY_MAX_LIMIT = 999
 HOLD_TIMEOUT = 60.0
 # The bot scopes of app_manifest.yml: what the preinstalled token of T0EMU carries.
 DEFAULT_SCOPES = "commands,chat:write,im:write,users:read,channels:history,groups:history"
-NO_TOKEN_METHODS = frozenset({"oauth.v2.access"})
+# Methods that take the app's credentials (or, userInfo, a Sign in with Slack token) instead of a bot token.
+NO_TOKEN_METHODS = frozenset({"oauth.v2.access", "openid.connect.token", "openid.connect.userInfo"})
 TRIGGER_LIFETIME = 3.0  # seconds a trigger_id can open a modal
 
 __all__ = [
@@ -175,6 +177,7 @@ class SlackEmulator(EmulatorServer):
         self.token_rotation = token_rotation
         self.redirect_uri = redirect_uri  # the app's configured Redirect URL, used when none is sent
         self.workspaces = Workspaces()
+        self.openid = OpenID()  # Sign in with Slack; `openid.redirect_urls` are the app's Redirect URLs
         self.teams = self.workspaces.teams
         self.tokens = self.workspaces.tokens
         self.calls: list[SlackCall] = []
@@ -796,6 +799,36 @@ class SlackEmulator(EmulatorServer):
             raise AssertionError(f"Slack refused the approval: {approved.status_code} {approved.text[:300]}")
         return browser.get(approved.headers["Location"], timeout=10)
 
+    def sign_in(
+        self, link: str, user_id: str, browser: requests.Session | None = None, *, decline: bool = False
+    ) -> requests.Response:
+        """Open a bot's link in a browser that goes through Sign in with Slack as `user_id` (or
+        presses Cancel): returns the bot's answer to Slack's redirect back (a 302 on to Intuit, or
+        a page), or the bot's answer to the link itself when it did not send the browser here."""
+        browser = browser or requests.Session()
+        start = browser.get(link, allow_redirects=False, timeout=10)
+        _loopback_is_secure(browser)
+        target = urljoin(link, start.headers.get("Location", "")) if start.is_redirect else ""
+        if not target.startswith(f"{self.url}/openid/connect/authorize"):
+            return start
+        page = browser.get(target, timeout=10)
+        forms = _Forms.parse(page.text)
+        wanted = "cancel" if decline else "allow"
+        form = next((f for f in forms if f.fields.get("decision") == wanted), None)
+        if page.status_code != 200 or form is None:
+            raise AssertionError(f"Slack's sign-in page ({page.status_code}): {page.text[:300]}")
+        approved = browser.post(
+            urljoin(target, form.action),
+            data={**form.fields, "user_id": user_id},
+            allow_redirects=False,
+            timeout=10,
+        )
+        if approved.status_code != 302:
+            raise AssertionError(f"Slack refused the sign-in: {approved.status_code} {approved.text[:300]}")
+        answer = browser.get(approved.headers["Location"], allow_redirects=False, timeout=10)
+        _loopback_is_secure(browser)
+        return answer
+
     def _authorize_url_from(self, page: requests.Response) -> str:
         """Where the bot's install page sends the browser: its redirect, or its Add to Slack link."""
         if page.is_redirect:
@@ -858,6 +891,69 @@ class SlackEmulator(EmulatorServer):
         self.app.add_url_rule(
             "/oauth/v2/authorize/approve", "approve", self._approve_install, methods=["POST"]
         )
+        self.app.add_url_rule("/openid/connect/authorize", "oidc_authorize", self._oidc_authorize)
+        self.app.add_url_rule(
+            "/openid/connect/authorize/approve", "oidc_approve", self._oidc_approve, methods=["POST"]
+        )
+        self.app.add_url_rule("/openid/connect/keys", "oidc_keys", self._oidc_keys)
+
+    # Sign in with Slack: the page a person sees ----------------------------------------------------
+    def _oidc_authorize(self) -> Response:
+        args = request.args
+        self._delay("openid_authorize")
+        problem = None
+        if args.get("client_id") != self.client_id:
+            problem = "invalid_client_id: this app does not exist"
+        elif args.get("response_type") != "code":
+            problem = "unsupported_response_type: response_type must be code"
+        elif "openid" not in _scope_list(args.get("scope", "")):
+            problem = "invalid_scope: Sign in with Slack needs the openid scope"
+        elif not self.openid.redirect_ok(args.get("redirect_uri", "")):
+            problem = "bad_redirect_uri: redirect_uri is not one of the app's Redirect URLs"
+        if problem:
+            return _html("Slack: something went wrong", f"<p>{html.escape(problem)}</p>", 400)
+        fields = {
+            k: args.get(k, "") for k in ("client_id", "redirect_uri", "state", "nonce", "team", "scope")
+        }
+        body = (
+            "<p>zqbo wants to know who you are on Slack (your name, email and workspace).</p>"
+            + _form(
+                "Continue",
+                {**fields, "decision": "allow", "user_id": ""},
+                "/openid/connect/authorize/approve",
+            )
+            + _form("Cancel", {**fields, "decision": "cancel"}, "/openid/connect/authorize/approve")
+        )
+        return _html("Slack (emulated): sign in to zqbo", body, 200)
+
+    def _oidc_approve(self) -> Response:
+        form = request.form
+        redirect_uri = form.get("redirect_uri", "")
+        if form.get("client_id") != self.client_id or not self.openid.redirect_ok(redirect_uri):
+            return _html("Slack: something went wrong", "<p>invalid_client_id or bad_redirect_uri</p>", 400)
+        state = form.get("state", "")
+        if form.get("decision") != "allow":
+            return _redirect(redirect_uri, {"error": "access_denied", "state": state})
+        with self._lock:
+            # `team` only picks the workspace the page opens on: a person may switch to another one
+            # they belong to (what real Slack does with a non-member is not known here).
+            user = self.users.get(form.get("user_id", ""))
+            if user is None:
+                return _html("Slack: something went wrong", "<p>Sign in to Slack first.</p>", 400)
+            code = self.openid.new_code(
+                self.client_id,
+                redirect_uri,
+                user.id,
+                user.team_id,
+                form.get("nonce", ""),
+                self.clock.now(),
+                state,
+            )
+        return _redirect(redirect_uri, {"code": code, "state": state})
+
+    def _oidc_keys(self) -> Response:
+        with self._lock:
+            return Response(json.dumps(self.openid.jwks()), content_type="application/json")
 
     # OAuth v2: the consent page a person sees --------------------------------------------------------
     def _authorize(self) -> Response:
@@ -1123,6 +1219,31 @@ class SlackEmulator(EmulatorServer):
         if issued is None:
             return {"ok": False, "error": error}
         return self.workspaces.access_answer(issued)
+
+    def _m_openid_connect_token(self, args: dict[str, Any], grant: None) -> dict[str, Any]:
+        client_id, client_secret = _client_credentials(request.headers.get("Authorization", ""), args)
+        if client_id != self.client_id:
+            return {"ok": False, "error": "invalid_client_id"}
+        if client_secret != self.client_secret:
+            return {"ok": False, "error": "bad_client_secret"}
+        if (args.get("grant_type") or "authorization_code") != "authorization_code":
+            return {"ok": False, "error": "invalid_grant_type"}
+        now = self.clock.now()
+        found, error = self.openid.exchange(
+            client_id, str(args.get("code") or ""), str(args.get("redirect_uri") or ""), now
+        )
+        if found is None:
+            return {"ok": False, "error": error}
+        claims = user_claims(self.users[found.user_id], self.teams[found.team_id], now)
+        return self.openid.token_answer(found, claims, now)
+
+    def _m_openid_connect_userInfo(self, args: dict[str, Any], grant: None) -> dict[str, Any]:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else str(args.get("token", ""))
+        found = self.openid.who(token, self.clock.now())
+        if found is None:
+            return {"ok": False, "error": "invalid_auth"}
+        return user_claims(self.users[found[0]], self.teams[found[1]], self.clock.now())
 
     def _m_users_info(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         user = self._user_for(grant, args.get("user"))
@@ -1519,12 +1640,12 @@ def _html(title: str, body: str, status: int) -> Response:
     return Response(page, status=status, content_type="text/html; charset=utf-8")
 
 
-def _form(button: str, fields: dict[str, str]) -> str:
+def _form(button: str, fields: dict[str, str], action: str = "/oauth/v2/authorize/approve") -> str:
     hidden = "".join(
         f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">' for k, v in fields.items()
     )
     return (
-        f'<form method="post" action="/oauth/v2/authorize/approve">{hidden}'
+        f'<form method="post" action="{action}">{hidden}'
         f'<button type="submit">{html.escape(button)}</button></form>'
     )
 

@@ -172,6 +172,13 @@ class StoreInstallations(InstallationStore):
             return self.find_bot(enterprise_id=scope, team_id=None, is_enterprise_install=True)
         return self.find_bot(enterprise_id=None, team_id=scope)
 
+    def name(self, scope: str) -> str | None:
+        """The workspace's (or, for an org-wide install, the organisation's) name at install."""
+        bot = self.find_scope(scope)
+        if bot is None:
+            return None
+        return bot.enterprise_name if scope.startswith("E") else bot.team_name
+
     def bot_token(self, scope: str) -> str | None:
         """The bot token of a workspace, for work done outside a request (alerts, checklists).
         A rotating token about to expire is refreshed first (Bolt does the same for requests),

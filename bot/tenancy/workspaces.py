@@ -84,6 +84,7 @@ class Workspaces:
         client_for_token: Callable[[str], WebClient],
         bot_token: Callable[[str], str | None] | None = None,
         installed: Callable[[str], AbstractContextManager[bool]] | None = None,
+        install_name: Callable[[str], str | None] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -92,6 +93,8 @@ class Workspaces:
         self._bot_token = bot_token  # scope -> the installation's bot token (many workspaces)
         # scope -> held while its installation cannot change, yielding whether it is installed
         self._installed = installed
+        self._install_name = install_name  # scope -> the workspace's (or org's) name at install
+        self._names: dict[str, str] = {}
         self._clients: dict[str, tuple[float, str, WebClient]] = {}
         self._settings_cache: dict[str, tuple[float, Workspace]] = {}
         self._org_teams: dict[str, tuple[float, frozenset[str]]] = {}
@@ -281,6 +284,27 @@ class Workspaces:
             self._clients[scope] = (now, token, client)
         return client
 
+    def display_name(self, scope: str) -> str:
+        """The Slack workspace's (or organisation's) name, for pages outside Slack: from its
+        installation, or (one workspace) from auth.test; its id when Slack does not say."""
+        with self._lock:
+            hit = self._names.get(scope)
+        if hit:
+            return hit
+        name = ""
+        try:
+            if self.multi:
+                name = (self._install_name(scope) if self._install_name else None) or ""
+            else:
+                name = str(self._default.auth_test().get("team") or "")
+        except Exception as exc:  # a page still shows, naming the workspace by its id
+            log.warning("could not read the name of Slack workspace %s: %s", scope, type(exc).__name__)
+            return scope or "your Slack workspace"
+        name = name[:100] or scope or "your Slack workspace"
+        with self._lock:
+            self._names[scope] = name
+        return name
+
     def client_for(self, token: str) -> WebClient:
         """A client with a given bot token (one just issued by an install)."""
         return self._client_for_token(token)
@@ -291,6 +315,7 @@ class Workspaces:
             self._clients.pop(scope, None)
             self._settings_cache.pop(scope, None)
             self._org_teams.pop(scope, None)
+            self._names.pop(scope, None)
 
 
 class NotInstalled(Exception):

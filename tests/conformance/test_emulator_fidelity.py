@@ -228,6 +228,53 @@ def test_oauth_v2_access_team_and_org_install(slack):
         check_types("slack/web_api/oauth.v2.access.java_sdk_all_fields", answer.data)
 
 
+def test_sign_in_with_slack_token_and_user_info(slack):
+    """Sign in with Slack's answers, through slack_sdk: the token (with a verifiable RS256
+    id_token) and userInfo have the keys and types of Slack's samples; codes work once, for the
+    redirect_uri they were issued to, and only such redirect URLs are accepted when the app has any."""
+    import jwt
+
+    redirect = "https://zqbo.example.com/qbo/oidc/callback"
+    slack.openid.redirect_urls = [redirect]
+    base = f"{slack.url}/openid/connect/authorize?response_type=code&client_id={slack.client_id}"
+    assert (
+        requests.get(f"{base}&scope=openid&redirect_uri=https://evil.example/cb", timeout=5).status_code
+        == 400
+    )
+    assert requests.get(f"{base}&scope=profile&redirect_uri={redirect}", timeout=5).status_code == 400
+    form = {
+        "client_id": slack.client_id,
+        "redirect_uri": redirect,
+        "state": "s",
+        "nonce": "n0nce",
+        "decision": "allow",
+        "user_id": "U0ADMIN",
+    }
+    approved = requests.post(
+        f"{slack.url}/openid/connect/authorize/approve", data=form, allow_redirects=False, timeout=5
+    )
+    code = parse_qs(urlparse(approved.headers["Location"]).query)["code"][0]
+    client = WebClient(base_url=slack.api_url)
+    token = client.openid_connect_token(
+        client_id=slack.client_id, client_secret=slack.client_secret, code=code, redirect_uri=redirect
+    )
+    check_types("slack/web_api/openid.connect.token.java_sdk_all_fields", token.data)
+    assert token["token_type"] == "Bearer" and token["access_token"].startswith("xoxp-")
+    keys = requests.get(f"{slack.url}/openid/connect/keys", timeout=5).json()["keys"]
+    claims = jwt.decode(
+        token["id_token"], jwt.PyJWK(keys[0]).key, algorithms=["RS256"], audience=slack.client_id
+    )
+    assert claims["https://slack.com/user_id"] == "U0ADMIN" and claims["nonce"] == "n0nce"
+    info = client.openid_connect_userInfo(token=token["access_token"])
+    check(sample("slack/web_api/openid.connect.userInfo"), info.data)
+    assert info["https://slack.com/team_id"] == "T0EMU"
+    again = WebClient(base_url=slack.api_url)
+    with pytest.raises(Exception, match="invalid_code"):
+        again.openid_connect_token(
+            client_id=slack.client_id, client_secret=slack.client_secret, code=code, redirect_uri=redirect
+        )
+
+
 def _approve(slack: SlackEmulator, target: str, user_id: str, org: bool) -> str:
     form = {
         "client_id": slack.client_id,

@@ -25,9 +25,10 @@ from tests.helpers import connect
 
 
 def method_of(name: str) -> str:
-    """`slack/web_api/chat.postMessage.error` -> `chat.postMessage`."""
+    """`slack/web_api/chat.postMessage.error` -> `chat.postMessage` (`oauth.v2.access`,
+    `openid.connect.token`: three parts)."""
     parts = name.split("/")[-1].split(".")
-    return ".".join(parts[:2]) if parts[0] != "oauth" else ".".join(parts[:3])
+    return ".".join(parts[:2]) if parts[0] not in ("oauth", "openid") else ".".join(parts[:3])
 
 
 @pytest.fixture
