@@ -187,6 +187,7 @@ class SignIn:
                 redirect_uri=self._redirect_uri,
             )
             who = self._slack.openid_connect_userInfo(token=str(token["access_token"]))
+            self._revoke(str(token["access_token"]))  # read once; no live user token left behind
         except SlackApiError as exc:
             log.warning("Sign in with Slack failed: Slack said %s", exc.response.get("error"))
             return Step(refusal=Refusal.SLACK_FAILED, link=link)
@@ -214,6 +215,12 @@ class SignIn:
         )
         self._bind(browser, qbo)
         return Step(redirect=self._intuit_url(link.link), link=link)
+
+    def _revoke(self, token: str) -> None:
+        try:
+            self._slack.auth_revoke(token=token)
+        except (SlackApiError, SlackClientError) as exc:  # it expires on its own; the sign-in stands
+            log.warning("could not revoke the Sign in with Slack token: %s", type(exc).__name__)
 
     def _bind(self, browser: str, to: OAuthState) -> None:
         self._store.put_oauth_state(

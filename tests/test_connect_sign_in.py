@@ -46,10 +46,12 @@ def test_the_right_person_connects_and_the_page_names_company_and_workspace(bot,
         in page.text
     )
     assert bot.services.store.get_connection(REALM).connected_by == "U0ADMIN"
-    assert [c.method for c in slack.calls if c.method.startswith("openid")] == [
+    assert [c.method for c in slack.calls if c.method.startswith(("openid", "auth.revoke"))] == [
         "openid.connect.token",
         "openid.connect.userInfo",
+        "auth.revoke",  # the person's Slack token was read once and is dead now
     ]
+    assert slack.openid.tokens == {}
 
 
 def test_someone_else_in_the_same_workspace_is_refused_and_the_owner_still_can(bot, slack, intuit):

@@ -9,11 +9,10 @@ apart from the org. A partner company outside the org shares a channel with East
 from __future__ import annotations
 
 import pytest
-import requests
 
 from bot.emulator.slack import NotAValidCommand
 from tests.conftest import DEDICATED, REALM
-from tests.helpers import ack_message, card_text, command, link_buttons
+from tests.helpers import ack_message, card_text, command, link_buttons, signed_in
 from tests.test_workspaces import BETA_DEDICATED, REALM_B, hosted, wait_until  # noqa: F401  (fixture)
 
 ORG, EAST, WEST, PARTNER = "E0ORG", "T0ORGEAST", "T0ORGWEST", "T0PARTNER"
@@ -60,8 +59,9 @@ def link(slack, bot, intuit, team: str, user: str, channel: str, as_user: str, r
         slack, bot, "connect", team_id=team, enterprise_id=enterprise, user_id=user, channel_id=channel
     )
     ack_message(resp)
-    [auth_url] = link_buttons(slack.wait_for_responses(url, 1)[0])
-    page = requests.get(intuit.authorize(auth_url, as_user=as_user, realm=realm), timeout=10)
+    [zqbo_link] = link_buttons(slack.wait_for_responses(url, 1)[0])
+    browser, auth_url = signed_in(slack, zqbo_link, user)
+    page = browser.get(intuit.authorize(auth_url, as_user=as_user, realm=realm), timeout=10)
     assert page.status_code == 200, page.text
 
 

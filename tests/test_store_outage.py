@@ -47,7 +47,11 @@ def test_every_surface_answers_while_redis_is_down_and_recovers(own_redis, intui
         resp, url = command(slack, bot, "check")  # the ack needs no store; the work after it does
         assert "cannot reach its store" in card_text(slack.wait_for_responses(url, 1)[0])
 
-        callback = requests.get(f"{bot.url}/qbo/callback?state=abc&code=x&realmId={REALM}", timeout=10)
+        callback = requests.get(  # from a browser that signed in: its binding is in the store
+            f"{bot.url}/qbo/callback?state=abc&code=x&realmId={REALM}",
+            cookies={"zqbo_browser": "a-signed-in-browser"},
+            timeout=10,
+        )
         assert callback.status_code == 503 and "try again in a minute" in callback.text
         assert "Traceback" not in callback.text and callback.headers["Content-Type"].startswith("text/html")
         reconnect = requests.get(f"{bot.url}/qbo/reconnect", timeout=10)

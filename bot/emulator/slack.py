@@ -1123,6 +1123,9 @@ class SlackEmulator(EmulatorServer):
         if method not in NO_TOKEN_METHODS:
             header = request.headers.get("Authorization", "")
             token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else args.get("token", "")
+            if method == "auth.revoke" and self.openid.revoke(str(token)):  # a Sign in with Slack token
+                self._record(method, args, True, None, 200)
+                return Response(json.dumps({"ok": True, "revoked": True}), content_type="application/json")
             with self._lock:
                 grant, auth_error = self.workspaces.authenticate(str(token), self.clock.now())
             if grant is None:

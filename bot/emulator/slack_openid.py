@@ -99,6 +99,10 @@ class OpenID:
         id_token = jwt.encode(payload, self.key(), algorithm="RS256", headers={"kid": KEY_ID})
         return {"ok": True, "access_token": access, "token_type": "Bearer", "id_token": id_token}
 
+    def revoke(self, token: str) -> bool:
+        """auth.revoke with a Sign in with Slack token: it stops working at once."""
+        return self.tokens.pop(token, None) is not None
+
     def who(self, token: str, now: datetime) -> tuple[str, str] | None:
         found = self.tokens.get(token)
         if found is None or now - found[2] > TOKEN_LIFETIME:
