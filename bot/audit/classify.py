@@ -57,6 +57,7 @@ class Entry:
     updated_at: str
     modified_by: str  # a QBO user id, QUICKBOOKS or UNKNOWN (see writer_of)
     automated: bool
+    integration: str = ""  # the name of the integration whose markers matched; "" for people's work
 
     @property
     def by_user(self) -> bool:
@@ -90,6 +91,7 @@ class Entry:
             "updated_at": self.updated_at,
             "modified_by": self.modified_by,
             "automated": self.automated,
+            "integration": self.integration,
         }
 
 
