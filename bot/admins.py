@@ -1,5 +1,6 @@
 """Who may change the QuickBooks connection: the workspace's chosen admins (ZQBO_ADMINS, or the
-list set from Slack), or else Slack's admins and owners of that workspace."""
+list set from Slack), or else Slack's admins and owners of that workspace; and for one company,
+also the admins chosen for that company (`/zqbo config admins @a @b <company>`)."""
 
 from __future__ import annotations
 
@@ -31,8 +32,10 @@ class AdminPolicy:
         admins: Callable[[str], tuple[str, ...] | list[str]],
         client: Callable[[str], WebClient],
         cache_seconds: float = CACHE_SECONDS,
+        company_admins: Callable[[str, str], tuple[str, ...]] | None = None,
     ) -> None:
         self._admins = admins
+        self._company_admins = company_admins  # (scope, realm) -> the company's own admins
         self._client = client
         self._cache_seconds = cache_seconds
         self._cache: dict[tuple[str, str], tuple[float, bool]] = {}
@@ -67,6 +70,14 @@ class AdminPolicy:
         with self._lock:
             self._cache[key] = (time.monotonic(), allowed)
         return allowed
+
+    def is_admin_for(self, user_id: str, scope: str, realm_id: str) -> bool:
+        """May act on one company: one of its own admins, or an admin of its workspace. The
+        company must be the workspace's (`company_admins` answers nothing for another's)."""
+        if user_id and realm_id and self._company_admins is not None:
+            if user_id in self._company_admins(scope, realm_id):
+                return True
+        return self.is_admin(user_id, scope)
 
     def forget(self, scope: str) -> None:
         with self._lock:

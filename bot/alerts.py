@@ -1,7 +1,8 @@
 """Alerts as data (Alertmanager's model): fingerprint, group, state; then Block Kit.
 
-An alert is saved before it is posted (the durable queue: `posted` false), posted to
-ZQBO_ALERT_CHANNEL, and updated in place when acknowledged or resolved. Condition alerts
+An alert is saved before it is posted (the durable queue: `posted` false), posted to its
+company's alert channel (the company's own, else its workspace's: ZQBO_ALERT_CHANNEL or the one
+chosen in Slack), and updated in place when acknowledged or resolved. Condition alerts
 (connection lost, wrong identity, refresh token expiring, checks failing) have one open alert per
 company and kind; entry alerts get one message per check and QBO user. Mutes are per kind and
 company. Everything here runs under the caller's per-realm lock.
@@ -359,7 +360,9 @@ class AlertBook:
         if scope is None:  # no company of anyone's any more (its workspace left): never posted
             log.warning("alert %s not posted: realm %s is not connected", alert.fingerprint, alert.realm_id)
             return False
-        channel = self._workspaces.get(scope).alert_channel
+        company = self._workspaces.company(alert.realm_id)
+        channel = company.alert_channel  # the company's own, else its workspace's
+        alert.company_name = company.display_name  # people know the company by this name
         if not channel:
             self._channel_problem(
                 scope,

@@ -182,7 +182,14 @@ def build_services(
             raise NotInstalled(scope)
         return slack_quick_client(settings, token)
 
-    admins = AdminPolicy(lambda scope: workspaces.get(scope).admins, quick_client)
+    def company_admins(scope: str, realm_id: str) -> tuple[str, ...]:
+        company = workspaces.company(realm_id)
+        mine = company.scope == scope and workspaces.owner(realm_id) is not None
+        return company.own_admins if mine else ()
+
+    admins = AdminPolicy(
+        lambda scope: workspaces.get(scope).admins, quick_client, company_admins=company_admins
+    )
 
     def state_scope(state: OAuthState) -> str:
         return state.team_id if workspaces.multi else ""

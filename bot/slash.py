@@ -8,6 +8,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
@@ -16,9 +17,11 @@ from bot.alerts import CHANNEL_PROBLEM_KIND, KINDS, MUTE_NAMES, problem_key
 from bot.audit.markers import parse_markers
 from bot.audit.scan import AuditResult
 from bot.blocks import Message, code, md, mention
+from bot.blocks.message import cut
 from bot.blocks.status import MAX_COMPANIES_ON_CARD
 from bot.commands import (
     MUTE_DEFAULT,
+    Command,
     CommandError,
     looks_like_duration,
     parse_duration,
@@ -30,7 +33,7 @@ from bot.qbo.errors import NotConnected, QBOError, TransientError
 from bot.reconnect import ReconnectError
 from bot.services import Services
 from bot.status import State, StatusReport, build_status
-from bot.tenancy.workspaces import NotInstalled, SettingError, parse_setting
+from bot.tenancy.workspaces import USER, NotInstalled, SettingError, parse_setting
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +382,14 @@ def configure(services: Services, raw: str, user_id: str, scope: str = "") -> Me
     what = parts[1].lower() if len(parts) > 1 else ""
     rest = parts[2].strip() if len(parts) > 2 else ""
     workspaces = services.workspaces
+    if what in COMPANY_WORDS and rest:
+        try:
+            found = company_setting(services, what, rest, scope)
+        except (SettingError, CommandError) as exc:
+            return blocks.notice(str(exc), ":x:")
+        if found is not None:
+            realm, name, value = found
+            return _save_company(services, realm, name, value, user_id)
     if what in CONFIG_WORDS and rest:
         name = CONFIG_WORDS[what]
         if not workspaces.multi and name in ENV_OF:  # one workspace: the environment decides
@@ -416,7 +427,147 @@ def configure(services: Services, raw: str, user_id: str, scope: str = "") -> Me
     )
 
 
-USAGE_ONE_WORKSPACE = "Usage: `/zqbo config markers <rules>` or `/zqbo config dedicated-user <id> [realm]`."
+USAGE_ONE_WORKSPACE = (
+    "Usage: `/zqbo config markers <rules>`, `/zqbo config dedicated-user <id> [realm]`, or for one "
+    "company `/zqbo config channel #channel <company>`, `/zqbo config admins @a @b <company>`, "
+    "`/zqbo config name <realm> <display name>` (`reset` instead of the value: back to the default)."
+)
+
+# --- one company's settings: `/zqbo config channel|admins|name … <company>` ------------------------
+
+COMPANY_WORDS = {"channel": "alert_channel", "admins": "admins", "name": "display_name"}
+RESET = "reset"
+
+
+def find_company(services: Services, text: str, scope: str) -> str | None:
+    """The workspace's company `text` names: its realm id, its display name or its QuickBooks
+    name (case and spacing aside); None when none of the workspace's companies is called that.
+    Another workspace's company is answered exactly like one nobody connected."""
+    wanted = " ".join(text.split()).casefold()
+    if not wanted:
+        return None
+    workspaces = services.workspaces
+    realms = workspaces.realms(scope)
+    if text.strip() in realms:
+        return text.strip()
+    for realm in realms:
+        company = workspaces.company(realm)
+        conn = services.store.get_connection(realm)
+        names = {company.display_name, conn.company_name if conn else ""}
+        if wanted in {" ".join(n.split()).casefold() for n in names if n}:
+            return realm
+    return None
+
+
+def company_setting(services: Services, what: str, rest: str, scope: str) -> tuple[str, str, Any] | None:
+    """(realm, setting, value) when `config <what> <rest>` names one of the workspace's companies;
+    None when it names none (a workspace setting: `config channel #x`). A company named but a
+    value zqbo will not keep raises SettingError / CommandError with what to type."""
+    name = COMPANY_WORDS[what]
+    words = rest.split()
+    if name == "display_name":  # `name <company> <display name>` (or the display name first)
+        realm = find_company(services, words[0], scope)
+        value_text = rest.split(None, 1)[1] if realm and len(words) > 1 else ""
+        if realm is None and len(words) > 1 and (realm := find_company(services, words[-1], scope)):
+            value_text = rest.rsplit(None, 1)[0]
+        if realm is None:
+            mine = services.workspaces.realms(scope)
+            if len(mine) != 1:
+                raise CommandError("Say which company: `/zqbo config name <realm> <display name>`.")
+            realm, value_text = mine[0], rest
+        if not value_text:
+            raise CommandError("Give the display name: `/zqbo config name <realm> <display name>`.")
+        if value_text.lower() == RESET:
+            return realm, name, ""
+        return realm, name, parse_setting(name, value_text)
+    if name == "alert_channel":  # `channel #channel <company>`
+        value_text, target = words[0], " ".join(words[1:])
+    else:  # `admins @a @b <company>`: the mentions first, the company after them
+        count = 0
+        while count < len(words) and (USER.fullmatch(words[count]) or words[count].startswith("@")):
+            count += 1
+        value_text, target = " ".join(words[:count]), " ".join(words[count:])
+        if not count and words and words[0].lower() == RESET:
+            value_text, target = RESET, " ".join(words[1:])
+    if not target:
+        return None
+    realm = find_company(services, target, scope)
+    if realm is None:
+        raise CommandError(
+            f"No company of this workspace is called `{cut(target, 80)}` (give its realm id: `/zqbo status`)."
+        )
+    if value_text.lower() == RESET:
+        return realm, name, ""
+    return realm, name, parse_setting(name, value_text)
+
+
+def _save_company(services: Services, realm: str, name: str, value: Any, user_id: str) -> Message:
+    workspaces = services.workspaces
+    before = workspaces.company(realm).alert_channel
+    try:
+        company = workspaces.update_company(realm, user_id, **{name: value})
+    except NotInstalled:
+        return blocks.notice("zqbo was just removed from this workspace: nothing was saved.", ":x:")
+    if name == "alert_channel" and company.alert_channel != before:
+        company_channel_chosen(services, realm)
+    return blocks.company_setting_saved(name, company)
+
+
+def company_channel_chosen(services: Services, realm: str) -> None:
+    """A company's alert channel changed: its alerts that waited for a channel go out now, in the
+    background, under its audit lock (as a check would post them)."""
+
+    def post_waiting() -> None:
+        ttl = max(3.0, services.settings.queue_heartbeat_seconds)
+        try:
+            with services.store.lock(f"job:audit:{realm}", ttl=ttl, wait=30, renew=True) as got:
+                if got:
+                    services.alerts.flush(realm)
+        except Exception:
+            log.exception("could not post the alerts that waited for a channel (%s)", realm)
+
+    services.background.submit(post_waiting)
+
+
+# What a company's own admins may run for it; connecting and the guided reconnect end in an Intuit
+# grant stored for the workspace, so they stay with the workspace's admins.
+COMPANY_ADMIN_MAY = frozenset({"check", "disconnect", "mute", "unmute", "config"})
+
+
+def may_run(services: Services, cmd: Command, user_id: str, scope: str) -> bool:
+    """An admin-only subcommand: a workspace admin may run it; a company's own admin may run it
+    for that company."""
+    if cmd.name in COMPANY_ADMIN_MAY:
+        realm = named_realm(services, cmd.name, cmd.args, cmd.raw, scope)
+        if realm:
+            return services.admins.is_admin_for(user_id, scope, realm)
+    return services.admins.is_admin(user_id, scope)
+
+
+def named_realm(services: Services, name: str, args: tuple[str, ...], raw: str, scope: str) -> str:
+    """The one company an admin-only command acts on, for the company-admin check ("" when it acts
+    on the workspace as a whole, or on no company yet): a realm id among its words, a company
+    named in `config channel|admins|name`, or the only company."""
+    if name == "connect":
+        return ""
+    if name == "config":
+        parts = raw.split(None, 2)
+        what = parts[1].lower() if len(parts) > 1 else ""
+        if what in COMPANY_WORDS and len(parts) > 2:
+            try:
+                found = company_setting(services, what, parts[2], scope)
+            except (SettingError, CommandError):
+                return ""
+            return found[0] if found else ""
+        if what == "dedicated-user" and len(parts) > 2:
+            args = tuple(parts[2].split()[1:])
+        else:
+            return ""
+    mine = services.workspaces.realms(scope)
+    named = [a for a in args if a in mine]
+    if named:
+        return named[-1]
+    return mine[0] if len(mine) == 1 else ""
 
 
 def channel_chosen(services: Services, scope: str) -> None:

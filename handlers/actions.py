@@ -85,8 +85,9 @@ def register(app: App, services: Services) -> None:
 
         services.after_ack.submit_for(scope, run)
 
-    def admin_only(what: str, work: Work, in_place: bool = False):
-        """A button that changes the connection: refused, politely and privately, for non-admins."""
+    def admin_only(what: str, work: Work, in_place: bool = False, company: bool = False):
+        """A button that changes the connection: refused, politely and privately, for non-admins.
+        With `company`, its value is a realm id, and that company's own admins may press it too."""
 
         def listener(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
             ack()
@@ -96,7 +97,8 @@ def register(app: App, services: Services) -> None:
             def guarded() -> blocks.Message | None:
                 if foreign(services, body, context):  # never asked of users.info with this workspace's token
                     return blocks.notice(READ_ONLY, ":lock:")
-                if not services.admins.is_admin(user_id, scope):
+                realm = _value(body) if company else ""
+                if not services.admins.is_admin_for(user_id, scope, realm):
                     return blocks.not_allowed(what, services.admins.who(scope))
                 return work(body, scope)
 
@@ -154,7 +156,8 @@ def register(app: App, services: Services) -> None:
         def work() -> blocks.Message | None:
             if foreign(services, body, context):
                 return blocks.notice(READ_ONLY, ":lock:")
-            if not services.admins.is_admin(user_id, scope):
+            realm = _value(body).partition("|")[2]
+            if not services.admins.is_admin_for(user_id, scope, realm):
                 return blocks.not_allowed("mute alerts", services.admins.who(scope))
             message, announce = slash.mute_button(services, _value(body), user_id, scope)
             if not announce:
@@ -173,11 +176,15 @@ def register(app: App, services: Services) -> None:
 
     app.action("zqbo_connect")(admin_only("connect QuickBooks", connect, in_place=True))
     app.action("zqbo_reconnect")(admin_only("reconnect QuickBooks", reconnect))
-    app.action("zqbo_disconnect")(admin_only("disconnect QuickBooks", disconnect, in_place=True))
+    app.action("zqbo_disconnect")(
+        admin_only("disconnect QuickBooks", disconnect, in_place=True, company=True)
+    )
     for action_id, action in CHECKLIST_ACTIONS.items():
         app.action(action_id)(admin_only("change the QuickBooks connection", checklist_step(action)))
     app.action("zqbo_alert_ack")(acknowledge)
     app.action("zqbo_alert_mute")(mute)
-    app.action("zqbo_dedicated_confirm")(admin_only("confirm the dedicated user", confirm_dedicated))
+    app.action("zqbo_dedicated_confirm")(
+        admin_only("confirm the dedicated user", confirm_dedicated, company=True)
+    )
     app.action("zqbo_connect_link")(ack_only)
     app.action("zqbo_rc_open")(ack_only)

@@ -80,7 +80,7 @@ def answer(
     if cmd.name not in LOOK_ONLY and outsider():  # before the admin check: no users.info on them
         reply(blocks.notice(READ_ONLY_COMMAND.format(name=cmd.name), ":lock:"))
         return None
-    if cmd.name in ADMIN_ONLY and not services.admins.is_admin(user_id, scope):
+    if cmd.name in ADMIN_ONLY and not slash.may_run(services, cmd, user_id, scope):
         reply(blocks.not_allowed(ADMIN_ONLY[cmd.name], services.admins.who(scope)))
         return None
     if cmd.name in FOLLOW_UP and not can_follow_up:

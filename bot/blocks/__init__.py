@@ -36,6 +36,7 @@ from bot.blocks.message import (
     when,
 )
 from bot.blocks.setup import (
+    company_setting_saved,
     config_summary,
     setting_saved,
     settings_modal,
@@ -58,6 +59,7 @@ __all__ = [
     "check_results",
     "checklist_message",
     "code",
+    "company_setting_saved",
     "config_summary",
     "connect_link",
     "connect_preparing",

@@ -96,6 +96,50 @@ def setting_saved(name: str, workspace: Any, markers: list[Any]) -> Message:
     )
 
 
+COMPANY_SETTING_NAMES = {
+    "alert_channel": "Alert channel",
+    "display_name": "Display name",
+    "admins": "Admins",
+}
+SOURCE_WORDS = {
+    "company": "its own",
+    "workspace": "the workspace's",
+    "quickbooks": "the name in QuickBooks",
+    "realm": "its realm id",
+}
+
+
+def company_setting_saved(name: str, company: Any) -> Message:
+    """`/zqbo config channel|admins|name … <company>` saved (or reset to the workspace's)."""
+    value: Any = getattr(company, name)
+    if name == "alert_channel":
+        shown = (
+            md("<#{}> (invite @zqbo there if it is not a member yet)", value)
+            if value
+            else Mrkdwn("_none: alerts wait until one is chosen_")
+        )
+    elif name == "admins":
+        shown = mentions(value) if value else Mrkdwn("Slack workspace admins and owners")
+    else:
+        shown = md("*{}*", value)
+    where = SOURCE_WORDS.get(company.source.get(name, ""), "")
+    return Message(
+        f"{COMPANY_SETTING_NAMES[name]} of {company.display_name} saved",
+        [
+            section(
+                md(
+                    ":white_check_mark: *{}* of *{}* (realm {}): {} — {}",
+                    COMPANY_SETTING_NAMES[name],
+                    company.display_name,
+                    code(company.realm_id),
+                    shown,
+                    where,
+                )
+            )
+        ],
+    )
+
+
 def welcome_dm(installer: str) -> Message:
     """What the person who installed zqbo gets first."""
     return Message(

@@ -18,11 +18,11 @@ from bot.qbo.errors import QBOError
 from bot.reconnect import DOC_KIND, LEARNING_KIND, new_key
 from bot.services import Services
 from bot.store.base import Store
-from bot.tenancy.workspaces import SETTINGS_KIND
+from bot.tenancy.workspaces import COMPANY_KIND, SETTINGS_KIND
 
 log = logging.getLogger(__name__)
 
-REALM_DOC_KINDS = (OPEN_KIND, DOC_KIND, LEARNING_KIND, CURSOR_KIND, DEDICATED_KIND)
+REALM_DOC_KINDS = (OPEN_KIND, DOC_KIND, LEARNING_KIND, CURSOR_KIND, DEDICATED_KIND, COMPANY_KIND)
 
 
 @dataclass

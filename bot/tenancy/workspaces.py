@@ -35,6 +35,9 @@ CLIENT_CACHE_SECONDS = 60.0
 ORG_TEAMS_CACHE_SECONDS = 300.0  # an org-wide install's list of workspaces (auth.teams.list)
 LEGACY_MARKERS = ("config", "markers")  # where one workspace's markers were kept before
 SETTINGS_CACHE_SECONDS = 2.0  # another process's settings change shows within this (own at once)
+COMPANY_KIND = "company"  # documents keyed by realm id: the settings one company chose
+COMPANY_SETTABLE = ("alert_channel", "display_name", "admins")
+MAX_DISPLAY_NAME = 80
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,21 @@ class Workspace:
     def configured(self) -> bool:
         """Ready to alert: it has somewhere to post."""
         return bool(self.alert_channel)
+
+
+@dataclass(frozen=True)
+class Company:
+    """One company's view of its settings: its own where it chose them, else its workspace's
+    (the display name falls back to the name QuickBooks gives, then the realm id). `source` says
+    where each came from: "company", "workspace" or (display name) "quickbooks" / "realm"."""
+
+    realm_id: str
+    scope: str
+    alert_channel: str
+    display_name: str
+    admins: tuple[str, ...]
+    own_admins: tuple[str, ...] = ()  # the company's own list (empty: the workspace's apply)
+    source: dict[str, str] = field(default_factory=dict)
 
 
 # Slack Connect: what a person of another organisation is told when they try more than a look.
@@ -97,6 +115,7 @@ class Workspaces:
         self._names: dict[str, str] = {}
         self._clients: dict[str, tuple[float, str, WebClient]] = {}
         self._settings_cache: dict[str, tuple[float, Workspace]] = {}
+        self._company_cache: dict[str, tuple[float, dict[str, Any]]] = {}  # realm -> its own settings
         self._org_teams: dict[str, tuple[float, frozenset[str]]] = {}
         self._lock = threading.Lock()
 
@@ -242,6 +261,71 @@ class Workspaces:
             self._settings_cache.pop(scope, None)
         return self.get(scope)
 
+    # one company's settings -----------------------------------------------------------------
+    def company(self, realm_id: str, conn: Connection | None = None) -> Company:
+        """A company's alert channel, display name and admins, each its own or its workspace's.
+        `conn` spares the read of the company's connection when the caller has it."""
+        conn = conn if conn is not None else self._store.get_connection(realm_id)
+        scope = (conn.team_id if self.multi else "") if conn is not None else ""
+        workspace = self.get(scope)
+        doc = self._company_doc(realm_id)
+        own_admins = tuple(doc.get("admins") or ())
+        qbo_name = conn.company_name if conn is not None else ""
+        name = str(doc.get("display_name") or "")
+        return Company(
+            realm_id=realm_id,
+            scope=scope,
+            alert_channel=str(doc.get("alert_channel") or "") or workspace.alert_channel,
+            display_name=name or qbo_name or realm_id,
+            admins=own_admins or workspace.admins,
+            own_admins=own_admins,
+            source={
+                "alert_channel": "company" if doc.get("alert_channel") else "workspace",
+                "admins": "company" if own_admins else "workspace",
+                "display_name": "company" if name else ("quickbooks" if qbo_name else "realm"),
+            },
+        )
+
+    def _company_doc(self, realm_id: str) -> dict[str, Any]:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._company_cache.get(realm_id)
+        if hit and now - hit[0] < SETTINGS_CACHE_SECONDS:
+            return hit[1]
+        doc = self._store.get_doc(COMPANY_KIND, realm_id) or {}
+        with self._lock:
+            self._company_cache[realm_id] = (now, doc)
+        return doc
+
+    def update_company(self, realm_id: str, by: str, **changes: Any) -> Company:
+        """Save a company's own values (validated by the caller; an empty value falls back to the
+        workspace's again). Only the workspace that owns the company calls this (the caller has
+        resolved the company among its own); with many workspaces, only while it is installed."""
+        scope = self.owner(realm_id)
+        if scope is None:
+            raise NotInstalled("")
+        if self.multi and self._installed is not None:
+            with self._installed(scope) as still:
+                if not still:
+                    raise NotInstalled(scope)
+                return self._update_company(realm_id, by, changes)
+        return self._update_company(realm_id, by, changes)
+
+    def _update_company(self, realm_id: str, by: str, changes: dict[str, Any]) -> Company:
+        doc = dict(self._store.get_doc(COMPANY_KIND, realm_id) or {})
+        for name, value in changes.items():
+            if name not in COMPANY_SETTABLE:
+                raise ValueError(f"{name} is not a company setting")
+            if value:
+                doc[name] = list(value) if name == "admins" else value
+            else:
+                doc.pop(name, None)
+        doc["changed_by"] = by
+        self._store.put_doc(COMPANY_KIND, realm_id, doc)
+        with self._lock:
+            self._company_cache.pop(realm_id, None)
+        return self.company(realm_id)
+
     # whose is it ------------------------------------------------------------------------------
     def owner(self, realm_id: str) -> str | None:
         """The scope a company belongs to; None when no workspace has connected it."""
@@ -316,6 +400,7 @@ class Workspaces:
             self._settings_cache.pop(scope, None)
             self._org_teams.pop(scope, None)
             self._names.pop(scope, None)
+            self._company_cache.clear()  # a few entries at most; keyed by company, not workspace
 
 
 class NotInstalled(Exception):
@@ -384,4 +469,9 @@ def parse_setting(name: str, text: str) -> Any:
         except MarkerError as exc:
             raise SettingError(f"Not saved: {exc}") from None
         return text
+    if name == "display_name":
+        name_text = " ".join(text.split())
+        if len(name_text) > MAX_DISPLAY_NAME or any(ord(c) < 32 for c in name_text):
+            raise SettingError(f"A display name is at most {MAX_DISPLAY_NAME} characters on one line.")
+        return name_text
     raise SettingError(f"{name} is not a setting")
