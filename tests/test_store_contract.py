@@ -468,6 +468,16 @@ def test_each_workspace_has_its_own_index_and_list(store):
     assert store.overview(team="T1").counts == {"connected": 2} and store.realm_ids("T1") == ["1", "2"]
 
 
+def test_ranks_of_every_company_or_one_workspaces_in_one_read(store):
+    store.save_connection(make_connection("1", team_id="T1"))
+    store.save_connection(make_connection("2", team_id="T2", status=ConnectionStatus.DISCONNECTED))
+    store.save_connection(make_connection("3", team_id="T1", status=ConnectionStatus.LOST))
+    assert store.ranks("T1") == {"1": 4, "3": 0} and store.ranks("T2") == {"2": 1}
+    assert store.ranks() == {"1": 4, "2": 1, "3": 0} and store.ranks("T9") == {}
+    store.delete_connection("3")
+    assert store.ranks("T1") == {"1": 4}
+
+
 def test_keys_from_outside_may_hold_any_character(store):
     """A forged OAuth state or a delivery id with a NUL byte is just an unknown key (PostgreSQL
     text cannot hold NUL: the store must not turn it into an error)."""

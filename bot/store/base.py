@@ -161,6 +161,11 @@ class Store(Protocol):
     def realm_ids(self, team: str | None = None) -> list[str]:
         """Every stored connection's realm id (or one workspace's), without reading them."""
 
+    def ranks(self, team: str | None = None) -> dict[str, int]:
+        """Every company's rank in the status index (or one workspace's companies'), realm ->
+        rank, in one round trip, without reading the connections (App Home's portfolio pages
+        through them)."""
+
     # Schedules: when each company is next due for a kind of job ("audit", "refresh").
     def schedule_set(self, kind: str, realm_id: str, at: float) -> None: ...
     def schedule_remove(self, kind: str, realm_id: str) -> None: ...

@@ -452,6 +452,13 @@ class PostgresStore:
             rows = self._read("SELECT realm FROM zqbo_status_index WHERE team = %s ORDER BY realm", (team,))
         return [realm for (realm,) in rows]
 
+    def ranks(self, team: str | None = None) -> dict[str, int]:
+        if team is None:
+            rows = self._read("SELECT realm, rank FROM zqbo_status_index")
+        else:
+            rows = self._read("SELECT realm, rank FROM zqbo_status_index WHERE team = %s", (team,))
+        return {realm: int(rank) for realm, rank in rows}
+
     # OAuth states -----------------------------------------------------------------------------
     def put_oauth_state(self, state: OAuthState) -> None:
         self._write(

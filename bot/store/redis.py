@@ -495,6 +495,12 @@ class RedisStore:
             return sorted(self._r.hkeys(self._k("connections")))
         return sorted(self._r.zrange(self._team_keys(team)[0], 0, -1))
 
+    def ranks(self, team: str | None = None) -> dict[str, int]:
+        return {
+            realm: int(rank)
+            for realm, rank in self._r.zrange(self._team_keys(team)[0], 0, -1, withscores=True)
+        }
+
     def schedule_set(self, kind: str, realm_id: str, at: float) -> None:
         self._c.zadd(self._k("due", kind), {realm_id: at})
 

@@ -379,6 +379,11 @@ class SQLiteStore:
         rows = self._db.execute("SELECT realm FROM status_index WHERE team=? ORDER BY realm", (team,))
         return [r[0] for r in rows]
 
+    def ranks(self, team: str | None = None) -> dict[str, int]:
+        where, params = ("WHERE team=?", (team,)) if team is not None else ("", ())
+        rows = self._db.execute(f"SELECT realm, rank FROM status_index {where}", params)  # noqa: S608
+        return {realm: int(rank) for realm, rank in rows}
+
     def schedule_set(self, kind: str, realm_id: str, at: float) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO schedule (kind, realm, due) VALUES (?,?,?)", (kind, realm_id, at)
