@@ -12,7 +12,7 @@ from typing import Any
 
 from slack_sdk.errors import SlackApiError
 
-from bot import blocks
+from bot import blocks, portfolio
 from bot.alerts import CHANNEL_PROBLEM_KIND, KINDS, MUTE_NAMES, problem_key
 from bot.audit.markers import parse_markers
 from bot.audit.scan import AuditResult
@@ -126,6 +126,31 @@ def status_after_probe(services: Services, realms: list[str], scope: str = "") -
     return blocks.status_card(report, probes)
 
 
+# --- App Home -------------------------------------------------------------------------------
+
+
+def home(services: Services, scope: str, filter_name: str = "all", number: int = 0) -> dict[str, Any]:
+    """App Home: the setup state (many workspaces), then the status card of the one company, or
+    the portfolio of several, a page at a time."""
+    from bot.blocks.portfolio import portfolio_home
+
+    workspaces = services.workspaces
+    config = workspaces.get(scope) if workspaces.multi else services.settings
+    team = workspaces.team_filter(scope)
+    listing = portfolio.page(services.store, config, services.clock, team, filter_name, number)
+    setup = blocks.setup_blocks(workspaces.get(scope), listing.total) if workspaces.multi else None
+    if listing.total > 1:
+        return portfolio_home(listing, setup)
+    report = workspace_report(services, scope, limit=blocks.status.MAX_COMPANIES_ON_HOME)
+    return blocks.home(report, setup)
+
+
+def home_page_value(value: str) -> tuple[str, int]:
+    """A pager button's value, "<filter>:<page>"; anything else is the first page of all."""
+    name, _, number = value.partition(":")
+    return (name, int(number)) if number.isdigit() and len(number) < 7 else ("all", 0)
+
+
 # --- connecting -----------------------------------------------------------------------------
 
 
@@ -158,6 +183,12 @@ def _realm(services: Services, args: tuple[str, ...], scope: str) -> str:
     if conn is None:
         raise ReconnectError("No QuickBooks company is connected yet: `/zqbo reconnect` sets one up.")
     return realm
+
+
+def owned(services: Services, scope: str, realm: str) -> bool:
+    """Whether a company named by a button or a modal (a value anyone could have copied) is one of
+    the workspace's."""
+    return _mine(services, scope, realm)
 
 
 def _mine(services: Services, scope: str, realm: str) -> bool:

@@ -104,6 +104,7 @@ def build_status(
     limit: int = MAX_COMPANIES_SHOWN,
     realm: str | None = None,
     team: str | None = None,
+    realms: list[str] | None = None,
 ) -> StatusReport:
     """The status report from stored state only: counts from the status index, details for the
     first `limit` companies (problems first) — of one workspace's companies when `team` is given,
@@ -112,10 +113,10 @@ def build_status(
     now = clock.now()
     scope = getattr(settings, "scope", "")
     view = store.overview(
-        realm_doc_kinds=("reconnect", "dedicated_user", "open_alerts"),
+        realm_doc_kinds=("reconnect", "dedicated_user", "open_alerts", "company"),
         global_doc_kinds=("scheduler", "alert_channel"),
         limit=limit,
-        realms=[realm] if realm else None,
+        realms=[realm] if realm else realms,
         team=team,
     )
     problem = view.doc("alert_channel", f"problem:{scope}" if scope else "problem")
@@ -138,7 +139,10 @@ def build_status(
         companies.append(
             CompanyStatus(
                 realm_id=conn.realm_id,
-                company_name=conn.company_name,
+                # the name the company's people chose for it, else QuickBooks' (untrusted: escaped
+                # where shown)
+                company_name=str((view.doc("company", conn.realm_id) or {}).get("display_name") or "")
+                or conn.company_name,
                 state=state,
                 reason=conn.status_reason,
                 identity_email=conn.identity.email,

@@ -13,7 +13,14 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import blocks, slash
-from bot.blocks.setup import FIELDS, OPEN_SETTINGS, SETTINGS_CALLBACK
+from bot.blocks.portfolio import COMPANY_SETTINGS_ACTION
+from bot.blocks.setup import (
+    COMPANY_FIELDS,
+    COMPANY_SETTINGS_CALLBACK,
+    FIELDS,
+    OPEN_SETTINGS,
+    SETTINGS_CALLBACK,
+)
 from bot.services import Services
 from bot.tenancy.uninstall import forget_workspace
 from bot.tenancy.workspaces import READ_ONLY, NotInstalled, SettingError, parse_setting, scope_for
@@ -159,6 +166,67 @@ def register(app: App, services: Services) -> None:
     app.action(OPEN_SETTINGS)(ack=ack_at_once, lazy=[open_settings])
     app.view(SETTINGS_CALLBACK)(save_settings)
 
+    def may_change_company(body: dict[str, Any], context: BoltContext, realm: str) -> str:
+        """Why this person may not change this company's settings, or "" when they may: it must
+        be a company of the pressing workspace, and they its admin or the workspace's."""
+        user_id, scope = _user_id(body), workspaces.scope_of(context)
+        if foreign(services, body, context):
+            return READ_ONLY
+        if not slash.owned(services, scope, realm):
+            return "That company is not one zqbo watches for this workspace; nothing was changed."
+        if not services.admins.is_admin_for(user_id, scope, realm):
+            return f"Only zqbo admins may change this company's settings: {services.admins.who(scope)}."
+        return ""
+
+    def open_company_settings(body: dict[str, Any], context: BoltContext, client: WebClient) -> None:
+        actions = body.get("actions") if isinstance(body.get("actions"), list) else []
+        realm = str(actions[0].get("value", "")) if actions and isinstance(actions[0], dict) else ""
+        refusal = may_change_company(body, context, realm)
+        if refusal:
+            _say(client, body, refusal)
+            return
+        try:
+            client.views_open(
+                trigger_id=str(body.get("trigger_id", "")),
+                view=blocks.company_settings_modal(workspaces.company(realm)),
+            )
+        except SlackApiError as exc:
+            log.warning("could not open the Company settings modal: %s", exc.response.get("error"))
+
+    def save_company_settings(
+        ack: Ack, body: dict[str, Any], view: dict[str, Any], context: BoltContext
+    ) -> None:
+        realm = str(view.get("private_metadata") or "")
+        refusal = may_change_company(body, context, realm)
+        if refusal:
+            ack(response_action="errors", errors={COMPANY_FIELDS["alert_channel"]: refusal[:150]})
+            return
+        values: dict[str, Any] = {}
+        for name, raw in blocks.submitted_values(view, COMPANY_FIELDS).items():
+            if isinstance(raw, list):
+                values[name] = raw[:50]
+            elif not raw.strip():
+                values[name] = ""  # emptied: the workspace's again
+            else:
+                try:
+                    values[name] = parse_setting(name, raw)
+                except SettingError as exc:
+                    ack(response_action="errors", errors={COMPANY_FIELDS[name]: str(exc)[:150]})
+                    return
+        ack()
+        before = workspaces.company(realm).alert_channel
+        try:
+            company = workspaces.update_company(realm, _user_id(body), **values)
+        except NotInstalled:
+            log.warning("settings of company %s not saved: its workspace removed zqbo meanwhile", realm)
+            return
+        if company.alert_channel != before:
+            slash.company_channel_chosen(services, realm)
+        log.info("company %s settings changed by %s: %s", realm, _user_id(body), ", ".join(sorted(values)))
+
+    app.action(COMPANY_SETTINGS_ACTION)(ack=ack_at_once, lazy=[open_company_settings])
+    app.view(COMPANY_SETTINGS_CALLBACK)(save_company_settings)
+
     def org_changed(event: dict[str, Any], context: BoltContext) -> None:
         """An org-wide install gained or lost workspaces: its data stays the org's; who counts as
         one of the org's people is asked of Slack afresh."""
@@ -172,6 +240,11 @@ def register(app: App, services: Services) -> None:
     app.event("team_access_revoked")(org_changed)
     app.event("app_uninstalled")(ack=gone, lazy=[forget])
     app.event("tokens_revoked")(ack=gone, lazy=[forget])
+
+
+def _user_id(body: dict[str, Any]) -> str:
+    user = body.get("user") if isinstance(body.get("user"), dict) else {}
+    return str(user.get("id", ""))
 
 
 def _float(value: Any) -> float:

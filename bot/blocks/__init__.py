@@ -37,6 +37,7 @@ from bot.blocks.message import (
 )
 from bot.blocks.setup import (
     company_setting_saved,
+    company_settings_modal,
     config_summary,
     setting_saved,
     settings_modal,
@@ -60,6 +61,7 @@ __all__ = [
     "checklist_message",
     "code",
     "company_setting_saved",
+    "company_settings_modal",
     "config_summary",
     "connect_link",
     "connect_preparing",

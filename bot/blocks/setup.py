@@ -21,6 +21,7 @@ from bot.blocks.message import (
     mentions,
     section,
 )
+from bot.tenancy.workspaces import MAX_DISPLAY_NAME
 
 SETTINGS_CALLBACK = "zqbo_settings"
 OPEN_SETTINGS = "zqbo_open_settings"
@@ -289,12 +290,72 @@ def settings_modal(workspace: Any) -> dict[str, Any]:
     }
 
 
-def submitted_values(view: dict[str, Any]) -> dict[str, str | list[str]]:
-    """What was typed or picked in the Settings modal, by setting name (absent: left empty)."""
+COMPANY_SETTINGS_CALLBACK = "zqbo_company_settings"
+COMPANY_FIELDS = {
+    "alert_channel": "company_channel",
+    "display_name": "company_name",
+    "admins": "company_admins",
+}
+
+
+def company_settings_modal(company: Any) -> dict[str, Any]:
+    """One company's own settings; each left empty falls back to the workspace's."""
+    channel: Block = {
+        "type": "conversations_select",
+        "action_id": COMPANY_FIELDS["alert_channel"],
+        "placeholder": {"type": "plain_text", "text": "The workspace's alert channel"},
+        "filter": {"include": ["public", "private"], "exclude_bot_users": True},
+    }
+    if company.source.get("alert_channel") == "company":
+        channel["initial_conversation"] = company.alert_channel
+    name: Block = {
+        "type": "plain_text_input",
+        "action_id": COMPANY_FIELDS["display_name"],
+        "placeholder": {"type": "plain_text", "text": "The name in QuickBooks"},
+        "max_length": MAX_DISPLAY_NAME,
+    }
+    if company.source.get("display_name") == "company":
+        name["initial_value"] = cut(company.display_name, MAX_DISPLAY_NAME)
+    admins: Block = {
+        "type": "multi_users_select",
+        "action_id": COMPANY_FIELDS["admins"],
+        "placeholder": {"type": "plain_text", "text": "The workspace's admins only"},
+        "max_selected_items": 50,
+    }
+    if company.own_admins:
+        admins["initial_users"] = list(company.own_admins)
+    return {
+        "type": "modal",
+        "callback_id": COMPANY_SETTINGS_CALLBACK,
+        "private_metadata": company.realm_id,
+        "title": {"type": "plain_text", "text": "Company settings"},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            section(md("*{}* · realm {}", company.display_name, code(company.realm_id))),
+            _input(
+                COMPANY_FIELDS["alert_channel"],
+                "Alert channel for this company",
+                channel,
+                "Empty: the workspace's alert channel. Invite @zqbo to it.",
+            ),
+            _input(COMPANY_FIELDS["display_name"], "Display name", name, "What zqbo calls it in Slack."),
+            _input(
+                COMPANY_FIELDS["admins"],
+                "Who else may act on this company",
+                admins,
+                "Besides the workspace's admins: checks, mutes, its settings.",
+            ),
+        ],
+    }
+
+
+def submitted_values(view: dict[str, Any], fields: dict[str, str] = FIELDS) -> dict[str, str | list[str]]:
+    """What was typed or picked in a settings modal, by setting name (absent: left empty)."""
     state = view.get("state") if isinstance(view.get("state"), dict) else {}
     values = state.get("values") if isinstance(state.get("values"), dict) else {}
     out: dict[str, str | list[str]] = {}
-    for name, block_id in FIELDS.items():
+    for name, block_id in fields.items():
         block = values.get(block_id)
         field = block.get(block_id) if isinstance(block, dict) else None
         if not isinstance(field, dict):

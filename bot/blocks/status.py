@@ -181,6 +181,18 @@ def _company_blocks(
 
 def _company_row(c: CompanyStatus, report: StatusReport, probe: CheckResult | None, probing: bool) -> Block:
     """One company in a card that lists several: what stands out, and the way in for more."""
+    accessory = (
+        button("Start guided reconnect", "zqbo_reconnect", value=c.realm_id, style="primary")
+        if c.needs_reconnect and c.reconnect is None
+        else None
+    )
+    return section(company_line(c, report, probe, probing), accessory)
+
+
+def company_line(
+    c: CompanyStatus, report: StatusReport, probe: CheckResult | None = None, probing: bool = False
+) -> Mrkdwn:
+    """A company's state in two lines: name, realm, state; who authorised, last check, alerts."""
     state = md("{}", c.state.value)
     if c.wrong_identity:
         state = Mrkdwn(":warning: *wrong identity*")
@@ -205,7 +217,7 @@ def _company_row(c: CompanyStatus, report: StatusReport, probe: CheckResult | No
     alerts = (
         md(" · *{} open alert{}*", c.open_alerts, "" if c.open_alerts == 1 else "s") if c.open_alerts else ""
     )
-    text = md(
+    return md(
         "{} *{}* · {} · {}\n{} · {}{}{}",
         Mrkdwn(STATE_ICON[c.state]),
         c.company_name or "Company name not known yet",
@@ -216,12 +228,6 @@ def _company_row(c: CompanyStatus, report: StatusReport, probe: CheckResult | No
         alerts,
         live,
     )
-    accessory = (
-        button("Start guided reconnect", "zqbo_reconnect", value=c.realm_id, style="primary")
-        if c.needs_reconnect and c.reconnect is None
-        else None
-    )
-    return section(text, accessory)
 
 
 def _never_connected() -> list[Block]:
