@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -82,10 +83,16 @@ def workspace_report(
 
 
 def status_ack(
-    services: Services, can_follow_up: bool, realm: str = "", scope: str = ""
+    services: Services,
+    can_follow_up: bool,
+    realm: str = "",
+    scope: str = "",
+    team_id: str = "",
+    app_id: str = "",
 ) -> tuple[Message, list[str]]:
     """The card from stored state (the workspace's companies, problems first; or the one named),
-    and the companies on it that a live probe should ask after the ack."""
+    and the companies on it that a live probe should ask after the ack. With more companies than
+    a card reads well (SUMMARY_OVER), a short summary and the way to App Home's portfolio."""
     if realm:
         if not REALM_ID.fullmatch(realm):
             return _refusal("A realm id is the company's number in QuickBooks (digits only)."), []
@@ -95,6 +102,8 @@ def status_ack(
             return _refusal(f"No connected company has realm id `{realm}`."), []
     else:
         report = workspace_report(services, scope)
+        if report.total > SUMMARY_OVER:
+            return blocks.status_summary(report, home_link(team_id, app_id), SUMMARY_PROBLEMS), []
     shown = report.companies[:MAX_COMPANIES_ON_CARD]
     live = [c.realm_id for c in shown if c.state in (State.CONNECTED, State.EXPIRING)]
     fresh = {realm: services.prober.fresh(realm) for realm in live}
@@ -116,6 +125,20 @@ def status_ack(
         card = blocks.status_card(report, probes, probing=bool(stale))
         _CARDS.put(key, card)
     return card, stale
+
+
+SUMMARY_OVER = 10  # more companies than this: `/zqbo status` sums up and links to App Home
+SUMMARY_PROBLEMS = 5  # at most the companies the summary names (problems only)
+_APP_ID = re.compile(r"A[A-Z0-9]{2,20}")
+_TEAM = re.compile(r"[TE][A-Z0-9]{2,20}")
+
+
+def home_link(team_id: str, app_id: str) -> str:
+    """Slack's deep link to zqbo's App Home tab (the app id comes with every slash command);
+    "" when the ids do not look like Slack's."""
+    if not _APP_ID.fullmatch(app_id or "") or not _TEAM.fullmatch(team_id or ""):
+        return ""
+    return f"slack://app?team={team_id}&id={app_id}&tab=home"
 
 
 def status_after_probe(services: Services, realms: list[str], scope: str = "") -> Message:

@@ -87,7 +87,14 @@ def answer(
         reply(blocks.notice(NO_RESPONSE_URL, ":thinking_face:"))
         return None
     if cmd.name == "status":
-        card, stale = slash.status_ack(services, can_follow_up, cmd.args[0] if cmd.args else "", scope)
+        card, stale = slash.status_ack(
+            services,
+            can_follow_up,
+            cmd.args[0] if cmd.args else "",
+            scope,
+            team_id=team_id,
+            app_id=str(command.get("api_app_id") or ""),
+        )
         reply(card)
         if not stale:
             return None

@@ -45,7 +45,7 @@ from bot.blocks.setup import (
     submitted_values,
     welcome_dm,
 )
-from bot.blocks.status import home, status_card
+from bot.blocks.status import home, status_card, status_summary
 
 __all__ = [
     "ALERT_TITLES",
@@ -83,6 +83,7 @@ __all__ = [
     "settings_modal",
     "setup_blocks",
     "status_card",
+    "status_summary",
     "store_unavailable",
     "submitted_values",
     "users_table",

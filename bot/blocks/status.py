@@ -16,6 +16,7 @@ from bot.blocks.message import (
     code,
     context,
     home_view,
+    link,
     md,
     mention,
     relative,
@@ -314,6 +315,27 @@ def _channel_warning(report: StatusReport) -> list[Block]:
     if not report.alert_channel and not report.never_connected:
         return [context(":warning: ZQBO_ALERT_CHANNEL is not set: alerts have nowhere to go.")]
     return []
+
+
+def status_summary(report: StatusReport, home: str, problems: int) -> Message:
+    """`/zqbo status` with many companies: the counts, the first problem companies, and the way
+    to App Home, where every company is listed a page at a time."""
+    head = md("*QuickBooks Online — {} companies:* {}", f"{report.total:,}", _counts(report))
+    blocks: list[Block] = [section(head)]
+    troubled = [c for c in report.companies if c.needs_reconnect or c.open_alerts][:problems]
+    for company in troubled:
+        blocks.append(section(company_line(company, report)))
+    where = link(home, "zqbo's App Home") if home else Mrkdwn("zqbo's App Home")
+    blocks.append(
+        context(
+            md(
+                "Every company, problems first, with its report: {}. One company: {}.",
+                where,
+                "`/zqbo status <realm>`",
+            )
+        )
+    )
+    return Message(summary(report), blocks + _channel_warning(report))
 
 
 def status_card(
