@@ -569,6 +569,20 @@ class SlackEmulator(EmulatorServer):
         )
         return self.send_action(bot_url, payload), response_url
 
+    def select_option(
+        self,
+        bot_url: str,
+        view: dict[str, Any],
+        action_id: str,
+        value: str,
+        *,
+        user_id: str = "U0ADMIN",
+        team_id: str = TEAM_ID,
+    ) -> requests.Response:
+        """Pick the option `value` of the static_select `action_id` in a published or open view
+        (block_actions with `selected_option`, as Slack sends a select's change)."""
+        return self._press_in_view(bot_url, view, action_id, user_id, team_id, None, selected=value)
+
     def _press_in_view(
         self,
         bot_url: str,
@@ -577,6 +591,7 @@ class SlackEmulator(EmulatorServer):
         user_id: str,
         team_id: str,
         enterprise_id: str | None,
+        selected: str | None = None,
     ) -> requests.Response:
         with self._lock:
             kept = self.open_views.get(str(view.get("id")))
@@ -586,6 +601,13 @@ class SlackEmulator(EmulatorServer):
                 raise AssertionError(f"no published or open view {view.get('id')!r}")
             shown = as_sent(kept)
         block, element = _find_button(shown, action_id)
+        action = _action(block, element)
+        if selected is not None:  # a select: what was picked, never a value of its own
+            option = next((o for o in element.get("options") or [] if o.get("value") == selected), None)
+            if option is None:
+                raise AssertionError(f"no option {selected!r} in {action_id!r}")
+            action.pop("text", None)
+            action.update(selected_option=option, placeholder=element.get("placeholder"))
         payload = {
             "type": "block_actions",
             "user": {},
@@ -595,7 +617,7 @@ class SlackEmulator(EmulatorServer):
             "trigger_id": self.new_trigger_id(user_id, team_id),
             **self._interaction_fields(team_id, enterprise_id, user_id),
             "view": shown,
-            "actions": [_action(block, element)],
+            "actions": [action],
         }
         return self.send_action(bot_url, payload)
 
