@@ -198,8 +198,13 @@ def register(app: App, services: Services) -> None:
     ) -> None:
         realm = str(view.get("private_metadata") or "")
         refusal = may_change_company(body, context, realm)
-        if refusal:
-            ack(response_action="errors", errors={COMPANY_FIELDS["alert_channel"]: refusal[:150]})
+        if refusal:  # said next to the view's first field (Slack wants errors on an input block)
+            inputs = [b.get("block_id") for b in view.get("blocks") or [] if isinstance(b, dict)]
+            field = next((i for i in inputs if i in COMPANY_FIELDS.values()), None)
+            if field:
+                ack(response_action="errors", errors={field: refusal[:150]})
+            else:
+                ack()
             return
         values: dict[str, Any] = {}
         for name, raw in blocks.submitted_values(view, COMPANY_FIELDS).items():

@@ -741,3 +741,71 @@ def test_a_forwarded_connect_link_links_nothing_and_stays_its_owners(hosted, sla
     assert "Beta Books" in own.text and "the Slack workspace <b>Beta</b>" in own.text
     assert [c.realm_id for c in services.store.list_connections()] == [B.realm]
     assert services.store.get_connection(B.realm).team_id == B.id
+
+
+def test_a_companys_settings_are_set_only_from_the_workspace_that_owns_it(two, slack, intuit):
+    """Beta Books' people cannot route, rename or take over Acme's company: by command, by a
+    copied Company settings button, or by a forged modal submission naming Acme's realm."""
+    services = two.services
+    answer = card_text(say(slack, two, B, f"config channel <#{B.channel}|beta-alerts> {A.realm}"))
+    assert "No company of this workspace is called" in answer
+    for text in (f"config name {A.realm} Pwned", f"config admins <@{B.admin}> {A.realm}"):
+        assert "saved" not in card_text(say(slack, two, B, text)).lower(), text
+    # A's admin routes its own company; B's admin cannot open its settings from a copied button
+    assert "Alert channel" in card_text(say(slack, two, A, f"config channel <#{A.channel}|a> {A.realm}"))
+    forged = {
+        "type": "home",
+        "blocks": [
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "Company settings"},
+                        "action_id": "zqbo_company_settings",
+                        "value": A.realm,
+                    }
+                ],
+            }
+        ],
+    }
+    earlier = len(dms_to(slack, B.admin))
+    slack.send_action(
+        two.events_url,
+        {
+            "type": "block_actions",
+            "user": {"id": B.admin},
+            "trigger_id": slack.new_trigger_id(B.admin, B.id),
+            "actions": [{"action_id": "zqbo_company_settings", "value": A.realm, "type": "button"}],
+            "container": {"type": "view", "view_id": "V0FORGED"},
+            "view": forged,
+        },
+        team_id=B.id,
+    )
+    dm = wait_until(lambda: dms_to(slack, B.admin)[earlier:] or None)[-1]
+    assert "not one zqbo watches for this workspace" in card_text(dm)
+    assert slack.calls_to("views.open") == []
+    resp = slack.send_view_submission(
+        two.events_url,
+        {
+            "type": "modal",
+            "callback_id": "zqbo_company_settings",
+            "private_metadata": A.realm,
+            "title": {"type": "plain_text", "text": "Company settings"},
+            "blocks": [
+                {
+                    "type": "input",
+                    "block_id": "company_name",
+                    "label": {"type": "plain_text", "text": "Display name"},
+                    "element": {"type": "plain_text_input", "action_id": "company_name"},
+                }
+            ],
+        },
+        {"company_name": "Pwned"},
+        user_id=B.admin,
+        team_id=B.id,
+    )
+    assert resp.json()["response_action"] == "errors"
+    acme = services.workspaces.company(A.realm)
+    assert acme.display_name == "Acme Payments Ltd" and acme.alert_channel == A.channel
+    assert acme.own_admins == () and services.store.get_doc("company", A.realm)["changed_by"] == A.admin
