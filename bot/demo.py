@@ -369,10 +369,28 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     play.step("Status again: connected as the dedicated user")
     _command(play, slack, events, "status")
 
+    _route_company(play, slack, intuit, events)
+
     play.step("Done")
     play.echo(
         "  Next: create the Slack app from app_manifest.yml and the Intuit app (README), then `zqbo serve`."
     )
+
+
+def _route_company(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: str) -> None:
+    """A firm keeps this company's books: its alerts go to the client's own channel, by the name
+    the firm knows it by."""
+    play.step("Ana routes this company's alerts to its own channel, #client-acme, and names it")
+    slack.add_channel("C0CLIENT", "client-acme")
+    _command(play, slack, events, f"config channel <#C0CLIENT|client-acme> {REALM}")
+    _command(play, slack, events, f"config name {REALM} Acme (client)")
+    intuit.add_entry(REALM, "Payment", by=PERSON, amount=64.0, doc_number="ZP-1005", private_note=MARK)
+    play.say("  QBO (emulated): one more marked Payment lands under Jane's login")
+    _check(play, slack, events)
+    if not slack.messages("C0CLIENT"):
+        raise RuntimeError("the company's alert did not reach its own channel")
+    _show_channel(play, slack, {}, "C0CLIENT", "#client-acme")
+    play.say("  #qbo-alerts stays for the companies that have no channel of their own")
 
 
 # Many workspaces: one zqbo, installed with "Add to Slack" by two finance teams ----------------

@@ -36,6 +36,7 @@ def test_demo_plays_the_whole_story():
     assert "1 written by QuickBooks itself and 1 with no recorded writer (not compared)" in flat
     assert "Counted on the check line and never compared with a person: no alert" in flat
     assert "QuickBooks itself (recurring, bank rules): never alerted" in flat
+    assert "zqbo → #client-acme (posted)" in out and "Payment ZP-1005" in out and "Acme (client)" in out
     assert out.rstrip().endswith("then `zqbo serve`.")
     workdir = _workdir(out)
     assert workdir.name.startswith("zqbo-demo-") and not workdir.exists()  # database and key removed
