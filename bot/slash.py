@@ -34,7 +34,7 @@ from bot.qbo.errors import NotConnected, QBOError, TransientError
 from bot.reconnect import ReconnectError
 from bot.services import Services
 from bot.status import State, StatusReport, build_status
-from bot.tenancy.workspaces import USER, NotInstalled, SettingError, parse_setting
+from bot.tenancy.workspaces import COMPANY_KIND, USER, NotInstalled, SettingError, parse_setting
 
 log = logging.getLogger(__name__)
 
@@ -501,15 +501,21 @@ def find_company(services: Services, text: str, scope: str) -> str | None:
     if not wanted:
         return None
     workspaces = services.workspaces
-    realms = workspaces.realms(scope)
+    realms = set(workspaces.realms(scope))
     if text.strip() in realms:
         return text.strip()
-    for realm in realms:
-        company = workspaces.company(realm)
-        conn = services.store.get_connection(realm)
-        names = {company.display_name, conn.company_name if conn else ""}
-        if wanted in {" ".join(n.split()).casefold() for n in names if n}:
+
+    def same(name: object) -> bool:
+        return isinstance(name, str) and " ".join(name.split()).casefold() == wanted
+
+    # a fixed number of store reads whatever the number of companies: their chosen names, then
+    # QuickBooks' names
+    for realm, doc in sorted(services.store.list_docs(COMPANY_KIND).items()):
+        if realm in realms and same(doc.get("display_name")):
             return realm
+    for conn in services.store.list_connections(workspaces.team_filter(scope)):
+        if same(conn.company_name):
+            return conn.realm_id
     return None
 
 
@@ -591,11 +597,12 @@ COMPANY_ADMIN_MAY = frozenset({"check", "disconnect", "mute", "unmute", "config"
 def may_run(services: Services, cmd: Command, user_id: str, scope: str) -> bool:
     """An admin-only subcommand: a workspace admin may run it; a company's own admin may run it
     for that company."""
+    if services.admins.is_admin(user_id, scope):
+        return True
     if cmd.name in COMPANY_ADMIN_MAY:
         realm = named_realm(services, cmd.name, cmd.args, cmd.raw, scope)
-        if realm:
-            return services.admins.is_admin_for(user_id, scope, realm)
-    return services.admins.is_admin(user_id, scope)
+        return bool(realm) and services.admins.is_admin_for(user_id, scope, realm)
+    return False
 
 
 def named_realm(services: Services, name: str, args: tuple[str, ...], raw: str, scope: str) -> str:

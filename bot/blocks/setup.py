@@ -76,7 +76,11 @@ def config_summary(markers: list[Any], settings: Any, workspace: Any, multi: boo
         else "Change with `/zqbo config markers PrivateNote~Zomentum; DocNumber^ZP-` or "
         "`/zqbo config dedicated-user <id> [realm]`; the rest is set in zqbo's environment."
     )
-    return Message("zqbo config", [section(lines), context(how)])
+    per_company = (
+        "One company: `/zqbo config channel #channel <company>`, `admins @a @b <company>`, "
+        "`name <realm> <display name>` (`reset` for the default), or *Company settings* in App Home."
+    )
+    return Message("zqbo config", [section(lines), context(how), context(per_company)])
 
 
 def setting_saved(name: str, workspace: Any, markers: list[Any]) -> Message:
