@@ -160,11 +160,12 @@ def home(services: Services, scope: str, filter_name: str = "all", number: int =
     workspaces = services.workspaces
     config = workspaces.get(scope) if workspaces.multi else services.settings
     team = workspaces.team_filter(scope)
-    listing = portfolio.page(services.store, config, services.clock, team, filter_name, number)
-    setup = blocks.setup_blocks(workspaces.get(scope), listing.total) if workspaces.multi else None
-    if listing.total > 1:
+    if len(services.store.ranks(team)) > 1:
+        listing = portfolio.page(services.store, config, services.clock, team, filter_name, number)
+        setup = blocks.setup_blocks(workspaces.get(scope), listing.total) if workspaces.multi else None
         return portfolio_home(listing, setup)
     report = workspace_report(services, scope, limit=blocks.status.MAX_COMPANIES_ON_HOME)
+    setup = blocks.setup_blocks(workspaces.get(scope), report.total) if workspaces.multi else None
     return blocks.home(report, setup)
 
 
