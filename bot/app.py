@@ -360,6 +360,7 @@ SCOPES = [
     "chat:write",
     "im:write",
     "users:read",
+    "files:write",
     "channels:history",
     "groups:history",
 ]

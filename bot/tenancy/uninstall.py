@@ -123,3 +123,4 @@ def _purge(store: Store, realm: str) -> None:
         store.delete_doc(MUTE_KIND, key)
     store.delete_checks(realm)
     store.forget_seen(f"alerted:{realm}")  # a later owner of the company is alerted afresh
+    store.forget_history(realm)
