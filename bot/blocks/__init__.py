@@ -35,6 +35,7 @@ from bot.blocks.message import (
     notice,
     when,
 )
+from bot.blocks.reports import digest_message, report_posted, report_text
 from bot.blocks.setup import (
     config_summary,
     setting_saved,
@@ -61,6 +62,7 @@ __all__ = [
     "config_summary",
     "connect_link",
     "connect_preparing",
+    "digest_message",
     "disconnect_done",
     "disconnect_failed",
     "disconnect_prompt",
@@ -75,6 +77,8 @@ __all__ = [
     "mentions",
     "not_allowed",
     "notice",
+    "report_posted",
+    "report_text",
     "setting_saved",
     "settings_modal",
     "setup_blocks",

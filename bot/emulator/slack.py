@@ -102,6 +102,7 @@ class SlackUser:
     is_owner: bool = False
     is_bot: bool = False
     team_id: str = TEAM_ID
+    tz: str = "Europe/London"  # an IANA name, as Slack gives it (tests set another)
 
     def as_api(self) -> dict[str, Any]:
         """As users.info answers (web_api/users.info.json)."""
@@ -117,9 +118,9 @@ class SlackUser:
             "deleted": False,
             "color": "9f69e7",
             "real_name": self.real_name,
-            "tz": "Europe/London",
-            "tz_label": "Greenwich Mean Time",
-            "tz_offset": 0,
+            "tz": self.tz,
+            "tz_label": "Greenwich Mean Time" if self.tz == "Europe/London" else self.tz,
+            "tz_offset": _tz_offset(self.tz),
             "profile": {
                 "avatar_hash": "g" + avatar[:11],
                 "status_text": "",
@@ -1633,6 +1634,14 @@ def _action(block: dict[str, Any], element: dict[str, Any]) -> dict[str, Any]:
             action[key] = element[key]
     action.update(type=element.get("type", "button"), action_ts=f"{time.time():.6f}")
     return action
+
+
+def _tz_offset(tz: str) -> int:
+    """Seconds east of UTC now, as Slack's tz_offset (standard or daylight, as it is today)."""
+    from zoneinfo import ZoneInfo
+
+    offset = datetime.now(ZoneInfo(tz)).utcoffset()
+    return int(offset.total_seconds()) if offset else 0
 
 
 def _ok_false(error: str) -> Response:
