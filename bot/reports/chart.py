@@ -60,7 +60,8 @@ def stacked_days(
     _days_axis(axes, days)
     axes.set_ylabel("entries")
     axes.set_title(cut(title, 100), loc="left", parse_math=False)
-    axes.legend(loc="upper left", fontsize="small", frameon=False, ncols=3)
+    if series or marked:
+        axes.legend(loc="upper left", fontsize="small", frameon=False, ncols=3)
     axes.margins(x=0.01, y=0.15)
     axes.spines[["top", "right"]].set_visible(False)
     return _png(figure)

@@ -175,7 +175,7 @@ def safe_cell(value: object) -> str:
 
 
 def qbo_link(entity: str, entry_id: str, environment: str = "production") -> str:
-    base = QBO_APP["sandbox" if environment == "sandbox" else "production"]
+    base = QBO_APP["sandbox" if "sandbox" in environment else "production"]  # a name or a discovery URL
     page = QBO_PAGES.get(entity, entity.lower())
     return f"{base}{quote(page, safe='')}?txnId={quote(entry_id, safe='')}"
 
