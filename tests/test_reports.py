@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from PIL import Image
@@ -16,7 +16,8 @@ from PIL import Image
 from bot.reports.digest import next_due
 from bot.scheduler import build as build_scheduler
 from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, JANE_QBO_ID, REALM, connected_bot
-from tests.helpers import ack_message, card_text, command
+from tests.helpers import ack_message, card_text, command, dms_to
+from tests.test_workspaces import hosted  # noqa: F401 - the multi-workspace fixture
 
 MARK = "Zomentum payment"
 CHANNEL = "C0ALERTS"
@@ -234,3 +235,42 @@ def test_history_older_than_400_days_is_pruned_by_the_scheduler(audit_bot, clock
     scheduler, tick = build_scheduler(audit_bot.services, blocking=False)
     tick.tick()
     assert [r.day for r in store.history([REALM], old, today)] == [kept]
+
+
+def test_settings_modal_turns_the_digest_on_in_the_admins_time_zone_and_off(hosted, slack, clock):  # noqa: F811
+    from tests.test_workspaces import A, install, wait_until
+
+    install(slack, hosted, A)
+    slack.users[A.admin].tz = "Asia/Tokyo"
+    [welcome] = wait_until(lambda: dms_to(slack, A.admin) or None)
+    slack.press_button(
+        hosted.events_url,
+        {**welcome, "ts": "1.0"},
+        "zqbo_open_settings",
+        user_id=A.admin,
+        channel_id=slack.dm_channel(A.admin),
+        team_id=A.id,
+    )
+    [view] = wait_until(lambda: list(slack.open_views.values()) or None)
+    values = {
+        "settings_channel": A.channel,
+        "settings_admins": [A.admin],
+        "settings_interval": "15m",
+        "settings_digest_day": "0",
+        "settings_digest_hour": "8",
+    }
+    ok = slack.send_view_submission(hosted.events_url, view["id"], values, user_id=A.admin, team_id=A.id)
+    assert ok.status_code == 200 and not ok.text.strip()
+    store = hosted.services.store
+    doc = wait_until(lambda: store.get_doc("digest", A.id))
+    assert (doc["weekday"], doc["hour"], doc["tz"]) == (0, 8, "Asia/Tokyo")
+    # Monday 08:00 in Tokyo is Sunday 23:00 UTC
+    [(scope, at)] = store.schedule_due("digest", clock.now().timestamp() + 8 * 86400)
+    assert scope == A.id and next_due(0, 8, "Asia/Tokyo", clock.now()).timestamp() == at
+    assert datetime.fromtimestamp(at, UTC).strftime("%a %H:%M") == "Sun 23:00"
+    off = {**values, "settings_digest_day": "off"}
+    reopened = {k: v for k, v in view.items() if k != "id"}  # the first Save closed it: open again
+    slack.send_view_submission(hosted.events_url, reopened, off, user_id=A.admin, team_id=A.id)
+    wait_until(lambda: store.get_doc("digest", A.id) is None)
+    assert store.schedule_due("digest", clock.now().timestamp() + 8 * 86400) == []
+    assert slack.refused_calls() == []
