@@ -597,7 +597,7 @@ class RedisStore:
         sightings = [
             [r.day.isoformat(), r.day.toordinal(), r.entry, _field(r.integration), _field(r.writer), *counts]
             for r in rows
-            for counts in [(r.seen, r.automated, r.flagged)]
+            for counts in [(int(r.seen), int(r.automated), int(r.flagged))]
         ]
         kept = [
             [
