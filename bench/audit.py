@@ -126,10 +126,10 @@ def throughput(total: int) -> None:
         for raw in pages:
             scan.add_cdc(json.loads(raw))
         entries = list(scan.entries.values())
-        groups, offending, _ = services.auditor._alert(conn, entries, check_id="bench")
+        groups, offending, _, _ = services.auditor._alert(conn, entries, check_id="bench")
         elapsed = time.perf_counter() - started
         again_started = time.perf_counter()
-        groups_again, _, _ = services.auditor._alert(conn, entries, check_id="bench-2")
+        groups_again, _, _, _ = services.auditor._alert(conn, entries, check_id="bench-2")
         again = time.perf_counter() - again_started
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     client = redis.Redis.from_url(REDIS_URL)

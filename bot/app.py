@@ -367,6 +367,7 @@ SCOPES = [
     "chat:write",
     "im:write",
     "users:read",
+    "files:write",
     "channels:history",
     "groups:history",
 ]

@@ -15,6 +15,8 @@ KNOWN = (
     "disconnect",
     "check",
     "users",
+    "report",
+    "digest",
     "alerts",
     "mute",
     "unmute",
@@ -30,6 +32,7 @@ ADMIN_ONLY = {
     "mute": "mute alerts",
     "unmute": "unmute alerts",
     "config": "change zqbo's settings",
+    "digest": "set up or preview the weekly digest",
 }
 ALIASES = {"": "help", "?": "help", "-h": "help", "--help": "help", "state": "status"}
 # Longer text is refused with a sentence, never cut: a cut `config markers …` would save half a rule.

@@ -370,6 +370,7 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     _command(play, slack, events, "status")
 
     _route_company(play, slack, intuit, events)
+    _report_and_digest(play, slack, events)
 
     play.step("Done")
     play.echo(
@@ -391,6 +392,29 @@ def _route_company(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, e
         raise RuntimeError("the company's alert did not reach its own channel")
     _show_channel(play, slack, {}, "C0CLIENT", "#client-acme")
     play.say("  #qbo-alerts stays for the companies that have no channel of their own")
+
+
+def _report_and_digest(play: Player, slack: SlackEmulator, events: str) -> None:
+    """The history every check kept, as a report (chart + CSV in Ana's DM) and as the digest."""
+    play.step("A report of the last 7 days: a chart and a CSV of the flagged entries, in Ana's DM")
+    _, response_url = _command(play, slack, events, "report 7d")
+    [answer] = slack.wait_for_responses(response_url, 1, timeout=30)
+    play.slack("zqbo (updates the message)", answer)
+    folder = Path(tempfile.mkdtemp(prefix="zqbo-report-"))  # kept: the demo's own folder is removed
+    for shared in slack.shared_files(ANA.user_id):
+        path = folder / shared.filename
+        path.write_bytes(shared.data)
+        play.say(f"  zqbo → DM: file “{shared.title}” ({len(shared.data):,} bytes), saved to {path}")
+    play.step("The weekly digest, previewed with /zqbo digest now")
+    _, response_url = _command(play, slack, events, "digest now")
+    [answer] = slack.wait_for_responses(response_url, 1, timeout=30)
+    play.slack("zqbo (updates the message)", answer)
+    digest = [
+        m for m in slack.messages(slack.dm_channel(ANA.user_id)) if "weekly digest" in m.get("text", "")
+    ]
+    if digest:
+        play.slack("zqbo → DM", digest[-1])
+    play.say("  `/zqbo digest monday 9` posts it to #qbo-alerts every Monday at 09:00 in Ana's time zone")
 
 
 # Many workspaces: one zqbo, installed with "Add to Slack" by two finance teams ----------------

@@ -115,7 +115,7 @@ class FairPool(DrainablePool):
 
 # The subcommands that call QuickBooks or Intuit; status, help, alerts, config and mute answer from
 # stored state and are never limited.
-HEAVY = ("check", "users", "connect", "reconnect")
+HEAVY = ("check", "users", "connect", "reconnect", "report", "digest")
 IN_FLIGHT_TTL_MS = 15 * 60 * 1000  # a process that died holding slots gives them back after this
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 
@@ -82,3 +82,37 @@ class CheckResult:
     entries_scanned: int = 0
     error_id: str = ""
     details: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One day's roll-up of one company's entries by integration and writer (bot/reports/).
+
+    `integration` is the name of the integration whose markers matched ("" for people's work);
+    `writer` is the QBO user id that last changed the entries ("0" QuickBooks, "" unknown).
+    `entry` ("Payment:123") makes a row one entry's sighting: the store counts it once per day
+    however many checks re-read it (the audit's overlap); rows without one are plain counts."""
+
+    day: date
+    realm_id: str
+    integration: str
+    writer: str
+    seen: int
+    automated: int
+    flagged: int
+    entry: str = ""
+
+
+@dataclass(frozen=True)
+class FlaggedEntry:
+    """An entry that was in an entry alert group (new or already alerted), kept for reports."""
+
+    realm_id: str
+    day: date
+    integration: str
+    entity: str
+    entry_id: str
+    doc_number: str
+    amount: float | None
+    txn_date: str
+    writer: str

@@ -17,7 +17,7 @@ from bot import blocks, portfolio
 from bot.alerts import CHANNEL_PROBLEM_KIND, KINDS, MUTE_NAMES, problem_key
 from bot.audit.markers import parse_markers
 from bot.audit.scan import AuditResult
-from bot.blocks import Message, code, md, mention
+from bot.blocks import Message, Mrkdwn, code, md, mention
 from bot.blocks.message import cut
 from bot.blocks.status import MAX_COMPANIES_ON_CARD
 from bot.commands import (
@@ -32,6 +32,8 @@ from bot.connect import REALM_ID
 from bot.models import CheckResult, ConnectionStatus
 from bot.qbo.errors import NotConnected, QBOError, TransientError
 from bot.reconnect import ReconnectError
+from bot.reports.history import DEFAULT_INTEGRATION
+from bot.reports.report import DEFAULT_PERIOD, Period, build_report, looks_like_period, parse_period
 from bot.services import Services
 from bot.status import State, StatusReport, build_status
 from bot.tenancy.workspaces import COMPANY_KIND, USER, NotInstalled, SettingError, parse_setting
@@ -649,3 +651,167 @@ def channel_chosen(services: Services, scope: str) -> None:
                 log.exception("could not post the alerts that waited for a channel (%s)", realm)
 
     services.background.submit(post_waiting)
+
+
+# --- reports --------------------------------------------------------------------------------
+
+_CHANNEL_ARG = re.compile(r"<#([CG][A-Z0-9]{2,20})(?:\|[^>]*)?>")
+
+
+def dedicated_writers(services: Services, realm: str) -> dict[str, str]:
+    """QBO user id -> the integration it is the dedicated user of (the report's writer labels)."""
+    dedicated_id, _ = services.auditor.dedicated(realm)
+    return {dedicated_id: DEFAULT_INTEGRATION} if dedicated_id else {}
+
+
+def _company(services: Services, words: list[str], scope: str) -> tuple[str, str]:
+    """(realm, company name) of the workspace's company named by realm id or name; the only one
+    when none is named. Another workspace's company is as unknown as one nobody connected."""
+    conns = {c.realm_id: c for c in services.store.list_connections(services.workspaces.team_filter(scope))}
+    if not conns:
+        raise CommandError("No QuickBooks company is connected yet: `/zqbo connect` sets one up.")
+    typed = " ".join(words).strip()
+    if not typed:
+        if len(conns) == 1:
+            conn = next(iter(conns.values()))
+            return conn.realm_id, conn.company_name
+        raise CommandError(
+            f"zqbo watches {len(conns):,} companies here: name one, e.g. `/zqbo report <realm id> 30d`."
+        )
+    if typed in conns:
+        return typed, conns[typed].company_name
+    named = [c for c in conns.values() if c.company_name.casefold() == typed.casefold()]
+    named = named or [c for c in conns.values() if c.company_name.casefold().startswith(typed.casefold())]
+    if len(named) == 1:
+        return named[0].realm_id, named[0].company_name
+    shown = cut(typed, 80)
+    if named:
+        raise CommandError(f"More than one company starts with “{shown}”: give its realm id.")
+    raise CommandError(f"No company here is named “{shown}” or has that realm id.")
+
+
+def report(
+    services: Services, args: tuple[str, ...], user_id: str, scope: str = "", channel_hint: str = ""
+) -> Message:
+    """`/zqbo report [company] [period] [#channel]`: the summary here, the chart and the CSV in the
+    person's DM (or the channel named, if zqbo is in it)."""
+    words = list(args)
+    target = ""
+    for word in list(words):
+        match = _CHANNEL_ARG.fullmatch(word)
+        if match:
+            target = match.group(1)
+            words.remove(word)
+    try:
+        period_word = words.pop() if words and looks_like_period(words[-1]) else ""
+        today = services.clock.now().date()
+        period = parse_period(period_word, today)
+        realm, company = _company(services, words, scope)
+    except CommandError as exc:
+        return _refusal(str(exc))
+    return deliver_report(services, realm, company, period, user_id, scope, target)
+
+
+def report_button(services: Services, realm: str, user_id: str, scope: str = "") -> Message:
+    """App Home's Report button (value: a realm id): the last 30 days, into the presser's DM."""
+    if not _mine(services, scope, realm):
+        return _refusal("That button no longer matches a company zqbo watches; no report was made.")
+    conn = services.store.get_connection(realm)
+    period = parse_period(DEFAULT_PERIOD, services.clock.now().date())
+    return deliver_report(services, realm, conn.company_name if conn else realm, period, user_id, scope, "")
+
+
+def deliver_report(
+    services: Services, realm: str, company: str, period: Period, user_id: str, scope: str, target: str
+) -> Message:
+    built = build_report(
+        services.store,
+        realm,
+        company,
+        period,
+        dedicated_writers(services, realm),
+        services.settings.qbo_environment,
+    )
+    client = services.workspaces.client(scope)
+    try:
+        channel = target or client.conversations_open(users=user_id)["channel"]["id"]
+        client.files_upload_v2(
+            channel=channel,
+            file_uploads=[
+                {
+                    "file": built.png,
+                    "filename": f"{built.slug}.png",
+                    "title": f"{cut(company, 80)} — entries",
+                },
+                {"file": built.csv, "filename": f"{built.slug}-flagged.csv", "title": "Flagged entries"},
+            ],
+            initial_comment=blocks.report_text(built),
+        )
+    except SlackApiError as exc:
+        error = str(exc.response.get("error", "unknown"))
+        log.warning("report for %s not uploaded: %s", realm, error)
+        if target and error in ("not_in_channel", "channel_not_found"):
+            return _refusal(
+                md(
+                    "zqbo is not in <#{}>: invite it there, or leave the channel out to get it in your DM.",
+                    target,
+                )
+            )
+        return blocks.notice(md("Slack did not take the report's files ({}).", code(error)), ":x:")
+    where = md("<#{}>", target) if target else Mrkdwn("your DMs with zqbo")
+    return blocks.report_posted(built, where)
+
+
+# --- the weekly digest ----------------------------------------------------------------------
+
+DIGEST_USAGE = (
+    "Usage: `/zqbo digest <day> <hour>` (e.g. `/zqbo digest monday 9`: every Monday at 09:00 in your "
+    "time zone), `/zqbo digest off`, `/zqbo digest now` (a preview in your DM), or `/zqbo digest` "
+    "to see when it goes out."
+)
+
+
+def digest(services: Services, args: tuple[str, ...], user_id: str, scope: str = "") -> Message:
+    from bot.reports import digest as weekly
+
+    words = [w.lower() for w in args]
+    if words == ["now"]:
+        client = services.workspaces.client(scope)
+        dm = client.conversations_open(users=user_id)["channel"]["id"]
+        sent = weekly.post_digest(services, scope, channel=dm)
+        return blocks.notice(
+            f"The digest of {len(sent.lines):,} companies is in your DMs with zqbo (a preview).",
+            ":calendar:",
+        )
+    if words == ["off"]:
+        was = weekly.turn_off(services, scope)
+        return blocks.notice("The weekly digest is off." if was else "The weekly digest was not on.")
+    if not words:
+        doc = weekly.settings(services, scope)
+        if doc is None:
+            return blocks.notice("The weekly digest is off. " + DIGEST_USAGE)
+        return _digest_on(services, doc, scope)
+    try:
+        weekday, hour = weekly.parse_when(words)
+    except ValueError:
+        return _refusal(DIGEST_USAGE)
+    return _digest_on(services, weekly.turn_on(services, scope, user_id, weekday, hour), scope)
+
+
+def _digest_on(services: Services, doc: dict, scope: str) -> Message:
+    from bot.reports import digest as weekly
+
+    channel = services.workspaces.get(scope).alert_channel
+    due = weekly.next_due(int(doc["weekday"]), int(doc["hour"]), str(doc["tz"]), services.clock.now())
+    where = md("<#{}>", channel) if channel else Mrkdwn("the alert channel, once one is chosen")
+    return blocks.notice(
+        md(
+            "Weekly digest: every {} at {} ({}), in {}. Next: {}.",
+            weekly.WEEKDAYS[int(doc["weekday"])].capitalize(),
+            f"{int(doc['hour']):02d}:00",
+            doc["tz"],
+            where,
+            blocks.when(due),
+        ),
+        ":calendar:",
+    )

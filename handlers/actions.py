@@ -54,6 +54,16 @@ def _channel(body: dict[str, Any]) -> str:
     return str(channel.get("id", "")) if isinstance(channel, dict) else ""
 
 
+def _logged(name: str, work: Callable[[], None]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            log.exception("button %s failed [%s]", name, new_error_id())
+
+    return run
+
+
 def register(app: App, services: Services) -> None:
     def later(
         name: str, scope: str, respond: Respond, work: Callable[[], blocks.Message | None], in_place: bool
@@ -171,6 +181,27 @@ def register(app: App, services: Services) -> None:
         user_id, _ = _who(body)
         return slash.confirm_dedicated(services, _value(body), user_id, scope)
 
+    def report(ack: Ack, body: dict[str, Any], respond: Respond, context: BoltContext) -> None:
+        """App Home's Report button: the company's last 30 days, into the presser's DM (App Home
+        has no response_url: a refusal goes to the DM too)."""
+        ack()
+        user_id, _ = _who(body)
+        scope = services.workspaces.scope_of(context)
+
+        def work() -> None:
+            if foreign(services, body, context):
+                message = blocks.notice(READ_ONLY, ":lock:")
+            else:
+                message = slash.report_button(services, _value(body), user_id, scope)
+            if body.get("response_url"):
+                respond(response_type="ephemeral", replace_original=False, **message.as_kwargs())
+            elif not message.text.startswith("Report for"):  # the report itself is in the DM already
+                client = services.workspaces.client(scope)
+                dm = client.conversations_open(users=user_id)["channel"]["id"]
+                client.chat_postMessage(channel=dm, **message.as_kwargs())
+
+        services.after_ack.submit_for(scope, _logged("report", work))
+
     def ack_only(ack: Ack) -> None:
         ack()  # URL buttons still send an interaction; acking spares the user a warning icon
 
@@ -186,5 +217,6 @@ def register(app: App, services: Services) -> None:
     app.action("zqbo_dedicated_confirm")(
         admin_only("confirm the dedicated user", confirm_dedicated, company=True)
     )
+    app.action("zqbo_report")(report)
     app.action("zqbo_connect_link")(ack_only)
     app.action("zqbo_rc_open")(ack_only)

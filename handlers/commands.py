@@ -25,6 +25,8 @@ FOLLOW_UP = {
     "reconnect": lambda: blocks.notice("Opening a guided reconnect in your DMs…"),
     "check": lambda: blocks.notice("Checking QuickBooks now…", ":mag:"),
     "users": lambda: blocks.notice("Reading 30 days of entries from QuickBooks…", ":mag:"),
+    "report": lambda: blocks.notice("Drawing the report…", ":bar_chart:"),
+    "digest": lambda: blocks.notice("One moment…", ":calendar:"),
 }
 # What a person of another organisation (Slack Connect) may run: a look, never a change, and
 # nothing that reads the companies' QuickBooks entries (check, users) or lists alerts.
@@ -114,6 +116,8 @@ def answer(
             ),
             "check": lambda update: slash.run_check(services, cmd.args, scope, update),
             "users": lambda _: slash.list_users(services, cmd.args, scope),
+            "report": lambda _: slash.report(services, cmd.args, user_id, scope),
+            "digest": lambda _: slash.digest(services, cmd.args, user_id, scope),
         }
         job = work[cmd.name]
 

@@ -1,5 +1,5 @@
 """Events API and App Home: the status card, or the portfolio of several companies with its
-filter, pager and each company's Report button."""
+filter and pager (each company's Report button is answered in handlers/actions.py)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot import slash
-from bot.blocks.portfolio import FILTER_ACTION, NEXT_ACTION, PREVIOUS_ACTION, REPORT_ACTION
+from bot.blocks.portfolio import FILTER_ACTION, NEXT_ACTION, PREVIOUS_ACTION
 from bot.services import Services
 
 log = logging.getLogger(__name__)
-REPORTS_COMING = "Reports are coming: zqbo does not make them yet."
 
 
 def _user(body: dict[str, Any]) -> str:
@@ -60,14 +59,7 @@ def register(app: App, services: Services) -> None:
         name = str(option.get("value", "")) if isinstance(option, dict) else ""
         publish(client, _user(body), services.workspaces.scope_of(context), name, 0)
 
-    def report(body: dict[str, Any], client: WebClient) -> None:
-        """Until reports exist, the Report button says so (privately, in the person's DM)."""
-        from handlers.setup import _say
-
-        _say(client, body, REPORTS_COMING)
-
     app.event("app_home_opened")(ack=ack_event, lazy=[publish_home])
     app.action(PREVIOUS_ACTION)(ack=ack_at_once, lazy=[turn_page])
     app.action(NEXT_ACTION)(ack=ack_at_once, lazy=[turn_page])
     app.action(FILTER_ACTION)(ack=ack_at_once, lazy=[choose_filter])
-    app.action(REPORT_ACTION)(ack=ack_at_once, lazy=[report])

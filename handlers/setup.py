@@ -20,7 +20,9 @@ from bot.blocks.setup import (
     FIELDS,
     OPEN_SETTINGS,
     SETTINGS_CALLBACK,
+    submitted_digest,
 )
+from bot.reports import digest as weekly
 from bot.services import Services
 from bot.tenancy.uninstall import forget_workspace
 from bot.tenancy.workspaces import READ_ONLY, NotInstalled, SettingError, parse_setting, scope_for
@@ -105,7 +107,9 @@ def register(app: App, services: Services) -> None:
         try:
             client.views_open(
                 trigger_id=str(body.get("trigger_id", "")),
-                view=blocks.settings_modal(workspaces.get(scope, fresh=True)),
+                view=blocks.settings_modal(
+                    workspaces.get(scope, fresh=True), weekly.settings(services, scope)
+                ),
             )
         except SlackApiError as exc:
             log.warning("could not open the Settings modal: %s", exc.response.get("error"))
@@ -145,6 +149,11 @@ def register(app: App, services: Services) -> None:
             log.warning("settings of workspace %s not saved: it removed zqbo meanwhile", scope)
             return
         services.admins.forget(scope)
+        chosen = submitted_digest(view)
+        if chosen is None:
+            weekly.turn_off(services, scope)
+        elif chosen:  # turned on (or moved): in the time zone of the admin saving it
+            weekly.turn_on(services, scope, user_id, *chosen)
         if values.get("alert_channel") and values["alert_channel"] != before:
             slash.channel_chosen(services, scope)
         log.info("workspace %s settings changed by %s: %s", scope, user_id, ", ".join(sorted(values)))

@@ -38,6 +38,9 @@ def test_demo_plays_the_whole_story():
     assert "QuickBooks itself (recurring, bank rules): never alerted" in flat
     assert "zqbo → #client-acme (posted)" in out and "Payment ZP-1005" in out and "Acme (client)" in out
     assert out.rstrip().endswith("then `zqbo serve`.")
+    [png] = re.findall(r"saved to (\S+\.png)", click.unstyle(out))
+    assert Path(png).read_bytes().startswith(b"\x89PNG")  # the report's chart, kept for a look
+    assert "zqbo weekly digest" in out and "Acme Payments Ltd" in out
     workdir = _workdir(out)
     assert workdir.name.startswith("zqbo-demo-") and not workdir.exists()  # database and key removed
 

@@ -110,7 +110,7 @@ def test_all_good_names_the_company_and_writes_nothing(intuit, slack, db, tmp_pa
 
 
 def test_a_missing_scope_is_named_and_fails(intuit, slack, db, tmp_path):
-    slack.set_scopes("commands,chat:write,im:write,users:read,groups:history,files:write")
+    slack.set_scopes("commands,chat:write,im:write,users:read,groups:history,files:write,reactions:write")
 
     done = doctor(intuit, slack, tmp_path)
 
@@ -118,7 +118,7 @@ def test_a_missing_scope_is_named_and_fails(intuit, slack, db, tmp_path):
     assert line(done, "BAD  slack scopes:") == (
         "BAD  slack scopes: missing scope channels:history: add it under OAuth & Permissions and reinstall"
     )
-    assert line(done, "note slack scopes:") == "note slack scopes: also granted, not needed: files:write"
+    assert line(done, "note slack scopes:") == "note slack scopes: also granted, not needed: reactions:write"
     assert line(done, "note companies:").endswith("none connected yet (/zqbo connect in Slack)")
 
 

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from bot.models import ConnectionStatus
+from bot.qbo.journal import wait_until
 from bot.standing import ranker
 from bot.store.redis import RedisStore
 from tests.conftest import DEDICATED, DEDICATED_QBO_ID, JANE, REDIS_URL, make_settings, start_bot
@@ -116,12 +117,18 @@ def test_a_company_with_open_alerts_comes_before_the_healthy_ones(firm, slack):
     assert rows(home)[5] == realm(30)  # after the lost and wrong-identity ones
 
 
-def test_the_report_button_says_reports_are_coming(firm, slack):
+def test_the_report_button_sends_the_companys_report_to_the_pressers_dm(firm, slack):
     home = open_home(slack, firm)
+    first = rows(home)[0]
     press, _ = slack.press_button(firm.events_url, home, "zqbo_report", user_id="U0STAFF")
     assert press.status_code == 200
-    [dm] = dms_to(slack, "U0STAFF", wait_for=1)
-    assert "Reports are coming" in card_text(dm)
+    assert wait_until(lambda: len(slack.shared_files("U0STAFF")) == 2, timeout=10)
+    png, csv = slack.shared_files("U0STAFF")
+    assert png.filename.endswith(".png") and png.data.startswith(b"\x89PNG")
+    assert csv.filename.endswith("-flagged.csv")
+    [complete] = [c for c in slack.calls_to("files.completeUploadExternal") if c.ok]
+    number = [i for i in range(COMPANIES) if realm(i) == first][0]
+    assert f"Client {number:02d}" in str(complete.args.get("initial_comment", ""))  # the company pressed
 
 
 def test_company_settings_from_app_home(firm, slack):

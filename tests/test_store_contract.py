@@ -4,9 +4,17 @@ file."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from bot.models import CheckResult, Connection, ConnectionStatus, Identity, OAuthState
+from bot.models import (
+    CheckResult,
+    Connection,
+    ConnectionStatus,
+    FlaggedEntry,
+    HistoryRow,
+    Identity,
+    OAuthState,
+)
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 
@@ -488,3 +496,103 @@ def test_keys_from_outside_may_hold_any_character(store):
     assert store.mark_seen("alerted:1", [odd, "plain"]) == {odd, "plain"}
     assert store.seen("alerted:1", [odd, "forged"]) == {odd}
     assert store.get_doc("checklist", odd) is None and store.get_connection(odd) is None
+
+
+# --- history ---------------------------------------------------------------------------------
+DAY = date(2026, 11, 25)
+
+
+def sighting(
+    entry: str,
+    writer: str = "9130347769252966",
+    integration: str = "Stripe",
+    *,
+    automated=1,
+    flagged=0,
+    day: date = DAY,
+    realm: str = "123",
+) -> HistoryRow:
+    return HistoryRow(day, realm, integration, writer, 1, automated, flagged, entry=entry)
+
+
+def flagged_entry(entry_id: str, day: date = DAY, realm: str = "123", **kw) -> FlaggedEntry:
+    values = dict(
+        realm_id=realm,
+        day=day,
+        integration="Stripe",
+        entity="Payment",
+        entry_id=entry_id,
+        doc_number=f'=HYPERLINK("x")<{entry_id}>',
+        amount=12.5,
+        txn_date="2026-11-24",
+        writer="9130347769252966",
+    )
+    values.update(kw)
+    return FlaggedEntry(**values)
+
+
+def test_history_counts_each_entry_once_per_day_however_often_it_is_read(store):
+    first = [
+        sighting("Payment:1", flagged=1),
+        sighting("Payment:2"),
+        sighting("Invoice:9", "77", "", automated=0),
+    ]
+    store.add_history("123", first, [flagged_entry("1")])
+    # the next check re-reads its overlap: the same entries again, one of them now flagged
+    again = [sighting("Payment:1", flagged=1), sighting("Payment:2", flagged=1), sighting("Payment:3")]
+    store.add_history("123", again, [flagged_entry("1"), flagged_entry("2")])
+    store.add_history("123", again, [flagged_entry("1"), flagged_entry("2")])
+    rows = store.history(["123"], DAY, DAY)
+    assert rows == [
+        HistoryRow(DAY, "123", "", "77", 1, 0, 0),
+        HistoryRow(DAY, "123", "Stripe", "9130347769252966", 3, 3, 2),
+    ]
+    kept = store.flagged_entries("123", DAY, DAY)
+    assert [f.entry_id for f in kept] == ["1", "2"]
+    assert kept[0] == flagged_entry("1")  # every field, the doc number as QBO had it
+
+
+def test_history_of_another_day_counts_again_and_plain_counts_add_up(store):
+    next_day = DAY + timedelta(days=1)
+    store.add_history("123", [sighting("Payment:1")], [])
+    store.add_history("123", [sighting("Payment:1", day=next_day)], [])
+    plain = HistoryRow(DAY, "123", "Stripe", "9130347769252966", 10, 4, 1)
+    store.add_history("123", [plain, plain], [])
+    assert [(r.day, r.seen, r.automated, r.flagged) for r in store.history(["123"], DAY, next_day)] == [
+        (DAY, 21, 9, 2),
+        (next_day, 1, 1, 0),
+    ]
+    assert store.history(["123"], DAY + timedelta(days=2), DAY + timedelta(days=9)) == []
+
+
+def test_history_is_per_company_and_read_for_several(store):
+    store.add_history("123", [sighting("Payment:1")], [flagged_entry("1")])
+    store.add_history(
+        "456",
+        [sighting("Payment:1", realm="456"), sighting("Payment:2", realm="456")],
+        [flagged_entry("5", realm="456")],
+    )
+    rows = store.history(["123", "456", "789"], DAY - timedelta(days=7), DAY)
+    assert [(r.realm_id, r.seen) for r in rows] == [("123", 1), ("456", 2)]
+    assert [f.entry_id for f in store.flagged_entries("456", DAY, DAY)] == ["5"]
+    store.forget_history("456")
+    assert store.history(["456"], DAY, DAY) == [] and store.flagged_entries("456", DAY, DAY) == []
+    assert store.history(["123"], DAY, DAY) != []
+
+
+def test_history_is_pruned_by_day(store):
+    old, kept = DAY - timedelta(days=401), DAY - timedelta(days=400)
+    for realm in ("123", "456"):
+        store.add_history(
+            realm, [sighting("Payment:1", day=old, realm=realm)], [flagged_entry("1", old, realm)]
+        )
+        store.add_history(
+            realm, [sighting("Payment:1", day=kept, realm=realm)], [flagged_entry("1", kept, realm)]
+        )
+    assert store.prune_history(kept) == 2  # (company, day) roll-ups
+    assert [r.day for r in store.history(["123", "456"], old, DAY)] == [kept, kept]
+    assert [f.day for f in store.flagged_entries("123", old, DAY)] == [kept]
+    # an entry of a pruned day is a new sighting if that day's history is written again
+    store.add_history("123", [sighting("Payment:1", day=old)], [])
+    assert store.history(["123"], old, old)[0].seen == 1
+    assert store.prune_history(kept) == 1

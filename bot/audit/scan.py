@@ -24,6 +24,7 @@ from bot.models import CheckResult, Connection, ConnectionStatus
 from bot.qbo.client import QBOClient
 from bot.qbo.errors import ConnectionLost, QBOError
 from bot.reconnect import LEARNING_KIND, ReconnectService
+from bot.reports.history import history_of
 from bot.status import REFRESH_EXPIRY_WARNING, is_dedicated
 from bot.store.base import Store
 from bot.tenancy.workspaces import Workspaces
@@ -191,7 +192,9 @@ class Auditor:
             return self._record(result)
         entries = list(scan.entries.values())
         metrics.AUDIT_ENTRIES.inc(len(entries))
-        new_alerts, offending, known = self._alert(conn, entries, check_id=iso(now))
+        new_alerts, offending, known, flagged = self._alert(conn, entries, check_id=iso(now))
+        # The day's history, in one store call: re-reading the window counts nothing twice.
+        self._store.add_history(realm_id, *history_of(realm_id, entries, flagged, now))
         # The alerts are queued (saved): only now may the window close.
         next_since = max(server_time - OVERLAP, since)
         # The cursor also carries the count of failed checks in a row (0 now): one write.
@@ -318,8 +321,11 @@ class Auditor:
         return calls
 
     # findings → alerts -----------------------------------------------------------------------------
-    def _alert(self, conn: Connection, entries: list[Entry], check_id: str) -> tuple[int, int, bool]:
-        """(alert groups queued, automated entries under a person, whether a dedicated id was known)."""
+    def _alert(
+        self, conn: Connection, entries: list[Entry], check_id: str
+    ) -> tuple[int, int, bool, set[str]]:
+        """(alert groups queued, automated entries under a person, whether a dedicated id was known,
+        the keys of every entry in an entry alert group — new or alerted before — for the history)."""
         realm = conn.realm_id
         dedicated_id, _ = self._learn(conn, entries)
         findings = find(entries, dedicated_id)
@@ -343,7 +349,8 @@ class Auditor:
             queued += 1
         if new_keys:
             self._store.mark_seen(f"alerted:{realm}", new_keys)
-        return queued, sum(len(v) for v in findings.offending.values()), bool(dedicated_id)
+        offending = sum(len(v) for v in findings.offending.values())
+        return queued, offending, bool(dedicated_id), set(keys)
 
     def _learn(self, conn: Connection, entries: list[Entry]) -> tuple[str, dict[str, Any]]:
         """Step 5 of the guided reconnect. With the dedicated id known, the first automated entry

@@ -35,6 +35,7 @@ from bot.blocks.message import (
     notice,
     when,
 )
+from bot.blocks.reports import digest_message, report_posted, report_text
 from bot.blocks.setup import (
     company_setting_saved,
     company_settings_modal,
@@ -65,6 +66,7 @@ __all__ = [
     "config_summary",
     "connect_link",
     "connect_preparing",
+    "digest_message",
     "disconnect_done",
     "disconnect_failed",
     "disconnect_prompt",
@@ -79,6 +81,8 @@ __all__ = [
     "mentions",
     "not_allowed",
     "notice",
+    "report_posted",
+    "report_text",
     "setting_saved",
     "settings_modal",
     "setup_blocks",

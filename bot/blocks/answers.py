@@ -33,6 +33,8 @@ HELP_COMMANDS = (
     ("disconnect [realm]", "revoke zqbo's QuickBooks connection (asks to confirm)"),
     ("check [realm]", "run the entry audit now"),
     ("users [realm]", "QBO user ids on entries in the last 30 days, automated / manual"),
+    ("report [company] [7d|30d|90d|month|YYYY-MM] [#channel]", "a chart and a CSV of flagged entries"),
+    ("digest now", "preview the weekly digest of every company (admins)"),
     ("alerts", "open alerts and mutes"),
     ("mute <kind> [duration] [realm]", "mute a kind of alert (default 24h; e.g. 90m, 12h, 7d)"),
     ("unmute <kind> [realm]", "end a mute"),

@@ -33,6 +33,9 @@ FIELDS = {
     "check_interval": "settings_interval",
     "markers": "settings_markers",
 }
+# The weekly digest's day and hour (bot/reports/digest.py), in the saving admin's time zone.
+DIGEST_DAY, DIGEST_HOUR = "settings_digest_day", "settings_digest_hour"
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 SETTING_NAMES = {
     "alert_channel": "Alert channel",
     "dedicated_email": "Dedicated email",
@@ -234,7 +237,46 @@ def _text_input(
     return element
 
 
-def settings_modal(workspace: Any) -> dict[str, Any]:
+def _option(text: str, value: str) -> dict[str, Any]:
+    return {"text": {"type": "plain_text", "text": text}, "value": value}
+
+
+def _digest_inputs(digest: dict[str, Any] | None) -> list[Block]:
+    days = [_option("Off", "off"), *(_option(day, str(i)) for i, day in enumerate(_DAYS))]
+    hours = [_option(f"{h:02d}:00", str(h)) for h in range(24)]
+    day: Block = {"type": "static_select", "action_id": DIGEST_DAY, "options": days}
+    hour: Block = {"type": "static_select", "action_id": DIGEST_HOUR, "options": hours}
+    day["initial_option"] = days[int(digest["weekday"]) + 1] if digest else days[0]
+    hour["initial_option"] = hours[int(digest["hour"]) if digest else 9]
+    where = f" ({digest['tz']})" if digest else ""
+    return [
+        _input(DIGEST_DAY, "Weekly digest", day, "Every company's week, in the alert channel."),
+        _input(DIGEST_HOUR, f"Digest hour{where}", hour, "In your time zone, as Slack knows it."),
+    ]
+
+
+def submitted_digest(view: dict[str, Any]) -> tuple[int, int] | str | None:
+    """(weekday, hour) chosen in the Settings modal, None for off, "" when the form had no such field."""
+    state = view.get("state") if isinstance(view.get("state"), dict) else {}
+    values = state.get("values") if isinstance(state.get("values"), dict) else {}
+
+    def picked(block_id: str) -> str:
+        block = values.get(block_id)
+        field = block.get(block_id) if isinstance(block, dict) else None
+        option = field.get("selected_option") if isinstance(field, dict) else None
+        return str(option.get("value", "")) if isinstance(option, dict) else ""
+
+    day, hour = picked(DIGEST_DAY), picked(DIGEST_HOUR)
+    if not day:
+        return ""
+    if day == "off":
+        return None
+    if day.isdigit() and int(day) < 7 and hour.isdigit() and int(hour) < 24:
+        return int(day), int(hour)
+    return ""
+
+
+def settings_modal(workspace: Any, digest: dict[str, Any] | None = None) -> dict[str, Any]:
     """The Settings modal. Its fields are validated on submit; mistakes come back inline."""
     channel: Block = {
         "type": "conversations_select",
@@ -290,6 +332,7 @@ def settings_modal(workspace: Any) -> dict[str, Any]:
                 ),
                 "field~contains, field=equals, field^starts with; separated by ;",
             ),
+            *_digest_inputs(digest),
         ],
     }
 

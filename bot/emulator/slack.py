@@ -49,6 +49,7 @@ from bot.emulator.slack_blockkit import (
     check_modal,
     submission_state,
 )
+from bot.emulator.slack_files import Files, UploadedFile
 from bot.emulator.slack_openid import OpenID, user_claims
 from bot.emulator.slack_shapes import as_sent, bot_message, kept_blocks, kept_view, short_id
 from bot.emulator.slack_tenancy import APP_ID, Grant, Team, Workspaces
@@ -60,7 +61,7 @@ HISTORY_LIMIT = 100
 HISTORY_MAX_LIMIT = 999
 HOLD_TIMEOUT = 60.0
 # The bot scopes of app_manifest.yml: what the preinstalled token of T0EMU carries.
-DEFAULT_SCOPES = "commands,chat:write,im:write,users:read,channels:history,groups:history"
+DEFAULT_SCOPES = "commands,chat:write,im:write,users:read,files:write,channels:history,groups:history"
 # Methods that take the app's credentials (or, userInfo, a Sign in with Slack token) instead of a bot token.
 NO_TOKEN_METHODS = frozenset({"oauth.v2.access", "openid.connect.token", "openid.connect.userInfo"})
 TRIGGER_LIFETIME = 3.0  # seconds a trigger_id can open a modal
@@ -101,6 +102,7 @@ class SlackUser:
     is_owner: bool = False
     is_bot: bool = False
     team_id: str = TEAM_ID
+    tz: str = "Europe/London"  # an IANA name, as Slack gives it (tests set another)
 
     def as_api(self) -> dict[str, Any]:
         """As users.info answers (web_api/users.info.json)."""
@@ -116,9 +118,9 @@ class SlackUser:
             "deleted": False,
             "color": "9f69e7",
             "real_name": self.real_name,
-            "tz": "Europe/London",
-            "tz_label": "Greenwich Mean Time",
-            "tz_offset": 0,
+            "tz": self.tz,
+            "tz_label": "Greenwich Mean Time" if self.tz == "Europe/London" else self.tz,
+            "tz_offset": _tz_offset(self.tz),
             "profile": {
                 "avatar_hash": "g" + avatar[:11],
                 "status_text": "",
@@ -184,6 +186,7 @@ class SlackEmulator(EmulatorServer):
         self.users: dict[str, SlackUser] = {}
         self.channels: dict[str, Channel] = {}
         self.home_views: dict[str, dict[str, Any]] = {}
+        self.files = Files()  # files_upload_v2: uploads and shared files, with their bytes
         self.open_views: dict[str, dict[str, Any]] = {}
         self._triggers: dict[str, dict[str, Any]] = {}
         self._responses: dict[str, dict[str, Any]] = {}
@@ -909,6 +912,7 @@ class SlackEmulator(EmulatorServer):
     def _routes(self) -> None:
         self.app.add_url_rule("/api/<method>", "api", self._api, methods=["GET", "POST"])
         self.app.add_url_rule("/response/<key>", "response", self._response, methods=["POST"])
+        self.app.add_url_rule("/upload/v1/<key>", "upload", self._upload, methods=["POST"])
         self.app.add_url_rule("/oauth/v2/authorize", "authorize", self._authorize, methods=["GET"])
         self.app.add_url_rule(
             "/oauth/v2/authorize/approve", "approve", self._approve_install, methods=["POST"]
@@ -1410,6 +1414,56 @@ class SlackEmulator(EmulatorServer):
             return {"ok": False, "error": "user_not_in_channel"}
         return {"ok": True, "message_ts": self._new_ts()}
 
+    # files_upload_v2 (bot/emulator/slack_files.py) ---------------------------------------------
+    def shared_files(self, channel_id: str) -> list[UploadedFile]:
+        """The files shared in a channel (or a user's DM), in order, with their bytes."""
+        with self._lock:
+            channel_id = self.dm_channel(channel_id) if channel_id in self.users else channel_id
+            return [f for f in self.files.by_id.values() if f.shared and f.channel == channel_id]
+
+    def _m_files_getUploadURLExternal(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        answer, key = self.files.start(args, grant.install_key)
+        if answer.get("ok"):
+            answer["upload_url"] = f"{self.url}/upload/v1/{key}"
+        return answer
+
+    def _upload(self, key: str) -> Response:
+        with self._lock:
+            status, body = self.files.upload(key, request.get_data())
+        return Response(body, status=status, content_type="text/plain")
+
+    def _m_files_completeUploadExternal(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
+        found, error = self.files.complete(args, grant.install_key)
+        if error:
+            return {"ok": False, "error": error}
+        channel = None
+        if args.get("channel_id"):
+            channel, error = self._channel_for_post({"channel": args["channel_id"]}, grant)
+            if channel is None:
+                return {"ok": False, "error": error}
+        ts = self._new_ts()
+        created = int(self.clock.now().timestamp())
+        shared = [f.as_api(created, grant.bot_user_id) for f in found]
+        for upload in found:
+            upload.shared = channel is not None
+            upload.channel = channel.id if channel else ""
+            upload.initial_comment = str(args.get("initial_comment") or "")
+        if channel is not None:  # shared: a message with the files, as Slack posts one
+            message = bot_message(
+                ts=ts,
+                text=str(args.get("initial_comment") or ""),
+                blocks=[],
+                bot_user_id=grant.bot_user_id,
+                bot_id=grant.bot_id,
+                team_id=channel.team_id,
+                updated=self._bot_updated,
+            )
+            message.update(channel=channel.id, files=shared, upload=True)
+            if args.get("thread_ts"):
+                message["thread_ts"] = args["thread_ts"]
+            channel.messages.append(message)
+        return {"ok": True, "files": shared}
+
     def _m_views_publish(self, args: dict[str, Any], grant: Grant) -> dict[str, Any]:
         user_id = str(args.get("user_id", ""))
         view = args.get("view")
@@ -1602,6 +1656,14 @@ def _action(block: dict[str, Any], element: dict[str, Any]) -> dict[str, Any]:
             action[key] = element[key]
     action.update(type=element.get("type", "button"), action_ts=f"{time.time():.6f}")
     return action
+
+
+def _tz_offset(tz: str) -> int:
+    """Seconds east of UTC now, as Slack's tz_offset (standard or daylight, as it is today)."""
+    from zoneinfo import ZoneInfo
+
+    offset = datetime.now(ZoneInfo(tz)).utcoffset()
+    return int(offset.total_seconds()) if offset else 0
 
 
 def _ok_false(error: str) -> Response:

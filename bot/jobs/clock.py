@@ -11,7 +11,9 @@ The leader hands out what is due, from the store's schedules (one due time per c
 - audit: every company, one `ZQBO_CHECK_INTERVAL` apart, each at its own offset (a company first
   seen is due at a random moment within one interval, so rounds are spread, not at :00);
 - refresh: a few minutes before the company's access token ends (set after every refresh);
-- probe: only companies at risk (a failed check), a few minutes after it.
+- probe: only companies at risk (a failed check), a few minutes after it;
+- digest: a workspace's weekly digest (keyed by the workspace), at its chosen day and hour;
+and, once a day, prunes the history older than HISTORY_DAYS.
 A due time handed out becomes the round id of the job; the job does nothing if that round is
 already done, so a tick that dies between enqueue and reschedule never audits a company twice.
 """
@@ -25,6 +27,7 @@ import socket
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +36,8 @@ from redis.exceptions import LockError
 
 from bot import metrics
 from bot.clock import iso, parse_iso
-from bot.store.base import StoreUnavailable
+from bot.reports import digest
+from bot.store.base import HISTORY_DAYS, StoreUnavailable
 
 if TYPE_CHECKING:
     from bot.jobs.engine import Engine
@@ -198,9 +202,24 @@ class Clock:
                     self.s.store.schedule_set(kind, realm, at + (skipped + 1) * every)
                 else:  # one-shot: the job sets the next one
                     self.s.store.schedule_remove(kind, realm)
+        for scope, at in self.s.store.schedule_due(digest.SCHEDULE, now, BATCH):
+            # the next week's first: a tick that dies after this never hands this one out twice
+            digest.reschedule(self.s, scope, datetime.fromtimestamp(at, UTC))
+            self.engine.submit("digest", scope, f"digest-{at:.3f}")
+            handed += 1
         metrics.ROUND_LAG.set(oldest_late)
         metrics.JOBS_HANDED_OUT.inc(handed)
+        self._prune_history()
         return handed
+
+    def _prune_history(self) -> None:
+        """Once a day (whoever leads then): forget history older than HISTORY_DAYS."""
+        today = self.s.clock.now().date()
+        if not self.s.store.claim_once("history-prune", today.isoformat(), 2 * 24 * 3600):
+            return
+        gone = self.s.store.prune_history(today - timedelta(days=HISTORY_DAYS))
+        if gone:
+            log.info("history: %d company-days older than %d days forgotten", gone, HISTORY_DAYS)
 
     def _interval(self, realm: str, default: float) -> float:
         """A company's check interval: its workspace's own, when zqbo serves many."""

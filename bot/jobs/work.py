@@ -27,6 +27,7 @@ REFRESH_BEFORE = timedelta(minutes=10)  # a company's refresh is due this long b
 RETRY_REFRESH = timedelta(minutes=5)  # after a refresh that could not be done
 PROBE_AT_RISK_AFTER = timedelta(minutes=5)  # a company whose check failed is probed again then
 DONE_KIND = "job-done"
+DIGEST_REPEAT = timedelta(days=8)  # a digest's round is remembered a little longer than a week
 TALLIED = "check-"  # round ids of rounds whose results are tallied in the store
 
 
@@ -35,7 +36,7 @@ class Work:
         self.s = services
 
     def jobs(self) -> dict[str, Any]:
-        return {"audit": self.audit, "refresh": self.refresh, "probe": self.probe}
+        return {"audit": self.audit, "refresh": self.refresh, "probe": self.probe, "digest": self.digest}
 
     def run(self, kind: str, realm_id: str, round_id: str) -> dict[str, Any]:
         return self.jobs()[kind](realm_id, round_id)
@@ -121,6 +122,23 @@ class Work:
         self._mark_done("probe", realm_id, round_id)
         metrics.JOBS.labels(kind="probe", outcome="ok" if result.ok else "failed").inc()
         return {"realm_id": realm_id, "ok": result.ok, "summary": result.summary}
+
+    def digest(self, scope: str, round_id: str) -> dict[str, Any]:
+        """A workspace's weekly digest (its "realm" is the workspace). The round is claimed before
+        anything is posted: a second delivery, or a second worker, posts nothing (at most once)."""
+        from bot.reports.digest import NoChannel, post_digest
+
+        week = int(DIGEST_REPEAT.total_seconds())
+        if not self.s.store.claim_once(DONE_KIND, f"digest:{scope}:{round_id}", week):
+            metrics.JOBS.labels(kind="digest", outcome="duplicate").inc()
+            return {"realm_id": scope, "ok": True, "summary": "already posted", "duplicate": True}
+        try:
+            digest = post_digest(self.s, scope)
+        except NoChannel:
+            log.warning("weekly digest of workspace %r not posted: no alert channel", scope)
+            return {"realm_id": scope, "ok": False, "summary": "no alert channel"}
+        metrics.JOBS.labels(kind="digest", outcome="ok").inc()
+        return {"realm_id": scope, "ok": True, "summary": f"{len(digest.lines)} companies"}
 
     def put_back(self, kind: str, realm_id: str, round_id: str) -> None:
         """A job handed out but never started (its process stopped first) is due again at its own

@@ -7,15 +7,18 @@ import inspect
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol, TypeVar
 
-from bot.models import CheckResult, Connection, OAuthState
+from bot.models import CheckResult, Connection, FlaggedEntry, HistoryRow, OAuthState
 
 # How long a used or expired OAuth state is remembered, so a second click can be told
 # "this link was already used" instead of "this link is not ours".
 STATE_RETENTION_SECONDS = 24 * 3600
 # The kinds of per-company schedules (Store.schedule_*): deleting a connection clears them all.
 SCHEDULE_KINDS = ("audit", "refresh", "probe")
+# How long the daily history (roll-ups and flagged entries) is kept.
+HISTORY_DAYS = 400
 
 # Connection pools are sized from the threads of the process that use the store (`threads`):
 # each may hold `per_thread` connections at once, and the process's own threads (the scheduler's
@@ -195,6 +198,27 @@ class Store(Protocol):
 
     def claimed(self, kind: str, key: str) -> bool:
         """Whether key was claimed (and its claim has not expired); reads only."""
+
+    # History (bot/reports/): a daily roll-up per company x integration x writer, and the flagged
+    # entries, kept HISTORY_DAYS (the scheduler prunes).
+    def add_history(self, realm_id: str, rows: list[HistoryRow], flagged: list[FlaggedEntry]) -> None:
+        """Add rows to the company's daily roll-ups and keep the flagged entries, in one round
+        trip. A row naming an `entry` counts once per (company, day, entry): the first sighting
+        sets its integration, writer and counts; a later one only adds its flag, if the first had
+        none. Flagged entries are keyed by (company, day, entity, id): the latest is kept."""
+
+    def history(self, realm_ids: list[str], since: date, until: date) -> list[HistoryRow]:
+        """The roll-ups of days since..until (both included), one row per company, day,
+        integration and writer (entry ""), ordered by those."""
+
+    def flagged_entries(self, realm_id: str, since: date, until: date) -> list[FlaggedEntry]:
+        """The company's flagged entries of days since..until, by day, entity and id."""
+
+    def prune_history(self, before: date) -> int:
+        """Forget every day before `before`; how many (company, day) roll-ups went."""
+
+    def forget_history(self, realm_id: str) -> None:
+        """Forget a company's whole history (its workspace uninstalled zqbo)."""
 
     def lock(
         self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False

@@ -10,6 +10,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -20,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.string import StrDumperUnknown
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from bot.models import CheckResult, Connection, OAuthState
+from bot.models import CheckResult, Connection, FlaggedEntry, HistoryRow, OAuthState
 from bot.standing import default_rank
 from bot.store import codec
 from bot.store.base import (
@@ -112,6 +113,45 @@ MIGRATIONS: tuple[str, ...] = (
         n bigint NOT NULL
     );
     """,
+    # 3: history — a daily roll-up per company, integration and writer; the entries counted each
+    # day (so a re-read counts nothing twice); the flagged entries. Kept HISTORY_DAYS.
+    """
+    CREATE TABLE zqbo_history (
+        realm text NOT NULL,
+        day date NOT NULL,
+        integration text NOT NULL,
+        writer text NOT NULL,
+        seen integer NOT NULL,
+        automated integer NOT NULL,
+        flagged integer NOT NULL,
+        PRIMARY KEY (realm, day, integration, writer)
+    );
+    CREATE INDEX zqbo_history_day ON zqbo_history (day);
+    CREATE TABLE zqbo_history_entry (
+        realm text NOT NULL,
+        day date NOT NULL,
+        entry text NOT NULL,
+        integration text NOT NULL,
+        writer text NOT NULL,
+        automated integer NOT NULL,
+        flagged integer NOT NULL,
+        PRIMARY KEY (realm, day, entry)
+    );
+    CREATE INDEX zqbo_history_entry_day ON zqbo_history_entry (day);
+    CREATE TABLE zqbo_history_flagged (
+        realm text NOT NULL,
+        day date NOT NULL,
+        entity text NOT NULL,
+        entry_id text NOT NULL,
+        integration text NOT NULL,
+        doc_number text NOT NULL,
+        amount double precision,
+        txn_date text NOT NULL,
+        writer text NOT NULL,
+        PRIMARY KEY (realm, day, entity, entry_id)
+    );
+    CREATE INDEX zqbo_history_flagged_day ON zqbo_history_flagged (day);
+    """,
 )
 
 # The change marker. A sequence, not a counter row: a row every write updates would queue all
@@ -155,6 +195,50 @@ _PUT_DOC = (
     "INSERT INTO zqbo_doc (kind, key, body) VALUES (%s, %s, %s) "
     "ON CONFLICT (kind, key) DO UPDATE SET body = EXCLUDED.body"
 )
+# A day's sightings of entries: only those not counted yet that day (or newly flagged) move the
+# roll-up. One statement: the CTEs see one snapshot, so the UPDATE never meets a row the INSERT adds.
+_ADD_ENTRIES = """
+WITH input AS (
+    SELECT * FROM unnest(%(day)s::date[], %(entry)s::text[], %(integration)s::text[], %(writer)s::text[],
+                         %(automated)s::int[], %(flagged)s::int[])
+        AS t(day, entry, integration, writer, automated, flagged)
+), new AS (
+    INSERT INTO zqbo_history_entry (realm, day, entry, integration, writer, automated, flagged)
+    SELECT %(realm)s, day, entry, integration, writer, automated, flagged FROM input
+    ON CONFLICT DO NOTHING
+    RETURNING day, integration, writer, 1 AS seen, automated, flagged
+), upgraded AS (
+    UPDATE zqbo_history_entry e SET flagged = 1 FROM input i
+    WHERE e.realm = %(realm)s AND e.day = i.day AND e.entry = i.entry AND i.flagged > 0 AND e.flagged = 0
+    RETURNING e.day, e.integration, e.writer, 0 AS seen, 0 AS automated, 1 AS flagged
+), counts AS (
+    SELECT day, integration, writer, sum(seen) AS seen, sum(automated) AS automated, sum(flagged) AS flagged
+    FROM (SELECT * FROM new UNION ALL SELECT * FROM upgraded) d GROUP BY day, integration, writer
+)
+INSERT INTO zqbo_history (realm, day, integration, writer, seen, automated, flagged)
+SELECT %(realm)s, day, integration, writer, seen, automated, flagged FROM counts
+ON CONFLICT (realm, day, integration, writer) DO UPDATE SET seen = zqbo_history.seen + EXCLUDED.seen,
+    automated = zqbo_history.automated + EXCLUDED.automated, flagged = zqbo_history.flagged + EXCLUDED.flagged
+"""
+_ADD_COUNTS = """
+INSERT INTO zqbo_history (realm, day, integration, writer, seen, automated, flagged)
+SELECT %(realm)s, day, integration, writer, sum(seen), sum(automated), sum(flagged)
+FROM unnest(%(day)s::date[], %(integration)s::text[], %(writer)s::text[], %(seen)s::int[],
+            %(automated)s::int[], %(flagged)s::int[]) AS t(day, integration, writer, seen, automated, flagged)
+GROUP BY day, integration, writer
+ON CONFLICT (realm, day, integration, writer) DO UPDATE SET seen = zqbo_history.seen + EXCLUDED.seen,
+    automated = zqbo_history.automated + EXCLUDED.automated, flagged = zqbo_history.flagged + EXCLUDED.flagged
+"""
+_ADD_FLAGGED = """
+INSERT INTO zqbo_history_flagged
+    (realm, day, entity, entry_id, integration, doc_number, amount, txn_date, writer)
+SELECT %(realm)s, * FROM unnest(%(day)s::date[], %(entity)s::text[], %(entry_id)s::text[],
+    %(integration)s::text[], %(doc_number)s::text[], %(amount)s::float8[], %(txn_date)s::text[],
+    %(writer)s::text[])
+ON CONFLICT (realm, day, entity, entry_id) DO UPDATE SET integration = EXCLUDED.integration,
+    doc_number = EXCLUDED.doc_number, amount = EXCLUDED.amount, txn_date = EXCLUDED.txn_date,
+    writer = EXCLUDED.writer
+"""
 _CLAIM = (
     "INSERT INTO zqbo_claim (kind, key, expires_at) VALUES (%s, %s, now() + make_interval(secs => %s)) "
     "ON CONFLICT (kind, key) DO UPDATE SET expires_at = EXCLUDED.expires_at "
@@ -633,6 +717,65 @@ class PostgresStore:
         )
         return bool(rows)
 
+    # history ----------------------------------------------------------------------------------
+    def add_history(self, realm_id: str, rows: list[HistoryRow], flagged: list[FlaggedEntry]) -> None:
+        sightings = list({(r.day, r.entry): r for r in rows if r.entry}.values())
+        counts = [r for r in rows if not r.entry]
+        kept = list({(f.day, f.entity, f.entry_id): f for f in flagged}.values())
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if sightings:
+            statements.append(
+                (
+                    _ADD_ENTRIES,
+                    _columns(realm_id, sightings, "day entry integration writer automated flagged"),
+                )
+            )
+        if counts:
+            statements.append(
+                (_ADD_COUNTS, _columns(realm_id, counts, "day integration writer seen automated flagged"))
+            )
+        if kept:
+            fields = "day entity entry_id integration doc_number amount txn_date writer"
+            statements.append((_ADD_FLAGGED, _columns(realm_id, kept, fields)))
+        if statements:
+            self._write(*statements, changed=False)
+
+    def history(self, realm_ids: list[str], since: date, until: date) -> list[HistoryRow]:
+        rows = self._read(
+            "SELECT day, realm, integration, writer, seen, automated, flagged FROM zqbo_history "
+            "WHERE realm = ANY(%s) AND day BETWEEN %s AND %s ORDER BY realm, day, integration, writer",
+            (list(realm_ids), since, until),
+        )
+        return [HistoryRow(*row) for row in rows]
+
+    def flagged_entries(self, realm_id: str, since: date, until: date) -> list[FlaggedEntry]:
+        rows = self._read(
+            "SELECT realm, day, integration, entity, entry_id, doc_number, amount, txn_date, writer "
+            "FROM zqbo_history_flagged WHERE realm = %s AND day BETWEEN %s AND %s "
+            "ORDER BY day, entity, entry_id",
+            (realm_id, since, until),
+        )
+        return [FlaggedEntry(*row) for row in rows]
+
+    def prune_history(self, before: date) -> int:
+        with self._connection() as conn, conn.transaction():
+            row = conn.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT realm, day FROM zqbo_history WHERE day < %s) d",
+                (before,),
+            ).fetchone()
+            for table in ("zqbo_history", "zqbo_history_entry", "zqbo_history_flagged"):
+                conn.execute(f"DELETE FROM {table} WHERE day < %s", (before,))  # noqa: S608 - our names
+        return int(row[0]) if row else 0
+
+    def forget_history(self, realm_id: str) -> None:
+        self._write(
+            *[
+                (f"DELETE FROM {table} WHERE realm = %s", (realm_id,))  # noqa: S608 - our names
+                for table in ("zqbo_history", "zqbo_history_entry", "zqbo_history_flagged")
+            ],
+            changed=False,
+        )
+
     # locks ------------------------------------------------------------------------------------
     def lock(
         self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False
@@ -720,6 +863,15 @@ class SessionLease:
         conn, self._conn, self.held = self._conn, None, False
         if conn is not None:
             conn.close()  # the session ends, and its lock with it
+
+
+def _columns(realm_id: str, rows: Sequence[Any], fields: str) -> dict[str, Any]:
+    """Named array parameters (one list per field) for the unnest() statements above."""
+    params: dict[str, Any] = {"realm": realm_id}
+    for name in fields.split():
+        values = [getattr(row, name) for row in rows]
+        params[name] = [int(v) if isinstance(v, bool) else v for v in values]
+    return params
 
 
 def _marker(row: Any, team: str | None) -> str:

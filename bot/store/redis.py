@@ -10,13 +10,14 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict
+from datetime import date, timedelta
 from typing import Any
 
 import redis
 from redis.client import Pipeline
 from redis.exceptions import BusyLoadingError, ConnectionError, LockError, RedisError, TimeoutError
 
-from bot.models import CheckResult, Connection, OAuthState
+from bot.models import CheckResult, Connection, FlaggedEntry, HistoryRow, OAuthState
 from bot.standing import default_rank
 from bot.store import codec
 from bot.store.base import (
@@ -94,6 +95,56 @@ redis.call('INCR', KEYS[5])
 if before then redis.call('HINCRBY', KEYS[7], before, 1) else redis.call('INCR', KEYS[6]) end
 """
 )
+
+
+# History, one call per audit. Per company and day: a hash of counters ("s|a|f" + US + integration
+# + US + writer), a hash of the entries counted ("flag" US integration US writer), a hash of the
+# flagged entries (JSON); and the index of (company, day) by day number, for pruning.
+# ARGV: key prefix of the company ("…:hist:<realm>:"), the index key, the member prefix ("<realm>"
+# US), then the JSON list of sightings [day, ordinal, entry, integration, writer, seen, automated,
+# flagged], of plain counts (same, entry ""), of flagged entries [day, ordinal, key, json].
+_ADD_HISTORY_LUA = """
+local US = string.char(31)
+local function bump(day, ord, integration, writer, seen, automated, flagged)
+  local k = ARGV[1] .. day
+  local f = US .. integration .. US .. writer
+  if seen ~= 0 then redis.call('HINCRBY', k, 's' .. f, seen) end
+  if automated ~= 0 then redis.call('HINCRBY', k, 'a' .. f, automated) end
+  if flagged ~= 0 then redis.call('HINCRBY', k, 'f' .. f, flagged) end
+  redis.call('HSETNX', k, 's' .. f, 0)
+  redis.call('ZADD', ARGV[2], ord, ARGV[3] .. day)
+end
+for _, r in ipairs(cjson.decode(ARGV[4])) do
+  local day, ord, entry, integration, writer = r[1], r[2], r[3], r[4], r[5]
+  local seen, automated, flagged = r[6], r[7], r[8]
+  if entry == '' then
+    bump(day, ord, integration, writer, seen, automated, flagged)
+  else
+    local ek = ARGV[1] .. day .. ':e'
+    local known = redis.call('HGET', ek, entry)
+    local flag = flagged > 0 and '1' or '0'
+    if not known then
+      redis.call('HSET', ek, entry, flag .. US .. integration .. US .. writer)
+      bump(day, ord, integration, writer, seen, automated, flagged)
+    elseif flagged > 0 and string.sub(known, 1, 1) == '0' then
+      redis.call('HSET', ek, entry, '1' .. string.sub(known, 2))
+      local rest = string.sub(known, 3)
+      local cut = string.find(rest, US, 1, true)
+      bump(day, ord, string.sub(rest, 1, cut - 1), string.sub(rest, cut + 1), 0, 0, 1)
+    end
+  end
+end
+for _, f in ipairs(cjson.decode(ARGV[5])) do
+  redis.call('HSET', ARGV[1] .. f[1] .. ':x', f[3], f[4])
+  redis.call('ZADD', ARGV[2], f[2], ARGV[3] .. f[1])
+end
+"""
+_US = "\x1f"
+
+
+def _field(text: str) -> str:
+    """A name inside a counter's field: the separator itself cannot be part of it."""
+    return text.replace(_US, "\ufffd")
 
 
 def _team_marker(shared: str | None, mine: str | None) -> str:
@@ -252,6 +303,7 @@ class RedisStore:
         self._delete_script = self._r.register_script(_DELETE_CONNECTION_LUA)
         self._hset_script = self._r.register_script(_HSET_CHANGED_LUA)
         self._hdel_script = self._r.register_script(_HDEL_CHANGED_LUA)
+        self._history_script = self._r.register_script(_ADD_HISTORY_LUA)
         # The pinned clients; one whose thread ended is collected, and gives its connection back.
         self._clients: weakref.WeakSet[redis.Redis] = weakref.WeakSet()
         self._clients_lock = threading.Lock()
@@ -540,6 +592,99 @@ class RedisStore:
 
     def claimed(self, kind: str, key: str) -> bool:
         return bool(self._c.exists(self._k("claim", kind, key)))
+
+    # history ----------------------------------------------------------------------------------
+    def _hist(self, realm_id: str) -> str:
+        return self._k("hist", realm_id) + ":"
+
+    def add_history(self, realm_id: str, rows: list[HistoryRow], flagged: list[FlaggedEntry]) -> None:
+        if not rows and not flagged:
+            return
+        sightings = [
+            [r.day.isoformat(), r.day.toordinal(), r.entry, _field(r.integration), _field(r.writer), *counts]
+            for r in rows
+            for counts in [(int(r.seen), int(r.automated), int(r.flagged))]
+        ]
+        kept = [
+            [
+                f.day.isoformat(),
+                f.day.toordinal(),
+                f"{f.entity}:{f.entry_id}",
+                json.dumps(asdict(f), default=str),
+            ]
+            for f in flagged
+        ]
+        args = [
+            self._hist(realm_id),
+            self._k("hist", "days"),
+            realm_id + _US,
+            json.dumps(sightings),
+            json.dumps(kept),
+        ]
+        self._history_script(keys=[], args=args, client=self._c)
+
+    @staticmethod
+    def _days(since: date, until: date) -> list[date]:
+        return [since + timedelta(days=n) for n in range((until - since).days + 1)]
+
+    def history(self, realm_ids: list[str], since: date, until: date) -> list[HistoryRow]:
+        days = self._days(since, until)
+        found: list[HistoryRow] = []
+        for chunk in iter_chunks(realm_ids, 100):
+            pipe = self._r.pipeline(transaction=False)
+            for realm in chunk:
+                for day in days:
+                    pipe.hgetall(self._hist(realm) + day.isoformat())
+            answers = iter(pipe.execute())
+            for realm in chunk:
+                for day in days:
+                    counters = next(answers)
+                    rows: dict[tuple[str, str], dict[str, int]] = {}
+                    for name, value in counters.items():
+                        kind, integration, writer = name.split(_US, 2)
+                        rows.setdefault((integration, writer), {})[kind] = int(value)
+                    found += [
+                        HistoryRow(day, realm, i, w, c.get("s", 0), c.get("a", 0), c.get("f", 0))
+                        for (i, w), c in rows.items()
+                    ]
+        return sorted(found, key=lambda r: (r.realm_id, r.day, r.integration, r.writer))
+
+    def flagged_entries(self, realm_id: str, since: date, until: date) -> list[FlaggedEntry]:
+        days = self._days(since, until)
+        pipe = self._r.pipeline(transaction=False)
+        for day in days:
+            pipe.hvals(self._hist(realm_id) + day.isoformat() + ":x")
+        found = []
+        for values in pipe.execute():
+            for text in values:
+                doc = json.loads(text)
+                found.append(FlaggedEntry(**{**doc, "day": date.fromisoformat(doc["day"])}))
+        return sorted(found, key=lambda f: (f.day, f.entity, f.entry_id))
+
+    def _drop_days(self, members: list[str]) -> None:
+        pipe = self._r.pipeline(transaction=False)
+        for member in members:
+            realm, day = member.split(_US, 1)
+            base = self._hist(realm) + day
+            pipe.delete(base, base + ":e", base + ":x")
+        pipe.zrem(self._k("hist", "days"), *members)
+        pipe.execute()
+
+    def prune_history(self, before: date) -> int:
+        gone = 0
+        while True:
+            members = self._r.zrangebyscore(
+                self._k("hist", "days"), "-inf", f"({before.toordinal()}", start=0, num=1000
+            )
+            if not members:
+                return gone
+            self._drop_days(members)
+            gone += len(members)
+
+    def forget_history(self, realm_id: str) -> None:
+        members = [m for m, _ in self._r.zscan_iter(self._k("hist", "days"), match=f"{realm_id}{_US}*")]
+        for chunk in iter_chunks(members, 1000):
+            self._drop_days(chunk)
 
     def lock(
         self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False

@@ -11,12 +11,13 @@ import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
-from bot.models import CheckResult, Connection, OAuthState
+from bot.models import CheckResult, Connection, FlaggedEntry, HistoryRow, OAuthState
 from bot.standing import default_rank
 from bot.store import codec
 from bot.store.base import (
@@ -51,6 +52,40 @@ CREATE TABLE IF NOT EXISTS schedule (
     PRIMARY KEY (kind, realm)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS schedule_due ON schedule (kind, due);
+CREATE TABLE IF NOT EXISTS history (
+    realm TEXT NOT NULL,
+    day TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    writer TEXT NOT NULL,
+    seen INTEGER NOT NULL,
+    automated INTEGER NOT NULL,
+    flagged INTEGER NOT NULL,
+    PRIMARY KEY (realm, day, integration, writer)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_day ON history (day);
+CREATE TABLE IF NOT EXISTS history_entry (
+    realm TEXT NOT NULL,
+    day TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    writer TEXT NOT NULL,
+    flagged INTEGER NOT NULL,
+    PRIMARY KEY (realm, day, entry)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_entry_day ON history_entry (day);
+CREATE TABLE IF NOT EXISTS history_flagged (
+    realm TEXT NOT NULL,
+    day TEXT NOT NULL,
+    entity TEXT NOT NULL,
+    entry_id TEXT NOT NULL,
+    integration TEXT NOT NULL,
+    doc_number TEXT NOT NULL,
+    amount REAL,
+    txn_date TEXT NOT NULL,
+    writer TEXT NOT NULL,
+    PRIMARY KEY (realm, day, entity, entry_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS history_flagged_day ON history_flagged (day);
 """
 
 
@@ -444,6 +479,82 @@ class SQLiteStore:
                 (ns, key, now + ttl_seconds),
             )
             return cur.rowcount == 1
+
+    # history -----------------------------------------------------------------------------------
+    _ADD_COUNTS = (
+        "INSERT INTO history (realm, day, integration, writer, seen, automated, flagged) "
+        "VALUES (?,?,?,?,?,?,?) ON CONFLICT (realm, day, integration, writer) DO UPDATE SET "
+        "seen = seen + excluded.seen, automated = automated + excluded.automated, "
+        "flagged = flagged + excluded.flagged"
+    )
+
+    def add_history(self, realm_id: str, rows: list[HistoryRow], flagged: list[FlaggedEntry]) -> None:
+        with self._tx() as db:
+            for row in rows:
+                day = row.day.isoformat()
+                counts = (row.seen, row.automated, row.flagged)
+                if row.entry:
+                    cur = db.execute(
+                        "INSERT OR IGNORE INTO history_entry VALUES (?,?,?,?,?,?)",
+                        (realm_id, day, row.entry, row.integration, row.writer, int(row.flagged > 0)),
+                    )
+                    if cur.rowcount != 1:  # counted already today: at most its flag is news
+                        first = db.execute(
+                            "UPDATE history_entry SET flagged = 1 WHERE realm=? AND day=? AND entry=? "
+                            "AND flagged = 0 AND ? > 0 RETURNING integration, writer",
+                            (realm_id, day, row.entry, row.flagged),
+                        ).fetchone()
+                        if first is None:
+                            continue
+                        db.execute(self._ADD_COUNTS, (realm_id, day, *first, 0, 0, 1))
+                        continue
+                db.execute(self._ADD_COUNTS, (realm_id, day, row.integration, row.writer, *counts))
+            db.executemany(
+                "INSERT OR REPLACE INTO history_flagged VALUES (?,?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        *(f.realm_id, f.day.isoformat(), f.entity, f.entry_id, f.integration),
+                        *(f.doc_number, f.amount, f.txn_date, f.writer),
+                    )
+                    for f in flagged
+                ],
+            )
+
+    def history(self, realm_ids: list[str], since: date, until: date) -> list[HistoryRow]:
+        found: list[HistoryRow] = []
+        for chunk in iter_chunks(realm_ids, 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT day, realm, integration, writer, seen, automated, flagged FROM history "  # noqa: S608
+                f"WHERE realm IN ({marks}) AND day BETWEEN ? AND ?",
+                (*chunk, since.isoformat(), until.isoformat()),
+            ).fetchall()
+            found += [HistoryRow(date.fromisoformat(r[0]), *r[1:]) for r in rows]
+        return sorted(found, key=lambda r: (r.realm_id, r.day, r.integration, r.writer))
+
+    def flagged_entries(self, realm_id: str, since: date, until: date) -> list[FlaggedEntry]:
+        rows = self._db.execute(
+            "SELECT realm, day, integration, entity, entry_id, doc_number, amount, txn_date, writer "
+            "FROM history_flagged WHERE realm=? AND day BETWEEN ? AND ? ORDER BY day, entity, entry_id",
+            (realm_id, since.isoformat(), until.isoformat()),
+        ).fetchall()
+        return [FlaggedEntry(r[0], date.fromisoformat(r[1]), *r[2:]) for r in rows]
+
+    def prune_history(self, before: date) -> int:
+        cutoff = before.isoformat()
+        with self._tx() as db:
+            gone = db.execute(
+                "SELECT count(DISTINCT realm || ' ' || day) FROM history WHERE day < ?", (cutoff,)
+            )
+            count = int(gone.fetchone()[0])
+            for table in ("history", "history_entry", "history_flagged"):
+                db.execute(f"DELETE FROM {table} WHERE day < ?", (cutoff,))  # noqa: S608 - our names
+        return count
+
+    def forget_history(self, realm_id: str) -> None:
+        with self._tx() as db:
+            for table in ("history", "history_entry", "history_flagged"):
+                db.execute(f"DELETE FROM {table} WHERE realm = ?", (realm_id,))  # noqa: S608 - our names
 
     @contextmanager
     def lock(self, name: str, *, ttl: float = 60, wait: float = 30, renew: bool = False) -> Iterator[bool]:

@@ -16,6 +16,8 @@ from bot.connect import LINKS_KIND
 from bot.models import ConnectionStatus
 from bot.qbo.errors import QBOError
 from bot.reconnect import DOC_KIND, LEARNING_KIND, new_key
+from bot.reports.digest import SCHEDULE as DIGEST_SCHEDULE
+from bot.reports.digest import SETTINGS_KIND as DIGEST_KIND
 from bot.services import Services
 from bot.store.base import Store
 from bot.tenancy.workspaces import COMPANY_KIND, SETTINGS_KIND
@@ -91,6 +93,8 @@ def _forget(
                 store.take_oauth_state(str(state))
             store.delete_doc(LINKS_KIND, key)
     store.delete_doc(SETTINGS_KIND, scope)
+    store.delete_doc(DIGEST_KIND, scope)
+    store.schedule_remove(DIGEST_SCHEDULE, scope)
     store.delete_doc("alert_channel", problem_key(scope))
     if services.installations is not None:  # exactly this scope's installation
         org = bool(enterprise_id) and scope == enterprise_id
@@ -123,3 +127,4 @@ def _purge(store: Store, realm: str) -> None:
         store.delete_doc(MUTE_KIND, key)
     store.delete_checks(realm)
     store.forget_seen(f"alerted:{realm}")  # a later owner of the company is alerted afresh
+    store.forget_history(realm)

@@ -192,6 +192,12 @@ NEWER_METHODS: dict[str, frozenset[str]] = {
     "openid.connect.userInfo": frozenset(),
     # docs.slack.dev/reference/methods/auth.teams.list: cursor, include_icon, limit (2020)
     "auth.teams.list": frozenset({"cursor", "include_icon", "limit"}),
+    # files_upload_v2's two calls (2024): docs.slack.dev/reference/methods/files.getUploadURLExternal
+    # and …/files.completeUploadExternal
+    "files.getUploadURLExternal": frozenset({"filename", "length", "alt_txt", "snippet_type"}),
+    "files.completeUploadExternal": frozenset(
+        {"files", "channel_id", "channels", "initial_comment", "thread_ts", "blocks"}
+    ),
 }
 # What the emulator records beside Web API calls (a refused view_submission response_action).
 NOT_WEB_API = frozenset({"view_submission"})

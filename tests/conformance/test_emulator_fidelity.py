@@ -128,6 +128,31 @@ def test_ephemeral_open_info_and_users(slack):
     check_types("slack/web_api/users.info.java_sdk_all_fields", user)
 
 
+def test_files_upload_v2_as_slack_answers_it(slack):
+    """The three steps of files_upload_v2 through slack_sdk: the answers have the union sample's
+    keys and types, and the emulator keeps the bytes, shared in the channel asked."""
+    client = web(slack)
+    answer = client.files_upload_v2(
+        channel="C0ALERTS", file=b"a,b\n1,2\n", filename="flagged.csv", title="Flagged", initial_comment="hi"
+    ).data
+    [start] = slack.calls_to("files.getUploadURLExternal")
+    assert start.args["filename"] == "flagged.csv" and start.args["length"] == "8"
+    check_types("slack/web_api/files.completeUploadExternal.java_sdk_all_fields", answer)
+    assert answer["files"][0]["title"] == "Flagged"
+    [shared] = slack.shared_files("C0ALERTS")
+    assert shared.data == b"a,b\n1,2\n" and shared.initial_comment == "hi"
+    url = client.files_getUploadURLExternal(filename="x.png", length=3).data
+    check_types("slack/web_api/files.getUploadURLExternal.java_sdk_all_fields", url)
+    assert url["upload_url"].startswith(slack.url + "/upload/v1/")
+    # a file never uploaded cannot be shared; a channel without the bot refuses it
+    refused = requests.post(
+        slack.api_url + "files.completeUploadExternal",
+        data={"files": json.dumps([{"id": url["file_id"]}]), "channel_id": "C0ALERTS"},
+        headers={"Authorization": f"Bearer {slack.bot_token}"},
+    ).json()
+    assert refused == {"ok": False, "error": "file_not_found"}
+
+
 def test_auth_test_and_revoke(slack):
     client = web(slack)
     me = client.auth_test().data
