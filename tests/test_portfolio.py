@@ -127,7 +127,7 @@ def test_the_report_button_sends_the_companys_report_to_the_pressers_dm(firm, sl
     assert png.filename.endswith(".png") and png.data.startswith(b"\x89PNG")
     assert csv.filename.endswith("-flagged.csv")
     [complete] = [c for c in slack.calls_to("files.completeUploadExternal") if c.ok]
-    number = [i for i in range(COMPANIES) if realm(i) == first][0]
+    number = next(i for i in range(COMPANIES) if realm(i) == first)
     assert f"Client {number:02d}" in str(complete.args.get("initial_comment", ""))  # the company pressed
 
 
