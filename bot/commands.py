@@ -213,11 +213,11 @@ def parse_integration(raw: str) -> IntegrationCommand:
         if fields:
             raise CommandError(INTEGRATION_USAGE)
         return IntegrationCommand("remove", name, realm=realm)
-    if not fields or any(not v for k, v in fields.items() if k != "notes"):
-        raise CommandError("Give a value after each of markers, email, user. " + INTEGRATION_USAGE)
     if action == "add" and "markers" not in fields:
         raise CommandError(
             'An integration needs markers that recognise its entries, e.g. `markers "PrivateNote~Stripe"`. '
             + INTEGRATION_USAGE
         )
+    if not fields or any(not v for k, v in fields.items() if k != "notes"):
+        raise CommandError("Give a value after each of markers, email, user. " + INTEGRATION_USAGE)
     return IntegrationCommand(action, name, fields, realm=realm)

@@ -513,6 +513,7 @@ def last_seen(
         others = {w: n for w, n in sorted(writers.items(), key=lambda kv: -kv[1]) if w != own}
         seen[name] = {
             "at": at,
+            "known": bool(own),
             "own": writers.get(own, 0) if own else 0,
             "others": dict(list(others.items())[:5]),
         }

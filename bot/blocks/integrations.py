@@ -122,7 +122,8 @@ def users_table(stats: dict[str, dict[str, int]], integrations: list[Any]) -> Me
                 verdict = Mrkdwn(":x: not its dedicated user")
             else:
                 verdict = Mrkdwn("not compared (dedicated user id unknown)")
-            lines.append(md("`{:>16}`  {:>6} entries  {}", _who(user), count, verdict))
+            plural = "entry" if count == 1 else "entries"
+            lines.append(md("`{:>16}`  {:>6} {}  {}", _who(user), count, plural, verdict))
         if not writers:
             lines.append(Mrkdwn("_no entries of it in the last 30 days_"))
         blocks.append(section(Mrkdwn("\n").join(lines)))
