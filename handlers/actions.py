@@ -109,13 +109,12 @@ def register(app: App, services: Services) -> None:
         return slash.connect_link(services, user_id, team_id, _channel(body), scope)
 
     def reconnect(body: dict[str, Any], scope: str) -> blocks.Message:
-        user_id, team_id = _who(body)
-        return slash.start_reconnect(services, user_id, team_id, _value(body), scope)
-
-    def integration_reconnect(body: dict[str, Any], scope: str) -> blocks.Message:
+        """The value is a realm (zqbo's own connection) or "realm|integration" (an alert's)."""
         user_id, team_id = _who(body)
         realm, _, name = _value(body).partition("|")
-        return slash.start_integration_reconnect(services, user_id, team_id, realm, name, scope)
+        if name:
+            return slash.start_integration_reconnect(services, user_id, team_id, realm, name, scope)
+        return slash.start_reconnect(services, user_id, team_id, realm, scope)
 
     def disconnect(body: dict[str, Any], scope: str) -> blocks.Message:
         user_id, _ = _who(body)
@@ -178,7 +177,6 @@ def register(app: App, services: Services) -> None:
 
     app.action("zqbo_connect")(admin_only("connect QuickBooks", connect, in_place=True))
     app.action("zqbo_reconnect")(admin_only("reconnect QuickBooks", reconnect))
-    app.action("zqbo_integration_reconnect")(admin_only("reconnect QuickBooks", integration_reconnect))
     app.action("zqbo_disconnect")(admin_only("disconnect QuickBooks", disconnect, in_place=True))
     for action_id, action in CHECKLIST_ACTIONS.items():
         app.action(action_id)(admin_only("change the QuickBooks connection", checklist_step(action)))

@@ -112,7 +112,7 @@ def alert_message(alert: Any) -> Message:
             elements.append(
                 button(
                     "Start guided reconnect",
-                    "zqbo_integration_reconnect",
+                    "zqbo_reconnect",
                     value=f"{alert.realm_id}|{alert.integration}",
                     style="primary",
                 )
