@@ -67,13 +67,15 @@ class CompanyStatus:
 
 @dataclass(frozen=True)
 class IntegrationLine:
-    """Where one integration's entries were last seen: under its own dedicated user (✓), under
+    """Where one integration's newest entry was written: under its own dedicated user (✓), under
     someone else (✗ `under`), not comparable yet (its id unknown), or no entries seen yet."""
 
     name: str
     dedicated_email: str
     state: str  # "ok" | "wrong" | "not_compared" | "unseen"
-    under: tuple[str, ...] = ()  # who else wrote its entries: QBO user ids, or "<integration>'s user"
+    under: tuple[
+        str, ...
+    ] = ()  # who wrote its newest entry: a QBO user id, or "<integration>'s dedicated user"
     at: datetime | None = None
 
 
@@ -86,12 +88,12 @@ def integration_lines(integrations: list[Integration], seen: Any) -> tuple[Integ
         if not isinstance(last, dict):
             lines.append(IntegrationLine(integration.name, integration.dedicated_email, "unseen"))
             continue
-        others = [str(w) for w in (last.get("others") or {})]
-        under = tuple(f"{owner[w]}'s dedicated user" if w in owner else w for w in others)
+        writer = str(last.get("writer", ""))
+        under = (f"{owner[writer]}'s dedicated user" if writer in owner else writer,)
         if not last.get("known"):
             state = "not_compared"
         else:
-            state = "wrong" if others else "ok"
+            state = "ok" if writer == integration.dedicated_user_id else "wrong"
         lines.append(
             IntegrationLine(
                 integration.name, integration.dedicated_email, state, under, parse_iso(last.get("at"))

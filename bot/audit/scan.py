@@ -499,22 +499,17 @@ ALERT_KIND_OF = {
 def last_seen(
     before: Any, entries: list[Entry], integrations: list[Integration], ids: dict[str, str], at: str
 ) -> dict[str, dict[str, Any]]:
-    """Where each integration's entries were last seen (the check that last saw any): how many
-    under its own dedicated user and under whom else. Integrations not seen this time keep what
-    an earlier check saw; removed ones are forgotten."""
+    """Where each integration's newest entry was written: under its own dedicated user or whose.
+    (A check re-reads a little of the last window, so its older entries may be ones already
+    judged; the newest says where the integration writes now.) Integrations not seen this time
+    keep what an earlier check saw; removed ones are forgotten."""
     seen = {k: v for k, v in (before if isinstance(before, dict) else {}).items() if k in ids}
-    counts: dict[str, dict[str, int]] = {}
+    newest: dict[str, Entry] = {}
     for entry in entries:
         if entry.automated and entry.by_user and entry.integration in ids:
-            row = counts.setdefault(entry.integration, {})
-            row[entry.modified_by] = row.get(entry.modified_by, 0) + 1
-    for name, writers in counts.items():
-        own = ids.get(name, "")
-        others = {w: n for w, n in sorted(writers.items(), key=lambda kv: -kv[1]) if w != own}
-        seen[name] = {
-            "at": at,
-            "known": bool(own),
-            "own": writers.get(own, 0) if own else 0,
-            "others": dict(list(others.items())[:5]),
-        }
+            known = newest.get(entry.integration)
+            if known is None or entry.newer_than(known):
+                newest[entry.integration] = entry
+    for name, entry in newest.items():
+        seen[name] = {"at": at, "known": bool(ids[name]), "writer": entry.modified_by, "entry": entry.label}
     return seen
