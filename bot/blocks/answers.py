@@ -27,7 +27,7 @@ from bot.status import is_dedicated
 HELP_COMMANDS = (
     ("status [realm]", "connection state, identity, token expiry and checks (problems first)"),
     ("connect", "get a link to connect QuickBooks (sign in as the dedicated user)"),
-    ("reconnect [realm]", "guided reconnect as the dedicated user, step by step in a DM"),
+    ("reconnect [integration] [realm]", "guided reconnect as the dedicated user, step by step in a DM"),
     ("disconnect [realm]", "revoke zqbo's QuickBooks connection (asks to confirm)"),
     ("check [realm]", "run the entry audit now"),
     ("users [realm]", "QBO user ids on entries in the last 30 days, automated / manual"),
@@ -35,6 +35,10 @@ HELP_COMMANDS = (
     ("mute <kind> [duration] [realm]", "mute a kind of alert (default 24h; e.g. 90m, 12h, 7d)"),
     ("unmute <kind> [realm]", "end a mute"),
     ("config [markers <rules> | dedicated-user <id> [realm]]", "show or change the audit's settings"),
+    (
+        "integration list|add|set|remove|rename …",
+        "a company's integrations, each with its markers and dedicated user (`/zqbo integration` for more)",
+    ),
     ("help", "this message"),
 )
 

@@ -319,5 +319,8 @@ def integration_checklist_message(checklist: Any, conn: Connection | None) -> Me
     blocks.append(section(text))
     if active:
         blocks.append(actions(button("Cancel checklist", "zqbo_rc_cancel", value=key)))
-    summary = "cancelled" if checklist.status == "cancelled" else f"step {min(checklist.current_step, 5)}"
+    # steps 1-3, then step 4 (the checklist's "first_entry"; zqbo's identity check does not apply)
+    summary = (
+        "cancelled" if checklist.status == "cancelled" else f"step {min(checklist.current_step, 4)} of 4"
+    )
     return Message(f"zqbo guided reconnect of {name} — {summary}", blocks)
