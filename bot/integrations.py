@@ -121,7 +121,8 @@ def company_integrations(
                 )
             )
             continue
-        dedicated = item.get("dedicated") if isinstance(item.get("dedicated"), dict) else {}
+        raw = item.get("dedicated")
+        dedicated: dict[str, Any] = raw if isinstance(raw, dict) else {}
         found.append(
             Integration(
                 name=str(item["name"]),

@@ -82,7 +82,7 @@ def users_table(stats: dict[str, dict[str, int]], integrations: list[Any]) -> Me
     writers: under its own dedicated user, or under whom else."""
     if not stats:
         return notice("No entries changed in the last 30 days.")
-    owner = {}
+    owner: dict[str, Any] = {}
     for integration in integrations:
         if integration.dedicated_user_id:
             owner.setdefault(integration.dedicated_user_id, integration)
