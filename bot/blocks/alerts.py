@@ -125,8 +125,8 @@ def alert_message(alert: Any) -> Message:
             elements.append(button("Acknowledge", "zqbo_alert_ack", value=alert.fingerprint))
         elements.append(button("Mute 24h", "zqbo_alert_mute", value=f"{alert.kind}|{alert.realm_id}"))
         blocks.append(actions(*elements))
-    about = f"{alert.integration} · " if getattr(alert, "integration", "") else ""
-    return Message(f"zqbo: {prefix}{title} — {about}{company}", blocks)
+    about = f" ({alert.integration})" if getattr(alert, "integration", "") else ""
+    return Message(f"zqbo: {prefix}{title}{about} — {company}", blocks)
 
 
 def alert_resolved_note(alert: Any) -> Message:
