@@ -43,10 +43,12 @@ ENTRIES = "entries_under_person"  # automated entries under a non-dedicated user
 WRONG_IDENTITY = "wrong_identity"  # connection authorised as someone other than the dedicated user
 LOST = "connection_lost"
 EXPIRING = "refresh_expiring"
-PERSON_ON_DEDICATED = "dedicated_used_by_person"
+PERSON_ON_DEDICATED = "dedicated_used_by_person"  # an integration's dedicated user writing people's work
+SHARED_ACCOUNT = "integration_shared_account"  # an integration's entries under another's dedicated user
 CHECKS_FAILING = "checks_failing"
 KINDS = {
     ENTRIES: "automated entries under a person",
+    SHARED_ACCOUNT: "two integrations sharing one QBO user",
     WRONG_IDENTITY: "connected as the wrong identity",
     LOST: "connection lost",
     EXPIRING: "refresh token expiring",
@@ -61,6 +63,7 @@ MUTE_NAMES = {
     "lost": LOST,
     "expiring": EXPIRING,
     "person": PERSON_ON_DEDICATED,
+    "shared": SHARED_ACCOUNT,
     "failing": CHECKS_FAILING,
 }
 
@@ -88,6 +91,11 @@ class Alert:
     # Set (and saved) just before chat.postMessage: an alert with an attempt but no ts may already
     # be in the channel (Slack acted, the answer or our save was lost) — look before re-posting.
     post_attempt_at: str = ""
+    # Entry alerts: the integration whose entries (or whose dedicated user) the alert is about, the
+    # dedicated email it should write as, and (two integrations sharing one account) the other one.
+    integration: str = ""
+    expected: str = ""
+    owner: str = ""
 
     @property
     def open(self) -> bool:
@@ -232,9 +240,13 @@ class AlertBook:
         user_id: str,
         entries: list[dict[str, Any]],
         check_id: str,
+        integration: str = "",
+        expected: str = "",
+        owner: str = "",
     ) -> Alert:
-        """An entry alert: one per check and QBO user. Saved (queued) before anything is posted."""
-        fp = fingerprint(realm_id, kind, user_id, check_id)
+        """An entry alert: one per check, integration and QBO user (two integrations' alerts never
+        merge). Saved (queued) before anything is posted."""
+        fp = fingerprint(realm_id, kind, integration, user_id, check_id)
         detail = f"QBO user {user_id}"
         alert = Alert(
             fp,
@@ -246,16 +258,22 @@ class AlertBook:
             iso(self._clock.now()),
             entries=entries,
             count=len(entries),
+            integration=integration,
+            expected=expected,
+            owner=owner,
         )
         self.save(alert)
         metrics.ALERTS.labels(kind=kind, event="raised").inc()
         return alert
 
     # resolving ---------------------------------------------------------------------------------
-    def resolve(self, kind: str, realm_id: str, resolution: str) -> list[Alert]:
+    def resolve(
+        self, kind: str, realm_id: str, resolution: str, integrations: tuple[str, ...] | None = None
+    ) -> list[Alert]:
+        """Resolve a kind's open alerts; only those about `integrations`, when given."""
         resolved = []
         for alert in self.open_alerts(realm_id):
-            if alert.kind != kind:
+            if alert.kind != kind or (integrations is not None and alert.integration not in integrations):
                 continue
             alert.state, alert.resolved_at, alert.resolution = "resolved", iso(self._clock.now()), resolution
             if alert.kind in CONDITIONS:

@@ -31,6 +31,7 @@ from bot.config import Settings
 from bot.connect import OAuthFlow, Outcome
 from bot.drain import DrainablePool
 from bot.fairness import CommandLimits, FairPool
+from bot.integrations import IntegrationBook
 from bot.models import OAuthState
 from bot.probe import Prober
 from bot.qbo.client import QBOClient, RetryPolicy
@@ -240,6 +241,7 @@ def build_services(
         recheck=still_installed,
         sign_in=sign_in,
     )
+    integrations = IntegrationBook(store, workspaces, clock)
     reconnect = ReconnectService(
         store,
         connections,
@@ -252,6 +254,7 @@ def build_services(
             checklist.expected_email or workspaces.get(checklist.scope).dedicated_email,
             clock.now(),
         ).as_kwargs(),
+        integrations=integrations,
     )
     alerts = AlertBook(
         store,
@@ -260,7 +263,7 @@ def build_services(
         render=lambda alert: blocks.alert_message(alert).as_kwargs(),
         render_resolved_note=lambda alert: blocks.alert_resolved_note(alert).as_kwargs(),
     )
-    auditor = Auditor(store, qbo, alerts, reconnect, settings, clock, workspaces)
+    auditor = Auditor(store, qbo, alerts, reconnect, settings, clock, workspaces, integrations)
     # DrainablePool: on SIGTERM what these started finishes within ZQBO_DRAIN_SECONDS (bot/drain.py)
     background = DrainablePool(max_workers=BACKGROUND_THREADS, thread_name_prefix="zqbo-bg")
     # Each workspace's after-ack work waits its own turn (bot/fairness.py); with one workspace

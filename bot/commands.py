@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 KNOWN = (
@@ -21,6 +22,7 @@ KNOWN = (
     "mute",
     "unmute",
     "config",
+    "integration",
     "help",
 )
 # Subcommands that change the connection or the audit: admins only (bot/admins.py).
@@ -33,8 +35,16 @@ ADMIN_ONLY = {
     "unmute": "unmute alerts",
     "config": "change zqbo's settings",
     "digest": "set up or preview the weekly digest",
+    "integration": "manage a company's integrations",
 }
-ALIASES = {"": "help", "?": "help", "-h": "help", "--help": "help", "state": "status"}
+ALIASES = {
+    "": "help",
+    "?": "help",
+    "-h": "help",
+    "--help": "help",
+    "state": "status",
+    "integrations": "integration",
+}
 # Longer text is refused with a sentence, never cut: a cut `config markers …` would save half a rule.
 MAX_TEXT = 2000
 TOO_LONG = "too_long"
@@ -132,3 +142,85 @@ def parse_qbo_user_id(token: str) -> str:
             "or an integration: give the dedicated integration user's id."
         )
     return token
+
+
+# `/zqbo integration …`: list, add, set, remove, rename a company's integrations ----------------
+INTEGRATION_USAGE = (
+    "Usage: `/zqbo integration list [realm]`, "
+    '`/zqbo integration add <name> markers "<rules>" email <address> [user <QBO user id>] '
+    '[notes "<text>"] [realm]`, `/zqbo integration set <name> markers|email|user|notes <value> [realm]`, '
+    "`/zqbo integration remove <name> [realm]`, `/zqbo integration rename <name> to <new name> [realm]`. "
+    'Quote a name or value with spaces ("Zomentum Payments").'
+)
+INTEGRATION_ACTIONS = ("list", "add", "set", "remove", "rename")
+INTEGRATION_FIELDS = {
+    "markers": "markers",
+    "email": "dedicated_email",
+    "user": "dedicated_user_id",
+    "notes": "notes",
+}
+_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
+_REALM_WORD = re.compile(r"[0-9]{6,20}")  # a trailing realm id (QBO's are long; a name never is digits)
+
+
+@dataclass(frozen=True)
+class IntegrationCommand:
+    action: str  # one of INTEGRATION_ACTIONS
+    name: str = ""
+    fields: dict[str, str] = field(default_factory=dict)  # Integration field -> text as typed
+    new_name: str = ""
+    realm: str = ""
+
+
+def parse_integration(raw: str) -> IntegrationCommand:
+    """`integration <action> …` as typed (quotes group words; curly quotes count), or CommandError."""
+    try:
+        words = shlex.split(raw.translate(_QUOTES))
+    except ValueError:
+        raise CommandError("A quote is not closed. " + INTEGRATION_USAGE) from None
+    words = words[1:]  # "integration"
+    action = words.pop(0).lower() if words else "list"
+    if action not in INTEGRATION_ACTIONS:
+        raise CommandError(INTEGRATION_USAGE)
+    realm = ""
+    if words and _REALM_WORD.fullmatch(words[-1]) and (len(words) < 2 or words[-2].lower() != "user"):
+        realm = words.pop()
+    if action == "list":
+        if words:
+            raise CommandError(INTEGRATION_USAGE)
+        return IntegrationCommand("list", realm=realm)
+    if action == "rename":
+        lowered = [w.lower() for w in words]
+        if "to" not in lowered:
+            raise CommandError(INTEGRATION_USAGE)
+        at = lowered.index("to")
+        name, new = " ".join(words[:at]), " ".join(words[at + 1 :])
+        if not name or not new:
+            raise CommandError(INTEGRATION_USAGE)
+        return IntegrationCommand("rename", name, new_name=new, realm=realm)
+    at = next((i for i, w in enumerate(words) if w.lower() in INTEGRATION_FIELDS), len(words))
+    name = " ".join(words[:at])
+    if not name:
+        raise CommandError("Name the integration. " + INTEGRATION_USAGE)
+    fields: dict[str, str] = {}
+    key = ""
+    for word in words[at:]:
+        if word.lower() in INTEGRATION_FIELDS and (not key or fields[key]):
+            key = INTEGRATION_FIELDS[word.lower()]
+            if key in fields:
+                raise CommandError(f"`{word}` is given twice. " + INTEGRATION_USAGE)
+            fields[key] = ""
+        else:
+            fields[key] = f"{fields[key]} {word}".strip()
+    if action == "remove":
+        if fields:
+            raise CommandError(INTEGRATION_USAGE)
+        return IntegrationCommand("remove", name, realm=realm)
+    if action == "add" and "markers" not in fields:
+        raise CommandError(
+            'An integration needs markers that recognise its entries, e.g. `markers "PrivateNote~Stripe"`. '
+            + INTEGRATION_USAGE
+        )
+    if not fields or any(not v for k, v in fields.items() if k != "notes"):
+        raise CommandError("Give a value after each of markers, email, user. " + INTEGRATION_USAGE)
+    return IntegrationCommand(action, name, fields, realm=realm)

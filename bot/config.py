@@ -199,6 +199,11 @@ class Settings(BaseSettings):
         default="", validation_alias=AliasChoices("ZQBO_DEDICATED_USER_ID", "dedicated_user_id")
     )
     markers: str = Field(default="", validation_alias=AliasChoices("ZQBO_MARKERS", "markers"))
+    # The name of the integration the settings above describe (each company's first integration).
+    integration_name: str = Field(
+        default="Zomentum Payments",
+        validation_alias=AliasChoices("ZQBO_INTEGRATION_NAME", "integration_name"),
+    )
     entities: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: _split(DEFAULT_ENTITIES),
         validation_alias=AliasChoices("ZQBO_ENTITIES", "entities"),
@@ -350,6 +355,13 @@ class Settings(BaseSettings):
         if value and value.strip("0") == "":
             raise ValueError("QBO user id 0 is QuickBooks itself, never the dedicated integration user")
         return value
+
+    @field_validator("integration_name")
+    @classmethod
+    def _integration_name(cls, value: str) -> str:
+        from bot.integrations import check_name
+
+        return check_name(value)  # IntegrationError (a ValueError) says what is wrong
 
     @field_validator("markers")
     @classmethod

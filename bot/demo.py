@@ -26,7 +26,7 @@ from werkzeug.serving import make_server
 from bot.app import build_services, create_web_app
 from bot.config import load_settings
 from bot.emulator import IntuitEmulator, SlackEmulator
-from bot.emulator.intuit import DEDICATED_QBO_ID, JANE_QBO_ID
+from bot.emulator.intuit import DEDICATED_QBO_ID, JANE_QBO_ID, STRIPE_QBO_ID
 from bot.emulator.slack import TEAM_ID
 from bot.render import link_buttons, render
 from bot.services import Services
@@ -369,6 +369,7 @@ def _play(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: st
     play.step("Status again: connected as the dedicated user")
     _command(play, slack, events, "status")
 
+    _second_integration(play, slack, intuit, events, shown)
     _route_company(play, slack, intuit, events)
     _report_and_digest(play, slack, events)
 
@@ -385,7 +386,7 @@ def _route_company(play: Player, slack: SlackEmulator, intuit: IntuitEmulator, e
     slack.add_channel("C0CLIENT", "client-acme")
     _command(play, slack, events, f"config channel <#C0CLIENT|client-acme> {REALM}")
     _command(play, slack, events, f"config name {REALM} Acme (client)")
-    intuit.add_entry(REALM, "Payment", by=PERSON, amount=64.0, doc_number="ZP-1005", private_note=MARK)
+    intuit.add_entry(REALM, "Payment", by=PERSON, amount=64.0, doc_number="ZP-1006", private_note=MARK)
     play.say("  QBO (emulated): one more marked Payment lands under Jane's login")
     _check(play, slack, events)
     if not slack.messages("C0CLIENT"):
@@ -415,6 +416,33 @@ def _report_and_digest(play: Player, slack: SlackEmulator, events: str) -> None:
     if digest:
         play.slack("zqbo → DM", digest[-1])
     play.say("  `/zqbo digest monday 9` posts it to #qbo-alerts every Monday at 09:00 in Ana's time zone")
+
+
+def _second_integration(
+    play: Player, slack: SlackEmulator, intuit: IntuitEmulator, events: str, shown: dict[str, str]
+) -> None:
+    """The same company has a second app writing into QuickBooks: Stripe's connector, connected
+    with Jane's login. zqbo tells the two integrations apart by their markers."""
+    play.step("A second integration in the same company: Stripe, connected under a person")
+    _command(
+        play,
+        slack,
+        events,
+        'integration add Stripe markers "PrivateNote~Stripe" email stripe.integration@acme.example '
+        f"user {STRIPE_QBO_ID}",
+    )
+    for number, amount in (("ch-3001", 25.0), ("ch-3002", 60.0)):
+        intuit.add_entry(
+            REALM, "Payment", by=PERSON, amount=amount, doc_number=number, private_note="Stripe charge"
+        )
+    intuit.add_entry(REALM, "Payment", by=DEDICATED, amount=12.0, doc_number="ZP-1005", private_note=MARK)
+    play.say(
+        f"  QBO (emulated): 2 Payments marked “Stripe charge” under user {JANE_QBO_ID} (Jane), and one more"
+        " Zomentum payment under its dedicated user"
+    )
+    _check(play, slack, events)
+    _show_channel(play, slack, shown)
+    _command(play, slack, events, "status")
 
 
 # Many workspaces: one zqbo, installed with "Add to Slack" by two finance teams ----------------

@@ -19,6 +19,7 @@ from typing import Any
 from bot import metrics
 from bot.clock import Clock, iso
 from bot.connect import REALM_ID, CallbackResult, OAuthFlow, Outcome, describe_outcome
+from bot.integrations import IntegrationBook, IntegrationError
 from bot.models import Connection, ConnectionStatus, OAuthState
 from bot.qbo.connection import ConnectionManager
 from bot.qbo.errors import NotConnected, TransientError
@@ -79,6 +80,10 @@ class Checklist:
     ended_at: str = ""
     reconnected_at: str = ""
     scope: str = ""  # the workspace it belongs to ("" with one workspace)
+    # The integration whose own connection is being moved to its dedicated user ("" for zqbo's
+    # own connection, today's flow): zqbo cannot revoke or authorise another app's connection, so
+    # a person ticks steps 2 and 3 and zqbo verifies by watching the integration's next entries.
+    integration: str = ""
     steps: dict[str, Step] = field(default_factory=lambda: {name: Step() for name in STEPS})
 
     def step(self, name: str) -> Step:
@@ -116,7 +121,9 @@ class ReconnectService:
         workspaces: Workspaces,
         clock: Clock,
         render: Callable[[Checklist, Connection | None], dict[str, Any]],
+        integrations: IntegrationBook | None = None,
     ) -> None:
+        self._integrations = integrations or IntegrationBook(store, workspaces, clock)
         self._store = store
         self._connections = connections
         self._oauth = oauth
@@ -200,6 +207,54 @@ class ReconnectService:
         metrics.RECONNECT_STEPS.labels(step="start", outcome="ok").inc()
         return checklist
 
+    def start_integration(
+        self, user_id: str, team_id: str, realm_arg: str, name: str, scope: str = ""
+    ) -> Checklist:
+        """The guided checklist for one of a company's integrations: the article's steps with its
+        name and dedicated email. The workspace's own integration gets today's flow (zqbo's own
+        connection, `start`)."""
+        key, conn = self.resolve_realm(realm_arg, scope)
+        if conn is None:
+            raise ReconnectError("No QuickBooks company is connected yet: `/zqbo reconnect` sets one up.")
+        try:
+            integration = next(
+                (i for i in self._integrations.of(key) if i.name == name or i.name.lower() == name.lower()),
+                None,
+            )
+        except IntegrationError as exc:
+            raise ReconnectError(str(exc)) from None
+        if integration is None:
+            raise ReconnectError(
+                "That company has no such integration any more: `/zqbo integration list` shows them."
+            )
+        if integration.follows_workspace:
+            return self.start(user_id, team_id, key, scope)
+        key = f"{conn.realm_id}|{integration.name}"
+        now = iso(self._clock.now())
+        with self._lock(key):
+            previous = self.get(key)
+            checklist = Checklist(
+                key=key,
+                realm_id=conn.realm_id,
+                company_name=conn.company_name,
+                team_id=team_id,
+                started_by=user_id,
+                started_at=now,
+                expected_email=integration.dedicated_email,
+                scope=scope,
+                integration=integration.name,
+            )
+            if previous is not None and previous.active:
+                self._end(previous, SUPERSEDED, user_id)
+            self._save(checklist)
+            slack = self._workspaces.client(scope)
+            channel = slack.conversations_open(users=user_id)["channel"]["id"]
+            posted = slack.chat_postMessage(channel=channel, **self._render(checklist, conn))
+            checklist.channel, checklist.ts = channel, posted["ts"]
+            self._save(checklist)
+        metrics.RECONNECT_STEPS.labels(step="start", outcome="ok").inc()
+        return checklist
+
     def _end(self, checklist: Checklist, status: str, by: str) -> None:
         checklist.status, checklist.ended_by, checklist.ended_at = status, by, iso(self._clock.now())
         self._kill_link(checklist)
@@ -215,6 +270,13 @@ class ReconnectService:
             "retry": self._retry,
             "cancel": self._cancel,
         }
+        if "|" in key:  # an integration's own connection: a person ticks steps 2 and 3
+            handlers = {
+                "user_done": self._user_done,
+                "disconnect": self._own_disconnected,
+                "link": self._own_reconnected,
+                "cancel": self._cancel,
+            }
         with self._lock(key):
             checklist = self.get(key)
             if checklist is None or checklist.scope != scope:  # another workspace's: not there
@@ -223,6 +285,8 @@ class ReconnectService:
                 raise ReconnectError(
                     f"That checklist was {checklist.status}. Run `/zqbo reconnect` to start a new one."
                 )
+            if action not in handlers or bool(checklist.integration) != ("|" in key):
+                raise ReconnectError("That button does not belong to this checklist; nothing was changed.")
             handlers[action](checklist, user_id)
             self._save(checklist)
             self._update_message(checklist)
@@ -255,6 +319,31 @@ class ReconnectService:
         step.email = step.email or gone.identity.email
         metrics.RECONNECT_STEPS.labels(step="disconnect", outcome="done").inc()
         return True
+
+    def _own_disconnected(self, checklist: Checklist, user_id: str) -> None:
+        step = checklist.step("disconnect")
+        step.state, step.by, step.at = DONE, user_id, iso(self._clock.now())
+        metrics.RECONNECT_STEPS.labels(step="disconnect", outcome="done").inc()
+
+    def _own_reconnected(self, checklist: Checklist, user_id: str) -> None:
+        """The person reconnected the integration as its dedicated user in the integration's own
+        settings. zqbo cannot ask Intuit who authorised another app's connection: its next entries
+        tell (step 5), and reveal the dedicated user's QBO id when it is not known yet."""
+        if checklist.step("disconnect").state not in (DONE, NOT_NEEDED):
+            raise ReconnectError("Disconnect the integration's current connection first (step 2).")
+        now = iso(self._clock.now())
+        step = checklist.step("reconnect")
+        step.state, step.by, step.at = DONE, user_id, now
+        identity = checklist.step("identity")
+        identity.state, identity.at = NOT_NEEDED, now
+        identity.note = "checked from the integration's next entries (step 5)"
+        checklist.reconnected_at = now
+        checklist.step("first_entry").state = WAITING
+        try:
+            self._integrations.start_learning(checklist.realm_id, checklist.integration, checklist.key)
+        except IntegrationError as exc:
+            raise ReconnectError(str(exc)) from None
+        metrics.RECONNECT_STEPS.labels(step="reconnect", outcome="done").inc()
 
     def _new_link(self, checklist: Checklist, user_id: str) -> None:
         if checklist.step("disconnect").state not in (DONE, NOT_NEEDED):
@@ -368,9 +457,10 @@ class ReconnectService:
         metrics.RECONNECT_STEPS.labels(step="identity", outcome=step.state).inc()
 
     # step 5, for the entry audit -----------------------------------------------------------------
-    def first_entry_seen(self, realm_id: str, entry: str, user_id: str) -> Checklist | None:
-        with self._lock(realm_id):
-            checklist = self.get(realm_id)
+    def first_entry_seen(self, key: str, entry: str, user_id: str) -> Checklist | None:
+        """`key`: the checklist's (a realm id, or "realm|integration")."""
+        with self._lock(key):
+            checklist = self.get(key)
             if checklist is None or checklist.step("first_entry").state != WAITING:
                 return None
             step = checklist.step("first_entry")

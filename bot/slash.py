@@ -26,13 +26,14 @@ from bot.commands import (
     CommandError,
     looks_like_duration,
     parse_duration,
+    parse_integration,
     parse_qbo_user_id,
 )
 from bot.connect import REALM_ID
+from bot.integrations import MAX_NOTES, Integration, IntegrationError, check_name
 from bot.models import CheckResult, ConnectionStatus
 from bot.qbo.errors import NotConnected, QBOError, TransientError
 from bot.reconnect import ReconnectError
-from bot.reports.history import DEFAULT_INTEGRATION
 from bot.reports.report import DEFAULT_PERIOD, Period, build_report, looks_like_period, parse_period
 from bot.services import Services
 from bot.status import State, StatusReport, build_status
@@ -204,6 +205,39 @@ def start_reconnect(services: Services, user_id: str, team_id: str, realm: str, 
     )
 
 
+def reconnect_command(
+    services: Services, user_id: str, team_id: str, args: tuple[str, ...], scope: str = ""
+) -> Message:
+    """`/zqbo reconnect [realm]` (zqbo's own connection) or `/zqbo reconnect <integration> [realm]`."""
+    words = list(args)
+    if len(words) <= 1 and (not words or REALM_ID.fullmatch(words[0])):
+        return start_reconnect(services, user_id, team_id, words[0] if words else "", scope)
+    realm = words.pop() if REALM_ID.fullmatch(words[-1]) else ""
+    name = " ".join(words).strip('"“”')
+    return start_integration_reconnect(services, user_id, team_id, realm, name, scope)
+
+
+def start_integration_reconnect(
+    services: Services, user_id: str, team_id: str, realm: str, name: str, scope: str = ""
+) -> Message:
+    """The guided checklist of one of a company's integrations, in a DM."""
+    try:
+        checklist = services.reconnect.start_integration(user_id, team_id, realm, name, scope)
+    except ReconnectError as exc:
+        return _refusal(str(exc))
+    except SlackApiError as exc:
+        error = str(exc.response.get("error", "unknown"))
+        log.error("could not open the reconnect DM for %s: %s", user_id, error)
+        return blocks.notice(
+            md("I could not send you a DM (Slack said {}). Check that zqbo may message you.", code(error)),
+            ":x:",
+        )
+    where = blocks.channel_link(checklist.team_id or team_id, checklist.channel, "your DMs with zqbo")
+    return blocks.notice(
+        md("Your guided reconnect is in {}: one checklist, updated as you go.", where), ":white_check_mark:"
+    )
+
+
 def _realm(services: Services, args: tuple[str, ...], scope: str) -> str:
     realm, conn = services.reconnect.resolve_realm(args[0] if args else "", scope)
     if conn is None:
@@ -336,8 +370,7 @@ def list_users(services: Services, args: tuple[str, ...], scope: str = "") -> Me
         stats = services.auditor.users(realm)
     except QBOError as exc:
         return blocks.notice(f"QuickBooks did not answer: {exc}", ":x:")
-    dedicated_id, source = services.auditor.dedicated(realm)
-    return blocks.users_table(stats, dedicated_id, source)
+    return blocks.users_table(stats, services.auditor.integrations.of(realm))
 
 
 def alerts(services: Services, scope: str = "") -> Message:
@@ -660,8 +693,9 @@ _CHANNEL_ARG = re.compile(r"<#([CG][A-Z0-9]{2,20})(?:\|[^>]*)?>")
 
 def dedicated_writers(services: Services, realm: str) -> dict[str, str]:
     """QBO user id -> the integration it is the dedicated user of (the report's writer labels)."""
-    dedicated_id, _ = services.auditor.dedicated(realm)
-    return {dedicated_id: DEFAULT_INTEGRATION} if dedicated_id else {}
+    return {
+        i.dedicated_user_id: i.name for i in services.auditor.integrations.of(realm) if i.dedicated_user_id
+    }
 
 
 def _company(services: Services, words: list[str], scope: str) -> tuple[str, str]:
@@ -815,3 +849,56 @@ def _digest_on(services: Services, doc: dict, scope: str) -> Message:
         ),
         ":calendar:",
     )
+
+
+# --- integrations ---------------------------------------------------------------------------
+
+
+def integration_command(services: Services, raw: str, user_id: str, scope: str = "") -> Message:
+    """`/zqbo integration list|add|set|remove|rename …` (admins only): a company's integrations."""
+    try:
+        command = parse_integration(raw)
+        realm = _realm(services, (command.realm,) if command.realm else (), scope)
+        book = services.auditor.integrations
+        if command.action == "list":
+            return blocks.integrations_list(realm, book.of(realm))
+        if command.action == "remove":
+            gone = book.remove(realm, command.name)
+            return blocks.notice(
+                md(
+                    "{} is no longer one of `{}`'s integrations: its entries now count as people's work.",
+                    gone.name,
+                    realm,
+                ),
+                ":white_check_mark:",
+            )
+        if command.action == "rename":
+            renamed = book.rename(realm, command.name, command.new_name)
+            return blocks.notice(md("Renamed to {}.", renamed.name), ":white_check_mark:")
+        values = _integration_fields(command.fields)
+        if command.action == "add":
+            added = book.add(realm, Integration(name=check_name(command.name), **values), user_id)
+            return blocks.integration_saved(realm, added, "added")
+        changed = book.change(realm, command.name, user_id, **values)
+        return blocks.integration_saved(realm, changed, "changed")
+    except (CommandError, ReconnectError, IntegrationError, SettingError) as exc:
+        return blocks.notice(str(exc), ":x:")
+
+
+def _integration_fields(typed: dict[str, str]) -> dict[str, str]:
+    """What a person typed, checked as each setting is (markers, email, QBO user id, notes)."""
+    values: dict[str, str] = {}
+    for key, text in typed.items():
+        if key == "markers":
+            values[key] = parse_setting("markers", text)
+            if not parse_markers(text):
+                raise CommandError('Give at least one rule, e.g. `markers "PrivateNote~Stripe"`.')
+        elif key == "dedicated_email":
+            values[key] = parse_setting("dedicated_email", text)
+        elif key == "dedicated_user_id":
+            values[key] = parse_qbo_user_id(text)
+        elif key == "notes":
+            if len(text) > MAX_NOTES:
+                raise CommandError(f"Notes are at most {MAX_NOTES} characters.")
+            values[key] = text
+    return values

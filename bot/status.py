@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from bot.clock import Clock, parse_iso
 from bot.config import Settings
+from bot.integrations import Integration, company_integrations
 from bot.models import CheckResult
 from bot.standing import (  # noqa: F401 - re-exported for callers
     REFRESH_EXPIRY_WARNING,
@@ -46,6 +47,7 @@ class CompanyStatus:
     dedicated_learned_from: str = ""  # "Payment 123" when the id was learned from an entry
     dedicated_learned_at: datetime | None = None
     open_alerts: int = 0
+    integrations: tuple[IntegrationLine, ...] = ()
 
     @property
     def wrong_identity(self) -> bool:
@@ -61,6 +63,43 @@ class CompanyStatus:
     @property
     def needs_reconnect(self) -> bool:
         return self.wrong_identity or self.state in (State.LOST, State.DISCONNECTED, State.EXPIRING)
+
+
+@dataclass(frozen=True)
+class IntegrationLine:
+    """Where one integration's newest entry was written: under its own dedicated user (✓), under
+    someone else (✗ `under`), not comparable yet (its id unknown), or no entries seen yet."""
+
+    name: str
+    dedicated_email: str
+    state: str  # "ok" | "wrong" | "not_compared" | "unseen"
+    under: tuple[
+        str, ...
+    ] = ()  # who wrote its newest entry: a QBO user id, or "<integration>'s dedicated user"
+    at: datetime | None = None
+
+
+def integration_lines(integrations: list[Integration], seen: Any) -> tuple[IntegrationLine, ...]:
+    seen = seen if isinstance(seen, dict) else {}
+    owner = {i.dedicated_user_id: i.name for i in integrations if i.dedicated_user_id}
+    lines = []
+    for integration in integrations:
+        last = seen.get(integration.name)
+        if not isinstance(last, dict):
+            lines.append(IntegrationLine(integration.name, integration.dedicated_email, "unseen"))
+            continue
+        writer = str(last.get("writer", ""))
+        under = (f"{owner[writer]}'s dedicated user" if writer in owner else writer,)
+        if not last.get("known"):
+            state = "not_compared"
+        else:
+            state = "ok" if writer == integration.dedicated_user_id else "wrong"
+        lines.append(
+            IntegrationLine(
+                integration.name, integration.dedicated_email, state, under, parse_iso(last.get("at"))
+            )
+        )
+    return tuple(lines)
 
 
 @dataclass(frozen=True)
@@ -113,7 +152,14 @@ def build_status(
     now = clock.now()
     scope = getattr(settings, "scope", "")
     view = store.overview(
-        realm_doc_kinds=("reconnect", "dedicated_user", "open_alerts", "company"),
+        realm_doc_kinds=(
+            "reconnect",
+            "dedicated_user",
+            "open_alerts",
+            "company",
+            "integrations",
+            "audit_cursor",
+        ),
         global_doc_kinds=("scheduler", "alert_channel"),
         limit=limit,
         realms=[realm] if realm else realms,
@@ -161,6 +207,16 @@ def build_status(
                 last_probe=view.check(conn.realm_id, "probe"),
                 reconnect=_guided(view.doc("reconnect", conn.realm_id)),
                 next_check=next_check,
+                integrations=integration_lines(
+                    company_integrations(
+                        conn.realm_id,
+                        settings,
+                        bool(scope),
+                        view.doc("integrations", conn.realm_id),
+                        dedicated,
+                    ),
+                    (view.doc("audit_cursor", conn.realm_id) or {}).get("integrations"),
+                ),
             )
         )
     return StatusReport(

@@ -121,8 +121,12 @@ def register(app: App, services: Services) -> None:
         return slash.connect_link(services, user_id, team_id, _channel(body), scope)
 
     def reconnect(body: dict[str, Any], scope: str) -> blocks.Message:
+        """The value is a realm (zqbo's own connection) or "realm|integration" (an alert's)."""
         user_id, team_id = _who(body)
-        return slash.start_reconnect(services, user_id, team_id, _value(body), scope)
+        realm, _, name = _value(body).partition("|")
+        if name:
+            return slash.start_integration_reconnect(services, user_id, team_id, realm, name, scope)
+        return slash.start_reconnect(services, user_id, team_id, realm, scope)
 
     def disconnect(body: dict[str, Any], scope: str) -> blocks.Message:
         user_id, _ = _who(body)

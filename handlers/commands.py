@@ -111,9 +111,7 @@ def answer(
             "connect": lambda _: slash.connect_link(
                 services, user_id, team_id, command.get("channel_id", ""), scope
             ),
-            "reconnect": lambda _: slash.start_reconnect(
-                services, user_id, team_id, cmd.args[0] if cmd.args else "", scope
-            ),
+            "reconnect": lambda _: slash.reconnect_command(services, user_id, team_id, cmd.args, scope),
             "check": lambda update: slash.run_check(services, cmd.args, scope, update),
             "users": lambda _: slash.list_users(services, cmd.args, scope),
             "report": lambda _: slash.report(services, cmd.args, user_id, scope),
@@ -136,6 +134,8 @@ def answer(
         reply(slash.mute(services, cmd.name, cmd.args, user_id, scope))
     elif cmd.name == "config":
         reply(slash.configure(services, cmd.raw, user_id, scope))
+    elif cmd.name == "integration":
+        reply(slash.integration_command(services, cmd.raw, user_id, scope))
     elif cmd.name == "help":
         reply(blocks.help_message())
     else:

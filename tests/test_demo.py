@@ -36,7 +36,11 @@ def test_demo_plays_the_whole_story():
     assert "1 written by QuickBooks itself and 1 with no recorded writer (not compared)" in flat
     assert "Counted on the check line and never compared with a person: no alert" in flat
     assert "QuickBooks itself (recurring, bank rules): never alerted" in flat
-    assert "zqbo → #client-acme (posted)" in out and "Payment ZP-1005" in out and "Acme (client)" in out
+    assert "zqbo → #client-acme (posted)" in out and "Payment ZP-1006" in out and "Acme (client)" in out
+    # a second integration in the same company, connected under a person
+    assert "2 automated entries of Stripe written by QBO user" in flat
+    assert "Stripe should write as stripe.integration@acme.example" in flat
+    assert "Zomentum Payments: ✅ under its dedicated user" in flat and "Stripe: ❌ under" in flat
     assert out.rstrip().endswith("then `zqbo serve`.")
     [png] = re.findall(r"saved to (\S+\.png)", click.unstyle(out))
     assert Path(png).read_bytes().startswith(b"\x89PNG")  # the report's chart, kept for a look

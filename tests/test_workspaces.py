@@ -303,6 +303,9 @@ def test_uninstalling_one_workspace_leaves_nothing_of_it_and_the_other_working(t
     assert store.list_docs(f"alert:{A.realm}")
     live_grant = intuit.current_refresh_token(A.realm)
     assert live_grant
+    added = say(slack, two, A, 'integration add Stripe markers "PrivateNote~Stripe"')
+    assert "Integration added" in card_text(added)
+    assert store.get_doc("integrations", A.realm)
 
     responses = slack.uninstall(two.events_url, A.id)
     assert all(r.status_code == 200 for r in responses)
@@ -310,7 +313,14 @@ def test_uninstalling_one_workspace_leaves_nothing_of_it_and_the_other_working(t
     wait_until(lambda: not store.list_docs("slack_installation").get(f"T:{A.id}"))
     assert intuit.current_refresh_token(A.realm) is None  # revoked at Intuit
     assert store.realm_ids(A.id) == []
-    for kind in (f"alert:{A.realm}", "open_alerts", "audit_cursor", "reconnect", "dedicated_user"):
+    for kind in (
+        f"alert:{A.realm}",
+        "open_alerts",
+        "audit_cursor",
+        "reconnect",
+        "dedicated_user",
+        "integrations",
+    ):
         assert A.realm not in store.list_docs(kind) or kind.startswith("alert:"), kind
     assert store.list_docs(f"alert:{A.realm}") == {}
     assert store.get_doc("workspace", A.id) is None

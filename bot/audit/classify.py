@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,10 +95,27 @@ class Entry:
         }
 
 
-def classify(entity: str, obj: dict[str, Any], markers: list[Marker]) -> Entry | None:
-    """None for a deleted object (CDC tombstone): deletions are not audited."""
+class Attribution:
+    """Which integration wrote an entry: the first, in the company's order, whose markers match.
+    Its rules are one flat list, so three integrations cost what one with as many rules does."""
+
+    def __init__(self, integrations: Iterable[tuple[str, Sequence[Marker]]]) -> None:
+        self._rules = tuple((marker, name) for name, markers in integrations for marker in markers)
+
+    def __call__(self, entity: str, obj: dict[str, Any]) -> str | None:
+        for marker, name in self._rules:
+            if marker.matches(entity, obj):
+                return name
+        return None
+
+
+def classify(entity: str, obj: dict[str, Any], markers: Sequence[Marker] | Attribution) -> Entry | None:
+    """None for a deleted object (CDC tombstone): deletions are not audited. `markers` are one
+    integration's rules (its name left empty) or an Attribution over a company's integrations."""
     if obj.get("status") == "Deleted":
         return None
+    attribute = markers if isinstance(markers, Attribution) else Attribution([("", markers)])
+    integration = attribute(entity, obj)
     meta = obj.get("MetaData") if isinstance(obj.get("MetaData"), dict) else {}
     amount = obj.get("TotalAmt", obj.get("Amount"))
     return Entry(
@@ -110,12 +127,17 @@ def classify(entity: str, obj: dict[str, Any], markers: list[Marker]) -> Entry |
         created_at=str(meta.get("CreateTime") or ""),
         updated_at=str(meta.get("LastUpdatedTime") or ""),
         modified_by=writer_of(meta),
-        automated=any(m.matches(entity, obj) for m in markers),
+        automated=integration is not None,
+        integration=integration or "",
     )
 
 
-def classify_all(changes: Iterable[tuple[str, dict[str, Any]]], markers: list[Marker]) -> list[Entry]:
+def classify_all(
+    changes: Iterable[tuple[str, dict[str, Any]]], markers: Sequence[Marker] | Attribution
+) -> list[Entry]:
     """Latest version of each entry (a window may hold several), deletions dropped."""
+    if not isinstance(markers, Attribution):
+        markers = Attribution([("", markers)])
     latest: dict[str, Entry] = {}
     for entity, obj in changes:
         entry = classify(entity, obj, markers)
@@ -156,3 +178,68 @@ def not_by_users(entries: Iterable[Entry]) -> tuple[int, int]:
         by_quickbooks += entry.modified_by == QUICKBOOKS
         unknown += entry.modified_by == UNKNOWN
     return by_quickbooks, unknown
+
+
+# What an entry group is about (bot/audit/scan.py turns each into an alert kind).
+UNDER_PERSON = "under_person"  # an integration's entries under someone other than its dedicated user
+SHARED = "shared"  # an integration's entries under ANOTHER integration's dedicated user
+PERSON_ON_SERVICE_ACCOUNT = "person"  # entries matching no integration under a dedicated user
+_ORDER = {UNDER_PERSON: 0, SHARED: 1, PERSON_ON_SERVICE_ACCOUNT: 2}
+
+
+@dataclass(frozen=True)
+class Group:
+    kind: str
+    integration: str  # whose entries (UNDER_PERSON, SHARED) or whose dedicated user (PERSON_…)
+    writer: str  # the QBO user id on the entries
+    entries: list[Entry]
+    owner: str = ""  # SHARED: the integration whose dedicated user wrote them
+
+
+@dataclass(frozen=True)
+class Judgement:
+    groups: list[Group]
+    not_compared: int  # automated entries of integrations whose dedicated user id is unknown
+
+    @property
+    def under_others(self) -> int:
+        return sum(len(g.entries) for g in self.groups if g.kind != PERSON_ON_SERVICE_ACCOUNT)
+
+
+def judge(entries: Iterable[Entry], dedicated: Mapping[str, str]) -> Judgement:
+    """Each integration's entries against its own dedicated user (`dedicated`: name -> QBO user
+    id, "" while unknown). Entries QuickBooks wrote itself, or with no recorded writer, are never
+    anyone's. An integration whose id is unknown is not compared — except that its entries under
+    another integration's dedicated user are two apps sharing one account whatever its own is."""
+    owner_of: dict[str, str] = {}
+    for name, user in dedicated.items():
+        if is_user(user):
+            owner_of.setdefault(user, name)
+    found: dict[tuple[str, str, str, str], list[Entry]] = {}
+    not_compared = 0
+    for entry in entries:
+        if not entry.by_user:
+            continue
+        writer = entry.modified_by
+        if entry.automated:
+            own = dedicated.get(entry.integration, "")
+            owner = owner_of.get(writer, "")
+            if writer == own:
+                continue
+            if owner and owner != entry.integration:
+                key = (SHARED, entry.integration, writer, owner)
+            elif not is_user(own):
+                not_compared += 1
+                continue
+            else:
+                key = (UNDER_PERSON, entry.integration, writer, "")
+        elif writer in owner_of:
+            key = (PERSON_ON_SERVICE_ACCOUNT, owner_of[writer], writer, "")
+        else:
+            continue
+        found.setdefault(key, []).append(entry)
+    groups = [
+        Group(kind, name, writer, found[(kind, name, writer, owner)], owner)
+        for kind, name, writer, owner in sorted(found, key=lambda k: (_ORDER[k[0]], k[1:]))
+    ]
+    return Judgement(groups, not_compared)

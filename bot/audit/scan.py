@@ -16,10 +16,20 @@ from typing import Any
 from bot import alerts as A
 from bot import metrics
 from bot.alerts import AlertBook
-from bot.audit.classify import Entry, classify, find, is_user, not_by_users
+from bot.audit.classify import (
+    PERSON_ON_SERVICE_ACCOUNT,
+    SHARED,
+    Attribution,
+    Entry,
+    classify,
+    is_user,
+    judge,
+    not_by_users,
+)
 from bot.audit.markers import Marker, parse_markers
 from bot.clock import Clock, iso, parse_iso
 from bot.config import Settings
+from bot.integrations import DEDICATED_KIND, Integration, IntegrationBook, workspace_dedicated
 from bot.models import CheckResult, Connection, ConnectionStatus
 from bot.qbo.client import QBOClient
 from bot.qbo.errors import ConnectionLost, QBOError
@@ -32,7 +42,6 @@ from bot.tenancy.workspaces import Workspaces
 log = logging.getLogger(__name__)
 
 CURSOR_KIND = "audit_cursor"
-DEDICATED_KIND = "dedicated_user"
 LOOKBACK = timedelta(days=30) - timedelta(minutes=5)  # CDC answers for the last 30 days only
 OVERLAP = timedelta(minutes=2)  # re-read a little: QBO's clock and commit order are not ours
 PAGE_LIMIT = 1000
@@ -55,8 +64,8 @@ class Scan:
     """Changed objects, classified as they arrive: only the latest version of each entry is kept
     (a small Entry, not QBO's JSON)."""
 
-    def __init__(self, markers: list[Marker]) -> None:
-        self._markers = markers
+    def __init__(self, markers: list[Marker] | Attribution) -> None:
+        self._markers = markers if isinstance(markers, Attribution) else Attribution([("", markers)])
         self.entries: dict[str, Entry] = {}
         self.objects = 0
 
@@ -103,7 +112,9 @@ class Auditor:
         settings: Settings,
         clock: Clock,
         workspaces: Workspaces,
+        integrations: IntegrationBook | None = None,
     ) -> None:
+        self.integrations = integrations or IntegrationBook(store, workspaces, clock)
         self._store = store
         self._qbo = qbo
         self._alerts = alerts
@@ -126,9 +137,7 @@ class Auditor:
         if pinned and not self._workspaces.multi:
             return pinned, {"source": "pinned (ZQBO_DEDICATED_USER_ID)"}
         doc = self._store.get_doc(DEDICATED_KIND, realm_id)
-        if doc and is_user(str(doc.get("id", ""))):  # never "0" (QuickBooks), even if an old zqbo learned it
-            return str(doc["id"]), doc
-        return (pinned, {"source": "pinned (ZQBO_DEDICATED_USER_ID)"}) if pinned else ("", {})
+        return workspace_dedicated(realm_id, pinned, self._workspaces.multi, doc)
 
     def pin_dedicated(self, realm_id: str, user_id: str, by: str) -> None:
         doc = {"id": user_id, "source": "pinned", "by": by, "at": iso(self._clock.now())}
@@ -144,12 +153,14 @@ class Auditor:
 
     def users(self, realm_id: str) -> dict[str, dict[str, int]]:
         """Writers of entries changed in the last 30 days (QBO user ids, QUICKBOOKS, UNKNOWN):
-        automated / manual counts."""
+        automated / manual counts, and per integration (its name -> entries of it they wrote)."""
         scan, _, _ = self.fetch(realm_id, self._clock.now() - LOOKBACK)
         stats: dict[str, dict[str, int]] = {}
         for entry in scan.entries.values():
             row = stats.setdefault(entry.modified_by, {"automated": 0, "manual": 0})
             row["automated" if entry.automated else "manual"] += 1
+            if entry.automated:
+                row[f"integration:{entry.integration}"] = row.get(f"integration:{entry.integration}", 0) + 1
         return stats
 
     # running -------------------------------------------------------------------------------------
@@ -180,8 +191,9 @@ class Auditor:
         now = self._clock.now()
         cursor = self._store.get_doc(CURSOR_KIND, realm_id) or {}
         since = max(parse_iso(cursor.get("since")) or now - LOOKBACK, now - LOOKBACK)
+        integrations = self.integrations.of(realm_id, self._workspaces.for_connection(conn))
         try:
-            scan, server_time, calls = self.fetch(realm_id, since, conn)
+            scan, server_time, calls = self.fetch(realm_id, since, conn, integrations)
         except ConnectionLost as exc:  # not a failing check: the connection itself is gone
             self.connection_conditions(self._store.get_connection(realm_id))
             self._alerts.flush(realm_id)
@@ -192,13 +204,19 @@ class Auditor:
             return self._record(result)
         entries = list(scan.entries.values())
         metrics.AUDIT_ENTRIES.inc(len(entries))
-        new_alerts, offending, known, flagged = self._alert(conn, entries, check_id=iso(now))
+        new_alerts, offending, not_compared, known, ids, flagged = self._alert(
+            conn, entries, integrations, check_id=iso(now)
+        )
         # The day's history, in one store call: re-reading the window counts nothing twice.
         self._store.add_history(realm_id, *history_of(realm_id, entries, flagged, now))
         # The alerts are queued (saved): only now may the window close.
         next_since = max(server_time - OVERLAP, since)
-        # The cursor also carries the count of failed checks in a row (0 now): one write.
-        self._store.put_doc(CURSOR_KIND, realm_id, {"since": iso(next_since), "checked_at": iso(now)})
+        # The cursor also carries the count of failed checks in a row (0 now) and where each
+        # integration's entries were last seen (the status card's lines): one write.
+        seen = last_seen(cursor.get("integrations"), entries, integrations, ids, iso(now))
+        self._store.put_doc(
+            CURSOR_KIND, realm_id, {"since": iso(next_since), "checked_at": iso(now), "integrations": seen}
+        )
         self._alerts.resolve(A.CHECKS_FAILING, realm_id, "QuickBooks answers again")
         self._alerts.flush(realm_id)
         details: dict[str, str] = {}
@@ -207,18 +225,22 @@ class Auditor:
             details["by_quickbooks"] = str(by_quickbooks)
         if no_writer:
             details["no_writer"] = str(no_writer)
+        if not_compared:
+            details["not_compared"] = str(not_compared)
         if not known:
             # Nothing to compare with: say so, never "0 automated under a person".
-            automated = sum(1 for e in entries if e.automated and e.by_user)
-            details["not_compared"] = str(automated)
             summary = (
                 f"{len(entries)} changed entries checked; dedicated user id unknown — "
-                f"{automated} automated entr{'y' if automated == 1 else 'ies'} not compared"
+                f"{not_compared} automated entr{'y' if not_compared == 1 else 'ies'} not compared"
             )
         else:
             summary = f"{len(entries)} changed entries checked, {offending} automated under a person"
             if offending:
                 summary += f" ({new_alerts} new alert{'s' if new_alerts != 1 else ''})"
+            if not_compared:
+                summary += (
+                    f"; {not_compared} of integrations whose dedicated user id is unknown (not compared)"
+                )
         summary += writers_note(by_quickbooks, no_writer)
         return self._record(
             AuditResult(realm_id, True, summary, len(entries), new_alerts, calls, details=details)
@@ -254,14 +276,22 @@ class Auditor:
 
     # the CDC scan ----------------------------------------------------------------------------------
     def fetch(
-        self, realm_id: str, since: datetime, conn: Connection | None = None
+        self,
+        realm_id: str,
+        since: datetime,
+        conn: Connection | None = None,
+        integrations: list[Integration] | None = None,
     ) -> tuple[Scan, datetime, int]:
         """Every change since `since` for the audited entities: one CDC call when each entity has
         fewer than 1000 changes. CDC answers at most 1000 objects per entity and does not say which
         1000, so an entity with a full page is read again, completely, through the query API over
         the same window (ordered by LastUpdatedTime, paged)."""
-        workspace = self._workspaces.for_connection(conn) if conn else self._workspaces.for_realm(realm_id)
-        scan = Scan(parse_markers(workspace.markers))
+        if integrations is None:
+            workspace = (
+                self._workspaces.for_connection(conn) if conn else self._workspaces.for_realm(realm_id)
+            )
+            integrations = self.integrations.of(realm_id, workspace)
+        scan = Scan(Attribution((i.name, i.rules) for i in integrations))
         body = self._cdc(realm_id, list(self._settings.entities), since, conn)
         calls = 1
         server_time = parse_iso(body.get("time")) or self._clock.now()
@@ -322,76 +352,106 @@ class Auditor:
 
     # findings → alerts -----------------------------------------------------------------------------
     def _alert(
-        self, conn: Connection, entries: list[Entry], check_id: str
-    ) -> tuple[int, int, bool, set[str]]:
-        """(alert groups queued, automated entries under a person, whether a dedicated id was known,
-        the keys of every entry in an entry alert group — new or alerted before — for the history)."""
+        self, conn: Connection, entries: list[Entry], integrations: list[Integration], check_id: str
+    ) -> tuple[int, int, int, bool, dict[str, str], set[str]]:
+        """(alert groups queued, automated entries under someone else, automated entries not
+        compared, whether any dedicated id was known, each integration's dedicated id, the keys of
+        every entry in an entry alert group — new or alerted before — for the history)."""
         realm = conn.realm_id
-        dedicated_id, _ = self._learn(conn, entries)
-        findings = find(entries, dedicated_id)
-        groups: list[tuple[str, str, list[Entry]]] = [
-            (A.ENTRIES, user, found) for user, found in sorted(findings.offending.items())
-        ]
-        if findings.person_on_dedicated:
-            groups.append((A.PERSON_ON_DEDICATED, dedicated_id, findings.person_on_dedicated))
-        keys = [e.key for _, _, found in groups for e in found]
-        already = self._store.seen(f"alerted:{realm}", keys)
+        ids = {i.name: self._learn(conn, i, entries, integrations) for i in integrations}
+        judgement = judge(entries, ids)
+        email = {i.name: i.dedicated_email for i in integrations}
+        keys = [e.key for g in judgement.groups for e in g.entries]
+        already = self._store.seen(f"alerted:{realm}", keys) if keys else set()
         queued = 0
         new_keys: list[str] = []
-        for kind, user, found in groups:
-            fresh = sorted((e for e in found if e.key not in already), key=lambda e: (e.created_at, e.id))
+        for group in judgement.groups:
+            fresh = sorted(
+                (e for e in group.entries if e.key not in already), key=lambda e: (e.created_at, e.id)
+            )
             if not fresh:
                 continue
             self._alerts.queue_entries(
-                kind, realm, conn.company_name, user, [e.to_doc() for e in fresh], check_id
+                ALERT_KIND_OF[group.kind],
+                realm,
+                conn.company_name,
+                group.writer,
+                [e.to_doc() for e in fresh],
+                check_id,
+                integration=group.integration,
+                expected=email.get(group.integration, ""),
+                owner=group.owner,
             )
             new_keys += [e.key for e in fresh]
             queued += 1
         if new_keys:
             self._store.mark_seen(f"alerted:{realm}", new_keys)
-        offending = sum(len(v) for v in findings.offending.values())
-        return queued, offending, bool(dedicated_id), set(keys)
+        known = any(is_user(i) for i in ids.values())
+        return queued, judgement.under_others, judgement.not_compared, known, ids, set(keys)
 
-    def _learn(self, conn: Connection, entries: list[Entry]) -> tuple[str, dict[str, Any]]:
-        """Step 5 of the guided reconnect. With the dedicated id known, the first automated entry
-        under it after the reconnect ticks the step. Unknown: trust on first use — the first
-        automated entry created after the reconnect reveals it. QBO times have whole seconds, so
-        learning takes only entries from a later second (never one that may predate it)."""
+    def _learn(
+        self,
+        conn: Connection,
+        integration: Integration,
+        entries: list[Entry],
+        integrations: list[Integration],
+    ) -> str:
+        """Step 5 of a guided reconnect, for one integration. With its dedicated id known, the first
+        of its entries under that id after the reconnect ticks the step. Unknown: trust on first
+        use — the first of its entries created after the reconnect reveals it (never an id that is
+        another integration's). QBO times have whole seconds, so learning takes only entries from
+        a later second (never one that may predate it)."""
         realm = conn.realm_id
-        dedicated_id, doc = self.dedicated(realm)
-        learning = self._store.get_doc(LEARNING_KIND, realm)
-        since = parse_iso(learning.get("since")) if learning else None
+        dedicated_id = integration.dedicated_user_id
+        since = parse_iso(integration.learning.get("since")) if integration.learning else None
         if since is None:
-            return dedicated_id, doc
+            return dedicated_id
         since = since.replace(microsecond=0)
 
         def created(entry: Entry) -> datetime:
             return parse_iso(entry.created_at) or since
 
-        automated = [e for e in entries if e.automated and e.by_user]  # never learn "0" or nobody
+        others = {i.dedicated_user_id for i in integrations if i.name != integration.name}
+        mine = [e for e in entries if e.integration == integration.name and e.by_user]  # never "0" or nobody
+        learned: dict[str, Any] | None = None
         if dedicated_id:
-            mine = [e for e in automated if e.modified_by == dedicated_id and created(e) >= since]
-            if not mine:
-                return dedicated_id, doc
-            first = min(mine, key=lambda e: (created(e), e.id))
+            under = [e for e in mine if e.modified_by == dedicated_id and created(e) >= since]
+            if not under:
+                return dedicated_id
+            first = min(under, key=lambda e: (created(e), e.id))
         else:
-            later = [e for e in automated if created(e) > since]
+            later = [e for e in mine if created(e) > since and e.modified_by not in others]
             if not later:
-                return dedicated_id, doc
+                return dedicated_id
             first = min(later, key=lambda e: (created(e), e.id))
             dedicated_id = first.modified_by
-            doc = {
+            learned = {
                 "id": dedicated_id,
                 "source": "learned",
                 "entry": first.label,
                 "entry_at": first.created_at,
                 "learned_at": iso(self._clock.now()),
             }
-            self._store.put_doc(DEDICATED_KIND, realm, doc)
-            log.info("learned the dedicated QBO user id for %s from %s", realm, first.label)
-        self._store.delete_doc(LEARNING_KIND, realm)
-        self._reconnect.first_entry_seen(realm, first.label, first.modified_by)
-        return dedicated_id, doc
+            log.info(
+                "learned %s's dedicated QBO user id for %s from %s", integration.name, realm, first.label
+            )
+        if integration.follows_workspace:
+            if learned:
+                self._store.put_doc(DEDICATED_KIND, realm, learned)
+            self._store.delete_doc(LEARNING_KIND, realm)
+        else:
+            self.integrations.stop_learning(realm, integration.name, learned)
+            self._alerts.resolve(
+                A.ENTRIES, realm, f"{integration.name} now writes as its dedicated user", (integration.name,)
+            )
+        checklist = str(integration.learning.get("checklist") or realm)
+        self._reconnect.first_entry_seen(checklist, first.label, first.modified_by)
+        return dedicated_id
+
+    def _own_integration(self, realm_id: str) -> str:
+        """The name of the integration that follows the workspace's settings (zqbo's own flow)."""
+        found = next((i for i in self.integrations.of(realm_id) if i.follows_workspace), None)
+        return found.name if found else self._workspaces.for_realm(realm_id).integration_name
 
     # conditions on the connection itself ---------------------------------------------------------
     def connection_conditions(self, conn: Connection | None) -> None:
@@ -415,9 +475,12 @@ class Auditor:
             )
         elif dedicated:
             self._alerts.resolve(A.WRONG_IDENTITY, realm, f"reconnected as {conn.identity.email}")
+            # zqbo's own connection is the workspace integration's: only its alerts (and those
+            # from before integrations, which name none) are resolved by this reconnect
             for alert in self._alerts.open_alerts(realm):
                 if alert.kind == A.ENTRIES and conn.connected_at > (parse_iso(alert.created_at) or now):
-                    self._alerts.resolve(A.ENTRIES, realm, f"reconnected as {conn.identity.email}")
+                    own = (self._own_integration(realm), "")
+                    self._alerts.resolve(A.ENTRIES, realm, f"reconnected as {conn.identity.email}", own)
                     break
         if conn.refresh_expires_at - now <= REFRESH_EXPIRY_WARNING:
             self._alerts.raise_condition(
@@ -428,3 +491,29 @@ class Auditor:
             )
         else:
             self._alerts.resolve(A.EXPIRING, realm, "the refresh token was renewed")
+
+
+ALERT_KIND_OF = {
+    "under_person": A.ENTRIES,
+    SHARED: A.SHARED_ACCOUNT,
+    PERSON_ON_SERVICE_ACCOUNT: A.PERSON_ON_DEDICATED,
+}
+
+
+def last_seen(
+    before: Any, entries: list[Entry], integrations: list[Integration], ids: dict[str, str], at: str
+) -> dict[str, dict[str, Any]]:
+    """Where each integration's newest entry was written: under its own dedicated user or whose.
+    (A check re-reads a little of the last window, so its older entries may be ones already
+    judged; the newest says where the integration writes now.) Integrations not seen this time
+    keep what an earlier check saw; removed ones are forgotten."""
+    seen = {k: v for k, v in (before if isinstance(before, dict) else {}).items() if k in ids}
+    newest: dict[str, Entry] = {}
+    for entry in entries:
+        if entry.automated and entry.by_user and entry.integration in ids:
+            known = newest.get(entry.integration)
+            if known is None or entry.newer_than(known):
+                newest[entry.integration] = entry
+    for name, entry in newest.items():
+        seen[name] = {"at": at, "known": bool(ids[name]), "writer": entry.modified_by, "entry": entry.label}
+    return seen

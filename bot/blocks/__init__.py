@@ -19,9 +19,9 @@ from bot.blocks.answers import (
     help_message,
     not_allowed,
     store_unavailable,
-    users_table,
 )
 from bot.blocks.checklist import checklist_message
+from bot.blocks.integrations import integration_saved, integrations_list, users_table
 from bot.blocks.message import (
     Message,
     Mrkdwn,
@@ -76,6 +76,8 @@ __all__ = [
     "esc",
     "help_message",
     "home",
+    "integration_saved",
+    "integrations_list",
     "md",
     "mention",
     "mentions",

@@ -23,6 +23,7 @@ ALERT_TITLES = {
     "connection_lost": "QuickBooks connection lost",
     "refresh_expiring": "QuickBooks refresh token expiring",
     "dedicated_used_by_person": "Dedicated integration account used by a person",
+    "integration_shared_account": "Two integrations share one QuickBooks user",
     "checks_failing": "QuickBooks checks failing",
 }
 MAX_ALERT_ENTRIES = 10
@@ -33,6 +34,44 @@ def _money(amount: Any) -> str:
     return f"{amount:,.2f}" if isinstance(amount, int | float) else "—"
 
 
+ENTRY_KINDS = ("entries_under_person", "dedicated_used_by_person", "integration_shared_account")
+
+
+def _entries_line(alert: Any) -> Mrkdwn:
+    """What the entries are and what should be: "14 automated entries of *Stripe* written by QBO
+    user `…` — Stripe should write as stripe.integration@acme.com"."""
+    who = md("QBO user {}", code(alert.group))
+    plural = "y" if alert.count == 1 else "ies"
+    name = alert.integration
+    should = md(" — {} should write as {}", name, alert.expected) if name and alert.expected else Mrkdwn("")
+    if alert.kind == "integration_shared_account":
+        return md(
+            "{} automated entr{} of *{}* written by *{}*'s dedicated user ({}): two integrations share "
+            "one QuickBooks user, so their entries cannot be told apart{}:",
+            alert.count,
+            plural,
+            name,
+            alert.owner,
+            who,
+            should if alert.expected else md(" — give {} a dedicated user of its own", name),
+        )
+    if alert.kind == "dedicated_used_by_person":
+        whose = md("*{}*'s dedicated user", name) if name else Mrkdwn("the dedicated user")
+        return md(
+            "{} manual entr{} under {} ({}): entries that match no integration's markers — a person "
+            "is using the service account:",
+            alert.count,
+            plural,
+            whose,
+            who,
+        )
+    if name:
+        return md("{} automated entr{} of *{}* written by {}{}:", alert.count, plural, name, who, should)
+    return md(
+        "{} automated entr{} written by {}, not the dedicated integration user:", alert.count, plural, who
+    )
+
+
 def alert_message(alert: Any) -> Message:
     """An alert as posted and as updated (acknowledged, resolved): one function, one look."""
     title = ALERT_TITLES.get(alert.kind, alert.kind)
@@ -40,20 +79,8 @@ def alert_message(alert: Any) -> Message:
     icon = Mrkdwn(":white_check_mark:" if not alert.open else ":rotating_light:")
     prefix = "Resolved: " if not alert.open else ""
     lines = [md("{} *{}{}* — {} (realm {})", icon, prefix, title, company, code(alert.realm_id))]
-    if alert.kind in ("entries_under_person", "dedicated_used_by_person"):
-        who = md("QBO user {}", code(alert.group))
-        plural = "y" if alert.count == 1 else "ies"
-        if alert.kind == "entries_under_person":
-            lines.append(
-                md(
-                    "{} automated entr{} written by {}, not the dedicated integration user:",
-                    alert.count,
-                    plural,
-                    who,
-                )
-            )
-        else:
-            lines.append(md("{} manual entr{} under the dedicated user ({}):", alert.count, plural, who))
+    if alert.kind in ENTRY_KINDS:
+        lines.append(_entries_line(alert))
         for e in alert.entries[:MAX_ALERT_ENTRIES]:
             lines.append(
                 md(
@@ -79,7 +106,18 @@ def alert_message(alert: Any) -> Message:
         blocks.append(context(Mrkdwn(" · ").join(notes)))
     if alert.open:
         elements = []
-        if alert.kind != "checks_failing":
+        if alert.kind != "checks_failing" and getattr(alert, "integration", ""):
+            # the checklist of the integration the alert is about (zqbo's own flow for the
+            # workspace's integration)
+            elements.append(
+                button(
+                    "Start guided reconnect",
+                    "zqbo_reconnect",
+                    value=f"{alert.realm_id}|{alert.integration}",
+                    style="primary",
+                )
+            )
+        elif alert.kind != "checks_failing":
             elements.append(
                 button("Start guided reconnect", "zqbo_reconnect", value=alert.realm_id, style="primary")
             )
@@ -87,7 +125,8 @@ def alert_message(alert: Any) -> Message:
             elements.append(button("Acknowledge", "zqbo_alert_ack", value=alert.fingerprint))
         elements.append(button("Mute 24h", "zqbo_alert_mute", value=f"{alert.kind}|{alert.realm_id}"))
         blocks.append(actions(*elements))
-    return Message(f"zqbo: {prefix}{title} — {company}", blocks)
+    about = f" ({alert.integration})" if getattr(alert, "integration", "") else ""
+    return Message(f"zqbo: {prefix}{title}{about} — {company}", blocks)
 
 
 def alert_resolved_note(alert: Any) -> Message:

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.audit.classify import QUICKBOOKS, UNKNOWN
 from bot.blocks.message import (
     Block,
     Message,
@@ -18,7 +17,6 @@ from bot.blocks.message import (
     context,
     md,
     mention,
-    notice,
     section,
     when,
 )
@@ -29,7 +27,7 @@ from bot.status import is_dedicated
 HELP_COMMANDS = (
     ("status [realm]", "connection state, identity, token expiry and checks (problems first)"),
     ("connect", "get a link to connect QuickBooks (sign in as the dedicated user)"),
-    ("reconnect [realm]", "guided reconnect as the dedicated user, step by step in a DM"),
+    ("reconnect [integration] [realm]", "guided reconnect as the dedicated user, step by step in a DM"),
     ("disconnect [realm]", "revoke zqbo's QuickBooks connection (asks to confirm)"),
     ("check [realm]", "run the entry audit now"),
     ("users [realm]", "QBO user ids on entries in the last 30 days, automated / manual"),
@@ -39,6 +37,10 @@ HELP_COMMANDS = (
     ("mute <kind> [duration] [realm]", "mute a kind of alert (default 24h; e.g. 90m, 12h, 7d)"),
     ("unmute <kind> [realm]", "end a mute"),
     ("config [markers <rules> | dedicated-user <id> [realm]]", "show or change the audit's settings"),
+    (
+        "integration list|add|set|remove|rename …",
+        "a company's integrations, each with its markers and dedicated user (`/zqbo integration` for more)",
+    ),
     ("help", "this message"),
 )
 
@@ -286,35 +288,3 @@ def check_progress(done: list[Any], total: int, names: dict[str, str]) -> Messag
             lines.append(md("… and {} more", len(failed) - PROGRESS_FAILURES))
         parts.append(section(Mrkdwn("\n").join(lines)))
     return Message(text, parts)
-
-
-def users_table(stats: dict[str, dict[str, int]], dedicated_id: str, source: dict[str, Any]) -> Message:
-    if not stats:
-        return notice("No entries changed in the last 30 days.")
-    rows = []
-    for user, row in sorted(stats.items(), key=lambda kv: -(kv[1]["automated"] + kv[1]["manual"])):
-        if user == QUICKBOOKS:
-            who, mark = "QuickBooks", "  ← QuickBooks itself (recurring, bank rules): never alerted"
-        elif user == UNKNOWN:
-            who, mark = "unknown", "  ← no writer recorded on the entry: never alerted"
-        else:
-            who, mark = user, "  ← dedicated integration user" if user == dedicated_id else ""
-        rows.append(
-            md("`{:>16}`  automated {:>6}  manual {:>6}{}", who, row["automated"], row["manual"], mark)
-        )
-    how = md(" ({})", source.get("source", "")) if dedicated_id else ""
-    tail = (
-        md("Dedicated QBO user id: {}{}.", code(dedicated_id), how)
-        if dedicated_id
-        else Mrkdwn(
-            "The dedicated QBO user id is not known yet: "
-            "pin it with `/zqbo config dedicated-user &lt;id&gt;`."
-        )
-    )
-    return Message(
-        "QBO users on entries, last 30 days",
-        [
-            section(Mrkdwn("*QBO users on entries, last 30 days*\n") + Mrkdwn("\n").join(rows[:40])),
-            context(tail),
-        ],
-    )

@@ -50,6 +50,8 @@ def _done_by(step: Any) -> Mrkdwn:
 def checklist_message(
     checklist: Any, conn: Connection | None, dedicated_email: str, now: datetime
 ) -> Message:
+    if getattr(checklist, "integration", ""):
+        return integration_checklist_message(checklist, conn)
     key = checklist.key
     active = checklist.active
     expected = checklist.expected_email or dedicated_email
@@ -216,3 +218,109 @@ def checklist_message(
     step_no = min(checklist.current_step, 5)
     summary = "cancelled" if checklist.status == "cancelled" else f"step {step_no} of 5"
     return Message(f"zqbo guided reconnect — {summary}", blocks)
+
+
+def integration_checklist_message(checklist: Any, conn: Connection | None) -> Message:
+    """The article's steps for one of the company's integrations (not zqbo's own connection):
+    zqbo cannot revoke or authorise another app's connection, so a person ticks steps 2 and 3
+    and zqbo verifies from the integration's next entries."""
+    key, active, name = checklist.key, checklist.active, checklist.integration
+    company = checklist.company_name or (conn.company_name if conn else "") or "your QuickBooks company"
+    expected = checklist.expected_email
+    who = md("*{}*", expected) if expected else md("{}'s dedicated user", name)
+    started = parse_iso(checklist.started_at)
+    head = md(
+        "*Guided reconnect — {} in {}*  ·  realm {}\nStarted by {}{}. Goal: {} writes into QuickBooks "
+        "as a *dedicated integration user* of its own, so every entry it makes is logged under that "
+        "user and not under a person or another app.",
+        name,
+        company,
+        code(checklist.realm_id),
+        mention(checklist.started_by),
+        md(" {}", when(started)) if started else "",
+        name,
+    )
+    if checklist.status == "cancelled":
+        head = md(":no_entry_sign: *Cancelled* by {}.\n", mention(checklist.ended_by)) + head
+    elif checklist.status == "superseded":
+        head = md(":arrows_counterclockwise: *Replaced* by a newer checklist.\n") + head
+    elif checklist.status == "complete":
+        head = md(":tada: *All done.* {} now writes as its dedicated user.\n", name) + head
+    blocks: list[Block] = [section(head), DIVIDER]
+
+    def done_button(step: Any, action: str) -> Any:
+        return button("Done", action, value=key, style="primary") if active and step.state == "todo" else None
+
+    step = checklist.step("user")
+    email = (
+        md("*{}*", expected)
+        if expected
+        else md("_no email set: `/zqbo integration set {} email <address>` so zqbo can show it_", name)
+    )
+    text = md(
+        "{} *1. Create {}'s dedicated user*\nIn QuickBooks: *⚙ Settings → Manage users → Add user*. "
+        "Email: {}. Role: *Company admin* — QuickBooks only lets company admins connect apps. One "
+        "user per integration: entries then show which app wrote them.",
+        _icon(step.state),
+        name,
+        email,
+    )
+    if step.state == "done":
+        text += md("\n_{}_", _done_by(step))
+    blocks.append(section(text, done_button(step, "zqbo_rc_user_done")))
+
+    step = checklist.step("disconnect")
+    text = md(
+        "{} *2. Disconnect {}'s current connection*\nIn {}'s own settings (or QuickBooks: *Apps → My "
+        "apps*), disconnect it from QuickBooks.",
+        _icon(step.state),
+        name,
+        name,
+    )
+    if step.state == "done":
+        text += md("\n_{}_", _done_by(step))
+    blocks.append(section(text, done_button(step, "zqbo_rc_disconnect")))
+
+    step = checklist.step("reconnect")
+    ready = checklist.step("disconnect").state in ("done", "not_needed")
+    text = md(
+        "{} *3. Reconnect {} as {} in {}'s own settings*\n",
+        _icon(step.state),
+        name,
+        expected or "its dedicated user",
+        name,
+    )
+    if step.state == "done":
+        text += md("Reconnected — _{}_.", _done_by(step))
+    elif not ready:
+        text += Mrkdwn("After step 2.")
+    else:
+        text += md(
+            "Sign in to Intuit as {} when {} asks — a *private browser window* avoids reusing your "
+            "own Intuit session. Press Done when {} says it is connected.",
+            who,
+            name,
+            name,
+        )
+    blocks.append(section(text, done_button(step, "zqbo_rc_link") if ready else None))
+
+    step = checklist.step("first_entry")
+    text = md("{} *4. Verify {}'s next entry*\n", _icon(step.state), name)
+    if step.state == "done":
+        text += md("{} was logged under {} (QBO user {}). :tada:", step.entry, who, code(step.note))
+    elif step.state == "waiting":
+        text += md(
+            "Waiting for {}'s next entry: zqbo checks it is logged under its dedicated user (and, "
+            "when that user's QBO id is not known yet, learns it from that entry).",
+            name,
+        )
+    else:
+        text += Mrkdwn("After step 3.")
+    blocks.append(section(text))
+    if active:
+        blocks.append(actions(button("Cancel checklist", "zqbo_rc_cancel", value=key)))
+    # steps 1-3, then step 4 (the checklist's "first_entry"; zqbo's identity check does not apply)
+    summary = (
+        "cancelled" if checklist.status == "cancelled" else f"step {min(checklist.current_step, 4)} of 4"
+    )
+    return Message(f"zqbo guided reconnect of {name} — {summary}", blocks)

@@ -100,6 +100,31 @@ def _dedicated_line(c: CompanyStatus) -> Mrkdwn:
     return line
 
 
+MAX_INTEGRATIONS_ON_CARD = 10
+
+
+def _integrations_lines(c: CompanyStatus) -> Mrkdwn:
+    """A line per integration: ✓ under its user / ✗ under whom / not compared / no entries seen yet."""
+    lines = [Mrkdwn("*Integrations:*")]
+    for line in c.integrations[:MAX_INTEGRATIONS_ON_CARD]:
+        if line.state == "ok":
+            verdict = Mrkdwn(":white_check_mark: under its dedicated user")
+        elif line.state == "wrong":
+            whom = Mrkdwn(", ").join(md("{}", w) if "'s " in w else code(w) for w in line.under[:3])
+            should = md(" — should write as {}", line.dedicated_email) if line.dedicated_email else ""
+            verdict = md(":x: under {}{}", whom, should)
+        elif line.state == "not_compared":
+            verdict = Mrkdwn(":grey_question: entries seen; its dedicated user id is not known yet")
+        else:
+            verdict = Mrkdwn(":heavy_minus_sign: no entries seen yet")
+        lines.append(md("• {}: {}", line.name, verdict))
+    if len(c.integrations) > MAX_INTEGRATIONS_ON_CARD:
+        lines.append(
+            md("…and {} more (`/zqbo integration list`)", len(c.integrations) - MAX_INTEGRATIONS_ON_CARD)
+        )
+    return Mrkdwn("\n").join(lines)
+
+
 def _company_blocks(
     c: CompanyStatus, report: StatusReport, probe: CheckResult | None, probing: bool
 ) -> list[Block]:
@@ -148,6 +173,8 @@ def _company_blocks(
         _dedicated_line(c),
         check_line("Last check", c.last_check, now),
     ]
+    if c.integrations:
+        lines.append(_integrations_lines(c))
     if c.open_alerts:
         lines.append(md("*Open alerts:* {} (`/zqbo alerts`)", c.open_alerts))
     if c.next_check is not None:

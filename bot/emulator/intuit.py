@@ -51,6 +51,7 @@ REQUIRED_SCOPE = "com.intuit.quickbooks.accounting"
 # QBO user ids are 16-digit strings; "0" is QuickBooks itself (recurring transactions, bank rules).
 JANE_QBO_ID = "9130347769252966"
 DEDICATED_QBO_ID = "9130351234567893"
+STRIPE_QBO_ID = "9130352468013579"  # a second integration's own dedicated user (Stripe's connector)
 QUICKBOOKS = "0"
 
 
@@ -200,7 +201,11 @@ class IntuitEmulator(EmulatorServer):
         self.add_company(
             "9130357766483916",
             "Acme Payments Ltd",
-            users={"jane@acme.example": JANE_QBO_ID, "zomentum.integration@acme.example": DEDICATED_QBO_ID},
+            users={
+                "jane@acme.example": JANE_QBO_ID,
+                "zomentum.integration@acme.example": DEDICATED_QBO_ID,
+                "stripe.integration@acme.example": STRIPE_QBO_ID,
+            },
         )
 
     # entries -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from bot.alerts import ALERT_KIND, MUTE_KIND, OPEN_KIND, problem_key
 from bot.audit.scan import CURSOR_KIND, DEDICATED_KIND
 from bot.connect import LINKS_KIND
+from bot.integrations import KIND as INTEGRATIONS_KIND
 from bot.models import ConnectionStatus
 from bot.qbo.errors import QBOError
 from bot.reconnect import DOC_KIND, LEARNING_KIND, new_key
@@ -24,7 +25,15 @@ from bot.tenancy.workspaces import COMPANY_KIND, SETTINGS_KIND
 
 log = logging.getLogger(__name__)
 
-REALM_DOC_KINDS = (OPEN_KIND, DOC_KIND, LEARNING_KIND, CURSOR_KIND, DEDICATED_KIND, COMPANY_KIND)
+REALM_DOC_KINDS = (
+    OPEN_KIND,
+    DOC_KIND,
+    LEARNING_KIND,
+    CURSOR_KIND,
+    DEDICATED_KIND,
+    COMPANY_KIND,
+    INTEGRATIONS_KIND,
+)
 
 
 @dataclass
@@ -125,6 +134,10 @@ def _purge(store: Store, realm: str) -> None:
         store.delete_doc(kind, realm)
     for key in [k for k in store.list_docs(MUTE_KIND) if k.split(":", 1)[0] == realm]:
         store.delete_doc(MUTE_KIND, key)
+    for key in [
+        k for k in store.list_docs(DOC_KIND) if k.startswith(f"{realm}|")
+    ]:  # integrations' checklists
+        store.delete_doc(DOC_KIND, key)
     store.delete_checks(realm)
     store.forget_seen(f"alerted:{realm}")  # a later owner of the company is alerted afresh
     store.forget_history(realm)

@@ -51,6 +51,7 @@ class Workspace:
     markers: str = ""
     check_interval: timedelta = timedelta(minutes=15)
     dedicated_user_id: str = ""  # pinned for every company (ZQBO_DEDICATED_USER_ID)
+    integration_name: str = "Zomentum Payments"  # ZQBO_INTEGRATION_NAME: what the settings above describe
     changed: dict[str, Any] = field(default_factory=dict)  # what the workspace set itself
 
     @property
@@ -200,6 +201,7 @@ class Workspaces:
             # QBO user ids differ from one company to the next: with many workspaces there is no
             # one id to default to (each company pins or learns its own)
             dedicated_user_id="" if self.multi else s.dedicated_user_id,
+            integration_name=s.integration_name,
         )
 
     def get(self, scope: str, fresh: bool = False) -> Workspace:
