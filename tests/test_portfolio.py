@@ -169,3 +169,26 @@ def test_status_with_many_companies_sums_up_and_links_to_app_home(firm, slack):
         card["blocks"]
     )
     assert "tab=home" in str(card["blocks"]) and len(card["blocks"]) <= 12
+
+
+def test_each_company_shows_a_line_per_integration(firm, slack):
+    from bot.integrations import Integration
+
+    stripe = Integration(name="Stripe", markers="PrivateNote~Stripe", dedicated_email="s@x.example")
+    firm.services.auditor.integrations.add(realm(40), stripe, "U0ADMIN")
+    home = open_home(slack, firm)
+    for _ in range(3):  # the company may be on a later page
+        text_of = {
+            b["accessory"]["value"]: b["text"]["text"]
+            for b in home["blocks"]
+            if b.get("type") == "section" and (b.get("accessory") or {}).get("action_id") == "zqbo_report"
+        }
+        if realm(40) in text_of:
+            break
+        before = len(slack.calls_to("views.publish"))
+        slack.press_button(firm.events_url, home, "zqbo_home_next", user_id="U0STAFF")
+        home = republished(slack, before)
+    row = text_of[realm(40)]
+    assert "Zomentum Payments" in row and "Stripe: :heavy_minus_sign: no entries seen yet" in row
+    other = next(r for r in text_of if r != realm(40))
+    assert "Stripe" not in text_of[other] and "Zomentum Payments" in text_of[other]

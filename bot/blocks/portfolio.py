@@ -15,7 +15,7 @@ from bot.blocks.message import (
     md,
     section,
 )
-from bot.blocks.status import _channel_warning, _counts, company_line
+from bot.blocks.status import _channel_warning, _counts, _integrations_lines, company_line
 from bot.portfolio import FILTERS, PAGE_SIZE, PortfolioPage
 from bot.status import CompanyStatus, StatusReport
 
@@ -28,8 +28,12 @@ NEXT_ACTION = "zqbo_home_next"
 
 def company_lines(company: CompanyStatus, report: StatusReport) -> list[Mrkdwn]:
     """What the portfolio says of one company: its state line, then (when known) a line per
-    integration. The one seam for what a company's row shows."""
-    return [company_line(company, report)]
+    integration (✓ under its user / ✗ under whom / no entries seen yet). The one seam for what a
+    company's row shows."""
+    lines = [company_line(company, report)]
+    if company.integrations:
+        lines.append(_integrations_lines(company))
+    return lines
 
 
 def _option(value: str, counts: dict[str, int]) -> dict[str, Any]:
