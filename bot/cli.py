@@ -1,4 +1,4 @@
-"""`zqbo` command line: serve, socket, demo, emulator, doctor, keygen."""
+"""`zqbo` command line: serve, socket, demo, emulator, doctor, keygen, rekey."""
 
 from __future__ import annotations
 
@@ -333,6 +333,33 @@ def keygen() -> None:
     from cryptography.fernet import Fernet
 
     click.echo(Fernet.generate_key().decode())
+
+
+@main.command()
+def rekey() -> None:
+    """Seal every stored token again under the newest key of ZQBO_ENCRYPTION_KEY.
+
+    To rotate the key: set ZQBO_ENCRYPTION_KEY=NEW,OLD in every process and restart them, run
+    `zqbo rekey`, then drop OLD. Safe while zqbo runs: each company is rewritten under the lock a
+    token refresh takes."""
+    from bot.app import build_services
+    from bot.rekey import rekey as rekey_all
+
+    settings = _settings()
+    services = build_services(settings, threads=1)
+    try:
+        done = rekey_all(services)
+    finally:
+        services.connections.stop()
+        services.engine.close()
+    click.echo(done.summary())
+    if done.unreadable:
+        shown = ", ".join(done.unreadable[:10])
+        more = f" and {len(done.unreadable) - 10} more" if len(done.unreadable) > 10 else ""
+        raise click.ClickException(
+            f"no key of ZQBO_ENCRYPTION_KEY opens the tokens of {shown}{more}: put the key they were "
+            "sealed with back in the list and run zqbo rekey again, or reconnect them"
+        )
 
 
 @main.command()

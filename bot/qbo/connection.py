@@ -80,6 +80,10 @@ class ConnectionManager:
             log.info("stored %d journaled QBO token(s); %d still waiting", written, left)
         return left
 
+    @property
+    def journal(self) -> TokenJournal | None:
+        return self._journal
+
     def pending_in_journal(self) -> list[Connection]:
         return [p.conn for p in self._journal.pending()] if self._journal else []
 
@@ -210,6 +214,25 @@ class ConnectionManager:
         metrics.DISCONNECTS.inc()
         log.warning("QBO connection for realm %s disconnected: %s", realm_id, reason)
         return gone
+
+    def reseal(self, realm_id: str) -> bool:
+        """Store the company's tokens again, sealed under the newest key (`zqbo rekey`). Under the
+        refresh lock and then the tokens lock, in the order a refresh takes them: a refresh or a
+        journal replay in flight finishes first and this re-reads what it stored, so a rotated
+        token is never rolled back. False when the company is gone or no key opens its tokens."""
+        with self._store.lock(
+            f"refresh:{realm_id}", ttl=self._lock_ttl, wait=self._lock_wait, renew=True
+        ) as got:
+            if not got:
+                raise TransientError(f"another process is refreshing realm {realm_id}; try again")
+            with self._store.lock(f"tokens:{realm_id}", ttl=10, wait=self._lock_wait) as got_tokens:
+                if not got_tokens:
+                    raise TransientError(f"another process is storing tokens of realm {realm_id}; try again")
+                conn = self._store.get_connection(realm_id)
+                if conn is None or conn.sealed_tokens is not None:
+                    return False  # (re-saving an unreadable one would store it as lost)
+                self._store.save_connection(conn)
+                return True
 
     def _usable(self, realm_id: str) -> Connection:
         conn = self._store.get_connection(realm_id)

@@ -81,6 +81,18 @@ class TokenJournal:
             if len(keep) != len(entries):
                 self._rewrite(target, keep)
 
+    def reseal(self) -> int:
+        """Seal every pending line of this store again under the newest key (`zqbo rekey`); lines
+        of other stores, or under keys not given, are left as they are. How many were resealed."""
+        count = 0
+        for path in self._files():
+            with self._lock, self._file_lock(path):
+                entries = self._read(path)
+                if entries:
+                    self._rewrite(path, entries)
+                    count += len(entries)
+        return count
+
     # reading -------------------------------------------------------------------------------------
     def pending(self, mine_only: bool = False) -> list[Pending]:
         """Lines not yet settled, in this folder and for this store (this process's file first)."""

@@ -31,7 +31,13 @@ class TokenCipher:
             ) from None
 
     def rotate(self, sealed: str) -> str:
-        return self._fernet.rotate(sealed.encode()).decode()
+        """The same clear text sealed under the first (newest) key (`zqbo rekey`)."""
+        try:
+            return self._fernet.rotate(sealed.encode()).decode()
+        except InvalidToken:
+            raise ValueError(
+                "a stored token cannot be decrypted with any key of ZQBO_ENCRYPTION_KEY"
+            ) from None
 
 
 def key_file_for(db_path: str) -> Path:

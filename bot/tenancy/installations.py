@@ -204,6 +204,30 @@ class StoreInstallations(InstallationStore):
                 bot = renewed
         return bot
 
+    def reseal(self) -> tuple[int, list[str]]:
+        """Seal every installation's tokens again under the newest key (`zqbo rekey`), each under
+        the locks a token rotation and a reinstall take, in their order. (resealed, unreadable)."""
+        done, unreadable = 0, []
+        for key in self._store.list_docs(INSTALL_KIND):
+            scope = key.split(":", 1)[1]
+            rotating = self._store.lock(f"slack-rotate:{scope}", ttl=30, wait=30)
+            with rotating as got_rotate, self.changing(scope) as got_install:
+                if not (got_rotate and got_install):
+                    raise TimeoutError(f"the installation of {scope} is being changed; run rekey again")
+                doc = self._store.get_doc(INSTALL_KIND, key)
+                if doc is None:
+                    continue  # uninstalled meanwhile
+                try:
+                    for name in SECRET_FIELDS:
+                        if doc.get(name):
+                            doc[name] = self._cipher.rotate(doc[name])
+                except ValueError:
+                    unreadable.append(scope)
+                    continue
+                self._store.put_doc(INSTALL_KIND, key, doc)
+                done += 1
+        return done, unreadable
+
     def installed(self) -> list[str]:
         return [key.split(":", 1)[1] for key in self._store.list_docs(INSTALL_KIND)]
 
