@@ -100,7 +100,13 @@ def configure_logging(level: str = "INFO") -> None:
     install()
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(level=numeric, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # APScheduler announces each job it adds ("Adding job tentatively…") at INFO, in every worker:
-    # noise beside zqbo's own INFO lines. Asked for DEBUG, it says everything again.
+    # Libraries' INFO lines are chatter beside zqbo's own: APScheduler announces each job it adds
+    # and each run of the scheduler's tick ("Running job …", "… executed successfully", every few
+    # seconds in every process), matplotlib its font cache. Their warnings and errors stay; asked
+    # for DEBUG, they say everything again.
     quiet = logging.NOTSET if numeric <= logging.DEBUG else max(numeric, logging.WARNING)
-    logging.getLogger("apscheduler.scheduler").setLevel(quiet)
+    for name in LIBRARY_CHATTER:
+        logging.getLogger(name).setLevel(quiet)
+
+
+LIBRARY_CHATTER = ("apscheduler", "matplotlib")

@@ -132,11 +132,15 @@ def test_emulator_prints_every_variable_the_bot_needs(tmp_path):
 
 
 SCHEDULE_AND_LOG = """
-import logging, sys
+import logging, sys, time
 from apscheduler.schedulers.background import BackgroundScheduler
 from bot.redact import configure_logging
 configure_logging(sys.argv[1])
-BackgroundScheduler().add_job(print, "interval", minutes=15)
+scheduler = BackgroundScheduler()
+scheduler.add_job(lambda: None, "interval", seconds=0.1)
+scheduler.start()
+time.sleep(0.5)
+scheduler.shutdown()
 logging.getLogger("bot.scheduler").info("zqbo's own line")
 """
 
@@ -151,7 +155,32 @@ def test_info_logging_leaves_out_apschedulers_job_chatter():
 
     info = log("INFO")
     assert "zqbo's own line" in info and "Adding job tentatively" not in info
-    assert "Adding job tentatively" in log("DEBUG")
+    assert "Running job" not in info and "executed successfully" not in info
+    debug = log("DEBUG")
+    assert "Adding job tentatively" in debug and "executed successfully" in debug
+
+
+def test_serve_logs_zqbos_own_lines_and_not_the_schedulers_ticks(tmp_path):
+    """`zqbo serve` on SQLite is the scheduler: its tick runs every few seconds in every worker,
+    and a minute of its log must not be mostly APScheduler saying so."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ZQBO_", "SLACK_", "QBO_", "REDIS_"))}
+    env = {**clean, **VALID, "ZQBO_DB": str(tmp_path / "zqbo.db"), "PORT": str(port)}
+    env["ZQBO_SCHEDULER_TICK_SECONDS"] = "0.5"
+    serve = subprocess.Popen(
+        [ZQBO, "serve", "--workers", "1"], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        time.sleep(5)  # the tick has run several times
+    finally:
+        serve.terminate()
+        _, log = serve.communicate(timeout=30)
+    assert "zqbo serve worker" in log and "drained" in log  # zqbo's own INFO lines stay
+    assert "apscheduler" not in log and "Running job" not in log and "executed successfully" not in log
 
 
 def test_distributed_manifest_is_an_app_many_workspaces_can_install(tmp_path):
