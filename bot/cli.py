@@ -379,19 +379,21 @@ def rekey() -> None:
 def doctor(live: bool, realms: tuple[str, ...]) -> None:
     """Check settings, the store, Slack and Intuit, and say what is wrong.
 
-    With --live, against the real services and writing nothing (no alert, cursor, check result or
-    Slack message); an access token is refreshed only when it is due anyway."""
-    from bot.app import build_services
+    Doctor looks and never creates: it lists every missing setting, runs every check it can with
+    one attempt each, and leaves no database, key or file behind. With --live, against the real
+    services and writing nothing (no alert, cursor, check result or Slack message); an access
+    token is refreshed only when it is due anyway."""
+    import logging
 
+    from bot.doctor import sqlite_not_yet
+
+    parent = click.get_current_context().parent
+    if parent is not None and parent.get_parameter_source("log_level") is ParameterSource.DEFAULT:
+        # Its ok/BAD lines are the output; a library's log line among them (slack_sdk's failed
+        # request, psycopg's pool) says again, worse, what a line already says.
+        logging.disable(logging.CRITICAL)
     if realms and not live:
         raise click.ClickException("--realm goes with --live: zqbo doctor --live --realm REALM")
-    settings = _settings()
-    if live:
-        from bot.doctor import DOCTOR_RETRY
-
-        services = build_services(settings, retry=DOCTOR_RETRY)
-    else:
-        services = build_services(settings)
     ok = True
 
     def report(name: str, good: bool, detail: str) -> None:
@@ -405,19 +407,40 @@ def doctor(live: bool, realms: tuple[str, ...]) -> None:
             ok = ok and finding.ok
             click.echo(finding.line())
 
-    problem = services.store.problem()
-    report("store", not problem, problem or _store_answers(services.store))
-    waiting = services.connections.pending_in_journal()
-    where = settings.token_journal_dir
-    report(
-        "token journal",
-        not waiting,
-        f"{len(waiting)} rotated refresh token(s) waiting in {where} for the store: they are written "
-        f"as soon as it answers (companies {', '.join(sorted({c.realm_id for c in waiting})[:5])})"
-        if waiting
-        else f"nothing waiting ({where})",
-    )
-    if live:
+    settings, complete = _doctor_settings(report)
+    if settings is None:
+        click.echo("note the store, Slack, Intuit and the scheduler are checked once these are right")
+        sys.exit(1)
+    missing_db = sqlite_not_yet(settings)
+    if missing_db is not None:  # nothing to open: the first `zqbo serve` creates it
+        report_all([missing_db])
+        services = None
+        problem = "no database yet"
+    else:
+        from bot.app import build_services
+
+        if live:
+            from bot.doctor import DOCTOR_RETRY
+
+            services = build_services(settings, retry=DOCTOR_RETRY)
+        else:
+            services = build_services(settings)
+        problem = services.store.problem()
+        report("store", not problem, problem or _store_answers(services.store))
+        waiting = services.connections.pending_in_journal()
+        where = settings.token_journal_dir
+        report(
+            "token journal",
+            not waiting,
+            f"{len(waiting)} rotated refresh token(s) waiting in {where} for the store: they are written "
+            f"as soon as it answers (companies {', '.join(sorted({c.realm_id for c in waiting})[:5])})"
+            if waiting
+            else f"nothing waiting ({where})",
+        )
+    if not complete:
+        click.echo("note Slack, Intuit and the scheduler are checked once the settings above are set")
+        sys.exit(1)
+    if live and services is not None:
         from bot.doctor import intuit_discovery, slack_checks
 
         if settings.multi_workspace and problem:
@@ -426,25 +449,59 @@ def doctor(live: bool, realms: tuple[str, ...]) -> None:
             report_all(slack_checks(services))
         report_all([intuit_discovery(settings.qbo_environment)])
     else:
-        _doctor_slack_and_intuit(services, problem, report)
-    _doctor_scheduler_and_settings(services, problem, report)
+        _doctor_slack_and_intuit(settings, services, problem, report)
+    if services is not None:
+        _doctor_scheduler_and_settings(services, problem, report)
+    else:
+        click.echo("note scheduler: not checked: it records itself in the database, which is not there yet")
+        _doctor_settings_lines(settings, report)
     if live:
         from bot.doctor import company_checks
 
-        if problem:
-            report("companies", False, "not checked: the store does not answer")
+        if problem or services is None:
+            report("companies", False, f"not checked: {problem or 'the store does not answer'}")
         else:
             report_all(company_checks(services, realms))
     sys.exit(0 if ok else 1)
 
 
-def _doctor_slack_and_intuit(services: Any, problem: str, report: Any) -> None:
-    """Without --live: Slack's auth.test (or the installations' count) and this process's
-    discovery document."""
-    settings = services.settings
+def _doctor_settings(report: Any) -> tuple[Settings | None, bool]:
+    """(settings, complete): every problem reported, one a line. With only required variables
+    missing, settings with stand-ins for them still let the store be checked."""
+    try:
+        return load_settings(), True
+    except ConfigError as exc:
+        for problem in exc.problems:
+            report("setting", False, problem)
+        missing = {p.split(" ", 1)[0] for p in exc.problems if " is not set" in p}
+        stand_ins = {name: value for name, value in STAND_INS.items() if name in missing}
+        if "SLACK_BOT_TOKEN" in missing:
+            stand_ins["ZQBO_CONNECT_SIGN_IN"] = "off"
+        try:
+            return load_settings(**stand_ins), False
+        except ConfigError:
+            return None, False
+
+
+# What doctor puts in place of a missing required variable to check the store all the same.
+STAND_INS = {
+    "SLACK_BOT_TOKEN": "xoxb-doctor",
+    "SLACK_SIGNING_SECRET": "doctor",
+    "ZQBO_PUBLIC_URL": "https://zqbo.invalid",
+    "QBO_CLIENT_ID": "doctor",
+    "QBO_CLIENT_SECRET": "doctor",
+}
+
+
+def _doctor_slack_and_intuit(settings: Settings, services: Any, problem: str, report: Any) -> None:
+    """Without --live: Slack's auth.test (or the installations' count) and Intuit's discovery
+    document, one attempt each."""
+    from bot.doctor import doctor_slack_client, intuit_discovery
+
     try:
         if settings.multi_workspace:  # no token of its own: each workspace's comes with its install
-            installed = services.installations.installed() if services.installations and not problem else []
+            installations = services.installations if services is not None else None
+            installed = installations.installed() if installations and not problem else []
             report(
                 "slack",
                 True,
@@ -452,17 +509,14 @@ def _doctor_slack_and_intuit(services: Any, problem: str, report: Any) -> None:
                 f"{len(installed)} installed",
             )
         else:
-            auth = services.slack.auth_test()
+            auth = doctor_slack_client(settings).auth_test()
             report("slack", True, f"bot {auth.get('user')} in {auth.get('team')}")
     except SlackApiError as exc:
         report("slack", False, f"Slack refused SLACK_BOT_TOKEN: {exc.response.get('error')}")
     except Exception as exc:
         report("slack", False, f"{settings.slack_api_url} cannot be reached ({type(exc).__name__})")
-    try:
-        services.intuit.client()
-        report("intuit", True, f"discovery document for {settings.qbo_environment}")
-    except Exception as exc:
-        report("intuit", False, str(exc))
+    finding = intuit_discovery(settings.qbo_environment)
+    report("intuit", finding.ok, finding.detail)
 
 
 def _doctor_scheduler_and_settings(services: Any, problem: str, report: Any) -> None:
@@ -483,6 +537,10 @@ def _doctor_scheduler_and_settings(services: Any, problem: str, report: Any) -> 
             bool(workers) or not settings.redis_url,
             f"{len(workers)} live ({threads} jobs at once, {engine}); queue depth {services.engine.depth()}",
         )
+    _doctor_settings_lines(settings, report)
+
+
+def _doctor_settings_lines(settings: Settings, report: Any) -> None:
     if settings.multi_workspace:  # each workspace chooses its own in Slack; these are defaults
         click.echo("ok   settings: each workspace sets its channel, dedicated email and admins in Slack")
         one_workspace = [

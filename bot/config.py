@@ -26,7 +26,12 @@ DEFAULT_ENTITIES = (
 
 
 class ConfigError(Exception):
-    """A setting is missing or invalid; the message names the environment variable."""
+    """A setting is missing or invalid; the message names the environment variable. `problems`:
+    one sentence per bad variable (doctor lists them one a line)."""
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 def _env(name: str) -> Field:  # type: ignore[valid-type]
@@ -550,10 +555,22 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
             if err["type"] == "missing":
-                problems.append(f"{name} is not set")
+                problems.append(f"{name} is not set{MISSING_HINTS.get(name, '')}")
             else:
                 msg = str(err["msg"]).removeprefix("Value error, ")
                 problems.append(f"{name} is invalid: {msg}" if err["loc"] else msg)
         if not any(p.startswith("SLACK_BOT_TOKEN") for p in problems) and not _slack_credentials(overrides):
-            problems.insert(0, "SLACK_BOT_TOKEN is not set")
-        raise ConfigError("zqbo cannot start: " + "; ".join(problems)) from None
+            problems.insert(0, SLACK_TOKEN_MISSING)
+        raise ConfigError("zqbo cannot start: " + "; ".join(problems), problems) from None
+
+
+MISSING_HINTS = {
+    "SLACK_SIGNING_SECRET": " (the Slack app's Basic Information page)",
+    "ZQBO_PUBLIC_URL": " (this server's public https URL, e.g. https://zqbo.example.com)",
+    "QBO_CLIENT_ID": " (the Intuit app's Keys & credentials)",
+    "QBO_CLIENT_SECRET": " (the Intuit app's Keys & credentials)",
+}
+SLACK_TOKEN_MISSING = (
+    "SLACK_BOT_TOKEN is not set (one workspace), nor SLACK_CLIENT_ID and SLACK_CLIENT_SECRET "
+    "(many workspaces, installed with Add to Slack)"
+)

@@ -9,9 +9,11 @@ rotated, and a 401 on it is reported instead of answered with a refresh.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -20,6 +22,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.app import SCOPES, slack_client
+from bot.config import Settings
 from bot.models import Connection, ConnectionStatus
 from bot.qbo.client import RetryPolicy
 from bot.qbo.errors import AccessDenied, ConnectionLost, QBOError, RequestRejected, TransientError
@@ -27,6 +30,7 @@ from bot.qbo.http import DEFAULT_TIMEOUT
 from bot.qbo.intuit import discovery_url
 from bot.redact import REDACTOR
 from bot.services import Services
+from bot.store.crypto import read_key_file
 
 # The keys of Intuit's OpenID discovery document that intuit-oauth (and so zqbo) reads.
 DISCOVERY_KEYS = (
@@ -114,7 +118,7 @@ def slack_checks(services: Services, wanted: Sequence[str] = SCOPES) -> list[Fin
     what Bolt asks for at install, the same list as app_manifest.yml)."""
     settings = services.settings
     if not settings.multi_workspace:
-        return _auth_test(services.slack, "slack", wanted, "SLACK_BOT_TOKEN")
+        return _auth_test(doctor_slack_client(settings), "slack", wanted, "SLACK_BOT_TOKEN")
     installations = services.installations
     if installations is None:
         return [Finding("slack", False, "many workspaces, but no installation store")]
@@ -141,7 +145,7 @@ def slack_checks(services: Services, wanted: Sequence[str] = SCOPES) -> list[Fin
                 Finding(name, False, "the installation holds no usable bot token (see the log for why)")
             )
             continue
-        found += _auth_test(slack_client(settings, token), name, wanted, "this workspace's bot token")
+        found += _auth_test(doctor_slack_client(settings, token), name, wanted, "this workspace's bot token")
     if len(scopes) > MAX_WORKSPACES:
         found.append(
             Finding(
@@ -152,6 +156,40 @@ def slack_checks(services: Services, wanted: Sequence[str] = SCOPES) -> list[Fin
             )
         )
     return found
+
+
+def doctor_slack_client(settings: Settings, token: str | None = None) -> WebClient:
+    """A look, not a job: one attempt and a short timeout (the bot's own client retries)."""
+    client = slack_client(settings, token)
+    client.retry_handlers = []
+    client.timeout = 5
+    return client
+
+
+# The store --------------------------------------------------------------------------------------------
+def sqlite_not_yet(settings: Settings) -> Finding | None:
+    """Doctor looks and never creates: with SQLite, a database that is not there yet (or whose key
+    is gone) is reported, not made; None when there is one to open."""
+    if settings.redis_url or settings.database_url:
+        return None
+    path = Path(settings.db_path).absolute()
+    if not path.exists():
+        if os.access(path.parent, os.W_OK | os.X_OK):
+            return Finding(
+                "store",
+                True,
+                f"no SQLite database yet at {path}: the first `zqbo serve` creates it, with its key "
+                f"beside it ({path.name}.key) unless ZQBO_ENCRYPTION_KEY is set",
+            )
+        return Finding("store", False, f"no SQLite database at {path}, and {path.parent} is not writable")
+    if not settings.encryption_keys and not read_key_file(settings.db_path):
+        return Finding(
+            "store",
+            False,
+            f"{path} is there but its key is not: set ZQBO_ENCRYPTION_KEY, or put {path.name}.key back "
+            "beside it (without it the stored tokens cannot be read)",
+        )
+    return None
 
 
 # Intuit ---------------------------------------------------------------------------------------------

@@ -223,3 +223,37 @@ def test_both_manifests_have_slack_escape_channels_users_and_links(tmp_path):
         done = zqbo(tmp_path, "manifest", *extra, "--public-url", "https://zqbo.example.org")
         [command] = yaml.safe_load(done.stdout)["features"]["slash_commands"]
         assert command["command"] == "/zqbo" and command["should_escape"] is True
+
+
+def test_doctor_with_nothing_set_lists_every_missing_setting_quickly_and_creates_nothing(tmp_path):
+    """A new user's first `zqbo doctor`, in an empty folder with nothing set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    here = tmp_path / "here"
+    here.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(home)}
+    started = time.monotonic()
+    done = subprocess.run([ZQBO, "doctor"], env=env, cwd=here, capture_output=True, text=True, timeout=30)
+    took = time.monotonic() - started
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert list(here.iterdir()) == []  # no zqbo.db, no key, no counter file: doctor looks only
+    lines = done.stdout.splitlines()
+    for name in ("SLACK_SIGNING_SECRET", "ZQBO_PUBLIC_URL", "QBO_CLIENT_ID", "QBO_CLIENT_SECRET"):
+        assert f"BAD  setting: {name} is not set" in done.stdout
+    [slack] = [line for line in lines if "SLACK_BOT_TOKEN" in line]
+    assert "SLACK_CLIENT_ID and SLACK_CLIENT_SECRET" in slack  # the many-workspace alternative
+    assert "cannot start" not in done.stdout + done.stderr
+    assert any(line.startswith("ok   store: no SQLite database yet at") for line in lines)
+    assert all(line.startswith(("ok ", "BAD", "note")) for line in lines)
+    assert took < 10
+
+
+def test_doctor_says_each_unreachable_service_once_without_library_log_lines_or_retries(tmp_path):
+    closed = "http://127.0.0.1:9"
+    done = zqbo(tmp_path, "doctor", SLACK_API_URL=f"{closed}/api/", QBO_ENVIRONMENT=f"{closed}/discovery")
+    assert done.returncode == 1
+    assert f"BAD  slack: {closed}/api/ cannot be reached" in done.stdout
+    assert "BAD  intuit: the discovery document" in done.stdout
+    assert done.stderr == ""  # no slack_sdk ERROR / "Going to retry" lines among doctor's own
+    assert all(line.startswith(("ok ", "BAD", "note")) for line in done.stdout.splitlines())
+    assert list(tmp_path.iterdir()) == []
