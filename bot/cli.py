@@ -282,16 +282,21 @@ def socket() -> None:
 
 
 @main.command()
-@click.option("--public-url", envvar="ZQBO_PUBLIC_URL", required=True, help="Defaults to ZQBO_PUBLIC_URL.")
+@click.option("--public-url", envvar="ZQBO_PUBLIC_URL", help="Defaults to ZQBO_PUBLIC_URL.")
 @click.option(
     "--distributed",
     is_flag=True,
     help="For one zqbo serving many workspaces: the OAuth redirect URL, uninstall events, org installs.",
 )
-def manifest(public_url: str, distributed: bool) -> None:
+def manifest(public_url: str | None, distributed: bool) -> None:
     """Print app_manifest.yml with your public URL filled in."""
     from pathlib import Path
 
+    if not public_url:
+        raise click.UsageError(
+            "give zqbo's public URL: zqbo manifest --public-url https://zqbo.example.com "
+            "(or set ZQBO_PUBLIC_URL)"
+        )
     try:
         check_http_url(public_url)
     except ValueError as exc:
@@ -299,7 +304,20 @@ def manifest(public_url: str, distributed: bool) -> None:
     text = (Path(__file__).resolve().parent.parent / "app_manifest.yml").read_text()
     if distributed:
         text = distributed_manifest(text)
-    click.echo(text.replace("https://zqbo.example.com", public_url.rstrip("/")), nl=False)
+    click.echo(filled_manifest(text, public_url.rstrip("/")), nl=False)
+
+
+def filled_manifest(text: str, public_url: str) -> str:
+    """The manifest with the URL filled in; its opening comment, which tells a reader of the file
+    to replace the URL, becomes one that says what this copy is."""
+    from itertools import dropwhile
+
+    body = "".join(dropwhile(lambda line: line.startswith("#"), text.splitlines(keepends=True)))
+    return (
+        f"# The zqbo Slack app for {public_url}, printed by `zqbo manifest`: api.slack.com/apps →\n"
+        "# Create New App → From a manifest, and paste this.\n"
+        + body.replace("https://zqbo.example.com", public_url)
+    )
 
 
 def distributed_manifest(text: str) -> str:

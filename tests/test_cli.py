@@ -257,3 +257,19 @@ def test_doctor_says_each_unreachable_service_once_without_library_log_lines_or_
     assert done.stderr == ""  # no slack_sdk ERROR / "Going to retry" lines among doctor's own
     assert all(line.startswith(("ok ", "BAD", "note")) for line in done.stdout.splitlines())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_filled_in_manifest_does_not_tell_its_reader_to_fill_it_in(tmp_path):
+    for extra in ([], ["--distributed"]):
+        done = zqbo(tmp_path, "manifest", *extra, "--public-url", "https://zqbo.acme.example")
+        assert done.returncode == 0, done.stderr
+        comments = [line for line in done.stdout.splitlines() if line.lstrip().startswith("#")]
+        assert not any("Replace" in line or "replacing" in line for line in comments), comments
+        assert done.stdout.startswith("# The zqbo Slack app for https://zqbo.acme.example")
+        assert "zqbo.example.com" not in done.stdout
+
+
+def test_manifest_without_a_url_names_both_ways_to_give_it(tmp_path):
+    done = zqbo(tmp_path, "manifest", ZQBO_PUBLIC_URL="")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "--public-url" in done.stderr and "ZQBO_PUBLIC_URL" in done.stderr
