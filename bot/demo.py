@@ -136,6 +136,8 @@ def _settings(
         "ZQBO_ENCRYPTION_KEY": "",
         "ZQBO_DB": str(workdir / "zqbo.db"),
         "ZQBO_MARKERS": "PrivateNote~Zomentum",
+        # the demo plays each check with /zqbo check; nothing runs on a schedule
+        "ZQBO_SCHEDULER": "off",
     }
     if multi:
         # Many workspaces: the Slack app's OAuth credentials and no bot token. Every workspace

@@ -122,6 +122,7 @@ def status_ack(
         int(report.now.timestamp()),
         tuple(sorted((r, id(p)) for r, p in probes.items())),
         bool(stale),
+        report.scheduler_mode,  # (one process, one mode: it tells tests' bots apart)
     )
     card = _CARDS.get(key)
     if card is None or not report.marker:

@@ -121,6 +121,7 @@ class StatusReport:
     counts: dict[str, int] = field(default_factory=dict)  # every company, by state label
     marker: str = ""  # the store's change marker this report was built from
     scope: str = ""  # the workspace's, when zqbo serves many ("" with one)
+    scheduler_mode: str = "worker"  # who schedules checks (ZQBO_SCHEDULER): inline, worker or off
 
     @property
     def total(self) -> int:
@@ -230,6 +231,7 @@ def build_status(
         counts=dict(view.counts),
         marker=view.marker,
         scope=scope,
+        scheduler_mode=settings.scheduler_mode,
     )
 
 

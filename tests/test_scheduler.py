@@ -9,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from bot.jobs.work import Work
 from bot.scheduler import build
-from tests.conftest import DEDICATED, REALM, TEST_KEY, bot_env
+from tests.conftest import DEDICATED, REALM, TEST_KEY, bot_env, make_settings, start_bot
 from tests.helpers import ack_message, card_text, command, connect
 
 
@@ -62,3 +64,30 @@ def test_zqbo_worker_runs_the_audit_and_stops_on_sigterm(tmp_path, intuit, slack
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(20) == 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "said", "not_said"),
+    [
+        ("", "`zqbo serve` schedules checks itself, every 15 min", "zqbo worker"),  # SQLite: serve
+        ("off", "scheduled checks are off (`ZQBO_SCHEDULER=off`", "zqbo worker"),
+        ("worker", "no scheduler has run yet (`zqbo worker`, every 15 min)", "zqbo serve"),
+    ],
+)
+def test_before_the_first_tick_the_next_check_line_names_who_schedules(
+    intuit, slack, clock, tmp_path, mode, said, not_said
+):
+    """On one host `zqbo serve` is the scheduler: the card must not send its reader to start a
+    `zqbo worker` they do not need."""
+    settings = make_settings(
+        intuit, slack, REDIS_URL="", ZQBO_DB=str(tmp_path / "zqbo.db"), ZQBO_SCHEDULER=mode
+    )
+    server, bot = start_bot(settings, clock)
+    try:
+        connect(slack, intuit, bot, as_user=DEDICATED)
+        resp, _ = command(slack, bot, "status")
+        [line] = [line for line in card_text(ack_message(resp)).splitlines() if "Next check" in line]
+    finally:
+        server.shutdown()
+        bot.services.store.close()
+    assert said in line and not_said not in line

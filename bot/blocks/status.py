@@ -180,12 +180,7 @@ def _company_blocks(
     if c.next_check is not None:
         lines.append(md("*Next check:* {} ({})", when(c.next_check), relative(c.next_check, now)))
     else:
-        lines.append(
-            md(
-                "*Next check:* none scheduled — no scheduler has run yet (`zqbo worker`, every {} min)",
-                int(report.check_interval.total_seconds() // 60),
-            )
-        )
+        lines.append(_no_next_check(report))
     if probing:
         live: Mrkdwn | None = Mrkdwn(":hourglass_flowing_sand: Asking QuickBooks now…")
     elif probe is not None:
@@ -375,3 +370,18 @@ def home(report: StatusReport, setup: list[Block] | None = None) -> dict[str, An
     """The App Home tab: the same card (Home views take up to 100 blocks, so more companies),
     after the workspace's setup state when zqbo serves many workspaces."""
     return home_view([*(setup or []), *_card_blocks(report, {}, False, MAX_COMPANIES_ON_HOME)])
+
+
+# Why no check is due yet, said for whoever schedules checks in this deployment (ZQBO_SCHEDULER).
+NO_NEXT_CHECK = {
+    "inline": "*Next check:* none yet — `zqbo serve` schedules checks itself, every {} min, from its "
+    "first tick",
+    "off": "*Next check:* none — scheduled checks are off (`ZQBO_SCHEDULER=off`, every {} min when on); "
+    "`/zqbo check` runs one now",
+    "worker": "*Next check:* none scheduled — no scheduler has run yet (`zqbo worker`, every {} min)",
+}
+
+
+def _no_next_check(report: StatusReport) -> Mrkdwn:
+    text = NO_NEXT_CHECK.get(report.scheduler_mode, NO_NEXT_CHECK["worker"])
+    return md(text, int(report.check_interval.total_seconds() // 60))

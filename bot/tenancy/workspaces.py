@@ -52,6 +52,7 @@ class Workspace:
     check_interval: timedelta = timedelta(minutes=15)
     dedicated_user_id: str = ""  # pinned for every company (ZQBO_DEDICATED_USER_ID)
     integration_name: str = "Zomentum Payments"  # ZQBO_INTEGRATION_NAME: what the settings above describe
+    scheduler_mode: str = "worker"  # who schedules checks: ZQBO_SCHEDULER (inline, worker or off)
     changed: dict[str, Any] = field(default_factory=dict)  # what the workspace set itself
 
     @property
@@ -202,6 +203,7 @@ class Workspaces:
             # one id to default to (each company pins or learns its own)
             dedicated_user_id="" if self.multi else s.dedicated_user_id,
             integration_name=s.integration_name,
+            scheduler_mode=s.scheduler_mode,
         )
 
     def get(self, scope: str, fresh: bool = False) -> Workspace:
