@@ -106,6 +106,10 @@ def serve(port: int | None, workers: int | None, threads: int) -> None:
                 "keepalive": 5,
                 "accesslog": None,
             }
+            if "control_socket_disable" in self.cfg.settings:
+                # gunicorn ≥ 25 opens a control socket for `gunicornc`, by default in
+                # $HOME/.gunicorn/: zqbo does not use it, and a web process writes nothing there.
+                options["control_socket_disable"] = True
             for key, value in options.items():
                 self.cfg.set(key, value)
 

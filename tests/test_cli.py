@@ -194,3 +194,44 @@ def test_both_manifests_have_slack_escape_channels_users_and_links(tmp_path):
         done = zqbo(tmp_path, "manifest", *extra, "--public-url", "https://zqbo.example.org")
         [command] = yaml.safe_load(done.stdout)["features"]["slash_commands"]
         assert command["command"] == "/zqbo" and command["should_escape"] is True
+
+
+def test_serve_opens_no_control_socket_in_the_home_folder(intuit, slack, tmp_path):
+    """gunicorn ≥ 25 opens a control socket in $HOME/.gunicorn/ unless told not to: zqbo does
+    not use it, and a container's home may be read-only."""
+    import requests
+
+    from tests.conftest import bot_env
+    from tests.servers import free_port
+
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYTHONPATH")}
+    env = {
+        **keep,
+        **bot_env(intuit, slack, f"http://127.0.0.1:{port}", PORT=str(port), ZQBO_DB=str(tmp_path / "z.db")),
+        "HOME": str(home),
+    }
+    serve = subprocess.Popen(
+        [ZQBO, "serve", "--workers", "1", "--threads", "2"],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline, "zqbo serve did not become healthy"
+            time.sleep(0.1)
+    finally:
+        serve.terminate()
+        _, stderr = serve.communicate(timeout=30)
+    assert not (home / ".gunicorn").exists(), stderr
+    assert "control socket" not in stderr.lower()
