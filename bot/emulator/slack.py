@@ -790,11 +790,13 @@ class SlackEmulator(EmulatorServer):
         *,
         org: bool = False,
         session: requests.Session | None = None,
+        cancel: bool = False,
     ) -> requests.Response:
         """Install the app the way a person does: open the bot's /slack/install, follow it to
         Slack's consent page, approve for `team_id` (org=True: for its whole enterprise; team_id
-        may then be the enterprise id), and follow the redirect back to the bot. Returns the bot's
-        answer to its /slack/oauth_redirect. Cookies stay in the session, as in a browser."""
+        may then be the enterprise id) — or press Cancel (cancel=True) —, and follow the redirect
+        back to the bot. Returns the bot's answer to its /slack/oauth_redirect. Cookies stay in
+        the session, as in a browser."""
         browser = session or requests.Session()
         start = browser.get(f"{bot_base_url.rstrip('/')}/slack/install", allow_redirects=False, timeout=10)
         _loopback_is_secure(browser)
@@ -810,6 +812,8 @@ class SlackEmulator(EmulatorServer):
         if org and enterprise_id is None:
             raise AssertionError(f"{team_id} is in no enterprise: nothing to install org-wide")
         choice = ("enterprise_id", enterprise_id) if org else ("team_id", team_id)
+        if cancel:
+            choice = ("decision", "cancel")
         forms = _Forms.parse(consent.text)
         form = next((f for f in forms if f.fields.get(choice[0]) == choice[1]), None)
         if form is None:
