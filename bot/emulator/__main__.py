@@ -53,7 +53,8 @@ def run_standalone(
         echo("Emulators are up. Point the bot at them with:\n")
         for name, value in bot_env(intuit, slack).items():
             echo(f"  export {name}={shlex.quote(value)}")
-        echo("\nthen run `zqbo serve` (REDIS_URL unset: SQLite in ./zqbo.db).")
+        echo("\nthen run `zqbo serve` (REDIS_URL unset: SQLite in ./zqbo.db), and talk to it from a")
+        echo('third shell with the same exports: `zqbo emulator say "/zqbo status"` types it as ana.')
         echo("For many workspaces (Add to Slack) instead: unset SLACK_BOT_TOKEN and set")
         for name, value in multi_env(slack).items():
             echo(f"  export {name}={shlex.quote(value)}")
