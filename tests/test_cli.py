@@ -111,9 +111,11 @@ def test_emulator_prints_every_variable_the_bot_needs(tmp_path):
     finally:
         stop.set()
         runner.join(10)
+    # the block printed before "then run `zqbo serve`" is all a newcomer pastes
+    pasted = lines[: next(i for i, line in enumerate(lines) if "then run `zqbo serve`" in line)]
     exports = dict(
         shlex.split(line.strip().removeprefix("export "))[0].split("=", 1)
-        for line in lines
+        for line in pasted
         if line.strip().startswith("export ")
     )
     required = [f.validation_alias.choices[0] for f in Settings.model_fields.values() if f.is_required()]
@@ -125,6 +127,7 @@ def test_emulator_prints_every_variable_the_bot_needs(tmp_path):
     assert settings.public_url == f"http://127.0.0.1:{settings.port}"
     assert settings.alert_channel == "C0ALERTS" and settings.admins == ["U0ADMIN"]
     assert not settings.multi_workspace
+    assert "zqbo emulator say" in "\n".join(lines)  # how to talk to the bot it starts
     # without the bot token, the printed client id and secret make it a many-workspace zqbo
     many = {k: v for k, v in exports.items() if k != "SLACK_BOT_TOKEN"}
     settings = load_settings(_env_file=None, REDIS_URL="", ZQBO_DB=str(tmp_path / "zqbo.db"), **many)
