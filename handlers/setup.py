@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltResponse
@@ -88,7 +89,11 @@ def install_failed(services: Services, args: FailureArgs) -> BoltResponse:
 def _page(args: SuccessArgs | FailureArgs, status: int, html: str) -> BoltResponse:
     """An HTML page that also clears Bolt's state cookie, as its own pages do."""
     cookie = args.settings.state_utils.build_set_cookie_for_deletion()
-    headers = {"Content-Type": "text/html; charset=utf-8", "Set-Cookie": cookie, "Cache-Control": "no-store"}
+    headers: dict[str, str | Sequence[str]] = {
+        "Content-Type": "text/html; charset=utf-8",
+        "Set-Cookie": cookie,
+        "Cache-Control": "no-store",
+    }
     return BoltResponse(status=status, headers=headers, body=html)
 
 
