@@ -117,6 +117,15 @@ class Alert:
         }
 
 
+@dataclass
+class Tally:
+    """What one run on a company did to its alerts, as the channel shows it."""
+
+    posted: int = 0
+    muted: int = 0
+    resolved: int = 0
+
+
 def fingerprint(*parts: str) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
@@ -161,10 +170,21 @@ class AlertBook:
         """While one run (under the company's lock) works on a company, its alert book is read
         once and kept in step with this run's own writes, instead of re-read by every step."""
         self._memo.books = {}
+        self._memo.tally = Tally()
         try:
             yield
         finally:
             self._memo.books = None
+            self._memo.tally = None
+
+    def tally(self) -> Tally:
+        """What this run (`working_on`) posted, muted and resolved so far."""
+        return getattr(self._memo, "tally", None) or Tally()
+
+    def _count(self, what: str) -> None:
+        tally = getattr(self._memo, "tally", None)
+        if tally is not None:
+            setattr(tally, what, getattr(tally, what) + 1)
 
     def open_alerts(self, realm_id: str | None = None, scope: str | None = None) -> list[Alert]:
         """Open alerts, oldest first: one company's, or every company with any (the open index) —
@@ -282,6 +302,7 @@ class AlertBook:
                 alert.fingerprint = fingerprint(alert.fingerprint, alert.resolved_at)
             self.save(alert)
             metrics.ALERTS.labels(kind=kind, event="resolved").inc()
+            self._count("resolved")
             if alert.posted and alert.ts:
                 self._post_resolution(alert)
             resolved.append(alert)
@@ -358,10 +379,12 @@ class AlertBook:
             if self.muted_until(alert.kind, alert.realm_id):
                 alert.posted, alert.muted = True, True
                 self.save(alert)
+                self._count("muted")
                 continue
             if not self._post(alert):
                 break  # the channel is the problem: keep the rest queued, in order
             posted += 1
+            self._count("posted")
         return posted
 
     def _prune(self, alerts: list[Alert]) -> None:

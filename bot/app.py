@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 from dramatiq.rate_limits import RateLimiterBackend
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
 from flask import Flask
-from slack_bolt import App, BoltResponse
-from slack_bolt.oauth.callback_options import CallbackOptions, FailureArgs
+from slack_bolt import App
+from slack_bolt.oauth.callback_options import CallbackOptions
 from slack_bolt.oauth.oauth_settings import OAuthSettings
 from slack_sdk import WebClient
 from slack_sdk.http_retry.builtin_handlers import (
@@ -380,7 +380,7 @@ def _oauth(services: Services) -> dict[str, Any]:
     """Bolt's own "Add to Slack" (install page, state cookie, oauth.v2.access), kept in zqbo's
     store. Each request's bot token is found with one store read (`find_bot`) and no Slack call;
     rotating tokens are refreshed before they end."""
-    from handlers.setup import installed
+    from handlers.setup import install_failed, installed
 
     settings, installations = services.settings, services.installations
     assert installations is not None
@@ -397,17 +397,11 @@ def _oauth(services: Services) -> dict[str, Any]:
         authorization_url=settings.slack_authorize_url,
         callback_options=CallbackOptions(
             success=lambda args: installed(services, args),
-            failure=_install_failed,
+            failure=lambda args: install_failed(services, args),
         ),
     )
     authorize = StoreAuthorize(installations)
     return {"oauth_settings": oauth_settings, "authorize": authorize, "installation_store": installations}
-
-
-def _install_failed(args: FailureArgs) -> BoltResponse:
-    """Bolt's own failure page, with the reason in the log (never a token)."""
-    log.warning("Slack install failed: %s (%s)", args.reason, type(args.error).__name__ if args.error else "")
-    return args.default.failure(args)
 
 
 def create_web_app(services: Services, bolt_app: App | None = None) -> Flask:

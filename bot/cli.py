@@ -106,6 +106,10 @@ def serve(port: int | None, workers: int | None, threads: int) -> None:
                 "keepalive": 5,
                 "accesslog": None,
             }
+            if "control_socket_disable" in self.cfg.settings:
+                # gunicorn ≥ 25 opens a control socket for `gunicornc`, by default in
+                # $HOME/.gunicorn/: zqbo does not use it, and a web process writes nothing there.
+                options["control_socket_disable"] = True
             for key, value in options.items():
                 self.cfg.set(key, value)
 
@@ -596,14 +600,55 @@ def _store_answers(store: Any) -> str:
     return f"{store.backend} answers"
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--intuit-port", type=int, default=0)
 @click.option("--slack-port", type=int, default=0)
-def emulator(intuit_port: int, slack_port: int) -> None:
-    """Run the local Intuit/QBO and Slack emulators until Ctrl-C."""
-    from bot.emulator.__main__ import run_standalone
+@click.pass_context
+def emulator(ctx: click.Context, intuit_port: int, slack_port: int) -> None:
+    """Run the local Intuit/QBO and Slack emulators until Ctrl-C.
 
-    run_standalone(port_intuit=intuit_port, port_slack=slack_port)
+    Then, in another shell with the same exports, `zqbo serve`, and talk to it as a person in
+    the emulated Slack: `zqbo emulator say "/zqbo status"`."""
+    if ctx.invoked_subcommand is None:
+        from bot.emulator.__main__ import run_standalone
+
+        run_standalone(port_intuit=intuit_port, port_slack=slack_port)
+
+
+@emulator.command("say", short_help="Type /zqbo … as a person in the emulated Slack; print the answer.")
+@click.argument("typed")
+@click.option("--url", envvar="ZQBO_PUBLIC_URL", required=True, help="zqbo serve's URL (ZQBO_PUBLIC_URL).")
+@click.option(
+    "--slack-api-url", envvar="SLACK_API_URL", required=True, help="The emulator's Web API (SLACK_API_URL)."
+)
+@click.option("--signing-secret", envvar="SLACK_SIGNING_SECRET", required=True, help="(SLACK_SIGNING_SECRET)")
+@click.option(
+    "--user", "user_id", default="U0ADMIN", show_default=True, help="Who types it (U0ADMIN is ana)."
+)
+@click.option("--channel", "channel_id", default="C0ALERTS", show_default=True, help="Where it is typed.")
+@click.option(
+    "--wait", type=float, default=5.0, show_default=True, help="Seconds to wait for zqbo's follow-up answer."
+)
+def emulator_say(
+    typed: str, url: str, slack_api_url: str, signing_secret: str, user_id: str, channel_id: str, wait: float
+) -> None:
+    """Type a slash command (e.g. "/zqbo status") in the emulated Slack, sent signed to a running
+    `zqbo serve`, and print zqbo's answer: the ack, then any update it posts."""
+    from bot.emulator.say import SayError, say
+
+    try:
+        say(
+            typed,
+            bot_url=url,
+            slack_api_url=slack_api_url,
+            signing_secret=signing_secret,
+            user_id=user_id,
+            channel_id=channel_id,
+            wait=wait,
+            echo=click.echo,
+        )
+    except SayError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -28,7 +28,7 @@ from bot.config import load_settings
 from bot.emulator import IntuitEmulator, SlackEmulator
 from bot.emulator.intuit import DEDICATED_QBO_ID, JANE_QBO_ID, STRIPE_QBO_ID
 from bot.emulator.slack import TEAM_ID
-from bot.render import link_buttons, render
+from bot.render import Names, link_buttons, render
 from bot.services import Services
 
 PERSON = "jane@acme.example"
@@ -43,6 +43,7 @@ class Player:
         self.echo = echo
         self.n = 0
         self.channels: dict[str, str] = {}  # channel id -> name, as Slack shows a <#C…> mention
+        self.names: Names = lambda _: None  # user id -> name, as Slack shows a <@U…> mention
 
     def step(self, title: str) -> None:
         self.n += 1
@@ -55,7 +56,7 @@ class Player:
 
     def slack(self, who: str, message: dict[str, Any]) -> None:
         self.echo(click.style(f"  {who}", fg="cyan"))
-        text = render(message.get("blocks") or [], message.get("text", ""))
+        text = render(message.get("blocks") or [], message.get("text", ""), self.names)
         for channel_id, name in self.channels.items():
             text = text.replace(f"#{channel_id}", f"#{name}")
         self.echo(text)
@@ -70,6 +71,7 @@ def run_demo(
     workdir = Path(tempfile.mkdtemp(prefix="zqbo-demo-"))
     try:
         with _stage(workdir, multi=workspaces) as stage:
+            play.names = lambda user_id: user.name if (user := stage.slack.users.get(user_id)) else None
             if workspaces:
                 _play_workspaces(play, stage, workdir)
             else:
@@ -195,6 +197,20 @@ def _command(
     ack = json.loads(resp.text) if resp.text else {}
     play.slack("zqbo (only visible to you)", ack)
     return ack, response_url
+
+
+def _status(play: Player, slack: SlackEmulator, events: str, who: Person = ANA) -> None:
+    """/zqbo status, and — when the card says it is asking QuickBooks — the card as the live
+    probe leaves it (only its changed lines: Slack replaces the card in place)."""
+    ack, response_url = _command(play, slack, events, "status", who)
+    before = render(ack.get("blocks") or [], ack.get("text", ""), play.names)
+    if "Asking QuickBooks now" not in before:
+        return
+    [live] = slack.wait_for_responses(response_url, 1, timeout=10)
+    after = render(live.get("blocks") or [], live.get("text", ""), play.names)
+    changed = [line for line in after.splitlines() if line not in before.splitlines()]
+    play.echo(click.style("  zqbo (updates the card after asking QuickBooks live)", fg="cyan"))
+    play.echo("\n".join(changed or after.splitlines()))
 
 
 def _checklist(slack: SlackEmulator) -> dict[str, Any]:
@@ -651,8 +667,7 @@ def _play_workspaces(play: Player, stage: Stage, workdir: Path) -> None:
 
     play.step("/zqbo status in each workspace shows its own company, and only it")
     for team in (ACME, BETA):
-        _, response_url = _command(play, slack, events, "status", team.admin)
-        slack.wait_for_responses(response_url, 1, timeout=10)  # the live probe, not shown again
+        _status(play, slack, events, team.admin)
 
     play.step("The integration posts under a person in both companies; /zqbo check in each")
     for team in (ACME, BETA):
@@ -709,7 +724,7 @@ def _play_workspaces(play: Player, stage: Stage, workdir: Path) -> None:
         + ("; its QuickBooks grant is revoked at Intuit" if revoked else "")
         + f".\n  Workspaces with zqbo installed now: {_installed(stage)}"
     )
-    _command(play, slack, events, "status", ana)
+    _status(play, slack, events, ana)
 
     play.step("Done")
     play.echo(

@@ -138,3 +138,89 @@ def reconnect_page(connections: list[Connection] | None, now: datetime) -> str:
         title, tone = "QuickBooks is not connected yet", "warn"
         state = "<p>zqbo has no QuickBooks connection yet.</p>"
     return page(title, state + how, tone)
+
+
+def install_success_page(workspace: str, open_in_slack: str, in_browser: str = "") -> str:
+    """After "Add to Slack": what to do next (the welcome DM's Set up zqbo, then connect)."""
+    where = f"the Slack workspace <b>{escape(workspace)}</b>" if workspace else "your Slack workspace"
+    links = [
+        f'<a href="{escape(url)}">{label}</a>'
+        for url, label in ((open_in_slack, "Open zqbo in Slack"), (in_browser, "open Slack in this browser"))
+        if url.startswith(("slack://", "https://"))
+    ]
+    link = f"<p>{' or '.join(links)}</p>" if links else ""
+    body = (
+        f"<p>zqbo is now installed in {where}.</p>"
+        "<p>Next, in Slack: zqbo has sent you a direct message. Press <b>Set up zqbo</b> to choose "
+        "the alert channel, the dedicated integration user's email and who may change the "
+        "connection; then run <code>/zqbo connect</code> to connect your QuickBooks company.</p>" + link
+    )
+    return page("zqbo is installed", body, "ok")
+
+
+# Bolt's reasons for a failed "Add to Slack" callback: (HTTP status, title, what happened, the log's
+# sentence). Anything else is an `error` Slack put in the redirect.
+_INSTALL_FAILURES: dict[str, tuple[int, str, str, str]] = {
+    "access_denied": (
+        200,
+        "zqbo was not installed",
+        "You pressed Cancel on Slack's screen, so nothing was installed.",
+        "the person cancelled on Slack's consent screen",
+    ),
+    "invalid_browser": (
+        400,
+        "This install was started in another browser",
+        "Slack sent this browser back, but the install was started in another browser (or this "
+        "browser did not keep zqbo's cookie: cookies blocked, or zqbo not served over https), so "
+        "nothing was installed.",
+        "the browser that came back from Slack is not the one that started the install "
+        "(no matching state cookie: another browser, or cookies blocked)",
+    ),
+    "invalid_state": (
+        400,
+        "This install link has expired",
+        "The install link was already used or is more than 10 minutes old, so nothing was installed.",
+        "the install's state is unknown, already used or expired",
+    ),
+    "missing_code": (
+        400,
+        "Slack did not finish the install",
+        "Slack sent the browser back without an authorisation code, so nothing was installed.",
+        "Slack's redirect carried no code",
+    ),
+    "invalid_code": (
+        400,
+        "Slack did not accept the install",
+        "Slack would not exchange the authorisation code (it expires within minutes and works "
+        "once), so nothing was installed.",
+        "Slack refused to exchange the code (oauth.v2.access failed)",
+    ),
+    "storage_error": (
+        503,
+        "zqbo could not save the installation",
+        "Slack approved the install, but zqbo could not save it, so nothing was installed.",
+        "the installation could not be saved",
+    ),
+}
+
+
+def install_failure_page(reason: str, install_url: str, error_id: str) -> tuple[int, str, str]:
+    """(HTTP status, page, a sentence for the log) for a failed "Add to Slack" callback.
+    `reason` may come from the browser's address bar: it is bounded and escaped."""
+    shown = reason[:60]
+    status, title, what, said = _INSTALL_FAILURES.get(
+        reason,
+        (
+            400,
+            "Slack did not install zqbo",
+            f"Slack answered “{shown}”, so nothing was installed.",
+            f"Slack sent the browser back with the error {shown!r}",
+        ),
+    )
+    again = (
+        f'<p>To try again, open <a href="{escape(install_url)}">{escape(install_url)}</a> in this '
+        "browser and press <b>Allow</b> on Slack's screen.</p>"
+    )
+    if reason == "storage_error":
+        again = f"<p>Try again in a minute. Reference <code>{escape(error_id)}</code>.</p>" + again
+    return status, page(title, f"<p>{escape(what)}</p>{again}", "warn" if status == 200 else "bad"), said

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import re
 import textwrap
+from collections.abc import Callable
 from typing import Any
+
+# A user id → the name Slack shows for its mention (`<@U0ADMIN>` reads "@ana" in Slack).
+Names = Callable[[str], str | None]
+
+
+def _no_names(_: str) -> str | None:
+    return None
+
 
 EMOJI = {
     ":white_check_mark:": "✅",
@@ -42,14 +51,14 @@ _CHANNEL = re.compile(r"<#([A-Z0-9]+)(?:\|([^>]*))?>")
 _EMOJI = re.compile(r":[a-z0-9_+-]+:")
 
 
-def mrkdwn(text: str) -> str:
+def mrkdwn(text: str, names: Names = _no_names) -> str:
     text = _DATE.sub(r"\1", text)
     text = _LINK.sub(r"\2 (\1)", text)
     text = _APP_LINK.sub(r"\1", text)
     text = _BARE.sub(r"\1", text)
     text = _BOLD.sub(r"\1", text)
     text = _ITALIC.sub(r"\1", text)
-    text = _MENTION.sub(r"@\1", text)
+    text = _MENTION.sub(lambda m: f"@{names(m.group(1)) or m.group(1)}", text)
     text = _CHANNEL.sub(lambda m: f"#{m.group(2) or m.group(1)}", text)
     text = _EMOJI.sub(lambda m: EMOJI.get(m.group(0), m.group(0)), text)
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
@@ -62,18 +71,19 @@ def _wrap(text: str, indent: str = "  ", width: int = 96) -> str:
     return "\n".join(lines)
 
 
-def render(blocks: list[dict[str, Any]], text: str = "") -> str:
+def render(blocks: list[dict[str, Any]], text: str = "", names: Names = _no_names) -> str:
+    """`names`: how Slack would show a user mentioned by id (the demo asks its Slack emulator)."""
     if not blocks:
-        return _wrap(mrkdwn(text))
+        return _wrap(mrkdwn(text, names))
     out: list[str] = []
     for block in blocks:
         kind = block.get("type")
         if kind == "section":
-            out.append(_wrap(mrkdwn(block.get("text", {}).get("text", ""))))
+            out.append(_wrap(mrkdwn(block.get("text", {}).get("text", ""), names)))
             if "accessory" in block:
                 out.append(_wrap(_element(block["accessory"])))
         elif kind == "context":
-            parts = [mrkdwn(e.get("text", "")) for e in block.get("elements", [])]
+            parts = [mrkdwn(e.get("text", ""), names) for e in block.get("elements", [])]
             out.append(_wrap("  ".join(parts), indent="  │ "))
         elif kind == "actions":
             out.append(_wrap("   ".join(_element(e) for e in block.get("elements", []))))
@@ -82,18 +92,18 @@ def render(blocks: list[dict[str, Any]], text: str = "") -> str:
         elif kind == "header":
             out.append(_wrap(block.get("text", {}).get("text", "").upper()))
         elif kind == "input":
-            out.append(_input(block))
+            out.append(_input(block, names))
     return "\n".join(out)
 
 
-def _input(block: dict[str, Any]) -> str:
+def _input(block: dict[str, Any], names: Names = _no_names) -> str:
     """A modal's field: its label, what it holds (or its placeholder, in ⟨ ⟩) and its hint."""
     element = block.get("element", {})
     label = block.get("label", {}).get("text", "")
     held = (
         element.get("initial_value")
         or (f"#{element['initial_conversation']}" if element.get("initial_conversation") else "")
-        or " ".join(f"@{u}" for u in element.get("initial_users", []))
+        or " ".join(f"@{names(u) or u}" for u in element.get("initial_users", []))
     )
     if held:
         shown = held.replace("\n", " ⏎ ")

@@ -27,7 +27,8 @@ def register(web: Flask, services: Services) -> None:
 
     @web.get("/metrics")
     def metrics() -> Response:
-        return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+        # content_type, not mimetype: Flask would add a second "; charset=utf-8"
+        return Response(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
     @web.errorhandler(StoreUnavailable)
     def store_unavailable(exc: StoreUnavailable) -> Response:

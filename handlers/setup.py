@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from slack_bolt import Ack, App, BoltContext, BoltResponse
-from slack_bolt.oauth.callback_options import SuccessArgs
+from slack_bolt.oauth.callback_options import FailureArgs, SuccessArgs
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
@@ -22,6 +23,8 @@ from bot.blocks.setup import (
     SETTINGS_CALLBACK,
     submitted_digest,
 )
+from bot.connect import new_error_id
+from bot.pages import install_failure_page, install_success_page
 from bot.reports import digest as weekly
 from bot.services import Services
 from bot.tenancy.uninstall import forget_workspace
@@ -62,7 +65,36 @@ def installed(services: Services, args: SuccessArgs) -> BoltResponse:
         client = services.workspaces.client_for(installation.bot_token)
         services.background.submit(_welcome, client, installation.user_id)
     log.info("zqbo installed in workspace %s", scope)
-    return args.default.success(args)
+    if installation.is_enterprise_install:
+        name, open_in_slack = installation.enterprise_name or "", installation.enterprise_url or ""
+        in_browser = ""
+    else:
+        name, team = installation.team_name or "", installation.team_id
+        open_in_slack = f"slack://app?team={team}&id={installation.app_id}"
+        in_browser = f"https://app.slack.com/client/{team}"
+    return _page(args, 200, install_success_page(name, open_in_slack, in_browser))
+
+
+def install_failed(services: Services, args: FailureArgs) -> BoltResponse:
+    """zqbo's own page for a failed "Add to Slack" (Bolt's says "Oops, Something Went Wrong!"),
+    and a sentence in the log — never the code or state."""
+    error_id = new_error_id()
+    install_url = f"{services.settings.public_url}/slack/install"
+    status, html, said = install_failure_page(args.reason, install_url, error_id)
+    failure = f" ({type(args.error).__name__})" if args.error else ""
+    log.warning("Slack install failed [%s]: %s%s", error_id, said, failure)
+    return _page(args, status, html)
+
+
+def _page(args: SuccessArgs | FailureArgs, status: int, html: str) -> BoltResponse:
+    """An HTML page that also clears Bolt's state cookie, as its own pages do."""
+    cookie = args.settings.state_utils.build_set_cookie_for_deletion()
+    headers: dict[str, str | Sequence[str]] = {
+        "Content-Type": "text/html; charset=utf-8",
+        "Set-Cookie": cookie,
+        "Cache-Control": "no-store",
+    }
+    return BoltResponse(status=status, headers=headers, body=html)
 
 
 def _welcome(client: WebClient, user_id: str) -> None:

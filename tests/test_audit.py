@@ -268,6 +268,49 @@ def test_wrong_identity_alert_resolves_after_reconnect(intuit, slack, clock, red
         store.close()
 
 
+def test_check_line_counts_the_alert_messages_the_channel_got(intuit, slack, clock, redis_prefix, cipher):
+    """Entries under a person and a connection authorised as that person: two alert messages,
+    and the check line says two (not "1 new alert"). After the reconnect the same entries are
+    re-read: the line says they were already alerted and both alerts resolved (not "0 new
+    alerts" beside a resolved channel)."""
+    settings = make_settings(
+        intuit, slack, ZQBO_MARKERS="PrivateNote~Zomentum", ZQBO_DEDICATED_USER_ID=DEDICATED_QBO_ID
+    )
+    store = RedisStore(REDIS_URL, cipher, prefix=redis_prefix)
+    server, bot = start_bot(settings, clock, store=store)
+    try:
+        connect(slack, intuit, bot, as_user=JANE)
+        for _ in range(3):
+            automated(intuit)
+        clock.advance(60)
+        first = bot.services.auditor.run(REALM)
+        assert len(alerts_in_channel(slack)) == 2
+        assert first.summary == "3 changed entries checked, 3 automated under a person; 2 alerts posted"
+        clock.advance(30)
+        connect(slack, intuit, bot, as_user=DEDICATED)
+        clock.advance(30)
+        automated(intuit, by=DEDICATED)
+        clock.advance(30)
+        second = bot.services.auditor.run(REALM)
+        assert all("Resolved" in card_text(m) for m in alerts_in_channel(slack))
+        assert second.summary == (
+            "4 changed entries checked, 3 automated under a person (already alerted); 2 alerts resolved"
+        )
+    finally:
+        server.shutdown()
+        store.close()
+
+
+def test_check_line_says_one_changed_entry(audit_bot, slack, intuit, clock):
+    automated(intuit)
+    clock.advance(60)
+    resp, response_url = command(slack, audit_bot, "check")
+    [answer] = slack.wait_for_responses(response_url, 1)
+    line = " ".join(card_text(answer).split())
+    assert "1 changed entry checked, 1 automated under a person; 1 alert posted" in line
+    assert "entries checked" not in line and "new alert" not in line
+
+
 def test_lost_connection_alerts(audit_bot, slack, intuit, clock):
     intuit.revoke_company(REALM)
     clock.advance(3700)

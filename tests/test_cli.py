@@ -111,9 +111,11 @@ def test_emulator_prints_every_variable_the_bot_needs(tmp_path):
     finally:
         stop.set()
         runner.join(10)
+    # the block printed before "then run `zqbo serve`" is all a newcomer pastes
+    pasted = lines[: next(i for i, line in enumerate(lines) if "then run `zqbo serve`" in line)]
     exports = dict(
         shlex.split(line.strip().removeprefix("export "))[0].split("=", 1)
-        for line in lines
+        for line in pasted
         if line.strip().startswith("export ")
     )
     required = [f.validation_alias.choices[0] for f in Settings.model_fields.values() if f.is_required()]
@@ -125,6 +127,7 @@ def test_emulator_prints_every_variable_the_bot_needs(tmp_path):
     assert settings.public_url == f"http://127.0.0.1:{settings.port}"
     assert settings.alert_channel == "C0ALERTS" and settings.admins == ["U0ADMIN"]
     assert not settings.multi_workspace
+    assert "zqbo emulator say" in "\n".join(lines)  # how to talk to the bot it starts
     # without the bot token, the printed client id and secret make it a many-workspace zqbo
     many = {k: v for k, v in exports.items() if k != "SLACK_BOT_TOKEN"}
     settings = load_settings(_env_file=None, REDIS_URL="", ZQBO_DB=str(tmp_path / "zqbo.db"), **many)
@@ -273,3 +276,44 @@ def test_manifest_without_a_url_names_both_ways_to_give_it(tmp_path):
     done = zqbo(tmp_path, "manifest", ZQBO_PUBLIC_URL="")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "--public-url" in done.stderr and "ZQBO_PUBLIC_URL" in done.stderr
+
+
+def test_serve_opens_no_control_socket_in_the_home_folder(intuit, slack, tmp_path):
+    """gunicorn ≥ 25 opens a control socket in $HOME/.gunicorn/ unless told not to: zqbo does
+    not use it, and a container's home may be read-only."""
+    import requests
+
+    from tests.conftest import bot_env
+    from tests.servers import free_port
+
+    home = tmp_path / "home"
+    home.mkdir()
+    port = free_port()
+    keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "PYTHONPATH")}
+    env = {
+        **keep,
+        **bot_env(intuit, slack, f"http://127.0.0.1:{port}", PORT=str(port), ZQBO_DB=str(tmp_path / "z.db")),
+        "HOME": str(home),
+    }
+    serve = subprocess.Popen(
+        [ZQBO, "serve", "--workers", "1", "--threads", "2"],
+        env=env,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).ok:
+                    break
+            except (requests.ConnectionError, requests.Timeout):  # still starting
+                pass
+            assert time.monotonic() < deadline, "zqbo serve did not become healthy"
+            time.sleep(0.1)
+    finally:
+        serve.terminate()
+        _, stderr = serve.communicate(timeout=30)
+    assert not (home / ".gunicorn").exists(), stderr
+    assert "control socket" not in stderr.lower()

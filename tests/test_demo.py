@@ -42,6 +42,11 @@ def test_demo_plays_the_whole_story():
     assert "Stripe should write as stripe.integration@acme.example" in flat
     assert "Zomentum Payments: ✅ under its dedicated user" in flat and "Stripe: ❌ under" in flat
     assert out.rstrip().endswith("then `zqbo serve`.")
+    # mentions read as Slack shows them, and the check lines say what the channel saw
+    assert "Started by @ana " in out and "done by @ana " in out and "@U0ADMIN" not in out
+    assert "3 changed entries checked, 3 automated under a person; 2 alerts posted" in flat
+    assert "3 automated under a person (already alerted); 2 alerts resolved" in flat
+    assert "new alert" not in out
     [png] = re.findall(r"saved to (\S+\.png)", click.unstyle(out))
     assert Path(png).read_bytes().startswith(b"\x89PNG")  # the report's chart, kept for a look
     assert "zqbo weekly digest" in out and "Acme Payments Ltd" in out
@@ -87,6 +92,9 @@ def test_workspaces_demo_plays_two_teams_on_one_zqbo():
     # the Settings form, and App Home once it is saved
     [form] = _said_after(lines, "  Slack opens a form: “zqbo settings”")
     assert "Alert channel *: [ ⟨Pick a channel⟩ ]" in form and "Check interval: [ 15m ]" in form
+    # Slack shows the installer's mention by name, never the raw id
+    assert "Thanks for adding zqbo, @ana." in out and "Thanks for adding zqbo, @bea." in out
+    assert "@UA0ANA" not in out and "@UB0BEA" not in out
     [home] = _said_after(lines, "  zqbo's App Home (Acme")
     assert "✅ Alert channel: #qbo-alerts" in home
     assert "✅ Dedicated integration user: zomentum.integration@acme.example" in home
@@ -109,6 +117,17 @@ def test_workspaces_demo_plays_two_teams_on_one_zqbo():
     assert "Beta Books" not in in_acme and "BB-2001" not in in_acme
     assert "Automated entries logged under a person — Beta Books Inc" in in_beta and "BB-2001" in in_beta
     assert "Acme" not in in_beta and "ZP-100" not in in_beta
+    flat = " ".join(out.split())
+    assert "1 changed entry checked, 1 automated under a person; 1 alert posted" in flat
+    assert "changed entries checked, 2 automated" in flat and "1 changed entries" not in flat
+
+    # every status card that says it is asking QuickBooks is followed by what QuickBooks answered
+    asked = [i for i, line in enumerate(lines) if "Asking QuickBooks now" in line]
+    assert len(asked) >= 2  # one per team (a fresh probe result is reused without asking)
+    for i in asked:
+        update = click.unstyle(lines[i + 1])
+        assert update.startswith("  zqbo (updates the card after asking QuickBooks live)")
+        assert "Live probe: ✅ QuickBooks answered for" in click.unstyle(lines[i + 2])
 
     # Beta cannot take Acme's company
     assert "Browser shows: “QuickBooks was not connected” (HTTP 409)" in out

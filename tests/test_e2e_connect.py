@@ -178,8 +178,13 @@ def test_no_token_reaches_the_logs(bot, slack, intuit, clock, caplog):
 
 def test_healthz_and_metrics(bot):
     assert requests.get(f"{bot.url}/healthz", timeout=5).json() == {"ok": True, "store": "redis"}
-    text = requests.get(f"{bot.url}/metrics", timeout=5).text
-    assert "zqbo_slack_commands_total" in text
+    metrics = requests.get(f"{bot.url}/metrics", timeout=5)
+    assert "zqbo_slack_commands_total" in metrics.text
+    # Prometheus' own exposition type, said once (a scraper parses the header as given)
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    assert metrics.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    assert metrics.headers["Content-Type"].count("charset") == 1
 
 
 def test_healthz_is_503_when_the_store_is_down(intuit, slack, clock, cipher):

@@ -38,6 +38,7 @@ from bot.reports.history import history_of
 from bot.status import REFRESH_EXPIRY_WARNING, is_dedicated
 from bot.store.base import Store
 from bot.tenancy.workspaces import Workspaces
+from bot.words import plural
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,21 @@ def writers_note(by_quickbooks: int, no_writer: int) -> str:
     if no_writer:
         parts.append(f"{no_writer} with no recorded writer")
     return f"; {' and '.join(parts)} (not compared)" if parts else ""
+
+
+def alerts_note(alerts: AlertBook, realm_id: str) -> str:
+    """What this check did in the alert channel, counted as the channel shows it: one message per
+    alert (an entry alert per integration and writer, one per condition)."""
+    tally = alerts.tally()
+    waiting = sum(1 for a in alerts.all(realm_id) if a.open and not a.posted)
+    parts = [
+        f"{plural(tally.posted, 'alert')} posted" if tally.posted else "",
+        f"{plural(tally.muted, 'alert')} muted (not posted)" if tally.muted else "",
+        f"{plural(waiting, 'alert')} waiting to be posted" if waiting else "",
+        f"{plural(tally.resolved, 'alert')} resolved" if tally.resolved else "",
+    ]
+    said = ", ".join(p for p in parts if p)
+    return f"; {said}" if said else ""
 
 
 class Auditor:
@@ -204,7 +220,7 @@ class Auditor:
             return self._record(result)
         entries = list(scan.entries.values())
         metrics.AUDIT_ENTRIES.inc(len(entries))
-        new_alerts, offending, not_compared, known, ids, flagged = self._alert(
+        new_alerts, offending, already, not_compared, known, ids, flagged = self._alert(
             conn, entries, integrations, check_id=iso(now)
         )
         # The day's history, in one store call: re-reading the window counts nothing twice.
@@ -230,18 +246,21 @@ class Auditor:
         if not known:
             # Nothing to compare with: say so, never "0 automated under a person".
             summary = (
-                f"{len(entries)} changed entries checked; dedicated user id unknown — "
-                f"{not_compared} automated entr{'y' if not_compared == 1 else 'ies'} not compared"
+                f"{plural(len(entries), 'changed entry', 'changed entries')} checked; dedicated user id "
+                f"unknown — {plural(not_compared, 'automated entry', 'automated entries')} not compared"
             )
         else:
-            summary = f"{len(entries)} changed entries checked, {offending} automated under a person"
-            if offending:
-                summary += f" ({new_alerts} new alert{'s' if new_alerts != 1 else ''})"
+            summary = (
+                f"{plural(len(entries), 'changed entry', 'changed entries')} checked, "
+                f"{offending} automated under a person"
+            )
+            if already:
+                summary += " (already alerted)" if already == offending else f" ({already} already alerted)"
             if not_compared:
                 summary += (
                     f"; {not_compared} of integrations whose dedicated user id is unknown (not compared)"
                 )
-        summary += writers_note(by_quickbooks, no_writer)
+        summary += writers_note(by_quickbooks, no_writer) + alerts_note(self._alerts, realm_id)
         return self._record(
             AuditResult(realm_id, True, summary, len(entries), new_alerts, calls, details=details)
         )
@@ -353,10 +372,11 @@ class Auditor:
     # findings → alerts -----------------------------------------------------------------------------
     def _alert(
         self, conn: Connection, entries: list[Entry], integrations: list[Integration], check_id: str
-    ) -> tuple[int, int, int, bool, dict[str, str], set[str]]:
-        """(alert groups queued, automated entries under someone else, automated entries not
-        compared, whether any dedicated id was known, each integration's dedicated id, the keys of
-        every entry in an entry alert group — new or alerted before — for the history)."""
+    ) -> tuple[int, int, int, int, bool, dict[str, str], set[str]]:
+        """(alert groups queued, automated entries under someone else, how many of those an
+        earlier check alerted, automated entries not compared, whether any dedicated id was known,
+        each integration's dedicated id, the keys of every entry in an entry alert group — new or
+        alerted before — for the history)."""
         realm = conn.realm_id
         ids = {i.name: self._learn(conn, i, entries, integrations) for i in integrations}
         judgement = judge(entries, ids)
@@ -387,7 +407,22 @@ class Auditor:
         if new_keys:
             self._store.mark_seen(f"alerted:{realm}", new_keys)
         known = any(is_user(i) for i in ids.values())
-        return queued, judgement.under_others, judgement.not_compared, known, ids, set(keys)
+        already_alerted = sum(
+            1
+            for g in judgement.groups
+            if g.kind != PERSON_ON_SERVICE_ACCOUNT
+            for e in g.entries
+            if e.key in already
+        )
+        return (
+            queued,
+            judgement.under_others,
+            already_alerted,
+            judgement.not_compared,
+            known,
+            ids,
+            set(keys),
+        )
 
     def _learn(
         self,

@@ -30,11 +30,14 @@ def bot_env(intuit: IntuitEmulator, slack: SlackEmulator) -> dict[str, str]:
         "ZQBO_ALERT_CHANNEL": "C0ALERTS",
         "ZQBO_ADMINS": "U0ADMIN",  # ana, the emulated workspace's admin
         "ZQBO_MARKERS": "PrivateNote~Zomentum",
+        # connect links ask for Sign in with Slack (on by default), with the Slack app's credentials
+        **app_credentials(slack),
     }
 
 
-def multi_env(slack: SlackEmulator) -> dict[str, str]:
-    """What turns the same bot into one serving many workspaces, installed through the emulator."""
+def app_credentials(slack: SlackEmulator) -> dict[str, str]:
+    """The Slack app's OAuth credentials: Sign in with Slack for connect links, and — without a
+    bot token — "Add to Slack" for many workspaces."""
     return {
         "SLACK_CLIENT_ID": slack.client_id,
         "SLACK_CLIENT_SECRET": slack.client_secret,
@@ -53,10 +56,9 @@ def run_standalone(
         echo("Emulators are up. Point the bot at them with:\n")
         for name, value in bot_env(intuit, slack).items():
             echo(f"  export {name}={shlex.quote(value)}")
-        echo("\nthen run `zqbo serve` (REDIS_URL unset: SQLite in ./zqbo.db).")
-        echo("For many workspaces (Add to Slack) instead: unset SLACK_BOT_TOKEN and set")
-        for name, value in multi_env(slack).items():
-            echo(f"  export {name}={shlex.quote(value)}")
+        echo("\nthen run `zqbo serve` (REDIS_URL unset: SQLite in ./zqbo.db), and talk to it from a")
+        echo('third shell with the same exports: `zqbo emulator say "/zqbo status"` types it as ana.')
+        echo("For many workspaces (Add to Slack) instead: `unset SLACK_BOT_TOKEN`, run `zqbo serve`,")
         echo(f"then open http://127.0.0.1:{BOT_PORT}/slack/install and pick the workspace.")
         echo("Intuit's consent page lets you pick the identity (jane@acme.example or")
         echo("zomentum.integration@acme.example). Ctrl-C stops.")

@@ -418,6 +418,42 @@ class SlackEmulator(EmulatorServer):
             self._triggers[trigger_id] = {"user_id": user_id, "team_id": team_id, "at": self.clock.now()}
         return trigger_id
 
+    def command_fields(
+        self,
+        user_id: str,
+        team_id: str,
+        channel_id: str,
+        enterprise_id: str | None = None,
+        response_url: str | None = None,
+        user_name: str | None = None,
+    ) -> dict[str, str]:
+        """A slash command's form, as Slack sends it, but for `command` and `text`: who typed it,
+        where, and a fresh response_url and trigger_id."""
+        user = self.users.get(user_id)
+        who = self._team_fields(team_id, enterprise_id)
+        form = {
+            "token": "legacy-verification-token",
+            "team_id": team_id,
+            "team_domain": who["domain"],
+        }
+        if who["enterprise_id"]:
+            form.update(enterprise_id=who["enterprise_id"], enterprise_name=who["enterprise_name"])
+        form.update(
+            {
+                "channel_id": channel_id,
+                "channel_name": self.channels[channel_id].name
+                if channel_id in self.channels
+                else "directmessage",
+                "user_id": user_id,
+                "user_name": user_name or (user.name if user else "someone"),
+                "api_app_id": APP_ID,
+                "is_enterprise_install": "true" if who["is_enterprise_install"] else "false",
+                "response_url": response_url or self.new_response_url(),
+                "trigger_id": self.new_trigger_id(user_id, team_id),
+            }
+        )
+        return form
+
     def send_command(
         self,
         bot_url: str,
@@ -444,30 +480,8 @@ class SlackEmulator(EmulatorServer):
                 team_id, enterprise_id = user.team_id, None
                 if not self.workspaces.reachable(team_id):
                     raise NotAValidCommand(command)
-        who = self._team_fields(team_id, enterprise_id)
-        form = {
-            "token": "legacy-verification-token",
-            "team_id": team_id,
-            "team_domain": who["domain"],
-        }
-        if who["enterprise_id"]:
-            form.update(enterprise_id=who["enterprise_id"], enterprise_name=who["enterprise_name"])
-        form.update(
-            {
-                "channel_id": channel_id,
-                "channel_name": self.channels[channel_id].name
-                if channel_id in self.channels
-                else "directmessage",
-                "user_id": user_id,
-                "user_name": user_name or (user.name if user else "someone"),
-                "command": command,
-                "text": text,
-                "api_app_id": APP_ID,
-                "is_enterprise_install": "true" if who["is_enterprise_install"] else "false",
-                "response_url": response_url,
-                "trigger_id": self.new_trigger_id(user_id, team_id),
-            }
-        )
+        form = self.command_fields(user_id, team_id, channel_id, enterprise_id, response_url, user_name)
+        form.update(command=command, text=text)
         body = urlencode(form).encode()
         resp = self._post_signed(bot_url, body, "application/x-www-form-urlencoded", timestamp, bad_signature)
         return resp, response_url
@@ -790,11 +804,13 @@ class SlackEmulator(EmulatorServer):
         *,
         org: bool = False,
         session: requests.Session | None = None,
+        cancel: bool = False,
     ) -> requests.Response:
         """Install the app the way a person does: open the bot's /slack/install, follow it to
         Slack's consent page, approve for `team_id` (org=True: for its whole enterprise; team_id
-        may then be the enterprise id), and follow the redirect back to the bot. Returns the bot's
-        answer to its /slack/oauth_redirect. Cookies stay in the session, as in a browser."""
+        may then be the enterprise id) — or press Cancel (cancel=True) —, and follow the redirect
+        back to the bot. Returns the bot's answer to its /slack/oauth_redirect. Cookies stay in
+        the session, as in a browser."""
         browser = session or requests.Session()
         start = browser.get(f"{bot_base_url.rstrip('/')}/slack/install", allow_redirects=False, timeout=10)
         _loopback_is_secure(browser)
@@ -810,6 +826,8 @@ class SlackEmulator(EmulatorServer):
         if org and enterprise_id is None:
             raise AssertionError(f"{team_id} is in no enterprise: nothing to install org-wide")
         choice = ("enterprise_id", enterprise_id) if org else ("team_id", team_id)
+        if cancel:
+            choice = ("decision", "cancel")
         forms = _Forms.parse(consent.text)
         form = next((f for f in forms if f.fields.get(choice[0]) == choice[1]), None)
         if form is None:
@@ -922,6 +940,34 @@ class SlackEmulator(EmulatorServer):
             "/openid/connect/authorize/approve", "oidc_approve", self._oidc_approve, methods=["POST"]
         )
         self.app.add_url_rule("/openid/connect/keys", "oidc_keys", self._oidc_keys)
+        # not Slack's: how `zqbo emulator say`, in another process, plays a person typing
+        self.app.add_url_rule("/_emulator/command", "say_command", self._say_command, methods=["POST"])
+        self.app.add_url_rule("/_emulator/response/<key>", "say_responses", self._say_responses)
+
+    def _say_command(self) -> Response:
+        """A slash command's form for a user (a fresh response_url kept here), and the names
+        Slack would show for the team's members."""
+        asked = request.get_json(force=True, silent=True) or {}
+        user_id, channel_id = str(asked.get("user_id", "U0ADMIN")), str(asked.get("channel_id", "C0ALERTS"))
+        user = self.users.get(user_id)
+        if user is None:
+            return Response(
+                json.dumps({"error": f"no user {user_id} in this Slack"}), 404, mimetype="application/json"
+            )
+        form = self.command_fields(user_id, user.team_id, channel_id)
+        names = {u.id: u.name for u in self.users.values() if u.team_id == user.team_id}
+        return Response(json.dumps({"form": form, "names": names}), mimetype="application/json")
+
+    def _say_responses(self, key: str) -> Response:
+        """The posts a response_url received after the first `after`, waiting up to `wait` s."""
+        after = request.args.get("after", 0, type=int)
+        wait = min(max(request.args.get("wait", 0.0, type=float), 0.0), 30.0)
+        url = f"{self.url}/response/{key}"
+        deadline = time.monotonic() + wait
+        with self._cond:
+            while len(self.responses(url)) <= after and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+        return Response(json.dumps({"posts": self.responses(url)[after:]}), mimetype="application/json")
 
     # Sign in with Slack: the page a person sees ----------------------------------------------------
     def _oidc_authorize(self) -> Response:
