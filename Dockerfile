@@ -49,8 +49,9 @@ VOLUME /data
 WORKDIR /data
 USER zqbo
 EXPOSE 3000
+# `zqbo serve`: its GET /healthz on $PORT answers 200; other commands: running is healthy.
 HEALTHCHECK --interval=10s --timeout=4s --start-period=20s --retries=3 \
-  CMD ["python3", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT', '3000'), timeout=3)"]
+  CMD ["python3", "-m", "bot.healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["zqbo"]
 CMD ["serve"]

@@ -221,6 +221,9 @@ def test_the_image_migrates_serves_audits_and_keeps_everything_across_a_worker_r
         print(f"\nweb container: healthy {to_healthy:.1f} s after `podman run` returned "
               f"({time.monotonic() - started:.1f} s in all)")  # fmt: skip
         worker = containers.start("worker", "worker", "--concurrency", "4")
+        assert (
+            podman("healthcheck", "run", worker, check=False).returncode == 0
+        )  # no HTTP: running is healthy
         assert requests.get(f"{url}/healthz", timeout=5).json() == {"ok": True, "store": "sqlite"}
 
         resp, _ = command(slack, bot, "status")
@@ -260,3 +263,40 @@ def test_the_image_migrates_serves_audits_and_keeps_everything_across_a_worker_r
         assert again.returncode == 0 and f"{REALM}: ok" in again.stdout, again.stdout + again.stderr
         assert "ZP-1003" in alerts_text(slack, "ZP-1003")
         assert intuit.count("revoke") == 0 and "invalid_grant" not in containers.logs(worker)
+
+
+def test_the_image_migrates_postgresql(image: str, tmp_path: Path, postgres) -> None:
+    """The hosted shape's first step, `zqbo migrate` in the image against PostgreSQL (the binary
+    psycopg wheel, inside the image's Python)."""
+    import uuid
+
+    from psycopg import sql
+
+    from bot.store.postgres import MIGRATIONS
+    from tests.conftest import DATABASE_URL, TEST_KEY
+
+    name = f"zqbo_image_{uuid.uuid4().hex[:10]}"
+    postgres.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        env = {
+            "SLACK_BOT_TOKEN": "xoxb-1",
+            "SLACK_SIGNING_SECRET": "s",
+            "ZQBO_PUBLIC_URL": "https://zqbo.example.com",
+            "QBO_CLIENT_ID": "id",
+            "QBO_CLIENT_SECRET": "secret",
+            "ZQBO_CONNECT_SIGN_IN": "off",
+            "DATABASE_URL": DATABASE_URL.rsplit("/", 1)[0] + f"/{name}",
+            "ZQBO_ENCRYPTION_KEY": TEST_KEY,
+        }
+        data = tmp_path / "data"
+        data.mkdir()
+        os.chown(data, ZQBO_UID, ZQBO_UID)
+        done = Containers(image, env, data).run("migrate")
+        last = len(MIGRATIONS)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == (
+            "zqbo migrate: PostgreSQL at 127.0.0.1:5432, schema public: "
+            f"migrations 1 to {last} applied, now at version {last}\n"
+        )
+    finally:
+        postgres.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))

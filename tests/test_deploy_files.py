@@ -30,7 +30,7 @@ def test_the_image_runs_zqbo_as_a_user_with_its_data_on_one_volume():
     assert 'ENTRYPOINT ["zqbo"]' in lines and 'CMD ["serve"]' in lines
     assert "USER zqbo" in lines and "VOLUME /data" in lines
     assert "ZQBO_DB=/data/zqbo.db \\" in lines and "ZQBO_JOURNAL_DIR=/data/zqbo-journal \\" in lines
-    assert any(line.startswith("CMD [") and "/healthz" in line for line in lines)
+    assert 'CMD ["python3", "-m", "bot.healthcheck"]' in lines  # GET /healthz in a web container
 
 
 def test_compose_runs_migrate_first_then_two_webs_and_two_workers():
