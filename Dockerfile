@@ -28,8 +28,7 @@ FROM ${BASE} AS venv
 COPY --from=wheels /wheels /wheels
 RUN python3 -m venv /opt/zqbo \
  && /opt/zqbo/bin/pip install --quiet --no-cache-dir --no-index --find-links /wheels zqbo \
- && /opt/zqbo/bin/pip uninstall --quiet --yes pip \
- && find /opt/zqbo -name __pycache__ -prune -exec rm -rf {} +
+ && /opt/zqbo/bin/pip uninstall --quiet --yes pip
 
 FROM ${BASE}
 COPY --from=venv /opt/zqbo /opt/zqbo
