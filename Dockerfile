@@ -12,7 +12,9 @@
 ARG BASE=python:3.12-slim
 ARG WHEELS=pip
 
+# The build stages are labelled, so that their images can be pruned once the image is made.
 FROM ${BASE} AS wheels-pip
+LABEL zqbo.stage=build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bot bot
@@ -20,11 +22,13 @@ COPY handlers handlers
 RUN python3 -m venv /tmp/pip && /tmp/pip/bin/pip wheel --quiet --no-cache-dir --wheel-dir /wheels .
 
 FROM ${BASE} AS wheels-local
+LABEL zqbo.stage=build
 COPY wheels /wheels
 
 FROM wheels-${WHEELS} AS wheels
 
 FROM ${BASE} AS venv
+LABEL zqbo.stage=build
 COPY --from=wheels /wheels /wheels
 RUN python3 -m venv /opt/zqbo \
  && /opt/zqbo/bin/pip install --quiet --no-cache-dir --no-index --find-links /wheels zqbo \

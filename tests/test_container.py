@@ -116,10 +116,16 @@ def image() -> str:
     started = time.monotonic()
     ensure_base()
     build_wheels()
+    before = podman("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False).stdout.strip()
     podman(
         "build", "--quiet", "--format", "docker", "--network=host", *LIMITS,
         "--build-arg", f"BASE={BASE}", "--build-arg", "WHEELS=local", "--tag", IMAGE, str(ROOT),
     )  # fmt: skip
+    # The build stages' images (zqbo's wheel changes every build, so they are never reused) and
+    # the last run's image go: repeated runs do not fill the disk.
+    podman("image", "prune", "--force", "--filter", "label=zqbo.stage=build", check=False)
+    if before and before != podman("image", "inspect", "--format", "{{.Id}}", IMAGE).stdout.strip():
+        podman("rmi", before, check=False)
     size = podman("image", "inspect", "--format", "{{.Size}}", IMAGE).stdout.strip()
     print(f"\nimage {IMAGE}: {int(size) / 1e6:.0f} MB, built in {time.monotonic() - started:.0f} s")
     return IMAGE
