@@ -350,6 +350,26 @@ def distributed_manifest(text: str) -> str:
 
 
 @main.command()
+def migrate() -> None:
+    """Bring the store's schema up to date, say what was done, and exit.
+
+    A deploy runs it once before starting web and worker processes (which still migrate at
+    start when they are the first, so running it is never required)."""
+    from bot.store import open_store
+    from bot.store.base import StoreUnavailable
+
+    settings = _settings()
+    try:
+        store = open_store(settings)
+        try:
+            click.echo(f"zqbo migrate: {store.migrate()}")
+        finally:
+            store.close()
+    except StoreUnavailable as exc:
+        raise click.ClickException(f"nothing was migrated: {exc}") from None
+
+
+@main.command()
 def keygen() -> None:
     """Print a new Fernet key for ZQBO_ENCRYPTION_KEY."""
     from cryptography.fernet import Fernet

@@ -317,3 +317,61 @@ def test_serve_opens_no_control_socket_in_the_home_folder(intuit, slack, tmp_pat
         _, stderr = serve.communicate(timeout=30)
     assert not (home / ".gunicorn").exists(), stderr
     assert "control socket" not in stderr.lower()
+
+
+def test_migrate_readies_sqlite_and_says_so(tmp_path):
+    done = zqbo(tmp_path, "migrate")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"zqbo migrate: SQLite database {tmp_path / 'zqbo.db'}: tables ready\n"
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "zqbo.db") as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"kv", "status_index", "schedule", "history"} <= tables
+
+
+def test_migrate_brings_postgres_up_to_date_once(tmp_path, postgres):
+    import uuid
+
+    from psycopg import sql
+
+    from bot.store.postgres import MIGRATIONS
+    from tests.conftest import DATABASE_URL, TEST_KEY
+
+    name = f"zqbo_migrate_{uuid.uuid4().hex[:10]}"
+    postgres.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = DATABASE_URL.rsplit("/", 1)[0] + f"/{name}"
+        env = {"DATABASE_URL": url, "ZQBO_ENCRYPTION_KEY": TEST_KEY}
+        first, second = zqbo(tmp_path, "migrate", **env), zqbo(tmp_path, "migrate", **env)
+        last = len(MIGRATIONS)
+        where = "zqbo migrate: PostgreSQL at 127.0.0.1:5432, schema public"
+        assert first.returncode == 0, first.stderr
+        assert first.stdout == f"{where}: migrations 1 to {last} applied, now at version {last}\n"
+        assert second.returncode == 0, second.stderr
+        assert second.stdout == f"{where}: already at version {last}, nothing to do\n"
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            versions = [v for (v,) in conn.execute("SELECT version FROM zqbo_schema ORDER BY version")]
+        assert versions == list(range(1, last + 1))
+        assert not (tmp_path / "zqbo.db").exists()  # nothing embedded made on the side
+    finally:
+        postgres.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def test_migrate_with_postgres_away_says_nothing_was_migrated(tmp_path):
+    from tests.conftest import TEST_KEY
+
+    done = zqbo(
+        tmp_path,
+        "migrate",
+        DATABASE_URL="postgresql://postgres@127.0.0.1:1/zqbo",
+        ZQBO_ENCRYPTION_KEY=TEST_KEY,
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    # (psycopg's pool may log its own attempt above it: library chatter, see issue 17 item 4)
+    line = done.stderr.strip().splitlines()[-1]
+    assert line == "Error: nothing was migrated: PostgreSQL at 127.0.0.1:1 refused the connection " + (
+        "(is it running?)"
+    )

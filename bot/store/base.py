@@ -116,6 +116,10 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    def migrate(self) -> str:
+        """Bring the backend's schema up to date now (opening it, or its first call, does it
+        anyway) and say in a line what was done (`zqbo migrate`)."""
+
     # Connections, keyed by QBO realm id. Tokens are sealed by the store's cipher. Saving one also
     # sets its status index entry (the store's ranker says its state and rank); deleting one
     # removes it from the index and from every schedule.

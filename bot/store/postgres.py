@@ -343,6 +343,7 @@ class PostgresStore:
             )
         self._migrated = False
         self._migrate_lock = threading.Lock()
+        self.schema_versions = (0, 0)  # (before, after) the migration this process ran or found done
         # Whether PostgreSQL answered lately. Until it has (at start, and after a failure) a call
         # first asks it directly, which a refused connection answers at once, instead of waiting
         # out the pool's timeout: once one call has found it away (that one waits), an outage is
@@ -386,6 +387,7 @@ class PostgresStore:
                     conn.execute(sql)
                     conn.execute("INSERT INTO zqbo_schema (version) VALUES (%s)", (version,))
                     log.info("PostgreSQL schema %s: migration %d applied", self.schema, version)
+                self.schema_versions = (done, max(done, len(MIGRATIONS)))
             if done > len(MIGRATIONS):
                 log.warning(
                     "the PostgreSQL schema is newer (%d) than this zqbo knows (%d)", done, len(MIGRATIONS)
@@ -458,6 +460,15 @@ class PostgresStore:
         if "closed" in text or "terminat" in text or "consuming input failed" in text:
             return f"PostgreSQL at {self.where} closed the connection (restarted?)"
         return f"PostgreSQL at {self.where} cannot be used ({type(exc).__name__})"
+
+    def migrate(self) -> str:
+        with self._connection():
+            pass  # a connection's first use migrates
+        before, after = self.schema_versions
+        where = f"PostgreSQL at {self.where}, schema {self.schema}"
+        if after > before:
+            return f"{where}: migrations {before + 1} to {after} applied, now at version {after}"
+        return f"{where}: already at version {after}, nothing to do"
 
     def problem(self) -> str:
         try:

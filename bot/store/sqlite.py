@@ -232,6 +232,10 @@ class SQLiteStore:
     def change_marker(self, team: str | None = None) -> str:
         return self._changes.marker(team)
 
+    def migrate(self) -> str:
+        self._db.executescript(_SCHEMA)  # every table "IF NOT EXISTS": opening did it already
+        return f"SQLite database {self.path}: tables ready"
+
     def problem(self) -> str:
         try:
             self._db.execute("SELECT 1 FROM kv LIMIT 1").fetchone()
