@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from bot.emulator import IntuitEmulator
-from bot.emulator.__main__ import bot_env, multi_env
+from bot.emulator.__main__ import app_credentials, bot_env
 from bot.emulator.intuit import DEDICATED_QBO_ID
 from tests.helpers import ack_message, card_text, command, connect
 from tests.servers import free_port
@@ -206,7 +206,7 @@ def test_the_image_migrates_serves_audits_and_keeps_everything_across_a_worker_r
         url = f"http://127.0.0.1:{port}"
         containers.env = {
             **bot_env(intuit, slack),
-            **multi_env(slack),  # Sign in with Slack before Intuit
+            **app_credentials(slack),  # Sign in with Slack before Intuit
             "SLACK_BOT_TOKEN": slack.bot_token,
             "PORT": str(port),
             "ZQBO_PUBLIC_URL": url,

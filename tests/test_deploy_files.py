@@ -10,7 +10,7 @@ import yaml
 from bot.cli import main
 from bot.config import load_settings
 from bot.emulator import IntuitEmulator, SlackEmulator
-from bot.emulator.__main__ import bot_env, multi_env
+from bot.emulator.__main__ import app_credentials, bot_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,7 +68,7 @@ def test_the_emulator_settings_compose_uses_are_what_zqbo_emulator_prints():
         IntuitEmulator(port=int(ports["--intuit-port"])) as intuit,
         SlackEmulator(port=int(ports["--slack-port"])) as slack,
     ):
-        printed = {**bot_env(intuit, slack), **multi_env(slack)}
+        printed = {**bot_env(intuit, slack), **app_credentials(slack)}
     printed.pop("PORT")  # compose gives each web process its own
     env_file = ROOT / "deploy" / "emulators.env"
     given = dict(
