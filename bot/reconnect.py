@@ -196,14 +196,7 @@ class ReconnectService:
                 )
             else:
                 disconnect.email = conn.identity.email
-            if previous is not None and previous.active:
-                self._end(previous, SUPERSEDED, user_id)
-            self._save(checklist)
-            slack = self._workspaces.client(scope)
-            channel = slack.conversations_open(users=user_id)["channel"]["id"]
-            posted = slack.chat_postMessage(channel=channel, **self._render(checklist, conn))
-            checklist.channel, checklist.ts = channel, posted["ts"]
-            self._save(checklist)
+            self._open(checklist, previous, conn, user_id, scope)
         metrics.RECONNECT_STEPS.labels(step="start", outcome="ok").inc()
         return checklist
 
@@ -244,16 +237,28 @@ class ReconnectService:
                 scope=scope,
                 integration=integration.name,
             )
-            if previous is not None and previous.active:
-                self._end(previous, SUPERSEDED, user_id)
-            self._save(checklist)
-            slack = self._workspaces.client(scope)
-            channel = slack.conversations_open(users=user_id)["channel"]["id"]
-            posted = slack.chat_postMessage(channel=channel, **self._render(checklist, conn))
-            checklist.channel, checklist.ts = channel, posted["ts"]
-            self._save(checklist)
+            self._open(checklist, previous, conn, user_id, scope)
         metrics.RECONNECT_STEPS.labels(step="start", outcome="ok").inc()
         return checklist
+
+    def _open(
+        self,
+        checklist: Checklist,
+        previous: Checklist | None,
+        conn: Connection | None,
+        user_id: str,
+        scope: str,
+    ) -> None:
+        """The new checklist replaces an active one and is posted in the person's DM (saved
+        before the post, and again with where it was posted)."""
+        if previous is not None and previous.active:
+            self._end(previous, SUPERSEDED, user_id)
+        self._save(checklist)
+        slack = self._workspaces.client(scope)
+        channel = slack.conversations_open(users=user_id)["channel"]["id"]
+        posted = slack.chat_postMessage(channel=channel, **self._render(checklist, conn))
+        checklist.channel, checklist.ts = channel, posted["ts"]
+        self._save(checklist)
 
     def _end(self, checklist: Checklist, status: str, by: str) -> None:
         checklist.status, checklist.ended_by, checklist.ended_at = status, by, iso(self._clock.now())

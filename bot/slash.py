@@ -33,7 +33,7 @@ from bot.connect import REALM_ID
 from bot.integrations import MAX_NOTES, Integration, IntegrationError, check_name
 from bot.models import CheckResult, ConnectionStatus
 from bot.qbo.errors import NotConnected, QBOError, TransientError
-from bot.reconnect import ReconnectError
+from bot.reconnect import Checklist, ReconnectError
 from bot.reports.report import DEFAULT_PERIOD, Period, build_report, looks_like_period, parse_period
 from bot.services import Services
 from bot.status import State, StatusReport, build_status
@@ -189,8 +189,17 @@ def connect_link(services: Services, user_id: str, team_id: str, channel_id: str
 
 def start_reconnect(services: Services, user_id: str, team_id: str, realm: str, scope: str = "") -> Message:
     """Open the checklist DM; the answer says where it is."""
+    return _checklist_opened(
+        services, user_id, team_id, lambda: services.reconnect.start(user_id, team_id, realm, scope=scope)
+    )
+
+
+def _checklist_opened(
+    services: Services, user_id: str, team_id: str, start: Callable[[], Checklist]
+) -> Message:
+    """Start a guided checklist in the person's DM; say where it is, or why it could not start."""
     try:
-        checklist = services.reconnect.start(user_id, team_id, realm, scope=scope)
+        checklist = start()
     except ReconnectError as exc:
         return _refusal(str(exc))
     except SlackApiError as exc:
@@ -222,20 +231,11 @@ def start_integration_reconnect(
     services: Services, user_id: str, team_id: str, realm: str, name: str, scope: str = ""
 ) -> Message:
     """The guided checklist of one of a company's integrations, in a DM."""
-    try:
-        checklist = services.reconnect.start_integration(user_id, team_id, realm, name, scope)
-    except ReconnectError as exc:
-        return _refusal(str(exc))
-    except SlackApiError as exc:
-        error = str(exc.response.get("error", "unknown"))
-        log.error("could not open the reconnect DM for %s: %s", user_id, error)
-        return blocks.notice(
-            md("I could not send you a DM (Slack said {}). Check that zqbo may message you.", code(error)),
-            ":x:",
-        )
-    where = blocks.channel_link(checklist.team_id or team_id, checklist.channel, "your DMs with zqbo")
-    return blocks.notice(
-        md("Your guided reconnect is in {}: one checklist, updated as you go.", where), ":white_check_mark:"
+    return _checklist_opened(
+        services,
+        user_id,
+        team_id,
+        lambda: services.reconnect.start_integration(user_id, team_id, realm, name, scope),
     )
 
 
