@@ -255,3 +255,41 @@ def test_doctor_shows_tokens_waiting_in_the_journal_while_the_store_is_away(
     [line] = [ln for ln in doctor.stdout.splitlines() if "token journal" in ln]
     assert line.startswith("BAD") and "1 rotated refresh token(s) waiting" in line and REALM in line
     assert stored.refresh_token not in doctor.stdout
+
+
+def test_a_new_grant_waits_for_a_token_write_in_progress_and_lands_one_generation_past_it(
+    due, start, intuit, clock
+):
+    """A reconnect stores its grant under the lock every token write takes: a refresh of the old
+    grant writing at that moment (or `zqbo rekey`) finishes first, and the grant is stored after
+    it, a generation newer — never overwritten by the old grant's rotated token."""
+    import threading
+
+    from bot.models import Identity
+    from bot.qbo.intuit import TokenSet
+
+    store, stored = due
+    services = start(store)
+    grant = TokenSet(
+        access_token="new-grant-access",
+        refresh_token="new-grant-refresh",
+        access_expires_at=clock.now() + timedelta(hours=1),
+        refresh_expires_at=clock.now() + timedelta(days=100),
+    )
+    done = threading.Event()
+    with store.lock(f"tokens:{REALM}", ttl=10, wait=1) as got:
+        assert got  # as a refresh of the old grant holds it while it stores its rotated token
+        writer = threading.Thread(
+            target=lambda: (
+                services.connections.record_grant(REALM, grant, identity=Identity(email=DEDICATED)),
+                done.set(),
+            )
+        )
+        writer.start()
+        time.sleep(0.5)
+        assert not done.is_set()  # the grant waits for the write in progress
+        store.save_connection(replace(stored, refresh_token="old-grant-rotated", token_generation=1))
+    assert done.wait(10)
+    writer.join()
+    now = store.get_connection(REALM)
+    assert now.refresh_token == "new-grant-refresh" and now.token_generation == 2

@@ -134,7 +134,23 @@ class ConnectionManager:
         slack_user_id: str = "",
         team_id: str = "",
     ) -> Connection:
-        """Store a fresh authorisation (replacing whatever this realm had)."""
+        """Store a fresh authorisation (replacing whatever this realm had). Under the lock every
+        token write takes, and one generation past what is stored then: a refresh of the old grant
+        finishing meanwhile (another process) or `zqbo rekey` never writes over the new grant."""
+        with self._store.lock(f"tokens:{realm_id}", ttl=10, wait=10) as got:
+            if not got:
+                raise StoreUnavailable(f"the tokens of realm {realm_id} stayed locked; nothing was stored")
+            return self._store_grant(realm_id, tokens, identity, company_name, slack_user_id, team_id)
+
+    def _store_grant(
+        self,
+        realm_id: str,
+        tokens: TokenSet,
+        identity: Identity,
+        company_name: str,
+        slack_user_id: str,
+        team_id: str,
+    ) -> Connection:
         previous = self._store.get_connection(realm_id)
         conn = Connection(
             realm_id=realm_id,
