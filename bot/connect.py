@@ -44,6 +44,7 @@ class Outcome(StrEnum):
     WRONG_COMPANY = "wrong_company"  # the token does not open the company the callback named
     TAKEN = "taken"  # the company is linked to zqbo from another Slack workspace
     UNINSTALLED = "uninstalled"  # the link's Slack workspace removed zqbo since
+    OTHER_COMPANY = "other_company"  # a reconnect of one company came back with another
     # Sign in with Slack bound the state to another browser (or it was never signed in for):
     # a forwarded Intuit link. Nothing is taken, so the owner's own browser can still finish it.
     OTHER_BROWSER = "other_browser"
@@ -68,6 +69,10 @@ _OUTCOME_TEXT = {
         "only be finished in the browser that signed in with Slack for it."
     ),
     Outcome.UNINSTALLED: "zqbo was removed from this link's Slack workspace, so nothing was connected.",
+    Outcome.OTHER_COMPANY: (
+        "This link reconnects another QuickBooks company than the one picked on Intuit's screen, so "
+        "nothing was connected. Get a new link and pick the company the checklist names."
+    ),
     # Says nothing about which workspace, who, or what it holds.
     Outcome.TAKEN: (
         "This QuickBooks company is already linked to zqbo from another Slack workspace, so nothing "
@@ -204,6 +209,14 @@ class OAuthFlow:
         code, realm_id = query.get("code", ""), query.get("realmId", "")
         if not code or not REALM_ID.fullmatch(realm_id):
             return CallbackResult(Outcome.BAD_CODE, record, detail="the callback had no code or company id")
+        # A guided reconnect of a known company must come back with that company: another one
+        # would be linked under the wrong checklist. Refused before the code is exchanged.
+        if (
+            record.purpose == "reconnect"
+            and REALM_ID.fullmatch(record.checklist)
+            and realm_id != record.checklist
+        ):
+            return CallbackResult(Outcome.OTHER_COMPANY, record, detail=f"realm id {realm_id}")
         # Another workspace's company: refused before the code is exchanged, so its grant at
         # Intuit is never touched (revoking any grant of the company would disconnect the owner).
         if self._taken is not None and self._taken(record, realm_id):

@@ -93,6 +93,7 @@ def callback_page(result: CallbackResult, dedicated_email: str, workspace: str =
         Outcome.NOT_ADMIN: 403,
         Outcome.WRONG_COMPANY: 403,
         Outcome.TAKEN: 409,
+        Outcome.OTHER_COMPANY: 409,
         Outcome.UNINSTALLED: 410,
         Outcome.OTHER_BROWSER: 403,
     }.get(result.outcome, 400)

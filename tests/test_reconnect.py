@@ -327,3 +327,29 @@ def test_reconnect_url_page_reveals_nothing(bot, slack, intuit):
     bot.services.connections.mark(REALM, ConnectionStatus.LOST, "test")
     time.sleep(1.1)  # another process's write shows within the status cache's second
     assert "needs reconnecting" in requests.get(f"{bot.url}/qbo/reconnect", timeout=5).text
+
+
+def test_a_reconnect_that_comes_back_with_another_company_connects_nothing(bot, slack, intuit):
+    """The checklist reconnects Acme; on Intuit's screen the admin picks another company they can
+    open. That company is not linked under Acme's checklist: nothing is stored, the code is never
+    exchanged, and the step asks for a new link."""
+    other = "4620816365178036850"
+    intuit.add_company(other, "Beta Books", users={DEDICATED: "4620816365178036311"})
+    connect(slack, intuit, bot, as_user=JANE)
+    start(slack, bot)
+    press(slack, bot, "zqbo_rc_user_done")
+    press(slack, bot, "zqbo_rc_disconnect")
+    press(slack, bot, "zqbo_rc_link")
+    exchanged = intuit.count("token", "authorization_code")
+    [url] = link_buttons(checklist(slack))
+    before = updates(slack)
+    browser, auth_url = signed_in(slack, url)
+    page = browser.get(intuit.authorize(auth_url, as_user=DEDICATED, realm=other), timeout=10)
+    slack.wait_for_calls("chat.update", before + 1)
+    assert page.status_code == 409 and "another QuickBooks company" in page.text
+    assert bot.services.store.get_connection(other) is None
+    assert bot.services.store.get_connection(REALM).status is ConnectionStatus.DISCONNECTED
+    assert intuit.count("token", "authorization_code") == exchanged  # the code was never exchanged
+    step = next(ln for ln in card_text(checklist(slack)).splitlines() if "3. Reconnect" in ln)
+    assert not step.lstrip().startswith("✅")
+    assert "pick the company the checklist names" in card_text(checklist(slack))
