@@ -207,7 +207,12 @@ def test_buttons_copied_from_another_workspace_change_nothing(two, slack, intuit
         )
     )
     before = services.store.get_connection(A.realm)
-    checklist_before = services.store.get_doc("reconnect", A.realm)
+
+    def posted_checklist():  # saved once more after the post, with where it was posted
+        doc = services.store.get_doc("reconnect", A.realm)
+        return doc if doc and doc.get("ts") else None
+
+    checklist_before = wait_until(posted_checklist)
 
     def press(message, action_id):
         resp, url = slack.press_button(
