@@ -237,3 +237,25 @@ def test_a_workspace_taken_away_from_the_org_install_leaves_the_orgs_data_and_it
     assert "shared with another organisation" in card_text(answer)
     assert services.store.get_connection(REALM).status.value == "connected"
     assert "Acme Payments Ltd" in card_text(say(slack, grid, EAST, EAST_ADMIN, "status"))
+
+
+def test_an_old_list_of_the_orgs_workspaces_answers_at_once_and_is_asked_afresh_after(grid, slack):
+    """The outsider check runs before Slack's 3-second ack: a list of the org's workspaces older
+    than a few minutes is used as it is while Slack is asked again in the background."""
+    import time
+
+    from bot.tenancy.workspaces import ORG_TEAMS_CACHE_SECONDS
+
+    workspaces = grid.services.workspaces
+    known = workspaces.org_teams(ORG)
+    assert WEST in known
+    workspaces._org_teams[ORG] = (time.monotonic() - ORG_TEAMS_CACHE_SECONDS - 1, known)  # grown old
+    asked = slack.hold_next("auth.teams.list")  # Slack hangs on the next auth.teams.list
+    started = time.monotonic()
+    assert workspaces.org_teams(ORG) == known  # answered from the old list, Slack still hanging
+    assert time.monotonic() - started < 1 and asked.wait(5)  # ...and asked afresh meanwhile
+    slack.release_held()  # that refresh fails: the old list stays
+    assert wait_until(lambda: ORG not in workspaces._org_refreshing)
+    assert workspaces.org_teams(ORG) == known
+    slack.remove_from_org_install(grid.events_url, WEST)  # Slack's event: the list is asked anew
+    assert workspaces.org_teams(ORG) == frozenset({EAST})

@@ -119,6 +119,7 @@ class Workspaces:
         self._settings_cache: dict[str, tuple[float, Workspace]] = {}
         self._company_cache: dict[str, tuple[float, dict[str, Any]]] = {}  # realm -> its own settings
         self._org_teams: dict[str, tuple[float, frozenset[str]]] = {}
+        self._org_refreshing: set[str] = set()  # orgs whose list is being asked afresh
         self._lock = threading.Lock()
 
     @property
@@ -162,13 +163,29 @@ class Workspaces:
 
     def org_teams(self, enterprise_id: str) -> frozenset[str]:
         """The workspaces an org-wide install was approved for, as Slack lists them
-        (`auth.teams.list`), kept a few minutes; the last list is kept while Slack cannot answer,
-        and with none yet nobody is taken for a member (fail closed)."""
-        now = time.monotonic()
+        (`auth.teams.list`). This is asked before an ack: a list older than a few minutes is still
+        answered at once and asked afresh in the background; only with no list yet does the
+        request wait for Slack. The last list is kept while Slack cannot answer, and with none
+        yet nobody is taken for a member (fail closed)."""
         with self._lock:
             hit = self._org_teams.get(enterprise_id)
-        if hit and now - hit[0] < ORG_TEAMS_CACHE_SECONDS:
-            return hit[1]
+            stale = hit is not None and time.monotonic() - hit[0] >= ORG_TEAMS_CACHE_SECONDS
+            if stale and enterprise_id not in self._org_refreshing:
+                self._org_refreshing.add(enterprise_id)
+                threading.Thread(
+                    target=self._refresh_org_teams, args=(enterprise_id,), name="zqbo-org-teams", daemon=True
+                ).start()
+        return hit[1] if hit else self._fetch_org_teams(enterprise_id)
+
+    def _refresh_org_teams(self, enterprise_id: str) -> None:
+        try:
+            self._fetch_org_teams(enterprise_id)
+        finally:
+            with self._lock:
+                self._org_refreshing.discard(enterprise_id)
+
+    def _fetch_org_teams(self, enterprise_id: str) -> frozenset[str]:
+        asked = time.monotonic()
         try:
             client, teams, cursor = self.client(enterprise_id), set(), None
             for _ in range(20):  # 20 pages of 1000 workspaces: more than any org has
@@ -179,10 +196,12 @@ class Workspaces:
                     break
         except Exception as exc:  # Slack down, or the org uninstalled: keep what we knew
             log.warning("auth.teams.list failed for %s (%s)", enterprise_id, type(exc).__name__)
+            with self._lock:
+                hit = self._org_teams.get(enterprise_id)
             return hit[1] if hit else frozenset()
         found = frozenset(teams)
         with self._lock:
-            self._org_teams[enterprise_id] = (now, found)
+            self._org_teams[enterprise_id] = (asked, found)
         return found
 
     def team_filter(self, scope: str) -> str | None:
